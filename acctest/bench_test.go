@@ -1,0 +1,95 @@
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/virtpool/virtpool/lab/probe"
+)
+
+// BenchmarkMigration measures live migration on the lab (make
+// bench-migration): per guest size, load and bandwidth cap, the median
+// migration time and downtime (libvirt's and from 10 ms pings) over several
+// migrations, and the ratio of migration time to a raw TCP transfer of the
+// same bytes over the same link, measured right after each migration.
+func BenchmarkMigration(b *testing.B) {
+	needLab(b)
+	const runs = 5
+	type load struct {
+		name     string
+		cpu, mem int
+	}
+	var rows []string
+	for _, memMiB := range []uint64{128, 256} {
+		for _, ld := range []load{{"idle", 0, 0}, {"cpu 100%", 100, 0}, {"dirty 32 MiB", 0, 32}} {
+			for _, bw := range []uint64{2000, 100} {
+				name := fmt.Sprintf("%dMiB/%s/%dMiBs", memMiB, ld.name, bw)
+				b.Run(name, func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						a, h2 := theLab.Hosts[0], theLab.Hosts[1]
+						g := startGuest(b, a, memMiB, 1)
+						g.setLoad(b, ld.cpu, ld.mem)
+						o := labOpts
+						o.BandwidthMiBs = bw
+						o.AutoConverge = ld.mem > 0
+						var el, dj, dp []time.Duration
+						var ratios []float64
+						var bytes uint64
+						for r := 0; r < runs; r++ {
+							to, from := h2, g.Host
+							if from.Name == h2.Name {
+								to = a
+							}
+							p, err := client.StartPing(g.IP)
+							if err != nil {
+								b.Fatal(err)
+							}
+							m := migrate(b, g, to, o)
+							pr, err := p.Stop()
+							if err != nil {
+								b.Fatal(err)
+							}
+							raw, err := probe.RawTransfer(context.Background(), from.Namespace, to.Namespace, to.IP, int64(m.Bytes))
+							if err != nil {
+								b.Fatal(err)
+							}
+							el, dj, dp = append(el, m.Elapsed), append(dj, m.Downtime), append(dp, pr.Downtime)
+							ratios = append(ratios, float64(m.Elapsed)/float64(raw))
+							bytes += m.Bytes
+						}
+						mel, _ := medianMax(el)
+						mdj, xdj := medianMax(dj)
+						mdp, xdp := medianMax(dp)
+						ratio := medianFloat(ratios)
+						b.ReportMetric(float64(mel.Milliseconds()), "migration-ms")
+						b.ReportMetric(float64(mdj.Milliseconds()), "downtime-ms")
+						b.ReportMetric(ratio, "x-raw")
+						rows = append(rows, fmt.Sprintf("%d MiB\t%s\t%d MiB/s\t%s\t%s (max %s)\t%s (max %s)\t%d MiB\t%.2f\t",
+							memMiB, ld.name, bw, mel, mdj, xdj, mdp, xdp, bytes/runs>>20, ratio))
+					}
+				})
+			}
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\nmigration benchmark: median of %d migrations each (TCG guests; accelerator chosen by the driver)\n", runs)
+	fmt.Fprintln(w, "guest RAM\tload\tbandwidth cap\tmigration time\tdowntime (libvirt)\tdowntime (pings)\tdata\tvs raw transfer\t")
+	for _, r := range rows {
+		fmt.Fprintln(w, r)
+	}
+	w.Flush()
+}
+
+func medianFloat(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

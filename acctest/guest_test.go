@@ -1,0 +1,126 @@
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/probe"
+)
+
+// guest is one lab guest started for a test.
+type guest struct {
+	Name string
+	IP   string
+	UUID string
+	Host lab.Host // where it was started
+	n    int
+}
+
+var guestSeq struct {
+	sync.Mutex
+	n int
+}
+
+// startGuest starts a lab guest on host and waits until it answers on the
+// network. It is destroyed and undefined when the test ends, wherever it is.
+func startGuest(t testing.TB, host lab.Host, memMiB uint64, vcpus int) *guest {
+	t.Helper()
+	guestSeq.Lock()
+	guestSeq.n++
+	n := guestSeq.n
+	guestSeq.Unlock()
+	name := fmt.Sprintf("acc-%d", n)
+	spec := theLab.GuestSpec(name, n, host, memMiB, vcpus, map[string]string{"role": "acctest", "test": t.Name()})
+	ctx := context.Background()
+	start := time.Now()
+	dom, err := drv.CreateDomain(ctx, host.URI, spec)
+	if err != nil {
+		t.Fatalf("start guest: %v", err)
+	}
+	g := &guest{Name: name, IP: lab.GuestIP(n), UUID: dom.UUID, Host: host, n: n}
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	if err := g.waitReady(60 * time.Second); err != nil {
+		t.Fatalf("guest %s on %s: %v", name, host.Name, err)
+	}
+	t.Logf("guest %s (%s) ready on %s in %s", name, g.IP, host.Name, time.Since(start).Round(time.Millisecond))
+	return g
+}
+
+// removeEverywhere destroys and undefines a guest on every lab host.
+func removeEverywhere(t testing.TB, name string) {
+	ctx := context.Background()
+	for _, h := range theLab.Hosts {
+		if err := drv.ShutdownDomain(ctx, h.URI, name, 0); err != nil {
+			t.Errorf("cleanup: stop %s on %s: %v", name, h.Name, err)
+		}
+		if err := drv.UndefineDomain(ctx, h.URI, name); err != nil {
+			t.Errorf("cleanup: undefine %s on %s: %v", name, h.Name, err)
+		}
+	}
+}
+
+// client reaches guests from the lab's client namespace, like an outside
+// user of their services would.
+var client *probe.Client
+
+func ctxTimeout(d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	_ = cancel // released by the timer; tests are short-lived
+	return ctx
+}
+
+func (g *guest) waitReady(timeout time.Duration) error {
+	return client.WaitReady(context.Background(), g.IP, timeout)
+}
+
+func (g *guest) setLoad(t testing.TB, cpu, memMiB int) {
+	t.Helper()
+	if err := client.SetLoad(ctxTimeout(10*time.Second), g.IP, cpu, memMiB); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seqCheck checks the guest's sequence file (no gap, no repeat) and
+// returns its last number.
+func (g *guest) seqCheck(t testing.TB) int {
+	t.Helper()
+	n, err := client.Sequence(ctxTimeout(10*time.Second), g.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// where returns the lab hosts on which the guest is running.
+func (g *guest) where(t testing.TB) []string {
+	t.Helper()
+	var on []string
+	for _, h := range theLab.Hosts {
+		doms, err := drv.ListDomains(context.Background(), h.URI)
+		if err != nil {
+			t.Fatalf("list %s: %v", h.Name, err)
+		}
+		for _, d := range doms {
+			if d.Name == g.Name && d.State == driver.StateRunning {
+				if d.UUID != g.UUID {
+					t.Fatalf("%s on %s has UUID %s, want %s", g.Name, h.Name, d.UUID, g.UUID)
+				}
+				on = append(on, h.Name)
+			}
+		}
+	}
+	return on
+}
+
+// assertOnlyOn fails unless the guest runs on exactly that host.
+func (g *guest) assertOnlyOn(t testing.TB, host string) {
+	t.Helper()
+	if on := g.where(t); len(on) != 1 || on[0] != host {
+		t.Fatalf("%s runs on %v, want exactly [%s]", g.Name, on, host)
+	}
+}

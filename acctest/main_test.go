@@ -1,0 +1,114 @@
+// Package acctest holds virtpool's acceptance tests: seed 002's migration
+// campaign (R-T1…R-T7) and fault injection, run through the real driver
+// process (go-plugin) against the lab's real libvirt daemons and QEMU.
+//
+// They need root and start the lab, so they run only when VIRTPOOL_ACC=1
+// (make testacc, part of make test); otherwise each test skips and says so.
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	vpplugin "github.com/virtpool/virtpool/driver/plugin"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/probe"
+)
+
+var (
+	enabled    = os.Getenv("VIRTPOOL_ACC") == "1"
+	theLab     *lab.Lab
+	drv        driver.Driver
+	driverProc *vpplugin.Process
+	logger     hclog.Logger
+)
+
+// needLab skips a test unless acceptance tests are enabled.
+func needLab(t testing.TB) {
+	t.Helper()
+	if !enabled {
+		t.Skip("acceptance test: needs root and the lab; run with VIRTPOOL_ACC=1 (make testacc)")
+	}
+}
+
+func TestMain(m *testing.M) {
+	if !enabled {
+		os.Exit(m.Run())
+	}
+	os.Exit(runWithLab(m))
+}
+
+func runWithLab(m *testing.M) int {
+	ctx := context.Background()
+	logger = hclog.New(&hclog.LoggerOptions{Name: "acctest", Level: hclog.LevelFromString(envOr("VIRTPOOL_LOG", "warn"))})
+	_, loadErr := lab.Load()
+	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1" // don't tear down a lab we did not start
+	var err error
+	theLab, err = lab.Up(ctx, lab.Config{Hosts: 3, Log: logger.Named("lab")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "acctest: lab up:", err)
+		lab.Down(ctx, logger)
+		return 1
+	}
+	if !keep {
+		defer func() {
+			if err := lab.Down(ctx, logger); err != nil {
+				fmt.Fprintln(os.Stderr, "acctest: lab down:", err)
+			}
+		}()
+	}
+	client = probe.New(theLab.ClientNamespace)
+	bin, err := driverBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "acctest:", err)
+		return 1
+	}
+	if err := startDriver(bin); err != nil {
+		fmt.Fprintln(os.Stderr, "acctest:", err)
+		return 1
+	}
+	defer func() { driverProc.Close() }()
+	return m.Run()
+}
+
+// startDriver starts (or restarts, after a fault test killed it) the
+// driver plugin process.
+func startDriver(bin string) error {
+	p, err := vpplugin.Start(bin, logger)
+	if err != nil {
+		return fmt.Errorf("start driver %s: %w", bin, err)
+	}
+	driverProc, drv = p, p.Driver
+	return nil
+}
+
+// driverBinary is $VIRTPOOL_DRIVER, or virtpool-driver built from this tree.
+func driverBinary() (string, error) {
+	if p := os.Getenv("VIRTPOOL_DRIVER"); p != "" {
+		return p, nil
+	}
+	dir, err := os.MkdirTemp("", "virtpool-acctest-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "virtpool-driver")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/virtpool-driver").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build virtpool-driver: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

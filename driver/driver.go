@@ -1,0 +1,182 @@
+// Package driver is virtpool's contract with hypervisors: the one Go interface
+// that the provider, the autoscaler plugins and the tests use. Its
+// implementation (package driver/virt, on libvirt) runs in its own process
+// behind go-plugin (package driver/plugin), so a libvirt crash or hang never
+// takes its caller down.
+//
+// Hosts are named by their libvirt URI (qemu:///system, qemu+tls://h/system,
+// qemu+unix:///system?socket=…, xen:///system, test:///default); one driver
+// serves any number of them.
+package driver
+
+import (
+	"context"
+	"time"
+)
+
+// Driver is what virtpool needs from a hypervisor.
+type Driver interface {
+	// HostInfo describes a host, including which accelerators really work.
+	HostInfo(ctx context.Context, uri string) (HostInfo, error)
+	// ListDomains lists every domain of a host with virtpool's labels.
+	ListDomains(ctx context.Context, uri string) ([]Domain, error)
+	// CreateDomain defines a persistent domain from spec and starts it.
+	CreateDomain(ctx context.Context, uri string, spec DomainSpec) (Domain, error)
+	// ShutdownDomain asks the guest to power off, and destroys it if it is
+	// still running after timeout. Shutting down a stopped domain is a no-op.
+	ShutdownDomain(ctx context.Context, uri, name string, timeout time.Duration) error
+	// UndefineDomain removes a stopped domain's definition (and the overlay
+	// disk virtpool created for it). Undefining a missing domain is a no-op.
+	UndefineDomain(ctx context.Context, uri, name string) error
+	// Stats samples every domain of a host in one libvirt call, plus the host.
+	Stats(ctx context.Context, uri string) (HostStats, error)
+	// Migrate live-migrates a running domain and reports progress until it
+	// completes. Cancelling ctx aborts the migration; the guest then keeps
+	// running on the source.
+	Migrate(ctx context.Context, req MigrateRequest, progress func(MigrateProgress)) (MigrateResult, error)
+	// AbortMigration aborts the migration job running for a domain on its source.
+	AbortMigration(ctx context.Context, uri, name string) error
+}
+
+// Accelerators as virtpool names them.
+const (
+	AccelAuto = "auto" // KVM where it works, TCG otherwise
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// HostInfo describes a hypervisor host.
+type HostInfo struct {
+	URI               string
+	Hostname          string
+	UUID              string // libvirt's host UUID; two hosts must differ to migrate
+	CPUs              int
+	MemoryBytes       uint64
+	FreeMemoryBytes   uint64
+	Hypervisor        string // "QEMU", "Xen", "Test", …
+	HypervisorVersion string // e.g. "7.2.0"
+	LibvirtVersion    string
+	// Accelerators that were found to work, best first ("kvm", "tcg").
+	Accelerators []string
+}
+
+// Domain states, as virtpool reports them.
+const (
+	StateRunning  = "running"
+	StatePaused   = "paused"
+	StateShutoff  = "shutoff"
+	StateCrashed  = "crashed"
+	StateOther    = "other"
+	StateShutdown = "shutdown" // shutting down
+)
+
+// Domain is one guest as libvirt sees it.
+type Domain struct {
+	Name       string
+	UUID       string
+	State      string
+	Persistent bool
+	VCPUs      int
+	MemoryMiB  uint64
+	// Labels are virtpool's key/value pairs (pool, role, template, …) kept in
+	// the domain's <metadata> under virtpool's XML namespace.
+	Labels map[string]string
+}
+
+// DomainSpec is what CreateDomain builds a domain from.
+type DomainSpec struct {
+	Name      string
+	VCPUs     int
+	MemoryMiB uint64
+	// Accelerator is AccelAuto (default), AccelKVM or AccelTCG.
+	Accelerator string
+
+	// Direct kernel boot…
+	Kernel, Initrd, Cmdline string
+	// …or a disk image: a qcow2 overlay backed by BaseImage is created for
+	// the domain in OverlayDir (default: BaseImage's directory).
+	BaseImage  string
+	OverlayDir string
+
+	// Bridge is the host bridge the guest's NIC joins ("" for no NIC).
+	Bridge string
+	// MAC of the NIC; libvirt picks one if empty.
+	MAC string
+
+	Labels map[string]string
+}
+
+// HostStats is one sample of a host and all its domains.
+type HostStats struct {
+	Time time.Time
+	// Host CPU: cumulative nanoseconds in each state, summed over CPUs.
+	CPUs                                           int
+	CPUUserNs, CPUSystemNs, CPUIdleNs, CPUIowaitNs uint64
+	MemoryTotalBytes, MemoryFreeBytes              uint64
+	Domains                                        []DomainStats
+}
+
+// DomainStats are the counters of one domain; counters are cumulative since
+// the domain's QEMU process started (they restart at zero after migration).
+type DomainStats struct {
+	Name         string
+	UUID         string
+	State        string
+	CPUTimeNs    uint64
+	VCPUs        int
+	BalloonKiB   uint64 // current balloon size
+	RSSKiB       uint64
+	BlockRdBytes uint64
+	BlockWrBytes uint64
+	NetRxBytes   uint64
+	NetTxBytes   uint64
+	Labels       map[string]string
+}
+
+// MigrateOptions tune a live migration.
+type MigrateOptions struct {
+	BandwidthMiBs uint64        // 0: libvirt's default
+	MaxDowntime   time.Duration // 0: libvirt's default (300 ms)
+	AutoConverge  bool
+	PostCopy      bool // allow post-copy
+	// PostCopyAfter switches to post-copy if the migration is still running
+	// after this long (needs PostCopy). 0: never switch.
+	PostCopyAfter  time.Duration
+	Persistent     bool // define the domain on the destination
+	UndefineSource bool // undefine it on the source once moved
+	CopyStorage    bool // copy non-shared disks (target images must exist)
+	Tunnelled      bool // send migration data through libvirtd's connection
+	Unsafe         bool // allow disks libvirt thinks unsafe (lab shared dirs)
+}
+
+// MigrateRequest names a domain, where it is and where it goes.
+type MigrateRequest struct {
+	Domain    string
+	SourceURI string
+	DestURI   string
+	// DestPeerURI is how the source host's libvirtd reaches the destination's
+	// (peer-to-peer migration); default DestURI.
+	DestPeerURI string
+	// MigrationURI is where QEMU sends the data (e.g. tcp://10.0.0.2);
+	// default: libvirt's choice.
+	MigrationURI string
+	Options      MigrateOptions
+}
+
+// MigrateProgress is one progress report of a running migration.
+type MigrateProgress struct {
+	Elapsed       time.Duration
+	DataTotal     uint64
+	DataProcessed uint64
+	DataRemaining uint64
+	PostCopy      bool
+}
+
+// MigrateResult is what libvirt reports of a completed migration.
+type MigrateResult struct {
+	UUID     string // the domain's UUID on the destination (unchanged)
+	Elapsed  time.Duration
+	Downtime time.Duration
+	Bytes    uint64 // data transferred
+	PostCopy bool   // the migration switched to post-copy
+}

@@ -1,0 +1,103 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/virtpool/virtpool/driver"
+	pb "github.com/virtpool/virtpool/driver/proto"
+)
+
+// Client is a driver.Driver that calls a driver plugin over gRPC.
+type Client struct {
+	rpc pb.DriverClient
+}
+
+var _ driver.Driver = (*Client)(nil)
+
+// NewClient returns a driver.Driver calling the Driver service on cc.
+func NewClient(cc grpc.ClientConnInterface) *Client {
+	return &Client{rpc: pb.NewDriverClient(cc)}
+}
+
+func (c *Client) HostInfo(ctx context.Context, uri string) (driver.HostInfo, error) {
+	r, err := c.rpc.HostInfo(ctx, &pb.HostInfoRequest{Uri: uri})
+	if err != nil {
+		return driver.HostInfo{}, fromStatus(ctx, err)
+	}
+	return hostInfoFromPB(r), nil
+}
+
+func (c *Client) ListDomains(ctx context.Context, uri string) ([]driver.Domain, error) {
+	r, err := c.rpc.ListDomains(ctx, &pb.ListDomainsRequest{Uri: uri})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	return domainsFromPB(r.GetDomains()), nil
+}
+
+func (c *Client) CreateDomain(ctx context.Context, uri string, spec driver.DomainSpec) (driver.Domain, error) {
+	r, err := c.rpc.CreateDomain(ctx, &pb.CreateDomainRequest{Uri: uri, Spec: specToPB(spec)})
+	if err != nil {
+		return driver.Domain{}, fromStatus(ctx, err)
+	}
+	return domainFromPB(r), nil
+}
+
+func (c *Client) ShutdownDomain(ctx context.Context, uri, name string, timeout time.Duration) error {
+	_, err := c.rpc.ShutdownDomain(ctx, &pb.ShutdownDomainRequest{Uri: uri, Name: name, TimeoutNs: durToPB(timeout)})
+	return fromStatus(ctx, err)
+}
+
+func (c *Client) UndefineDomain(ctx context.Context, uri, name string) error {
+	_, err := c.rpc.UndefineDomain(ctx, &pb.UndefineDomainRequest{Uri: uri, Name: name})
+	return fromStatus(ctx, err)
+}
+
+func (c *Client) Stats(ctx context.Context, uri string) (driver.HostStats, error) {
+	r, err := c.rpc.Stats(ctx, &pb.StatsRequest{Uri: uri})
+	if err != nil {
+		return driver.HostStats{}, fromStatus(ctx, err)
+	}
+	return hostStatsFromPB(r), nil
+}
+
+// Migrate calls progress (which may be nil) for each report, in order, on the
+// calling goroutine. Cancelling ctx cancels the stream, and with it the
+// driver's context.
+func (c *Client) Migrate(ctx context.Context, req driver.MigrateRequest, progress func(driver.MigrateProgress)) (driver.MigrateResult, error) {
+	// Returning early (result received, or an error) must release the stream.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.Migrate(ctx, migrateRequestToPB(req))
+	if err != nil {
+		return driver.MigrateResult{}, fromStatus(ctx, err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return driver.MigrateResult{}, fmt.Errorf("driver plugin: migrate %s: stream ended without a result", req.Domain)
+		}
+		if err != nil {
+			return driver.MigrateResult{}, fromStatus(ctx, err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *pb.MigrateEvent_Progress:
+			if progress != nil {
+				progress(progressFromPB(e.Progress))
+			}
+		case *pb.MigrateEvent_Result:
+			return resultFromPB(e.Result), nil
+		}
+	}
+}
+
+func (c *Client) AbortMigration(ctx context.Context, uri, name string) error {
+	_, err := c.rpc.AbortMigration(ctx, &pb.AbortMigrationRequest{Uri: uri, Name: name})
+	return fromStatus(ctx, err)
+}

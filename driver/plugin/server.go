@@ -1,0 +1,101 @@
+package plugin
+
+import (
+	"context"
+	"sync"
+
+	"github.com/virtpool/virtpool/driver"
+	pb "github.com/virtpool/virtpool/driver/proto"
+)
+
+// Server serves a driver.Driver over gRPC. Each call runs with the call's
+// context, so that a caller's cancellation (or its death) reaches Impl.
+type Server struct {
+	pb.UnimplementedDriverServer
+	Impl driver.Driver
+}
+
+var _ pb.DriverServer = (*Server)(nil)
+
+func (s *Server) HostInfo(ctx context.Context, req *pb.HostInfoRequest) (*pb.HostInfoResponse, error) {
+	h, err := s.Impl.HostInfo(ctx, req.GetUri())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return hostInfoToPB(h), nil
+}
+
+func (s *Server) ListDomains(ctx context.Context, req *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
+	ds, err := s.Impl.ListDomains(ctx, req.GetUri())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListDomainsResponse{Domains: domainsToPB(ds)}, nil
+}
+
+func (s *Server) CreateDomain(ctx context.Context, req *pb.CreateDomainRequest) (*pb.Domain, error) {
+	d, err := s.Impl.CreateDomain(ctx, req.GetUri(), specFromPB(req.GetSpec()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return domainToPB(d), nil
+}
+
+func (s *Server) ShutdownDomain(ctx context.Context, req *pb.ShutdownDomainRequest) (*pb.Empty, error) {
+	err := s.Impl.ShutdownDomain(ctx, req.GetUri(), req.GetName(), durFromPB(req.GetTimeoutNs()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) UndefineDomain(ctx context.Context, req *pb.UndefineDomainRequest) (*pb.Empty, error) {
+	if err := s.Impl.UndefineDomain(ctx, req.GetUri(), req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) Stats(ctx context.Context, req *pb.StatsRequest) (*pb.HostStats, error) {
+	h, err := s.Impl.Stats(ctx, req.GetUri())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return hostStatsToPB(h), nil
+}
+
+// Migrate streams each progress report as it comes, then the result.
+func (s *Server) Migrate(req *pb.MigrateRequest, stream pb.Driver_MigrateServer) error {
+	// The driver may report progress from its own goroutine; a stream must
+	// not be sent on concurrently, nor after the handler has returned.
+	var (
+		mu      sync.Mutex
+		done    bool
+		sendErr error
+	)
+	progress := func(p driver.MigrateProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done || sendErr != nil {
+			// A failed Send means the caller is gone; the stream's context
+			// is then cancelled, which aborts the migration.
+			return
+		}
+		sendErr = stream.Send(&pb.MigrateEvent{Event: &pb.MigrateEvent_Progress{Progress: progressToPB(p)}})
+	}
+	res, err := s.Impl.Migrate(stream.Context(), migrateRequestFromPB(req), progress)
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&pb.MigrateEvent{Event: &pb.MigrateEvent_Result{Result: resultToPB(res)}})
+}
+
+func (s *Server) AbortMigration(ctx context.Context, req *pb.AbortMigrationRequest) (*pb.Empty, error) {
+	if err := s.Impl.AbortMigration(ctx, req.GetUri(), req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}

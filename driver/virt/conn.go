@@ -1,0 +1,165 @@
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	lv "libvirt.org/go/libvirt"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// Keepalive: a host that answers no keepalive for interval×count seconds is
+// considered gone, so a call on a dead host fails instead of hanging.
+const (
+	keepaliveInterval = 5
+	keepaliveCount    = 3
+	dialTimeout       = 15 * time.Second
+)
+
+var eventLoopOnce sync.Once
+
+// startEventLoop runs libvirt's default event loop, which keepalive needs.
+func startEventLoop(log hclog.Logger) {
+	eventLoopOnce.Do(func() {
+		if err := lv.EventRegisterDefaultImpl(); err != nil {
+			log.Warn("libvirt event loop unavailable; keepalive off", "error", err)
+			return
+		}
+		go func() {
+			for {
+				if err := lv.EventRunDefaultImpl(); err != nil {
+					log.Error("libvirt event loop", "error", err)
+					time.Sleep(time.Second)
+				}
+			}
+		}()
+	})
+}
+
+// connPool keeps one connection per URI and reopens it when it dies.
+type connPool struct {
+	log   hclog.Logger
+	mu    sync.Mutex
+	conns map[string]*lv.Connect
+}
+
+func newConnPool(log hclog.Logger) *connPool {
+	return &connPool{log: log, conns: map[string]*lv.Connect{}}
+}
+
+// get returns a live connection to uri, dialling it if needed.
+func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
+	if uri == "" {
+		return nil, errors.New("empty libvirt URI")
+	}
+	p.mu.Lock()
+	c := p.conns[uri]
+	p.mu.Unlock()
+	if c != nil {
+		if alive, err := c.IsAlive(); err == nil && alive {
+			return c, nil
+		}
+		p.log.Info("connection lost, reconnecting", "uri", uri)
+		p.drop(uri, c)
+	}
+	c, err := dial(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(uri, "test:") {
+		// Not every driver supports keepalive (local ones don't need it).
+		if err := c.SetKeepAlive(keepaliveInterval, keepaliveCount); err != nil {
+			p.log.Debug("keepalive not set", "uri", uri, "error", err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old := p.conns[uri]; old != nil {
+		// Another caller dialled concurrently; keep theirs.
+		c.Close()
+		return old, nil
+	}
+	p.conns[uri] = c
+	p.log.Debug("connected", "uri", uri)
+	return c, nil
+}
+
+// dial opens a connection without letting an unreachable host block the
+// caller past ctx or dialTimeout.
+func dial(ctx context.Context, uri string) (*lv.Connect, error) {
+	type result struct {
+		c   *lv.Connect
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := lv.NewConnect(uri)
+		ch <- result{c, err}
+	}()
+	timer := time.NewTimer(dialTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect to host: %w", r.err)
+		}
+		return r.c, nil
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	go func() { // close whatever the late dial returns
+		if r := <-ch; r.c != nil {
+			r.c.Close()
+		}
+	}()
+	return nil, &driver.Error{Op: "connect", Host: uri, Code: driver.CodeNoConnect,
+		Err: fmt.Errorf("host unreachable: no answer within %s", dialTimeout)}
+}
+
+// check drops the pooled connection when err says it is broken, so the
+// next call reconnects.
+func (p *connPool) check(uri string, err error) {
+	var le lv.Error
+	if !errors.As(err, &le) {
+		return
+	}
+	switch le.Code {
+	case lv.ERR_RPC, lv.ERR_NO_CONNECT, lv.ERR_SYSTEM_ERROR, lv.ERR_INVALID_CONN:
+		p.mu.Lock()
+		c := p.conns[uri]
+		p.mu.Unlock()
+		if c != nil {
+			if alive, aerr := c.IsAlive(); aerr != nil || !alive {
+				p.drop(uri, c)
+			}
+		}
+	}
+}
+
+func (p *connPool) drop(uri string, c *lv.Connect) {
+	p.mu.Lock()
+	if p.conns[uri] == c {
+		delete(p.conns, uri)
+	}
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *connPool) closeAll() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for uri, c := range p.conns {
+		if _, err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", uri, err))
+		}
+		delete(p.conns, uri)
+	}
+	return errors.Join(errs...)
+}

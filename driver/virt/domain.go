@@ -1,0 +1,389 @@
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	lv "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// ListDomains lists every domain of a host with its virtpool labels.
+func (d *Driver) ListDomains(ctx context.Context, uri string) ([]driver.Domain, error) {
+	c, err := d.conns.get(ctx, uri)
+	if err != nil {
+		return nil, wrap("list domains", uri, "", err)
+	}
+	doms, err := c.ListAllDomains(0)
+	if err != nil {
+		d.conns.check(uri, err)
+		return nil, wrap("list domains", uri, "", err)
+	}
+	out := make([]driver.Domain, 0, len(doms))
+	var firstErr error
+	for i := range doms {
+		dom := &doms[i]
+		dd, err := describe(dom)
+		dom.Free()
+		if err != nil {
+			// A domain that vanished while we listed is not an error.
+			if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_DOMAIN {
+				continue
+			}
+			if firstErr == nil {
+				firstErr = wrap("list domains", uri, dd.Name, err)
+			}
+			continue
+		}
+		out = append(out, dd)
+	}
+	return out, firstErr
+}
+
+func describe(dom *lv.Domain) (driver.Domain, error) {
+	var dd driver.Domain
+	var err error
+	if dd.Name, err = dom.GetName(); err != nil {
+		return dd, err
+	}
+	if dd.UUID, err = dom.GetUUIDString(); err != nil {
+		return dd, err
+	}
+	info, err := dom.GetInfo()
+	if err != nil {
+		return dd, err
+	}
+	dd.State = stateName(info.State)
+	dd.VCPUs = int(info.NrVirtCpu)
+	dd.MemoryMiB = info.MaxMem / 1024
+	if dd.Persistent, err = dom.IsPersistent(); err != nil {
+		return dd, err
+	}
+	m, err := readMetadata(dom)
+	if err != nil {
+		return dd, err
+	}
+	dd.Labels = m.labels()
+	return dd, nil
+}
+
+func stateName(s lv.DomainState) string {
+	switch s {
+	case lv.DOMAIN_RUNNING, lv.DOMAIN_BLOCKED:
+		return driver.StateRunning
+	case lv.DOMAIN_PAUSED, lv.DOMAIN_PMSUSPENDED:
+		return driver.StatePaused
+	case lv.DOMAIN_SHUTDOWN:
+		return driver.StateShutdown
+	case lv.DOMAIN_SHUTOFF:
+		return driver.StateShutoff
+	case lv.DOMAIN_CRASHED:
+		return driver.StateCrashed
+	}
+	return driver.StateOther
+}
+
+// CreateDomain defines a persistent domain from spec and starts it. If it
+// cannot start, the definition and overlay are removed again, so a failed
+// create leaves nothing behind.
+func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.DomainSpec) (driver.Domain, error) {
+	const op = "create domain"
+	if err := validateSpec(spec); err != nil {
+		return driver.Domain{}, opError(op, uri, spec.Name, driver.CodeInvalidArg, err)
+	}
+	c, err := d.conns.get(ctx, uri)
+	if err != nil {
+		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	accel, err := d.chooseAccel(ctx, c, uri, spec.Accelerator)
+	if err != nil {
+		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	var overlay string
+	if spec.BaseImage != "" {
+		if overlay, err = createOverlay(c, spec); err != nil {
+			return driver.Domain{}, wrap(op, uri, spec.Name, err)
+		}
+	}
+	cleanupOverlay := func() {
+		if overlay != "" {
+			if err := deleteVolume(c, overlay); err != nil {
+				d.log.Warn("overlay left behind", "path", overlay, "error", err)
+			}
+		}
+	}
+	x, err := domainXML(spec, accel, overlay)
+	if err != nil {
+		cleanupOverlay()
+		return driver.Domain{}, opError(op, uri, spec.Name, 0, err)
+	}
+	dom, err := c.DomainDefineXMLFlags(x, lv.DOMAIN_DEFINE_VALIDATE)
+	if err != nil {
+		cleanupOverlay()
+		d.conns.check(uri, err)
+		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	defer dom.Free()
+	if err := writeMetadata(dom, newMetadata(spec.Labels, overlay)); err != nil {
+		dom.Undefine()
+		cleanupOverlay()
+		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	if err := dom.Create(); err != nil {
+		dom.Undefine()
+		cleanupOverlay()
+		return driver.Domain{}, wrap(op, uri, spec.Name, fmt.Errorf("start: %w", err))
+	}
+	d.log.Info("domain started", "host", uri, "domain", spec.Name, "accel", accel)
+	dd, err := describe(dom)
+	return dd, wrap(op, uri, spec.Name, err)
+}
+
+func validateSpec(s driver.DomainSpec) error {
+	var errs []error
+	if s.Name == "" {
+		errs = append(errs, errors.New("name is empty"))
+	}
+	if s.VCPUs <= 0 {
+		errs = append(errs, fmt.Errorf("vcpus must be positive, got %d", s.VCPUs))
+	}
+	if s.MemoryMiB == 0 {
+		errs = append(errs, errors.New("memory_mib must be positive"))
+	}
+	if (s.Kernel == "") == (s.BaseImage == "") {
+		errs = append(errs, errors.New("set exactly one of kernel or base_image"))
+	}
+	switch s.Accelerator {
+	case "", driver.AccelAuto, driver.AccelKVM, driver.AccelTCG:
+	default:
+		errs = append(errs, fmt.Errorf("accelerator %q: want auto, kvm or tcg", s.Accelerator))
+	}
+	return errors.Join(errs...)
+}
+
+// domainXML builds the domain definition with libvirtxml's typed structs.
+func domainXML(s driver.DomainSpec, accel, overlay string) (string, error) {
+	dom := &libvirtxml.Domain{
+		Type:   "kvm",
+		Name:   s.Name,
+		Memory: &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
+		VCPU:   &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
+		OS: &libvirtxml.DomainOS{
+			Type:    &libvirtxml.DomainOSType{Type: "hvm", Arch: "x86_64"},
+			Kernel:  s.Kernel,
+			Initrd:  s.Initrd,
+			Cmdline: s.Cmdline,
+		},
+		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}},
+		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices: &libvirtxml.DomainDeviceList{
+			// No USB: nothing uses it, and it slows boot under emulation.
+			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
+			Serials: []libvirtxml.DomainSerial{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Log:    &libvirtxml.DomainChardevLog{File: "/var/log/libvirt/qemu/" + s.Name + "-console.log", Append: "off"},
+			}},
+			Consoles: []libvirtxml.DomainConsole{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainConsoleTarget{Type: "serial"},
+			}},
+		},
+	}
+	if accel == driver.AccelTCG {
+		dom.Type = "qemu"
+		// Cap TCG's translation cache; QEMU's default (1 GiB) dwarfs a tiny guest.
+		dom.Features.TCG = &libvirtxml.DomainFeatureTCG{TBCache: &libvirtxml.DomainFeatureTCGTBCache{Unit: "MiB", Size: 64}}
+	}
+	if s.Bridge != "" {
+		iface := libvirtxml.DomainInterface{
+			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: s.Bridge}},
+			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
+		}
+		if s.MAC != "" {
+			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: s.MAC}
+		}
+		dom.Devices.Interfaces = []libvirtxml.DomainInterface{iface}
+	}
+	if overlay != "" {
+		dom.Devices.Disks = []libvirtxml.DomainDisk{{
+			Device: "disk",
+			// cache=none keeps the disk consistent across hosts during migration.
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: overlay}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		}}
+		dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+	}
+	return dom.Marshal()
+}
+
+// ShutdownDomain asks for a graceful power-off and destroys the domain if
+// it is still running after timeout.
+func (d *Driver) ShutdownDomain(ctx context.Context, uri, name string, timeout time.Duration) error {
+	err := d.withDomain(ctx, "shutdown domain", uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
+		if active, err := dom.IsActive(); err != nil || !active {
+			return err
+		}
+		if err := dom.Shutdown(); err != nil {
+			d.log.Debug("graceful shutdown refused, destroying", "domain", name, "error", err)
+			return destroyIfActive(dom)
+		}
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline.C:
+				d.log.Info("guest did not power off in time, destroying", "domain", name, "timeout", timeout)
+				return destroyIfActive(dom)
+			case <-tick.C:
+				if active, err := dom.IsActive(); err != nil || !active {
+					return err
+				}
+			}
+		}
+	})
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func destroyIfActive(dom *lv.Domain) error {
+	err := dom.Destroy()
+	if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_OPERATION_INVALID {
+		return nil // it stopped meanwhile
+	}
+	return err
+}
+
+// UndefineDomain removes a stopped domain and the overlay virtpool made.
+func (d *Driver) UndefineDomain(ctx context.Context, uri, name string) error {
+	const op = "undefine domain"
+	err := d.withDomain(ctx, op, uri, name, func(c *lv.Connect, dom *lv.Domain) error {
+		if active, err := dom.IsActive(); err != nil {
+			return err
+		} else if active {
+			return opError(op, uri, name, driver.CodeOperationInvalid, errors.New("domain is running; shut it down first"))
+		}
+		m, err := readMetadata(dom)
+		if err != nil {
+			return err
+		}
+		if err := dom.UndefineFlags(lv.DOMAIN_UNDEFINE_MANAGED_SAVE | lv.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA); err != nil {
+			return err
+		}
+		if m.Overlay != "" {
+			if err := deleteVolume(c, m.Overlay); err != nil {
+				return fmt.Errorf("remove overlay %s: %w", m.Overlay, err)
+			}
+		}
+		return nil
+	})
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// createOverlay creates <dir>/<name>.qcow2 backed by the base image through
+// libvirt's storage API, so it works on remote hosts too.
+func createOverlay(c *lv.Connect, s driver.DomainSpec) (string, error) {
+	dir := s.OverlayDir
+	if dir == "" {
+		dir = filepath.Dir(s.BaseImage)
+	}
+	pool, err := dirPool(c, dir)
+	if err != nil {
+		return "", err
+	}
+	defer pool.Free()
+	if err := pool.Refresh(0); err != nil {
+		return "", fmt.Errorf("refresh storage pool %s: %w", dir, err)
+	}
+	base, err := c.LookupStorageVolByPath(s.BaseImage)
+	if err != nil {
+		return "", fmt.Errorf("base image %s: %w", s.BaseImage, err)
+	}
+	baseXMLStr, err := base.GetXMLDesc(0)
+	base.Free()
+	if err != nil {
+		return "", err
+	}
+	var baseVol libvirtxml.StorageVolume
+	if err := baseVol.Unmarshal(baseXMLStr); err != nil {
+		return "", fmt.Errorf("base image %s: %w", s.BaseImage, err)
+	}
+	baseFormat := "raw"
+	if baseVol.Target != nil && baseVol.Target.Format != nil {
+		baseFormat = baseVol.Target.Format.Type
+	}
+	vol := libvirtxml.StorageVolume{
+		Name:     s.Name + ".qcow2",
+		Capacity: baseVol.Capacity,
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+		BackingStore: &libvirtxml.StorageVolumeBackingStore{
+			Path:   s.BaseImage,
+			Format: &libvirtxml.StorageVolumeTargetFormat{Type: baseFormat},
+		},
+	}
+	x, err := vol.Marshal()
+	if err != nil {
+		return "", err
+	}
+	v, err := pool.StorageVolCreateXML(x, 0)
+	if err != nil {
+		return "", fmt.Errorf("create overlay in %s: %w", dir, err)
+	}
+	defer v.Free()
+	return v.GetPath()
+}
+
+// dirPool finds the storage pool of a directory, or starts a transient one.
+func dirPool(c *lv.Connect, dir string) (*lv.StoragePool, error) {
+	if p, err := c.LookupStoragePoolByTargetPath(dir); err == nil {
+		return p, nil
+	}
+	x, err := (&libvirtxml.StoragePool{
+		Type:   "dir",
+		Name:   "virtpool-" + filepath.Base(dir),
+		Target: &libvirtxml.StoragePoolTarget{Path: dir},
+	}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.StoragePoolCreateXML(x, 0)
+	if err != nil {
+		return nil, fmt.Errorf("storage pool for %s: %w", dir, err)
+	}
+	return p, nil
+}
+
+func deleteVolume(c *lv.Connect, path string) error {
+	pool, err := dirPool(c, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer pool.Free()
+	pool.Refresh(0)
+	v, err := c.LookupStorageVolByPath(path)
+	if err != nil {
+		if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_STORAGE_VOL {
+			return nil
+		}
+		return err
+	}
+	defer v.Free()
+	return v.Delete(0)
+}

@@ -1,0 +1,237 @@
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	lv "libvirt.org/go/libvirt"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+const progressInterval = 100 * time.Millisecond
+
+// Migrate live-migrates req.Domain peer-to-peer: the source libvirtd drives
+// the migration, so it completes or rolls back even if this process dies.
+// libvirt keeps the guest paused on the source until the destination runs
+// it, so it never runs on both hosts. Retrying a migration that already
+// completed is a no-op that reports the guest where it is.
+func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progress func(driver.MigrateProgress)) (driver.MigrateResult, error) {
+	op := "migrate to " + req.DestURI
+	name := req.Domain
+	fail := func(uri string, err error) (driver.MigrateResult, error) {
+		return driver.MigrateResult{}, wrap(op, uri, name, err)
+	}
+	if req.SourceURI == req.DestURI {
+		return fail(req.SourceURI, opError(op, req.SourceURI, name, driver.CodeInvalidArg, errors.New("source and destination are the same host")))
+	}
+	log := d.log.With("domain", name, "source", req.SourceURI, "dest", req.DestURI)
+	dst, err := d.conns.get(ctx, req.DestURI)
+	if err != nil {
+		return fail(req.DestURI, err)
+	}
+	src, err := d.conns.get(ctx, req.SourceURI)
+	if err != nil {
+		return fail(req.SourceURI, err)
+	}
+	dom, err := src.LookupDomainByName(name)
+	if err == nil {
+		defer dom.Free()
+		// A migration started by an earlier call (cancelled, or from a
+		// driver process that died) may still be running or rolling back:
+		// wait for it to end before looking at where the guest is.
+		err = waitNoJob(ctx, dom)
+	}
+	active := false
+	if err == nil {
+		active, err = dom.IsActive()
+	}
+	if isNoDomain(err) || (err == nil && !active) {
+		if res, ok := alreadyThere(dst, name); ok {
+			log.Info("domain already on destination; nothing to do")
+			return res, nil
+		}
+		if err == nil {
+			err = opError(op, req.SourceURI, name, driver.CodeOperationInvalid, errors.New("domain is not running"))
+		}
+	}
+	if err != nil {
+		d.conns.check(req.SourceURI, err)
+		return fail(req.SourceURI, err)
+	}
+
+	o := req.Options
+	if o.MaxDowntime > 0 {
+		if err := dom.MigrateSetMaxDowntime(uint64(o.MaxDowntime/time.Millisecond), 0); err != nil {
+			return fail(req.SourceURI, fmt.Errorf("set max downtime: %w", err))
+		}
+	}
+	params := &lv.DomainMigrateParameters{}
+	if o.BandwidthMiBs > 0 {
+		params.BandwidthSet, params.Bandwidth = true, o.BandwidthMiBs
+	}
+	if req.MigrationURI != "" {
+		params.URISet, params.URI = true, req.MigrationURI
+	}
+	peer := req.DestPeerURI
+	if peer == "" {
+		peer = req.DestURI
+	}
+	log.Info("migration starting", "flags", fmt.Sprintf("%#x", uint(migrateFlags(o))), "bandwidth_mibs", o.BandwidthMiBs)
+
+	done := make(chan error, 1)
+	go func() { done <- dom.MigrateToURI3(peer, params, migrateFlags(o)) }()
+
+	tick := time.NewTicker(progressInterval)
+	defer tick.Stop()
+	start := time.Now()
+	postCopy := false
+	aborted := false
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				if aborted {
+					return fail(req.SourceURI, fmt.Errorf("aborted (%v): %w", ctx.Err(), err))
+				}
+				d.conns.check(req.SourceURI, err)
+				return fail(req.SourceURI, err)
+			}
+			res, err := completed(src, dst, name)
+			if err != nil {
+				return fail(req.DestURI, err)
+			}
+			res.PostCopy = res.PostCopy || postCopy
+			log.Info("migration done", "elapsed", res.Elapsed, "downtime", res.Downtime, "bytes", res.Bytes, "postcopy", res.PostCopy)
+			return res, nil
+		case <-ctx.Done():
+			if !aborted {
+				aborted = true
+				log.Warn("aborting migration", "reason", ctx.Err())
+				if err := dom.AbortJob(); err != nil {
+					log.Warn("abort refused; waiting for the migration to end", "error", err)
+				}
+			}
+			ctx = context.Background() // wait for MigrateToURI3 to return
+		case <-tick.C:
+			js, err := dom.GetJobStats(0)
+			if err != nil || js.Type == lv.DOMAIN_JOB_NONE {
+				continue
+			}
+			p := driver.MigrateProgress{
+				Elapsed:       time.Duration(js.TimeElapsed) * time.Millisecond,
+				DataTotal:     js.DataTotal,
+				DataProcessed: js.DataProcessed,
+				DataRemaining: js.DataRemaining,
+				PostCopy:      postCopy,
+			}
+			if o.PostCopy && o.PostCopyAfter > 0 && !postCopy && time.Since(start) > o.PostCopyAfter {
+				if err := dom.MigrateStartPostCopy(0); err != nil {
+					log.Warn("switch to post-copy refused", "error", err)
+				} else {
+					log.Info("switched to post-copy", "after", time.Since(start))
+				}
+				postCopy = true
+			}
+			if progress != nil {
+				progress(p)
+			}
+		}
+	}
+}
+
+func waitNoJob(ctx context.Context, dom *lv.Domain) error {
+	for {
+		js, err := dom.GetJobStats(0)
+		if err != nil {
+			return err
+		}
+		if js.Type == lv.DOMAIN_JOB_NONE {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the running migration job to end: %w", ctx.Err())
+		case <-time.After(progressInterval):
+		}
+	}
+}
+
+func migrateFlags(o driver.MigrateOptions) lv.DomainMigrateFlags {
+	f := lv.MIGRATE_LIVE | lv.MIGRATE_PEER2PEER
+	set := func(on bool, flag lv.DomainMigrateFlags) {
+		if on {
+			f |= flag
+		}
+	}
+	set(o.AutoConverge, lv.MIGRATE_AUTO_CONVERGE)
+	set(o.PostCopy, lv.MIGRATE_POSTCOPY)
+	set(o.Persistent, lv.MIGRATE_PERSIST_DEST)
+	set(o.UndefineSource, lv.MIGRATE_UNDEFINE_SOURCE)
+	set(o.CopyStorage, lv.MIGRATE_NON_SHARED_DISK)
+	set(o.Tunnelled, lv.MIGRATE_TUNNELLED)
+	set(o.Unsafe, lv.MIGRATE_UNSAFE)
+	return f
+}
+
+// alreadyThere reports a domain running on the destination, for retries of
+// a migration that completed.
+func alreadyThere(dst *lv.Connect, name string) (driver.MigrateResult, bool) {
+	dd, err := dst.LookupDomainByName(name)
+	if err != nil {
+		return driver.MigrateResult{}, false
+	}
+	defer dd.Free()
+	if active, err := dd.IsActive(); err != nil || !active {
+		return driver.MigrateResult{}, false
+	}
+	uuid, _ := dd.GetUUIDString()
+	return driver.MigrateResult{UUID: uuid}, true
+}
+
+// completed reads what libvirt recorded of the finished migration, from the
+// destination (a transient domain is gone from the source), and checks that
+// the guest runs there and no longer on the source.
+func completed(src, dst *lv.Connect, name string) (driver.MigrateResult, error) {
+	var res driver.MigrateResult
+	dd, err := dst.LookupDomainByName(name)
+	if err != nil {
+		return res, fmt.Errorf("after migration: %w", err)
+	}
+	defer dd.Free()
+	if active, err := dd.IsActive(); err != nil || !active {
+		return res, fmt.Errorf("after migration the domain is not running on the destination (%v)", err)
+	}
+	if res.UUID, err = dd.GetUUIDString(); err != nil {
+		return res, err
+	}
+	if sd, err := src.LookupDomainByName(name); err == nil {
+		active, _ := sd.IsActive()
+		sd.Free()
+		if active {
+			return res, errors.New("after migration the domain still runs on the source")
+		}
+	}
+	js, err := dd.GetJobStats(lv.DOMAIN_JOB_STATS_COMPLETED)
+	if err != nil {
+		return res, nil // stats are best effort; the move itself succeeded
+	}
+	res.Elapsed = time.Duration(js.TimeElapsed) * time.Millisecond
+	res.Downtime = time.Duration(js.Downtime) * time.Millisecond
+	res.Bytes = js.DataProcessed
+	return res, nil
+}
+
+// AbortMigration aborts the migration job of a domain on its source host.
+func (d *Driver) AbortMigration(ctx context.Context, uri, name string) error {
+	return d.withDomain(ctx, "abort migration", uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
+		return dom.AbortJob()
+	})
+}
+
+func isNoDomain(err error) bool {
+	le, ok := err.(lv.Error)
+	return ok && le.Code == lv.ERR_NO_DOMAIN
+}

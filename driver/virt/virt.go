@@ -1,0 +1,83 @@
+// Package virt implements driver.Driver on libvirt. It is the only package
+// in virtpool that talks to libvirt; it runs inside the virtpool-driver
+// plugin process.
+package virt
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	lv "libvirt.org/go/libvirt"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+var _ driver.Driver = (*Driver)(nil)
+
+// Driver is the libvirt implementation of driver.Driver. It is safe for
+// concurrent use; it keeps one libvirt connection per host URI.
+type Driver struct {
+	log   hclog.Logger
+	conns *connPool
+
+	accelMu sync.Mutex
+	accels  map[string][]string // per host UUID: accelerators found to work
+}
+
+// New returns a driver. Close it to drop its connections.
+func New(logger hclog.Logger) *Driver {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	startEventLoop(logger)
+	return &Driver{
+		log:    logger,
+		conns:  newConnPool(logger.Named("conn")),
+		accels: map[string][]string{},
+	}
+}
+
+// Close closes every libvirt connection.
+func (d *Driver) Close() error { return d.conns.closeAll() }
+
+// wrap turns err into a *driver.Error naming the operation, host and domain,
+// keeping libvirt's error code and its message.
+func wrap(op, uri, dom string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *driver.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	e := &driver.Error{Op: op, Host: uri, Domain: dom, Err: err}
+	var le lv.Error
+	if errors.As(err, &le) {
+		e.Code = int(le.Code)
+		e.LibvirtDomain = int(le.Domain)
+		e.Err = errors.New(le.Message)
+	}
+	return e
+}
+
+// opError is an error of virtpool's own (no libvirt code) with context.
+func opError(op, uri, dom string, code int, err error) error {
+	return &driver.Error{Op: op, Host: uri, Domain: dom, Code: code, Err: err}
+}
+
+// withDomain looks a domain up by name and runs fn with it.
+func (d *Driver) withDomain(ctx context.Context, op, uri, name string, fn func(*lv.Connect, *lv.Domain) error) error {
+	c, err := d.conns.get(ctx, uri)
+	if err != nil {
+		return wrap(op, uri, name, err)
+	}
+	dom, err := c.LookupDomainByName(name)
+	if err != nil {
+		d.conns.check(uri, err)
+		return wrap(op, uri, name, err)
+	}
+	defer dom.Free()
+	return wrap(op, uri, name, fn(c, dom))
+}

@@ -1,0 +1,485 @@
+/*
+ * vpguest: /init and service daemon of the virtpool test guest (one static
+ * binary, threads only, so it stays fast under TCG emulation).
+ *
+ * As PID 1 (/init): mounts proc/sys/dev/run/tmp, loads the modules listed in
+ * /lib/modules/order (Debian kernel only), sets the hostname and configures
+ * lo + eth0 from the kernel cmdline (virtpool.ip=A.B.C.D/N, virtpool.name=,
+ * optional virtpool.gw=), then runs the services in a child (respawned) and a
+ * shell on the serial console, and reaps zombies.
+ *
+ * Services (also `vpguest [SEQFILE]` when not PID 1; default /run/seq):
+ *   HTTP on :80, one request per connection, one thread per connection:
+ *     GET /health                -> "ok"
+ *     GET /stream                -> endless body "1\n2\n3\n..." (2 lines / 10 ms)
+ *     GET /seq                   -> whole seq file (writer appends N\n every 10 ms)
+ *     GET /seq?tail=1            -> last number written to the seq file
+ *     GET /load?cpu=P&mem=M&rate=R -> set load (missing keys keep their value)
+ *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
+ *                                   /proc/stat (total + per vCPU), /proc/uptime
+ *   TCP :9000: every connection gets an endless "1\n2\n3\n..." (as /stream).
+ *
+ * Build: gcc -static -O2 -pthread -o vpguest vpguest.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLICE_NS 10000000L /* pacing / duty-cycle slice: 10 ms */
+#define STREAM_LINES 2     /* lines per slice for /stream and :9000 */
+
+static const char *seq_path = "/run/seq";
+static atomic_long seq_last;                  /* last number in seq file */
+static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
+static int ncpu = 1;
+static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t load_cv = PTHREAD_COND_INITIALIZER;
+
+static long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Advance the absolute deadline *next by one slice and sleep until it. If we
+ * fell behind by more than 1 s (e.g. guest paused), restart the schedule
+ * instead of bursting to catch up. */
+static void pace(long *next) {
+  *next += SLICE_NS;
+  long n = now_ns();
+  if (n - *next > 1000000000L) *next = n;
+  struct timespec t = {*next / 1000000000L, *next % 1000000000L};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR) {}
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    p += w, n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Endless numbered lines on fd, paced; returns when the peer goes away. */
+static void stream_lines(int fd) {
+  char buf[64];
+  long n = 0, next = now_ns();
+  for (;;) {
+    int len = 0;
+    for (int i = 0; i < STREAM_LINES; i++) len += sprintf(buf + len, "%ld\n", ++n);
+    if (write_all(fd, buf, (size_t)len) < 0) return;
+    pace(&next);
+  }
+}
+
+/* Background writer: append N\n to the seq file every slice. */
+static void *seq_writer(void *arg) {
+  (void)arg;
+  int fd = open(seq_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  if (fd < 0) { perror(seq_path); return NULL; }
+  long n = 0, next = now_ns();
+  char buf[32];
+  for (;;) {
+    int len = sprintf(buf, "%ld\n", n + 1);
+    if (write_all(fd, buf, (size_t)len) == 0) atomic_store(&seq_last, ++n);
+    pace(&next);
+  }
+}
+
+/* CPU worker pinned to one vCPU: busy for cpu% of each slice, sleep the rest.
+ * Slices are 5..15 ms long at random (10 ms on average): fixed 10 ms slices
+ * would be phase-locked with the 100 Hz tick that /proc/stat accounting
+ * samples, and the guest would report 0% or 100% instead of cpu%. */
+static void *cpu_worker(void *arg) {
+  long id = (long)arg;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET((int)id, &set);
+  sched_setaffinity(0, sizeof set, &set);
+  volatile unsigned long sink = 0;
+  unsigned seed = (unsigned)(id * 7919 + now_ns());
+  long start = now_ns();
+  for (;;) {
+    int p = atomic_load(&load_cpu);
+    if (p <= 0) { /* idle: wait for a new setting */
+      pthread_mutex_lock(&load_mu);
+      while (atomic_load(&load_cpu) <= 0) pthread_cond_wait(&load_cv, &load_mu);
+      pthread_mutex_unlock(&load_mu);
+      start = now_ns();
+      continue;
+    }
+    long slice = SLICE_NS / 2 + (long)(rand_r(&seed) % 1000) * (SLICE_NS / 1000);
+    long busy_until = start + slice * p / 100, end = start + slice;
+    while (now_ns() < busy_until)
+      for (int i = 0; i < 2000; i++) sink += (unsigned long)i * 2654435761u;
+    long n = now_ns();
+    if (p < 100 && end > n) {
+      struct timespec t = {end / 1000000000L, end % 1000000000L};
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR) {}
+    }
+    start = end > n - 1000000000L ? end : n; /* no catch-up after a pause */
+  }
+  return NULL;
+}
+
+/* Memory dirtier: keeps a buffer of load_mem MiB and writes to every page,
+ * at load_rate MiB/s (0 = as fast as possible). */
+static void *mem_worker(void *arg) {
+  (void)arg;
+  char *buf = NULL;
+  size_t size = 0, pages = 0, pos = 0;
+  unsigned long gen = 0;
+  long next = now_ns();
+  for (;;) {
+    size_t want = (size_t)atomic_load(&load_mem) << 20;
+    if (want != size) { /* resize: drop the old buffer, map a new one */
+      if (buf) munmap(buf, size);
+      buf = NULL, size = 0, pages = 0, pos = 0;
+      if (want) {
+        void *p = mmap(NULL, want, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) buf = p, size = want, pages = want >> 12;
+      }
+    }
+    if (!buf) { /* idle: wait for a new setting */
+      pthread_mutex_lock(&load_mu);
+      while (atomic_load(&load_mem) == 0) pthread_cond_wait(&load_cv, &load_mu);
+      pthread_mutex_unlock(&load_mu);
+      next = now_ns();
+      continue;
+    }
+    int rate = atomic_load(&load_rate);
+    /* pages per slice: rate MiB/s * 256 pages/MiB / 100 slices/s */
+    size_t quota = rate > 0 ? ((size_t)rate * 256 + 99) / 100 : 4096;
+    for (size_t i = 0; i < quota; i++) {
+      *(volatile unsigned long *)(buf + (pos << 12)) = ++gen;
+      if (++pos == pages) pos = 0;
+    }
+    if (rate > 0) pace(&next);
+  }
+  return NULL;
+}
+
+/* Integer value of key in a query string, or -1 if absent. */
+static long query_int(const char *q, const char *key) {
+  size_t kl = strlen(key);
+  for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
+    if (!strncmp(p, key, kl) && p[kl] == '=') return strtol(p + kl + 1, NULL, 10);
+  return -1;
+}
+
+static long mem_avail_mib(void) {
+  char line[128];
+  long kb = 0;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1) break;
+  fclose(f);
+  return kb >> 10;
+}
+
+/* Append up to max bytes of a small /proc file (or its first line) to out. */
+static int cat_file(char *out, int max, const char *path, int first_line) {
+  int fd = open(path, O_RDONLY), n = 0;
+  if (fd < 0) return 0;
+  n = (int)read(fd, out, (size_t)max - 1);
+  close(fd);
+  if (n < 0) n = 0;
+  out[n] = 0;
+  if (first_line && strchr(out, '\n')) n = (int)(strchr(out, '\n') - out) + 1;
+  return n;
+}
+
+static void reply(int fd, const char *status, const char *body, size_t len) {
+  char hdr[256];
+  int h = snprintf(hdr, sizeof hdr,
+                   "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                   status, len);
+  if (write_all(fd, hdr, (size_t)h) == 0) write_all(fd, body, len);
+}
+
+static void *http_conn(void *arg) {
+  int fd = (int)(long)arg;
+  char req[2048], body[2048], path[512];
+  int n = 0, b = 0;
+  /* read until end of headers (we only need the request line) */
+  while (n < (int)sizeof req - 1) {
+    ssize_t r = read(fd, req + n, sizeof req - 1 - (size_t)n);
+    if (r <= 0) break;
+    n += (int)r;
+    req[n] = 0;
+    if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n")) break;
+  }
+  req[n] = 0;
+  if (sscanf(req, "GET %511s", path) != 1) {
+    reply(fd, "400 Bad Request", "bad request\n", 12);
+    goto out;
+  }
+  char *q = strchr(path, '?');
+  if (q) *q++ = 0;
+  if (!strcmp(path, "/health")) {
+    reply(fd, "200 OK", "ok", 2);
+  } else if (!strcmp(path, "/stream")) {
+    const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    if (write_all(fd, h, strlen(h)) == 0) stream_lines(fd);
+  } else if (!strcmp(path, "/seq") && q && query_int(q, "tail") > 0) {
+    b = sprintf(body, "%ld\n", atomic_load(&seq_last));
+    reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/seq")) {
+    /* send a snapshot: the first st_size bytes (always whole lines) */
+    int sf = open(seq_path, O_RDONLY);
+    struct stat st;
+    if (sf < 0 || fstat(sf, &st) < 0) {
+      reply(fd, "500 Internal Server Error", "no seq\n", 7);
+    } else {
+      char hdr[256], chunk[65536];
+      int h = snprintf(hdr, sizeof hdr,
+                       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       "Content-Length: %lld\r\nConnection: close\r\n\r\n",
+                       (long long)st.st_size);
+      off_t left = st.st_size;
+      if (write_all(fd, hdr, (size_t)h) == 0)
+        while (left > 0) {
+          ssize_t r = read(sf, chunk, left < (off_t)sizeof chunk ? (size_t)left : sizeof chunk);
+          if (r <= 0 || write_all(fd, chunk, (size_t)r) < 0) break;
+          left -= r;
+        }
+    }
+    if (sf >= 0) close(sf);
+  } else if (!strcmp(path, "/load")) {
+    long c = q ? query_int(q, "cpu") : -1, m = q ? query_int(q, "mem") : -1,
+         r = q ? query_int(q, "rate") : -1;
+    pthread_mutex_lock(&load_mu);
+    if (c >= 0) atomic_store(&load_cpu, c > 100 ? 100 : (int)c);
+    if (r >= 0) atomic_store(&load_rate, (int)r);
+    if (m >= 0) { /* never ask for more than the guest can give */
+      long cap = mem_avail_mib() + atomic_load(&load_mem) - 24;
+      if (m > cap) m = cap < 0 ? 0 : cap;
+      atomic_store(&load_mem, (int)m);
+    }
+    pthread_cond_broadcast(&load_cv);
+    pthread_mutex_unlock(&load_mu);
+    b = sprintf(body, "cpu=%d mem=%d rate=%d workers=%d\n", atomic_load(&load_cpu),
+                atomic_load(&load_mem), atomic_load(&load_rate), ncpu);
+    reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/stat")) {
+    b = sprintf(body, "load: cpu=%d mem=%d rate=%d workers=%d\nloadavg: ",
+                atomic_load(&load_cpu), atomic_load(&load_mem),
+                atomic_load(&load_rate), ncpu);
+    b += cat_file(body + b, 256, "/proc/loadavg", 1);
+    /* "stat: cpu ..." = aggregate line of /proc/stat, then one per vCPU */
+    char ps[1024], *line = ps, *nl;
+    cat_file(ps, sizeof ps, "/proc/stat", 0);
+    for (int i = 0; i <= ncpu && (nl = strchr(line, '\n')); i++, line = nl + 1)
+      b += i ? sprintf(body + b, "stat_cpu%d: %.*s\n", i - 1, (int)(nl - line), line)
+             : sprintf(body + b, "stat: %.*s\n", (int)(nl - line), line);
+    b += sprintf(body + b, "uptime: ");
+    b += cat_file(body + b, 256, "/proc/uptime", 1);
+    b += sprintf(body + b, "seq: %ld\n", atomic_load(&seq_last));
+    reply(fd, "200 OK", body, (size_t)b);
+  } else {
+    reply(fd, "404 Not Found", "not found\n", 10);
+  }
+out:
+  close(fd);
+  return NULL;
+}
+
+static void *tcp_conn(void *arg) {
+  int fd = (int)(long)arg;
+  stream_lines(fd);
+  close(fd);
+  return NULL;
+}
+
+static int listen_on(int port) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 64) < 0) {
+    perror("listen");
+    exit(1);
+  }
+  return s;
+}
+
+static int spawn(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 << 10);
+  int rc = pthread_create(&t, &at, fn, arg);
+  pthread_attr_destroy(&at);
+  return rc;
+}
+
+/* Accept loop: one detached thread per connection. */
+static void *acceptor(void *arg) {
+  long port = (long)arg;
+  int s = listen_on((int)port), one = 1;
+  for (;;) {
+    int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (spawn(port == 80 ? http_conn : tcp_conn, (void *)(long)c) != 0) close(c);
+  }
+  return NULL;
+}
+
+static void services(void) {
+  signal(SIGPIPE, SIG_IGN);
+  ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu < 1) ncpu = 1;
+  spawn(seq_writer, NULL);
+  spawn(mem_worker, NULL);
+  for (long i = 0; i < ncpu; i++) spawn(cpu_worker, (void *)i);
+  spawn(acceptor, (void *)9000L);
+  acceptor((void *)80L);
+}
+
+/* ------------------------------------------------------------ PID 1 part */
+
+static void console(const char *fmt, const char *a, const char *b) {
+  int fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+  if (fd >= 0) dprintf(fd, fmt, a, b), close(fd);
+}
+
+/* ifconfig: set address/prefix (if addr) and bring the interface up. */
+static int if_up(const char *ifname, const char *addr, int prefix) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+  struct ifreq ifr = {0};
+  strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+  if (addr) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, addr, &sin->sin_addr);
+    rc |= ioctl(s, SIOCSIFADDR, &ifr);
+    sin->sin_addr.s_addr = htonl(prefix ? ~0u << (32 - prefix) : 0);
+    rc |= ioctl(s, SIOCSIFNETMASK, &ifr);
+  }
+  rc |= ioctl(s, SIOCGIFFLAGS, &ifr);
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  rc |= ioctl(s, SIOCSIFFLAGS, &ifr);
+  close(s);
+  return rc;
+}
+
+static void add_default_route(const char *gw) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct rtentry rt = {0};
+  struct sockaddr_in *g = (struct sockaddr_in *)&rt.rt_gateway;
+  g->sin_family = AF_INET;
+  inet_pton(AF_INET, gw, &g->sin_addr);
+  ((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+  ((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (ioctl(s, SIOCADDRT, &rt) < 0) console("vpguest: route via %s failed%s\n", gw, "");
+  close(s);
+}
+
+static void system_setup(void) {
+  mount("proc", "/proc", "proc", 0, NULL);
+  mount("sys", "/sys", "sysfs", 0, NULL);
+  mount("dev", "/dev", "devtmpfs", 0, NULL);
+  mount("run", "/run", "tmpfs", 0, "mode=755");
+  mount("tmp", "/tmp", "tmpfs", 0, NULL);
+
+  /* Debian kernel: virtio modules, one name per line, in dependency order */
+  FILE *f = fopen("/lib/modules/order", "r");
+  char name[128], path[256];
+  while (f && fscanf(f, "%127s", name) == 1) {
+    snprintf(path, sizeof path, "/lib/modules/%s.ko", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0)
+      console("vpguest: cannot load %s: %s\n", name, strerror(errno));
+    if (fd >= 0) close(fd);
+  }
+  if (f) fclose(f);
+
+  /* kernel cmdline: virtpool.ip=A.B.C.D/N virtpool.name=H virtpool.gw=G */
+  static char cmdline[4096];
+  char *ip = NULL, *host = "guest", *gw = NULL;
+  int fd = open("/proc/cmdline", O_RDONLY), n = fd < 0 ? 0 : (int)read(fd, cmdline, sizeof cmdline - 1);
+  if (fd >= 0) close(fd);
+  cmdline[n > 0 ? n : 0] = 0;
+  for (char *save, *t = strtok_r(cmdline, " \n", &save); t; t = strtok_r(NULL, " \n", &save)) {
+    if (!strncmp(t, "virtpool.ip=", 12)) ip = t + 12;
+    if (!strncmp(t, "virtpool.name=", 14)) host = t + 14;
+    if (!strncmp(t, "virtpool.gw=", 12)) gw = t + 12;
+  }
+  sethostname(host, strlen(host));
+  if_up("lo", "127.0.0.1", 8);
+  /* eth0 normally exists already (probe is synchronous); wait up to 2 s */
+  for (int i = 0; i < 100 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(20000);
+  int prefix = 24;
+  if (ip && strchr(ip, '/')) prefix = atoi(strchr(ip, '/') + 1), *strchr(ip, '/') = 0;
+  if (if_up("eth0", ip, prefix) != 0) console("vpguest: eth0 setup failed (ip=%s)%s\n", ip ? ip : "", "");
+  if (gw) add_default_route(gw);
+  char up[32] = "?";
+  fd = open("/proc/uptime", O_RDONLY);
+  if (fd >= 0) n = (int)read(fd, up, sizeof up - 1), up[n > 0 ? n : 0] = 0, close(fd);
+  if (strchr(up, ' ')) *strchr(up, ' ') = 0;
+  console("virtpool-guest: network up, uptime %ss, host %s\n", up, host);
+}
+
+static pid_t start(int shell) {
+  pid_t p = fork();
+  if (p != 0) return p;
+  setsid();
+  if (shell) { /* interactive shell on the serial console */
+    int fd = open("/dev/ttyS0", O_RDWR);
+    if (fd < 0) fd = open("/dev/console", O_RDWR);
+    ioctl(fd, TIOCSCTTY, 1);
+    dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+    if (fd > 2) close(fd);
+    setenv("PATH", "/bin", 1);
+    setenv("HOME", "/", 1);
+    execl("/bin/sh", "-sh", (char *)NULL);
+    _exit(127);
+  }
+  services();
+  _exit(1);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) seq_path = argv[1];
+  if (getpid() != 1) {
+    services();
+    return 1;
+  }
+  system_setup();
+  pid_t svc = start(0), sh = start(1);
+  for (;;) { /* reap everything; respawn what died (after 1 s) */
+    pid_t p = wait(NULL);
+    if (p < 0) { sleep(1); continue; }
+    if (p == svc) console("vpguest: services died, restarting%s%s\n", "", ""), sleep(1), svc = start(0);
+    if (p == sh) sleep(1), sh = start(1);
+  }
+}

@@ -1,0 +1,123 @@
+// Package probe looks at lab guests from outside, as their users would:
+// from the lab's client namespace it checks readiness, follows streams,
+// reads the guest's sequence file, drives its load generator and pings it.
+// The demo, the acceptance tests and the benchmarks share it.
+package probe
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/virtpool/virtpool/lab"
+)
+
+// Client reaches guests from one network namespace.
+type Client struct {
+	NS   string
+	http *http.Client
+}
+
+// New returns a client working from namespace ns.
+func New(ns string) *Client {
+	return &Client{NS: ns, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return lab.DialFrom(ctx, ns, addr)
+		},
+		DisableKeepAlives: true,
+	}}}
+}
+
+// Get fetches http://ip/path from the guest.
+func (c *Client) Get(ctx context.Context, ip, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ip+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return string(b), err
+}
+
+// WaitReady polls GET /health every 20 ms until the guest answers "ok".
+func (c *Client) WaitReady(ctx context.Context, ip string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		body, err := c.Get(cctx, ip, "/health")
+		cancel()
+		if err == nil && strings.TrimSpace(body) == "ok" {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("guest %s not ready after %s: %v", ip, timeout, last)
+}
+
+// SetLoad drives the guest's load generator: cpu percent of each vCPU and
+// MiB of memory kept dirty.
+func (c *Client) SetLoad(ctx context.Context, ip string, cpu, memMiB int) error {
+	_, err := c.Get(ctx, ip, fmt.Sprintf("/load?cpu=%d&mem=%d", cpu, memMiB))
+	if err != nil {
+		return fmt.Errorf("set load on %s: %w", ip, err)
+	}
+	return nil
+}
+
+// Sequence reads the file the guest appends 1,2,3,… to and checks it has
+// no gap and no repeat; it returns the last number.
+func (c *Client) Sequence(ctx context.Context, ip string) (int, error) {
+	body, err := c.Get(ctx, ip, "/seq")
+	if err != nil {
+		return 0, fmt.Errorf("read sequence file of %s: %w", ip, err)
+	}
+	n, err := CheckSequence(strings.NewReader(body))
+	if err != nil {
+		return n, fmt.Errorf("sequence file of %s: %w", ip, err)
+	}
+	return n, nil
+}
+
+// CheckSequence verifies lines 1,2,3,… and returns how many there were.
+func CheckSequence(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	want := 1
+	for sc.Scan() {
+		got, err := strconv.Atoi(strings.TrimSpace(sc.Text()))
+		if err != nil {
+			return want - 1, fmt.Errorf("line %d: %q is not a number", want, sc.Text())
+		}
+		switch {
+		case got > want:
+			return want - 1, fmt.Errorf("gap: %d follows %d", got, want-1)
+		case got < want:
+			return want - 1, fmt.Errorf("repeat: %d follows %d", got, want-1)
+		}
+		want++
+	}
+	if err := sc.Err(); err != nil {
+		return want - 1, err
+	}
+	if want == 1 {
+		return 0, fmt.Errorf("empty sequence")
+	}
+	return want - 1, nil
+}

@@ -1,0 +1,89 @@
+package probe
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckSequence(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr string
+	}{
+		{"1\n2\n3\n", 3, ""},
+		{"1\n2\n3", 3, ""},
+		{"1\n3\n", 1, "gap: 3 follows 1"},
+		{"1\n2\n2\n3\n", 2, "repeat: 2 follows 2"},
+		{"2\n", 0, "gap: 2 follows 0"},
+		{"1\nx\n", 1, `"x" is not a number`},
+		{"", 0, "empty sequence"},
+	}
+	for _, tt := range tests {
+		got, err := CheckSequence(strings.NewReader(tt.in))
+		if got != tt.want || (tt.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("CheckSequence(%q) = %d, %v; want %d, %q", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParsePing(t *testing.T) {
+	out := `PING 192.0.2.101 (192.0.2.101) 56(84) bytes of data.
+[1000.000000] 64 bytes from 192.0.2.101: icmp_seq=1 ttl=64 time=0.5 ms
+[1000.010000] 64 bytes from 192.0.2.101: icmp_seq=2 ttl=64 time=0.5 ms
+[1000.080000] 64 bytes from 192.0.2.101: icmp_seq=9 ttl=64 time=0.5 ms
+[1000.090000] 64 bytes from 192.0.2.101: icmp_seq=10 ttl=64 time=0.5 ms
+`
+	r, err := parsePing([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != 10 || r.Received != 4 {
+		t.Errorf("sent/received = %d/%d, want 10/4", r.Sent, r.Received)
+	}
+	if r.Downtime < 59*time.Millisecond || r.Downtime > 61*time.Millisecond {
+		t.Errorf("downtime = %s, want 60ms (70ms gap less the interval)", r.Downtime)
+	}
+	if _, err := parsePing([]byte("PING x\n")); err == nil {
+		t.Error("no replies must be an error")
+	}
+}
+
+// pipeStream serves lines to follow() through a real connection.
+func pipeStream(t *testing.T, body string, hold bool) *Stream {
+	t.Helper()
+	a, b := net.Pipe()
+	go func() {
+		io.WriteString(a, body)
+		if !hold {
+			a.Close()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { a.Close() })
+	return follow(ctx, cancel, b)
+}
+
+func TestFollow(t *testing.T) {
+	s := pipeStream(t, "1\n2\n3\n", true)
+	if err := s.WaitAdvance(3, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Stop(); r.Err != nil || r.Lines != 3 || r.Bytes != 6 {
+		t.Fatalf("healthy stream: %+v", r)
+	}
+	s = pipeStream(t, "1\n2\n4\n", true)
+	time.Sleep(50 * time.Millisecond)
+	if r := s.Stop(); r.Err == nil || !strings.Contains(r.Err.Error(), `got "4", want 3`) {
+		t.Fatalf("gap not reported: %+v", r)
+	}
+	s = pipeStream(t, "1\n2\n", false) // the server hangs up: a dropped stream
+	time.Sleep(50 * time.Millisecond)
+	if r := s.Stop(); r.Err == nil || !strings.Contains(r.Err.Error(), "dropped after 2 lines") {
+		t.Fatalf("drop not reported: %+v", r)
+	}
+}

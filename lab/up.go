@@ -1,0 +1,309 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config says what lab to bring up.
+type Config struct {
+	Hosts int
+	// GuestDir holds the guest image (vmlinux, initramfs.img, cmdline),
+	// built by BuildGuest if empty.
+	GuestDir string
+	Log      hclog.Logger
+}
+
+// Up brings the lab up, or completes a partial one: it is idempotent.
+func Up(ctx context.Context, cfg Config) (*Lab, error) {
+	log := cfg.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if cfg.Hosts < 2 {
+		return nil, fmt.Errorf("lab needs at least 2 hosts, got %d", cfg.Hosts)
+	}
+	if cfg.Hosts > 50 {
+		return nil, fmt.Errorf("lab supports at most 50 hosts, got %d", cfg.Hosts)
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the lab needs root (network namespaces, libvirtd)")
+	}
+	for _, bin := range []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux)", bin)
+		}
+	}
+	l := &Lab{ClientNamespace: clientNS, ClientIP: clientIP, ImageDir: filepath.Join(Dir, "images")}
+	old, err := Load()
+	if err == nil && len(old.Hosts) != cfg.Hosts {
+		return nil, fmt.Errorf("a lab with %d hosts is up; run 'virtpool lab down' first", len(old.Hosts))
+	}
+	if err == nil && cfg.GuestDir == "" {
+		l.Image = old.Image // keep the image the lab was started with
+	} else {
+		if err := os.MkdirAll(l.ImageDir, 0o755); err != nil {
+			return nil, err
+		}
+		if l.Image, err = installImage(ctx, log, cfg.GuestDir, l.ImageDir); err != nil {
+			return nil, err
+		}
+	}
+
+	start := time.Now()
+	if err := ensureNS(ctx, switchNS); err != nil {
+		return nil, err
+	}
+	if err := ensureLink(ctx, switchNS, "sw0", "bridge"); err != nil {
+		return nil, err
+	}
+	if err := plug(ctx, clientNS, "client", clientIP, false); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= cfg.Hosts; i++ {
+		h := newHost(i)
+		if err := plug(ctx, h.Namespace, h.Name, h.IP, true); err != nil {
+			return nil, err
+		}
+		if err := startDaemons(ctx, h); err != nil {
+			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		l.Hosts = append(l.Hosts, h)
+	}
+	for _, h := range l.Hosts {
+		if err := waitSocket(ctx, filepath.Join(h.StateDir, "run", "libvirt-sock")); err != nil {
+			return nil, fmt.Errorf("host %s: libvirtd did not start (see %s): %w", h.Name, filepath.Join(h.StateDir, "log", "libvirtd.log"), err)
+		}
+	}
+	if err := l.save(); err != nil {
+		return nil, err
+	}
+	log.Info("lab up", "hosts", len(l.Hosts), "took", time.Since(start).Round(time.Millisecond))
+	return l, nil
+}
+
+func newHost(i int) Host {
+	name := fmt.Sprintf("h%d", i)
+	ip := fmt.Sprintf("%s%d", subnet, hostIPBase+i)
+	state := filepath.Join(Dir, "hosts", name)
+	return Host{
+		Name:      name,
+		Namespace: nsPrefix + name,
+		IP:        ip,
+		// Distinct host UUIDs: libvirt refuses to migrate to "the same host".
+		UUID:      fmt.Sprintf("7669f0a1-1ab0-4000-8000-%012d", i),
+		URI:       "qemu+unix:///system?socket=" + filepath.Join(state, "run", "libvirt-sock"),
+		PeerURI:   "qemu+tcp://" + ip + "/system",
+		MigrateTo: "tcp://" + ip,
+		Bridge:    GuestBridge,
+		StateDir:  state,
+	}
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func nsExists(ns string) bool {
+	_, err := os.Stat(filepath.Join("/run/netns", ns))
+	return err == nil
+}
+
+func ensureNS(ctx context.Context, ns string) error {
+	if nsExists(ns) {
+		return nil
+	}
+	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+		return err
+	}
+	return run(ctx, "ip", "-n", ns, "link", "set", "lo", "up")
+}
+
+func linkExists(ctx context.Context, ns, link string) bool {
+	return exec.CommandContext(ctx, "ip", "-n", ns, "link", "show", link).Run() == nil
+}
+
+func ensureLink(ctx context.Context, ns, link, kind string) error {
+	if !linkExists(ctx, ns, link) {
+		if err := run(ctx, "ip", "-n", ns, "link", "add", link, "type", kind); err != nil {
+			return err
+		}
+	}
+	return run(ctx, "ip", "-n", ns, "link", "set", link, "up")
+}
+
+// plug creates namespace ns and connects it to the switch with a veth pair
+// (eth0 inside). With bridged, eth0 joins bridge br0, which carries the
+// address and which guests join too.
+func plug(ctx context.Context, ns, name, ip string, bridged bool) error {
+	if err := ensureNS(ctx, ns); err != nil {
+		return err
+	}
+	swEnd := name + "-sw"
+	if !linkExists(ctx, switchNS, swEnd) {
+		if err := run(ctx, "ip", "-n", switchNS, "link", "add", swEnd, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+			return err
+		}
+	}
+	if err := run(ctx, "ip", "-n", switchNS, "link", "set", swEnd, "master", "sw0", "up"); err != nil {
+		return err
+	}
+	dev := "eth0"
+	if bridged {
+		if err := ensureLink(ctx, ns, GuestBridge, "bridge"); err != nil {
+			return err
+		}
+		if err := run(ctx, "ip", "-n", ns, "link", "set", "eth0", "master", GuestBridge); err != nil {
+			return err
+		}
+		dev = GuestBridge
+	}
+	if err := run(ctx, "ip", "-n", ns, "link", "set", "eth0", "up"); err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("%s/%d", ip, prefixLen)
+	out, _ := exec.CommandContext(ctx, "ip", "-n", ns, "-o", "addr", "show", "dev", dev).Output()
+	if !strings.Contains(string(out), " "+addr+" ") {
+		return run(ctx, "ip", "-n", ns, "addr", "add", addr, "dev", dev)
+	}
+	return nil
+}
+
+var (
+	libvirtdConf = template.Must(template.New("libvirtd.conf").Parse(`# virtpool lab host {{.Name}}
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "{{.IP}}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+host_uuid = "{{.UUID}}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+`))
+	qemuConf = template.Must(template.New("qemu.conf").Parse(`# virtpool lab host {{.Name}}: no confinement, the lab is one trusted machine
+user = "root"
+group = "root"
+security_driver = "none"
+namespaces = []
+cgroup_controllers = []
+dynamic_ownership = 0
+remember_owner = 0
+stdio_handler = "logd"
+migration_host = "{{.IP}}"
+migration_address = "{{.IP}}"
+`))
+	// hostScript runs inside the host's network namespace, in a new mount
+	// and UTS namespace: it gives libvirt private directories and starts
+	// the daemons, which keep the namespaces alive.
+	hostScript = template.Must(template.New("host.sh").Parse(`set -e
+hostname {{.Name}}
+for d in etc run lib cache log; do mkdir -p {{.StateDir}}/$d; done
+mkdir -p {{.StateDir}}/log/qemu {{.StateDir}}/lib/qemu {{.StateDir}}/etc/qemu
+mount --bind {{.StateDir}}/etc /etc/libvirt
+mount --bind {{.StateDir}}/run /run/libvirt
+mount --bind {{.StateDir}}/lib /var/lib/libvirt
+mount --bind {{.StateDir}}/cache /var/cache/libvirt
+mount --bind {{.StateDir}}/log /var/log/libvirt
+mount --bind {{.StateDir}}/passwd /etc/passwd
+mount --bind {{.StateDir}}/group /etc/group
+# A virtlogd that survived its libvirtd keeps serving; a second one would
+# fail on the pidfile lock, which is fine.
+virtlogd -d -p /run/libvirt/virtlogd.pid || true
+libvirtd -d --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
+`))
+)
+
+// RestartHost starts a host's daemons again if they died (a test killed
+// them) and waits until libvirtd answers.
+func RestartHost(ctx context.Context, h Host) error {
+	if err := startDaemons(ctx, h); err != nil {
+		return err
+	}
+	return waitSocket(ctx, filepath.Join(h.StateDir, "run", "libvirt-sock"))
+}
+
+// startDaemons starts the host's libvirtd and virtlogd unless its libvirtd
+// already answers.
+func startDaemons(ctx context.Context, h Host) error {
+	sock := filepath.Join(h.StateDir, "run", "libvirt-sock")
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return nil
+	}
+	// Keep run/: after a crash of libvirtd it holds the state of guests
+	// whose QEMU still runs, which the new libvirtd picks up again.
+	for _, d := range []string{"etc", "run", "lib", "cache", "log"} {
+		if err := os.MkdirAll(filepath.Join(h.StateDir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	files := map[string]*template.Template{"etc/libvirtd.conf": libvirtdConf, "etc/qemu.conf": qemuConf}
+	for name, t := range files {
+		var b bytes.Buffer
+		if err := t.Execute(&b, h); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(h.StateDir, name), b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	// libvirt's QEMU driver looks up its built-in user before reading
+	// qemu.conf; give it one in the host's own /etc/passwd and /etc/group.
+	if err := withExtraLine("/etc/passwd", filepath.Join(h.StateDir, "passwd"), "libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin"); err != nil {
+		return err
+	}
+	if err := withExtraLine("/etc/group", filepath.Join(h.StateDir, "group"), "kvm:x:64054:\nlibvirt-qemu:x:64055:"); err != nil {
+		return err
+	}
+	var script bytes.Buffer
+	if err := hostScript.Execute(&script, h); err != nil {
+		return err
+	}
+	return run(ctx, "ip", "netns", "exec", h.Namespace, "unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script.String())
+}
+
+func withExtraLine(src, dst, extra string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, append(b, []byte(extra+"\n")...), 0o644)
+}
+
+func waitSocket(ctx context.Context, path string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

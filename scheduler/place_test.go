@@ -1,0 +1,73 @@
+package scheduler
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPlace(t *testing.T) {
+	binpack := DefaultPolicy()
+	binpack.Placement = BinpackPlacement
+	three := []Host{host("a", 10, 100), host("b", 10, 100), host("c", 10, 100)}
+	base := [][]Guest{{guest("a1", "a", 5, 10, group("x"))}, {guest("b1", "b", 1, 10)}, {guest("c1", "c", 2, 10)}}
+	oneToOne := DefaultPolicy()
+	oneToOne.VCPURatio = 1 // 10 vCPUs per host
+	tests := []struct {
+		name    string
+		c       *Cluster
+		tmpl    Guest
+		k       int
+		pol     Policy
+		want    []string
+		wantErr string // substring; errors must also wrap ErrInfeasible unless "invalid"
+	}{
+		{name: "spread fills the least loaded host first", c: cluster(three, base...),
+			tmpl: guest("", "", 1, 1), k: 3, pol: DefaultPolicy(), want: []string{"b", "b", "c"}},
+		{name: "binpack fills the most loaded host up to the limit", c: cluster(three, base...),
+			tmpl: guest("", "", 1, 1), k: 3, pol: binpack, want: []string{"a", "a", "c"}},
+		{name: "anti-affinity avoids group members and repeats", c: cluster(three, base...),
+			tmpl: guest("", "", 1, 1, group("x")), k: 2, pol: binpack, want: []string{"c", "b"}},
+		{name: "anti-affinity needs enough hosts", c: cluster(three, base...),
+			tmpl: guest("", "", 1, 1, group("x")), k: 3, pol: DefaultPolicy(),
+			wantErr: "pool web: need 3 hosts for anti-affinity group x, only 2 available"},
+		{name: "standby and maintenance hosts are not used",
+			c:    cluster([]Host{host("a", 10, 100), standby(host("b", 10, 100)), maintenance(host("c", 10, 100))}),
+			tmpl: guest("", "", 1, 1), k: 2, pol: DefaultPolicy(), want: []string{"a", "a"}},
+		{name: "no room", c: cluster(three, base...),
+			tmpl: guest("", "", 8, 1), k: 1, pol: DefaultPolicy(), wantErr: "no active host has room for new guest 1 of 1"},
+		{name: "memory limits too", c: cluster(three, base...),
+			tmpl: guest("", "", 0.1, 40), k: 4, pol: DefaultPolicy(), wantErr: "new guest 4 of 4"},
+		{name: "vCPU ratio limits hosts", c: cluster(three, base...),
+			tmpl: guest("", "", 0.1, 1, vcpus(8)), k: 2, pol: oneToOne, want: []string{"b", "c"}},
+		{name: "vCPU ratio exhausted", c: cluster(three, base...),
+			tmpl: guest("", "", 0.1, 1, vcpus(8)), k: 3, pol: oneToOne, wantErr: "new guest 3 of 3"},
+		{name: "zero guests", c: cluster(three, base...), tmpl: guest("", "", 1, 1), k: 0, pol: DefaultPolicy(), want: []string{}},
+		{name: "invalid template", c: cluster(three, base...), tmpl: guest("", "", -1, 1), k: 1, pol: DefaultPolicy(), wantErr: "invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.c.Place(tt.tmpl, tt.k, tt.pol)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				want := ErrInfeasible
+				if tt.wantErr == "invalid" {
+					want = ErrInvalid
+				}
+				if !errors.Is(err, want) {
+					t.Fatalf("err %v does not wrap %v", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
