@@ -36,7 +36,34 @@ type Driver interface {
 	Migrate(ctx context.Context, req MigrateRequest, progress func(MigrateProgress)) (MigrateResult, error)
 	// AbortMigration aborts the migration job running for a domain on its source.
 	AbortMigration(ctx context.Context, uri, name string) error
+
+	// PutRecord stores r on a host, replacing any record of the same kind
+	// and name. Records are how virtpool keeps its own objects (pool specs,
+	// host states) in libvirt, so that every tool finds them on the hosts
+	// without Terraform's state.
+	PutRecord(ctx context.Context, uri string, r Record) error
+	// ListRecords returns every record stored on a host.
+	ListRecords(ctx context.Context, uri string) ([]Record, error)
+	// DeleteRecord removes a record; deleting a missing one is a no-op.
+	DeleteRecord(ctx context.Context, uri, kind, name string) error
 }
+
+// Record is a small named document virtpool keeps on a host. Kind says what
+// it describes ("pool", "host", …) and Name which one; Generation orders
+// versions of the same record written to several hosts (readers take the
+// highest); Data holds the content.
+type Record struct {
+	Kind       string
+	Name       string
+	Generation int64
+	Data       map[string]string
+}
+
+// Record kinds virtpool uses.
+const (
+	RecordPool = "pool" // a pool's spec and migration policy
+	RecordHost = "host" // a host's state (maintenance, standby)
+)
 
 // Accelerators as virtpool names them.
 const (

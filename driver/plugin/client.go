@@ -101,3 +101,21 @@ func (c *Client) AbortMigration(ctx context.Context, uri, name string) error {
 	_, err := c.rpc.AbortMigration(ctx, &pb.AbortMigrationRequest{Uri: uri, Name: name})
 	return fromStatus(ctx, err)
 }
+
+func (c *Client) PutRecord(ctx context.Context, uri string, r driver.Record) error {
+	_, err := c.rpc.PutRecord(ctx, &pb.PutRecordRequest{Uri: uri, Record: recordToPB(r)})
+	return fromStatus(ctx, err)
+}
+
+func (c *Client) ListRecords(ctx context.Context, uri string) ([]driver.Record, error) {
+	r, err := c.rpc.ListRecords(ctx, &pb.ListRecordsRequest{Uri: uri})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	return recordsFromPB(r.GetRecords()), nil
+}
+
+func (c *Client) DeleteRecord(ctx context.Context, uri, kind, name string) error {
+	_, err := c.rpc.DeleteRecord(ctx, &pb.DeleteRecordRequest{Uri: uri, Kind: kind, Name: name})
+	return fromStatus(ctx, err)
+}

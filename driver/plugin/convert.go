@@ -405,3 +405,33 @@ func resultFromPB(r *pb.MigrateResult) driver.MigrateResult {
 		PostCopy: r.GetPostCopy(),
 	}
 }
+
+func recordToPB(r driver.Record) *pb.Record {
+	return &pb.Record{Kind: r.Kind, Name: r.Name, Generation: r.Generation, Data: r.Data}
+}
+
+func recordFromPB(r *pb.Record) driver.Record {
+	return driver.Record{Kind: r.GetKind(), Name: r.GetName(), Generation: r.GetGeneration(), Data: r.GetData()}
+}
+
+func recordsToPB(rs []driver.Record) []*pb.Record {
+	if rs == nil {
+		return nil
+	}
+	out := make([]*pb.Record, len(rs))
+	for i, r := range rs {
+		out[i] = recordToPB(r)
+	}
+	return out
+}
+
+func recordsFromPB(rs []*pb.Record) []driver.Record {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]driver.Record, len(rs))
+	for i, r := range rs {
+		out[i] = recordFromPB(r)
+	}
+	return out
+}

@@ -25,6 +25,7 @@ type fakeDriver struct {
 	stats    driver.HostStats
 	progress []driver.MigrateProgress
 	result   driver.MigrateResult
+	records  []driver.Record
 	err      error
 	// block makes Migrate wait, after its progress reports, until its ctx
 	// ends; it then closes ctxDone.
@@ -114,6 +115,24 @@ func (f *fakeDriver) AbortMigration(_ context.Context, uri, name string) error {
 	return f.err
 }
 
+func (f *fakeDriver) PutRecord(_ context.Context, uri string, r driver.Record) error {
+	f.record(uri, r)
+	return f.err
+}
+
+func (f *fakeDriver) ListRecords(_ context.Context, uri string) ([]driver.Record, error) {
+	f.record(uri)
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.records, nil
+}
+
+func (f *fakeDriver) DeleteRecord(_ context.Context, uri, kind, name string) error {
+	f.record(uri, kind, name)
+	return f.err
+}
+
 // connect serves fake through go-plugin's in-process gRPC harness and
 // returns the client side.
 func connect(t *testing.T, fake driver.Driver) driver.Driver {
@@ -168,7 +187,12 @@ func TestRoundTrip(t *testing.T) {
 			{Elapsed: 3 * time.Second, DataTotal: 1200, DataProcessed: 1150, DataRemaining: 50, PostCopy: true},
 		},
 		result: driver.MigrateResult{UUID: "u1", Elapsed: 3200 * time.Millisecond, Downtime: 42 * time.Millisecond, Bytes: 1 << 33, PostCopy: true},
+		records: []driver.Record{
+			{Kind: driver.RecordHost, Name: "h1", Generation: 1, Data: map[string]string{"maintenance": "true"}},
+			{Kind: driver.RecordPool, Name: "web", Generation: 1 << 40, Data: map[string]string{"spec": `{"size":3}`, "policy": ""}},
+		},
 	}
+	rec := driver.Record{Kind: driver.RecordPool, Name: "web", Generation: 7, Data: map[string]string{"spec": "{\"a\":\"<&>\"}"}}
 	spec := driver.DomainSpec{
 		Name: "web-2", VCPUs: 4, MemoryMiB: 2048, Accelerator: driver.AccelTCG,
 		Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0",
@@ -214,6 +238,12 @@ func TestRoundTrip(t *testing.T) {
 		}, migration{fake.progress, fake.result}, []any{req}},
 		{"AbortMigration", func() (any, error) { return nil, d.AbortMigration(ctx, "qemu:///system", "web-1") },
 			nil, []any{"qemu:///system", "web-1"}},
+		{"PutRecord", func() (any, error) { return nil, d.PutRecord(ctx, "qemu:///system", rec) },
+			nil, []any{"qemu:///system", rec}},
+		{"ListRecords", func() (any, error) { return d.ListRecords(ctx, "qemu:///system") },
+			fake.records, []any{"qemu:///system"}},
+		{"DeleteRecord", func() (any, error) { return nil, d.DeleteRecord(ctx, "qemu:///system", "pool", "web") },
+			nil, []any{"qemu:///system", "pool", "web"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -265,6 +295,11 @@ func TestErrors(t *testing.T) {
 			return err
 		}},
 		{"AbortMigration", func(ctx context.Context, d driver.Driver) error { return d.AbortMigration(ctx, "u", "x") }},
+		{"PutRecord", func(ctx context.Context, d driver.Driver) error {
+			return d.PutRecord(ctx, "u", driver.Record{Kind: "pool", Name: "x"})
+		}},
+		{"ListRecords", func(ctx context.Context, d driver.Driver) error { _, err := d.ListRecords(ctx, "u"); return err }},
+		{"DeleteRecord", func(ctx context.Context, d driver.Driver) error { return d.DeleteRecord(ctx, "u", "pool", "x") }},
 	}
 	for _, e := range errs {
 		fake := &fakeDriver{err: e.err}

@@ -99,3 +99,27 @@ func (s *Server) AbortMigration(ctx context.Context, req *pb.AbortMigrationReque
 	}
 	return &pb.Empty{}, nil
 }
+
+func (s *Server) PutRecord(ctx context.Context, req *pb.PutRecordRequest) (*pb.Empty, error) {
+	if err := s.Impl.PutRecord(ctx, req.GetUri(), recordFromPB(req.GetRecord())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+// ListRecords fails as a whole when a record cannot be read: a reader that
+// takes the highest generation must not silently miss one.
+func (s *Server) ListRecords(ctx context.Context, req *pb.ListRecordsRequest) (*pb.ListRecordsResponse, error) {
+	rs, err := s.Impl.ListRecords(ctx, req.GetUri())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListRecordsResponse{Records: recordsToPB(rs)}, nil
+}
+
+func (s *Server) DeleteRecord(ctx context.Context, req *pb.DeleteRecordRequest) (*pb.Empty, error) {
+	if err := s.Impl.DeleteRecord(ctx, req.GetUri(), req.GetKind(), req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}

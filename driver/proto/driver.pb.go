@@ -1612,6 +1612,274 @@ func (x *AbortMigrationRequest) GetName() string {
 	return ""
 }
 
+type Record struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Generation    int64                  `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Data          map[string]string      `protobuf:"bytes,4,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_driver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Record) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Record) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Record) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Record) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PutRecordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Record        *Record                `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRecordRequest) Reset() {
+	*x = PutRecordRequest{}
+	mi := &file_driver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRecordRequest) ProtoMessage() {}
+
+func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
+func (*PutRecordRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PutRecordRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *PutRecordRequest) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+type ListRecordsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordsRequest) Reset() {
+	*x = ListRecordsRequest{}
+	mi := &file_driver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordsRequest) ProtoMessage() {}
+
+func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListRecordsRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+type ListRecordsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordsResponse) Reset() {
+	*x = ListRecordsResponse{}
+	mi := &file_driver_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordsResponse) ProtoMessage() {}
+
+func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListRecordsResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type DeleteRecordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRecordRequest) Reset() {
+	*x = DeleteRecordRequest{}
+	mi := &file_driver_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRecordRequest) ProtoMessage() {}
+
+func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeleteRecordRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *DeleteRecordRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DeleteRecordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_driver_proto protoreflect.FileDescriptor
 
 const file_driver_proto_rawDesc = "" +
@@ -1770,7 +2038,28 @@ const file_driver_proto_rawDesc = "" +
 	"\x05event\"=\n" +
 	"\x15AbortMigrationRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name2\xb9\x05\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xc3\x01\n" +
+	"\x06Record\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x128\n" +
+	"\x04data\x18\x04 \x03(\v2$.virtpool.driver.v1.Record.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
+	"\x10PutRecordRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x122\n" +
+	"\x06record\x18\x02 \x01(\v2\x1a.virtpool.driver.v1.RecordR\x06record\"&\n" +
+	"\x12ListRecordsRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\"K\n" +
+	"\x13ListRecordsResponse\x124\n" +
+	"\arecords\x18\x01 \x03(\v2\x1a.virtpool.driver.v1.RecordR\arecords\"O\n" +
+	"\x13DeleteRecordRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name2\xbb\a\n" +
 	"\x06Driver\x12U\n" +
 	"\bHostInfo\x12#.virtpool.driver.v1.HostInfoRequest\x1a$.virtpool.driver.v1.HostInfoResponse\x12^\n" +
 	"\vListDomains\x12&.virtpool.driver.v1.ListDomainsRequest\x1a'.virtpool.driver.v1.ListDomainsResponse\x12S\n" +
@@ -1779,7 +2068,10 @@ const file_driver_proto_rawDesc = "" +
 	"\x0eUndefineDomain\x12).virtpool.driver.v1.UndefineDomainRequest\x1a\x19.virtpool.driver.v1.Empty\x12H\n" +
 	"\x05Stats\x12 .virtpool.driver.v1.StatsRequest\x1a\x1d.virtpool.driver.v1.HostStats\x12Q\n" +
 	"\aMigrate\x12\".virtpool.driver.v1.MigrateRequest\x1a .virtpool.driver.v1.MigrateEvent0\x01\x12V\n" +
-	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.EmptyB+Z)github.com/virtpool/virtpool/driver/protob\x06proto3"
+	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.Empty\x12L\n" +
+	"\tPutRecord\x12$.virtpool.driver.v1.PutRecordRequest\x1a\x19.virtpool.driver.v1.Empty\x12^\n" +
+	"\vListRecords\x12&.virtpool.driver.v1.ListRecordsRequest\x1a'.virtpool.driver.v1.ListRecordsResponse\x12R\n" +
+	"\fDeleteRecord\x12'.virtpool.driver.v1.DeleteRecordRequest\x1a\x19.virtpool.driver.v1.EmptyB+Z)github.com/virtpool/virtpool/driver/protob\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -1793,7 +2085,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_driver_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: virtpool.driver.v1.Empty
 	(*Timestamp)(nil),             // 1: virtpool.driver.v1.Timestamp
@@ -1816,42 +2108,57 @@ var file_driver_proto_goTypes = []any{
 	(*MigrateResult)(nil),         // 18: virtpool.driver.v1.MigrateResult
 	(*MigrateEvent)(nil),          // 19: virtpool.driver.v1.MigrateEvent
 	(*AbortMigrationRequest)(nil), // 20: virtpool.driver.v1.AbortMigrationRequest
-	nil,                           // 21: virtpool.driver.v1.Domain.LabelsEntry
-	nil,                           // 22: virtpool.driver.v1.DomainSpec.LabelsEntry
-	nil,                           // 23: virtpool.driver.v1.DomainStats.LabelsEntry
+	(*Record)(nil),                // 21: virtpool.driver.v1.Record
+	(*PutRecordRequest)(nil),      // 22: virtpool.driver.v1.PutRecordRequest
+	(*ListRecordsRequest)(nil),    // 23: virtpool.driver.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),   // 24: virtpool.driver.v1.ListRecordsResponse
+	(*DeleteRecordRequest)(nil),   // 25: virtpool.driver.v1.DeleteRecordRequest
+	nil,                           // 26: virtpool.driver.v1.Domain.LabelsEntry
+	nil,                           // 27: virtpool.driver.v1.DomainSpec.LabelsEntry
+	nil,                           // 28: virtpool.driver.v1.DomainStats.LabelsEntry
+	nil,                           // 29: virtpool.driver.v1.Record.DataEntry
 }
 var file_driver_proto_depIdxs = []int32{
 	7,  // 0: virtpool.driver.v1.ListDomainsResponse.domains:type_name -> virtpool.driver.v1.Domain
-	21, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
-	22, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
+	26, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
+	27, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
 	8,  // 3: virtpool.driver.v1.CreateDomainRequest.spec:type_name -> virtpool.driver.v1.DomainSpec
 	1,  // 4: virtpool.driver.v1.HostStats.time:type_name -> virtpool.driver.v1.Timestamp
 	14, // 5: virtpool.driver.v1.HostStats.domains:type_name -> virtpool.driver.v1.DomainStats
-	23, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
+	28, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
 	15, // 7: virtpool.driver.v1.MigrateRequest.options:type_name -> virtpool.driver.v1.MigrateOptions
 	17, // 8: virtpool.driver.v1.MigrateEvent.progress:type_name -> virtpool.driver.v1.MigrateProgress
 	18, // 9: virtpool.driver.v1.MigrateEvent.result:type_name -> virtpool.driver.v1.MigrateResult
-	3,  // 10: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
-	5,  // 11: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
-	9,  // 12: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
-	10, // 13: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
-	11, // 14: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
-	12, // 15: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
-	16, // 16: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
-	20, // 17: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
-	4,  // 18: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
-	6,  // 19: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
-	7,  // 20: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
-	0,  // 21: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
-	0,  // 22: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
-	13, // 23: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
-	19, // 24: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
-	0,  // 25: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	29, // 10: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
+	21, // 11: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
+	21, // 12: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
+	3,  // 13: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
+	5,  // 14: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
+	9,  // 15: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
+	10, // 16: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
+	11, // 17: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
+	12, // 18: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
+	16, // 19: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
+	20, // 20: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
+	22, // 21: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
+	23, // 22: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
+	25, // 23: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
+	4,  // 24: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
+	6,  // 25: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
+	7,  // 26: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
+	0,  // 27: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
+	0,  // 28: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
+	13, // 29: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
+	19, // 30: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
+	0,  // 31: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
+	0,  // 32: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
+	24, // 33: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
+	0,  // 34: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1869,7 +2176,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

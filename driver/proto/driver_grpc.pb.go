@@ -34,6 +34,9 @@ const (
 	Driver_Stats_FullMethodName          = "/virtpool.driver.v1.Driver/Stats"
 	Driver_Migrate_FullMethodName        = "/virtpool.driver.v1.Driver/Migrate"
 	Driver_AbortMigration_FullMethodName = "/virtpool.driver.v1.Driver/AbortMigration"
+	Driver_PutRecord_FullMethodName      = "/virtpool.driver.v1.Driver/PutRecord"
+	Driver_ListRecords_FullMethodName    = "/virtpool.driver.v1.Driver/ListRecords"
+	Driver_DeleteRecord_FullMethodName   = "/virtpool.driver.v1.Driver/DeleteRecord"
 )
 
 // DriverClient is the client API for Driver service.
@@ -50,6 +53,11 @@ type DriverClient interface {
 	// aborts the migration.
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
 	AbortMigration(ctx context.Context, in *AbortMigrationRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Records: virtpool's own documents (pool specs, host states) kept on a
+	// host in libvirt.
+	PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error)
+	ListRecords(ctx context.Context, in *ListRecordsRequest, opts ...grpc.CallOption) (*ListRecordsResponse, error)
+	DeleteRecord(ctx context.Context, in *DeleteRecordRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type driverClient struct {
@@ -149,6 +157,36 @@ func (c *driverClient) AbortMigration(ctx context.Context, in *AbortMigrationReq
 	return out, nil
 }
 
+func (c *driverClient) PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_PutRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) ListRecords(ctx context.Context, in *ListRecordsRequest, opts ...grpc.CallOption) (*ListRecordsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRecordsResponse)
+	err := c.cc.Invoke(ctx, Driver_ListRecords_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) DeleteRecord(ctx context.Context, in *DeleteRecordRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_DeleteRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -163,6 +201,11 @@ type DriverServer interface {
 	// aborts the migration.
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
 	AbortMigration(context.Context, *AbortMigrationRequest) (*Empty, error)
+	// Records: virtpool's own documents (pool specs, host states) kept on a
+	// host in libvirt.
+	PutRecord(context.Context, *PutRecordRequest) (*Empty, error)
+	ListRecords(context.Context, *ListRecordsRequest) (*ListRecordsResponse, error)
+	DeleteRecord(context.Context, *DeleteRecordRequest) (*Empty, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -196,6 +239,15 @@ func (UnimplementedDriverServer) Migrate(*MigrateRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedDriverServer) AbortMigration(context.Context, *AbortMigrationRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AbortMigration not implemented")
+}
+func (UnimplementedDriverServer) PutRecord(context.Context, *PutRecordRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutRecord not implemented")
+}
+func (UnimplementedDriverServer) ListRecords(context.Context, *ListRecordsRequest) (*ListRecordsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRecords not implemented")
+}
+func (UnimplementedDriverServer) DeleteRecord(context.Context, *DeleteRecordRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteRecord not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -355,6 +407,60 @@ func _Driver_AbortMigration_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_PutRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).PutRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_PutRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).PutRecord(ctx, req.(*PutRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_ListRecords_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRecordsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).ListRecords(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_ListRecords_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).ListRecords(ctx, req.(*ListRecordsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_DeleteRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).DeleteRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_DeleteRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).DeleteRecord(ctx, req.(*DeleteRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -389,6 +495,18 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AbortMigration",
 			Handler:    _Driver_AbortMigration_Handler,
+		},
+		{
+			MethodName: "PutRecord",
+			Handler:    _Driver_PutRecord_Handler,
+		},
+		{
+			MethodName: "ListRecords",
+			Handler:    _Driver_ListRecords_Handler,
+		},
+		{
+			MethodName: "DeleteRecord",
+			Handler:    _Driver_DeleteRecord_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

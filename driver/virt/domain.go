@@ -29,6 +29,11 @@ func (d *Driver) ListDomains(ctx context.Context, uri string) ([]driver.Domain, 
 	for i := range doms {
 		dom := &doms[i]
 		dd, err := describe(dom)
+		// Records are virtpool's own data, not guests (see record.go).
+		if err == nil && isRecord(dom, dd.Name, dd.State != driver.StateShutoff) {
+			dom.Free()
+			continue
+		}
 		dom.Free()
 		if err != nil {
 			// A domain that vanished while we listed is not an error.

@@ -193,6 +193,10 @@ func (d *Driver) Stats(ctx context.Context, uri string) (driver.HostStats, error
 	}
 	for _, s := range all {
 		ds := domainStats(s)
+		if isRecord(s.Domain, ds.Name, ds.State != driver.StateShutoff) {
+			s.Domain.Free()
+			continue
+		}
 		if m, err := readMetadata(s.Domain); err == nil {
 			ds.Labels = m.labels()
 		}
