@@ -1,0 +1,189 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+var _ datasource.DataSourceWithConfigure = (*hostsDataSource)(nil)
+
+// NewHostsDataSource is the virtpool_hosts data source.
+func NewHostsDataSource() datasource.DataSource { return &hostsDataSource{} }
+
+type hostsDataSource struct{ client *Client }
+
+type hostsModel struct {
+	ID    types.String `tfsdk:"id"`
+	Hosts types.List   `tfsdk:"hosts"`
+}
+
+// cpuSampleGap separates the two samples host CPU load is computed from.
+const cpuSampleGap = 500 * time.Millisecond
+
+var hostInfoAttrTypes = map[string]attr.Type{
+	"name": types.StringType, "uri": types.StringType, "state": types.StringType,
+	"hostname": types.StringType, "hypervisor": types.StringType, "accelerators": types.ListType{ElemType: types.StringType},
+	"cpus": types.Int64Type, "memory_bytes": types.Int64Type, "free_memory_bytes": types.Int64Type,
+	"cpu_utilisation": types.Float64Type, "memory_utilisation": types.Float64Type,
+	"vcpus_allocated": types.Int64Type, "memory_allocated_bytes": types.Int64Type,
+	"guests": types.ListType{ElemType: types.StringType},
+}
+
+func (d *hostsDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_hosts"
+}
+
+func (d *hostsDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "Every host of the provider: capacity, current load, state and running guests.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true, Description: "Always `hosts`."},
+			"hosts": schema.ListNestedAttribute{
+				Computed: true, Description: "The hosts, by name.",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name":                   schema.StringAttribute{Computed: true, Description: "Name in the provider's hosts."},
+					"uri":                    schema.StringAttribute{Computed: true, Description: "libvirt URI."},
+					"state":                  schema.StringAttribute{Computed: true, Description: "`active`, `standby` or `maintenance`."},
+					"hostname":               schema.StringAttribute{Computed: true, Description: "Host name as the host reports it."},
+					"hypervisor":             schema.StringAttribute{Computed: true, Description: "QEMU, Xen, …"},
+					"accelerators":           schema.ListAttribute{Computed: true, ElementType: types.StringType, Description: "Accelerators that really work there, best first."},
+					"cpus":                   schema.Int64Attribute{Computed: true, Description: "Logical CPUs."},
+					"memory_bytes":           schema.Int64Attribute{Computed: true, Description: "Physical memory."},
+					"free_memory_bytes":      schema.Int64Attribute{Computed: true, Description: "Free memory (with buffers and cache)."},
+					"cpu_utilisation":        schema.Float64Attribute{Computed: true, Description: "Host CPU busy fraction over half a second."},
+					"memory_utilisation":     schema.Float64Attribute{Computed: true, Description: "Used memory fraction."},
+					"vcpus_allocated":        schema.Int64Attribute{Computed: true, Description: "vCPUs of running guests."},
+					"memory_allocated_bytes": schema.Int64Attribute{Computed: true, Description: "Memory of running guests."},
+					"guests":                 schema.ListAttribute{Computed: true, ElementType: types.StringType, Description: "Running guests."},
+				}},
+			},
+		},
+	}
+}
+
+func (d *hostsDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// hostLoad is one host's description and load, measured.
+type hostLoad struct {
+	info        driver.HostInfo
+	state       string
+	cpuBusy     float64
+	memUsed     float64
+	vcpus       int64
+	memAlloc    int64
+	guests      []string
+	memoryTotal uint64
+	memoryFree  uint64
+}
+
+func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error) {
+	var hl hostLoad
+	d, err := c.Driver(ctx)
+	if err != nil {
+		return hl, err
+	}
+	uri := c.cfg.Hosts[name].URI
+	if hl.info, err = d.HostInfo(ctx, uri); err != nil {
+		return hl, fmt.Errorf("host %s: %w", name, err)
+	}
+	st, err := c.hostState(ctx, name)
+	if err != nil {
+		return hl, err
+	}
+	hl.state = "active"
+	switch {
+	case st.Maintenance:
+		hl.state = "maintenance"
+	case st.Standby:
+		hl.state = "standby"
+	}
+	a, err := d.Stats(ctx, uri)
+	if err != nil {
+		return hl, fmt.Errorf("host %s: %w", name, err)
+	}
+	select {
+	case <-ctx.Done():
+		return hl, ctx.Err()
+	case <-time.After(cpuSampleGap):
+	}
+	b, err := d.Stats(ctx, uri)
+	if err != nil {
+		return hl, fmt.Errorf("host %s: %w", name, err)
+	}
+	hl.cpuBusy = cpuBusy(a, b)
+	hl.memoryTotal, hl.memoryFree = b.MemoryTotalBytes, b.MemoryFreeBytes
+	if b.MemoryTotalBytes > 0 {
+		hl.memUsed = 1 - float64(b.MemoryFreeBytes)/float64(b.MemoryTotalBytes)
+	}
+	doms, err := d.ListDomains(ctx, uri)
+	if err != nil {
+		return hl, fmt.Errorf("host %s: %w", name, err)
+	}
+	for _, dd := range doms {
+		if dd.State == driver.StateRunning || dd.State == driver.StatePaused {
+			hl.guests = append(hl.guests, dd.Name)
+			hl.vcpus += int64(dd.VCPUs)
+			hl.memAlloc += int64(dd.MemoryMiB) << 20
+		}
+	}
+	return hl, nil
+}
+
+// cpuBusy is the busy fraction of a host's CPUs between two samples.
+func cpuBusy(a, b driver.HostStats) float64 {
+	busy := float64(b.CPUUserNs+b.CPUSystemNs) - float64(a.CPUUserNs+a.CPUSystemNs)
+	idle := float64(b.CPUIdleNs+b.CPUIowaitNs) - float64(a.CPUIdleNs+a.CPUIowaitNs)
+	if busy+idle <= 0 {
+		return 0
+	}
+	return busy / (busy + idle)
+}
+
+func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	names := d.client.cfg.Hosts.Names()
+	loads := make([]hostLoad, len(names))
+	var mu sync.Mutex
+	idx := map[string]int{}
+	for i, n := range names {
+		idx[n] = i
+	}
+	err := eachHost(names, func(n string) error {
+		hl, err := d.client.measureHost(ctx, n)
+		mu.Lock()
+		loads[idx[n]] = hl
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read hosts", err.Error())
+		return
+	}
+	vals := make([]attr.Value, len(names))
+	for i, n := range names {
+		hl := loads[i]
+		vals[i] = types.ObjectValueMust(hostInfoAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(n), "uri": types.StringValue(d.client.cfg.Hosts[n].URI), "state": types.StringValue(hl.state),
+			"hostname": types.StringValue(hl.info.Hostname), "hypervisor": types.StringValue(hl.info.Hypervisor),
+			"accelerators": stringList(hl.info.Accelerators),
+			"cpus":         types.Int64Value(int64(hl.info.CPUs)), "memory_bytes": types.Int64Value(int64(hl.memoryTotal)),
+			"free_memory_bytes": types.Int64Value(int64(hl.memoryFree)),
+			"cpu_utilisation":   types.Float64Value(hl.cpuBusy), "memory_utilisation": types.Float64Value(hl.memUsed),
+			"vcpus_allocated": types.Int64Value(hl.vcpus), "memory_allocated_bytes": types.Int64Value(hl.memAlloc),
+			"guests": stringList(hl.guests),
+		})
+	}
+	m := hostsModel{ID: types.StringValue("hosts"),
+		Hosts: types.ListValueMust(types.ObjectType{AttrTypes: hostInfoAttrTypes}, vals)}
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}

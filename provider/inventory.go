@@ -1,0 +1,97 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// HostEntry is one hypervisor of the provider's inventory (its hosts
+// attribute): how the provider reaches its libvirtd, and how other hosts
+// reach it during a live migration.
+type HostEntry struct {
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+	// PeerURI is how the source host's libvirtd reaches this one in a
+	// peer-to-peer migration; default URI.
+	PeerURI string `json:"peer_uri,omitempty"`
+	// MigrationURI is where QEMU sends migration data (tcp://addr);
+	// default: libvirt's choice.
+	MigrationURI string `json:"migration_uri,omitempty"`
+}
+
+// Inventory is the provider's hosts by name.
+type Inventory map[string]HostEntry
+
+// Names returns the host names, sorted.
+func (inv Inventory) Names() []string {
+	out := make([]string, 0, len(inv))
+	for n := range inv {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns a host, or an error that lists the known ones.
+func (inv Inventory) Lookup(name string) (HostEntry, error) {
+	if h, ok := inv[name]; ok {
+		return h, nil
+	}
+	return HostEntry{}, fmt.Errorf("unknown host %q: the provider's hosts are %s", name, strings.Join(inv.Names(), ", "))
+}
+
+// hostNameRE: host names become record names and appear in domain labels.
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// validHostName says what is wrong with a host name, or nil.
+func validHostName(name string) error {
+	if !hostNameRE.MatchString(name) {
+		return fmt.Errorf("host name %q: use letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)", name)
+	}
+	return nil
+}
+
+// validLibvirtURI says what is wrong with a libvirt connection URI, or nil.
+// It accepts what libvirt does: driver[+transport]://[host]/path[?params].
+func validLibvirtURI(s string) error {
+	if s == "" {
+		return errors.New("empty URI")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("URI %q does not parse: %w", s, err)
+	}
+	if u.Scheme == "" {
+		return fmt.Errorf("URI %q has no scheme: want e.g. qemu:///system or qemu+tls://host/system", s)
+	}
+	if u.Opaque != "" {
+		return fmt.Errorf("URI %q: want scheme://[host]/path, e.g. qemu:///system", s)
+	}
+	return nil
+}
+
+// validMigrationURI checks a QEMU migration URI (tcp://host[:port]).
+func validMigrationURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("migration URI %q does not parse: %w", s, err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("migration URI %q: want scheme://host[:port], e.g. tcp://10.0.0.2", s)
+	}
+	return nil
+}
+
+// isLocalURI reports whether a libvirt URI names a daemon on this machine,
+// where the provider can check that image files exist.
+func isLocalURI(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	return u.Host == "" || u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1"
+}

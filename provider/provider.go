@@ -1,0 +1,222 @@
+// Package provider is virtpool's Terraform provider: hosts, VM pools,
+// migration policies and single domains on plain libvirt hosts, where
+// changing a domain's host live-migrates it. It talks to libvirt only
+// through the virtpool driver process (go-plugin), places pool members
+// with package scheduler, and keeps each pool's specification on its hosts
+// as a libvirt record (see templates/guides/pool-design.md.tmpl).
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+)
+
+// Address is the provider's registry address, which dev_overrides and
+// required_providers name.
+const Address = "registry.terraform.io/virtpool/virtpool"
+
+// Defaults of the provider's settings.
+const (
+	defaultShutdownTimeout = 30 * time.Second
+	defaultTimeout         = 20 * time.Minute
+)
+
+var _ provider.Provider = (*Provider)(nil)
+
+// Provider is the virtpool provider.
+type Provider struct {
+	version string
+}
+
+// New returns the provider factory providerserver needs.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider { return &Provider{version: version} }
+}
+
+type providerModel struct {
+	Hosts                 types.Map    `tfsdk:"hosts"`
+	DriverPath            types.String `tfsdk:"driver_path"`
+	ShutdownTimeout       types.String `tfsdk:"shutdown_timeout"`
+	DefaultTimeout        types.String `tfsdk:"default_timeout"`
+	MigrationBandwidthMiB types.Int64  `tfsdk:"migration_bandwidth_mib"`
+	MigrationMaxDowntime  types.Int64  `tfsdk:"migration_max_downtime_ms"`
+}
+
+type hostEntryModel struct {
+	URI          types.String `tfsdk:"uri"`
+	PeerURI      types.String `tfsdk:"peer_uri"`
+	MigrationURI types.String `tfsdk:"migration_uri"`
+}
+
+func (p *Provider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "virtpool"
+	resp.Version = p.version
+}
+
+func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "virtpool turns plain libvirt hosts into an elastic cluster: VM pools placed by a scheduler, " +
+			"host maintenance by live migration, and domains whose `host` change is a live migration.",
+		Attributes: map[string]schema.Attribute{
+			"hosts": schema.MapNestedAttribute{
+				Description: "The hypervisor hosts, by name. Resources name hosts by these keys.",
+				Required:    true,
+				Validators:  []validator.Map{mapvalidator.SizeAtLeast(1), mapvalidator.KeysAre(hostNameValidator{})},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"uri": schema.StringAttribute{
+						Description: "libvirt URI the provider connects to, e.g. `qemu+tls://h1.example/system` or " +
+							"`qemu+unix:///system?socket=/run/libvirt/libvirt-sock`.",
+						Required:   true,
+						Validators: []validator.String{libvirtURIValidator{}},
+					},
+					"peer_uri": schema.StringAttribute{
+						Description: "libvirt URI other hosts' libvirtd use to reach this one in a live migration " +
+							"(peer to peer). Defaults to `uri`; set it when `uri` is local to the machine running Terraform.",
+						Optional:   true,
+						Validators: []validator.String{libvirtURIValidator{}},
+					},
+					"migration_uri": schema.StringAttribute{
+						Description: "Where QEMU sends migration data, e.g. `tcp://10.0.0.2`. Defaults to libvirt's choice.",
+						Optional:    true,
+						Validators:  []validator.String{migrationURIValidator{}},
+					},
+				}},
+			},
+			"driver_path": schema.StringAttribute{
+				Description: "Path of the `virtpool-driver` binary. Default: beside the provider binary, then `$PATH`.",
+				Optional:    true,
+				Validators:  []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"shutdown_timeout": schema.StringAttribute{
+				Description: "How long a guest being removed may take to power off before it is destroyed (Go duration). Default `30s`.",
+				Optional:    true,
+				Validators:  []validator.String{durationValidator{}},
+			},
+			"default_timeout": schema.StringAttribute{
+				Description: "Timeout of create, update and delete operations without a `timeouts` block (Go duration). Default `20m`.",
+				Optional:    true,
+				Validators:  []validator.String{durationValidator{min: time.Second}},
+			},
+			"migration_bandwidth_mib": schema.Int64Attribute{
+				Description: "Live migration bandwidth cap in MiB/s for guests whose pool has no migration policy saying otherwise. " +
+					"0 (default) is libvirt's default, which is low: set it.",
+				Optional:   true,
+				Validators: []validator.Int64{int64validator.AtLeast(0)},
+			},
+			"migration_max_downtime_ms": schema.Int64Attribute{
+				Description: "Longest pause of a guest at the end of a live migration, in milliseconds, unless its pool's policy says otherwise. " +
+					"0 (default) is libvirt's default (300).",
+				Optional:   true,
+				Validators: []validator.Int64{int64validator.AtLeast(0)},
+			},
+		},
+	}
+}
+
+func (p *Provider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var m providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	cfg, diags := configFromModel(ctx, m)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	c := &Client{cfg: cfg}
+	resp.ResourceData = c
+	resp.DataSourceData = c
+}
+
+// configFromModel resolves the provider configuration, with diagnostics that
+// name the attribute at fault.
+func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	cfg := Config{
+		Hosts:                 Inventory{},
+		DriverPath:            m.DriverPath.ValueString(),
+		ShutdownTimeout:       defaultShutdownTimeout,
+		DefaultTimeout:        defaultTimeout,
+		MigrationBandwidthMiB: m.MigrationBandwidthMiB.ValueInt64(),
+		MigrationMaxDowntime:  msDuration(m.MigrationMaxDowntime.ValueInt64()),
+	}
+	if m.Hosts.IsUnknown() {
+		diags.AddAttributeError(path.Root("hosts"), "Hosts not known yet",
+			"The provider's hosts must be known when Terraform plans: do not derive them from resources created in the same run.")
+		return cfg, diags
+	}
+	var hosts map[string]hostEntryModel
+	diags.Append(m.Hosts.ElementsAs(ctx, &hosts, false)...)
+	for name, h := range hosts {
+		if h.URI.IsUnknown() || h.PeerURI.IsUnknown() || h.MigrationURI.IsUnknown() {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Host address not known yet",
+				"The provider's hosts must be known when Terraform plans.")
+			continue
+		}
+		e := HostEntry{Name: name, URI: h.URI.ValueString(), PeerURI: h.PeerURI.ValueString(), MigrationURI: h.MigrationURI.ValueString()}
+		cfg.Hosts[name] = e
+	}
+	for _, d := range []struct {
+		attr string
+		v    types.String
+		dst  *time.Duration
+	}{{"shutdown_timeout", m.ShutdownTimeout, &cfg.ShutdownTimeout}, {"default_timeout", m.DefaultTimeout, &cfg.DefaultTimeout}} {
+		if d.v.IsNull() || d.v.IsUnknown() {
+			continue
+		}
+		v, err := time.ParseDuration(d.v.ValueString())
+		if err != nil {
+			diags.AddAttributeError(path.Root(d.attr), "Invalid duration", err.Error())
+			continue
+		}
+		*d.dst = v
+	}
+	return cfg, diags
+}
+
+func (p *Provider) Resources(context.Context) []func() resource.Resource {
+	return []func() resource.Resource{NewHostResource, NewPoolResource, NewMigrationPolicyResource, NewDomainResource}
+}
+
+func (p *Provider) DataSources(context.Context) []func() datasource.DataSource {
+	return []func() datasource.DataSource{NewHostsDataSource, NewPoolDataSource}
+}
+
+// clientFrom takes the *Client from a Configure request's provider data.
+// It is nil before the provider is configured (Terraform validates
+// configurations that way), which callers must allow.
+func clientFrom(data any, diags *diag.Diagnostics) *Client {
+	if data == nil {
+		return nil
+	}
+	c, ok := data.(*Client)
+	if !ok {
+		diags.AddError("Unexpected provider data", fmt.Sprintf("got %T, want *provider.Client: this is a bug in the provider", data))
+		return nil
+	}
+	return c
+}
+
+// stringList converts a list of strings to a Terraform list value.
+func stringList(s []string) types.List {
+	vals := make([]attr.Value, len(s))
+	for i, v := range s {
+		vals[i] = types.StringValue(v)
+	}
+	return types.ListValueMust(types.StringType, vals)
+}

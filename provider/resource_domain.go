@@ -1,0 +1,345 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*domainResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*domainResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*domainResource)(nil)
+	_ resource.ResourceWithImportState    = (*domainResource)(nil)
+)
+
+// labelTemplate holds, on a domain, the JSON of the template it was built
+// from, so that Read and import can rebuild every attribute from the host
+// (the driver does not report kernel paths and the like).
+const labelTemplate = "virtpool.template"
+
+// NewDomainResource is the virtpool_domain resource.
+func NewDomainResource() resource.Resource { return &domainResource{} }
+
+type domainResource struct{ client *Client }
+
+type domainModel struct {
+	ID   types.String `tfsdk:"id"`
+	Name types.String `tfsdk:"name"`
+	Host types.String `tfsdk:"host"`
+	templateModel
+	MAC                     types.String   `tfsdk:"mac"`
+	Labels                  types.Map      `tfsdk:"labels"`
+	UUID                    types.String   `tfsdk:"uuid"`
+	State                   types.String   `tfsdk:"state"`
+	LastMigrationElapsedMs  types.Int64    `tfsdk:"last_migration_elapsed_ms"`
+	LastMigrationDowntimeMs types.Int64    `tfsdk:"last_migration_downtime_ms"`
+	Timeouts                timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *domainResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_domain"
+}
+
+func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	a := templateAttributes(true)
+	a["id"] = schema.StringAttribute{Description: "The domain name.", Computed: true,
+		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
+	a["name"] = schema.StringAttribute{Description: "Domain name, unique across the hosts.", Required: true,
+		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern),
+			"letters, digits, '_', '.', '-', at most 50, starting with a letter or digit")}}
+	a["host"] = schema.StringAttribute{
+		Description: "Host (a key of the provider's `hosts`) the guest runs on. **Changing it live-migrates the running " +
+			"guest in place**: same domain, same UUID, never stopped. Read reports where the guest really is, so a guest " +
+			"moved by the autoscaler or by hand shows as a change of `host`.",
+		Required: true, Validators: []validator.String{hostNameValidator{}},
+	}
+	a["mac"] = schema.StringAttribute{Description: "MAC address of the network interface. Default: libvirt's choice.",
+		Optional: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "a MAC address such as 52:54:00:12:34:56")}}
+	a["labels"] = schema.MapAttribute{Description: "Your labels, kept in the domain's virtpool metadata " +
+		"(keys starting with `virtpool.` are virtpool's).", Optional: true, ElementType: types.StringType,
+		PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()}}
+	a["uuid"] = schema.StringAttribute{Description: "Domain UUID; a live migration keeps it.", Computed: true,
+		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
+	a["state"] = schema.StringAttribute{Description: "running, paused, shutoff, crashed, …", Computed: true}
+	a["last_migration_elapsed_ms"] = schema.Int64Attribute{Computed: true,
+		Description: "Duration of the live migration of the last apply that changed `host`, as libvirt measured it."}
+	a["last_migration_downtime_ms"] = schema.Int64Attribute{Computed: true,
+		Description: "Time the guest was paused during that migration."}
+	a["timeouts"] = timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true})
+	resp.Schema = schema.Schema{
+		Description: "One guest on a named host. Changing `host` is an in-place update that live-migrates the running guest.",
+		Attributes:  a,
+	}
+}
+
+func (r *domainResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *domainResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m domainModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m.templateModel.validate(path.Empty(), &resp.Diagnostics)
+	for k := range m.Labels.Elements() {
+		if strings.HasPrefix(k, "virtpool.") {
+			resp.Diagnostics.AddAttributeError(path.Root("labels").AtMapKey(k), "Reserved label",
+				"Label keys starting with virtpool. are virtpool's own.")
+		}
+	}
+}
+
+func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.client == nil {
+		return
+	}
+	var m domainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Host.IsUnknown() {
+		return
+	}
+	host := m.Host.ValueString()
+	if _, err := r.client.cfg.Hosts.Lookup(host); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("host"), "Unknown host", err.Error())
+		return
+	}
+	m.templateModel.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
+}
+
+func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagnostics) {
+	l := map[string]string{}
+	diags := m.Labels.ElementsAs(ctx, &l, false)
+	t, err := json.Marshal(m.templateModel.toSpec())
+	if err != nil {
+		diags.AddError("Cannot encode template", err.Error())
+	}
+	l[labelRole] = roleDomain
+	l[labelTemplate] = string(t)
+	return l, diags
+}
+
+func (r *domainResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m domainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Create(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	name, host := m.Name.ValueString(), m.Host.ValueString()
+	// One name, one guest, across all hosts.
+	if at, found, err := r.client.findDomain(ctx, name); err != nil {
+		resp.Diagnostics.AddError("Cannot look for domain "+name, err.Error())
+		return
+	} else if found {
+		resp.Diagnostics.AddAttributeError(path.Root("name"), "Domain exists",
+			fmt.Sprintf("a domain named %s already exists on host %s; import it (terraform import) or choose another name.", name, at.Host))
+		return
+	}
+	labels, diags := m.labels(ctx)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	spec, err := m.templateModel.toSpec().domainSpec(name, 0, labels)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid template", err.Error())
+		return
+	}
+	spec.MAC = m.MAC.ValueString()
+	d, err := r.client.Driver(ctx)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("host"), "Driver unavailable", err.Error())
+		return
+	}
+	tflog.Info(ctx, "creating domain", map[string]any{"domain": name, "host": host})
+	dom, err := d.CreateDomain(ctx, r.client.cfg.Hosts[host].URI, spec)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("host"), "Cannot create domain "+name,
+			fmt.Sprintf("on host %s: %v", host, err))
+		return
+	}
+	m.ID, m.UUID, m.State = types.StringValue(name), types.StringValue(dom.UUID), types.StringValue(dom.State)
+	m.LastMigrationElapsedMs, m.LastMigrationDowntimeMs = types.Int64Null(), types.Int64Null()
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m domainModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	name := m.Name.ValueString()
+	if name == "" {
+		name = m.ID.ValueString() // import
+	}
+	at, found, err := r.client.findDomain(ctx, name)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read domain "+name, err.Error())
+		return
+	}
+	if !found {
+		tflog.Warn(ctx, "domain not found on any host; removing from state", map[string]any{"domain": name})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	resp.Diagnostics.Append(m.fromDomain(ctx, at)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+// fromDomain fills the model from the domain as the host reports it.
+func (m *domainModel) fromDomain(ctx context.Context, at Located) diag.Diagnostics {
+	var diags diag.Diagnostics
+	m.ID, m.Name, m.Host = types.StringValue(at.Name), types.StringValue(at.Name), types.StringValue(at.Host)
+	m.UUID, m.State = types.StringValue(at.UUID), types.StringValue(at.State)
+	if s, ok := at.Labels[labelTemplate]; ok {
+		var t Template
+		if err := json.Unmarshal([]byte(s), &t); err != nil {
+			diags.AddWarning("Unreadable template label", fmt.Sprintf("domain %s: %s: %v", at.Name, labelTemplate, err))
+		} else {
+			m.templateModel = templateFromSpec(t)
+		}
+	}
+	// What libvirt itself reports wins: a guest resized by hand is drift.
+	m.VCPUs, m.MemoryMiB = types.Int64Value(int64(at.VCPUs)), types.Int64Value(int64(at.MemoryMiB))
+	user := map[string]string{}
+	for k, v := range at.Labels {
+		if !strings.HasPrefix(k, "virtpool.") {
+			user[k] = v
+		}
+	}
+	if len(user) > 0 || !m.Labels.IsNull() {
+		lv, d := types.MapValueFrom(ctx, types.StringType, user)
+		diags.Append(d...)
+		m.Labels = lv
+	}
+	if m.LastMigrationElapsedMs.IsUnknown() {
+		m.LastMigrationElapsedMs = types.Int64Null()
+	}
+	if m.LastMigrationDowntimeMs.IsUnknown() {
+		m.LastMigrationDowntimeMs = types.Int64Null()
+	}
+	return diags
+}
+
+// Update live-migrates the guest when host changed; nothing else can change
+// in place.
+func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior domainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Update(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	name, to := m.Name.ValueString(), m.Host.ValueString()
+	// Where it is now, not where the state says: a retry after an
+	// interrupted apply, or a move by the autoscaler, starts from there.
+	at, found, err := r.client.findDomain(ctx, name)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot find domain "+name, err.Error())
+		return
+	}
+	if !found {
+		resp.Diagnostics.AddError("Domain vanished", fmt.Sprintf("domain %s is on no host any more; run terraform apply again to create it.", name))
+		return
+	}
+	if !prior.UUID.IsNull() && at.UUID != prior.UUID.ValueString() {
+		resp.Diagnostics.AddError("Different domain", fmt.Sprintf("domain %s on %s has UUID %s, not %s: it was replaced outside Terraform; "+
+			"remove it from the state (terraform state rm) and import it.", name, at.Host, at.UUID, prior.UUID.ValueString()))
+		return
+	}
+	m.LastMigrationElapsedMs, m.LastMigrationDowntimeMs = prior.LastMigrationElapsedMs, prior.LastMigrationDowntimeMs
+	if at.Host != to {
+		if at.State != driver.StateRunning && at.State != driver.StatePaused {
+			resp.Diagnostics.AddAttributeError(path.Root("host"), "Cannot live-migrate a stopped guest",
+				fmt.Sprintf("domain %s on %s is %s; start it first.", name, at.Host, at.State))
+			return
+		}
+		res, err := r.client.migrate(ctx, name, at.Host, to, r.client.migrateOptions(nil, m.BaseImage.ValueString() != ""))
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("host"), "Live migration failed",
+				fmt.Sprintf("%v. The guest keeps running where it was; fix the cause and apply again.", err))
+			// Say where it is now, so that the next plan starts from there.
+			if now, ok, ferr := r.client.findDomain(ctx, name); ferr == nil && ok {
+				resp.Diagnostics.Append(m.fromDomain(ctx, now)...)
+				resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+			}
+			return
+		}
+		if res.UUID != at.UUID {
+			resp.Diagnostics.AddError("UUID changed in migration", fmt.Sprintf("domain %s: %s before, %s after", name, at.UUID, res.UUID))
+			return
+		}
+		m.LastMigrationElapsedMs = types.Int64Value(res.Elapsed.Milliseconds())
+		m.LastMigrationDowntimeMs = types.Int64Value(res.Downtime.Milliseconds())
+	}
+	now, ok, err := r.client.findDomain(ctx, name)
+	if err != nil || !ok {
+		resp.Diagnostics.AddError("Cannot read domain after update", fmt.Sprintf("%s: found=%v, %v", name, ok, err))
+		return
+	}
+	resp.Diagnostics.Append(m.fromDomain(ctx, now)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m domainModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Delete(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	name := m.Name.ValueString()
+	at, found, err := r.client.findDomain(ctx, name)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot find domain "+name, err.Error())
+		return
+	}
+	if !found {
+		return
+	}
+	if !m.UUID.IsNull() && at.UUID != m.UUID.ValueString() {
+		resp.Diagnostics.AddError("Different domain", fmt.Sprintf("domain %s on %s has UUID %s, not %s: not removing a guest Terraform did not make.",
+			name, at.Host, at.UUID, m.UUID.ValueString()))
+		return
+	}
+	if err := r.client.removeGuest(ctx, at.Host, name); err != nil {
+		resp.Diagnostics.AddError("Cannot delete domain "+name, err.Error())
+	}
+}
+
+func (r *domainResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
+}

@@ -1,0 +1,322 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*hostResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*hostResource)(nil)
+	_ resource.ResourceWithImportState = (*hostResource)(nil)
+)
+
+// NewHostResource is the virtpool_host resource.
+func NewHostResource() resource.Resource { return &hostResource{} }
+
+type hostResource struct{ client *Client }
+
+type hostModel struct {
+	ID          types.String   `tfsdk:"id"`
+	Name        types.String   `tfsdk:"name"`
+	URI         types.String   `tfsdk:"uri"`
+	Maintenance types.Bool     `tfsdk:"maintenance"`
+	Standby     types.Bool     `tfsdk:"standby"`
+	Guests      types.List     `tfsdk:"guests"`
+	Timeouts    timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *hostResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_host"
+}
+
+func (r *hostResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "The virtpool state of a hypervisor host of the provider's `hosts`: in maintenance (emptied by live " +
+			"migration, receives no guest) or on standby (receives no new guest). The state is kept on the host itself, " +
+			"so the autoscaler plugins honour it too. Destroying the resource makes the host active again.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Description: "The host name.", Computed: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"name": schema.StringAttribute{Description: "Host name: a key of the provider's `hosts`.", Required: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:    []validator.String{hostNameValidator{}}},
+			"uri": schema.StringAttribute{Description: "The host's libvirt URI, from the provider's `hosts`.", Computed: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"maintenance": schema.BoolAttribute{
+				Description: "Put the host in maintenance: apply live-migrates every running guest elsewhere (planned by the " +
+					"scheduler; pool members stay on their pool's hosts) and no guest is placed there afterwards. " +
+					"Reads true only while the host is marked and runs no guest, so a guest started there since shows as a " +
+					"change and the next apply empties the host again.",
+				Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			},
+			"standby": schema.BoolAttribute{
+				Description: "Keep new guests off the host (running guests stay). The scheduler uses a standby host only " +
+					"when an evacuation finds no room elsewhere.",
+				Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			},
+			"guests": schema.ListAttribute{Description: "Guests running on the host.", Computed: true, ElementType: types.StringType},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *hostResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.client == nil {
+		return
+	}
+	var m hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Name.IsUnknown() {
+		return
+	}
+	h, err := r.client.cfg.Hosts.Lookup(m.Name.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("name"), "Unknown host", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("uri"), h.URI)...)
+	if m.Maintenance.ValueBool() && m.Standby.ValueBool() {
+		resp.Diagnostics.AddAttributeError(path.Root("standby"), "Both maintenance and standby",
+			"A host in maintenance already receives no guest: set one of maintenance or standby.")
+	}
+}
+
+func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Create(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp.Diagnostics.Append(r.apply(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Update(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp.Diagnostics.Append(r.apply(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		// Report the host as it is (still holding guests): the next plan
+		// then shows maintenance to do again.
+		if d := r.read(ctx, &m); !d.HasError() {
+			resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+		}
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+// apply stores the host's state first (so nothing new lands on a host going
+// into maintenance, whoever places it), then empties it if in maintenance.
+func (r *hostResource) apply(ctx context.Context, m *hostModel) diag.Diagnostics {
+	var diags diag.Diagnostics
+	name := m.Name.ValueString()
+	old, err := r.client.hostState(ctx, name)
+	if err != nil {
+		diags.AddAttributeError(path.Root("name"), "Cannot read host state", err.Error())
+		return diags
+	}
+	st := HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), Generation: old.Generation + 1}
+	if err := r.client.putHostState(ctx, name, st); err != nil {
+		diags.AddAttributeError(path.Root("name"), "Cannot store host state", err.Error())
+		return diags
+	}
+	if st.Maintenance {
+		if err := r.client.evacuate(ctx, name); err != nil {
+			diags.AddAttributeError(path.Root("maintenance"), "Host not emptied",
+				fmt.Sprintf("%v. The host stays marked for maintenance; guests not yet moved keep running there. Fix the cause and apply again.", err))
+			return diags
+		}
+	}
+	diags.Append(r.read(ctx, m)...)
+	return diags
+}
+
+func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if m.Name.IsNull() || m.Name.ValueString() == "" {
+		m.Name = m.ID // import
+	}
+	if _, err := r.client.cfg.Hosts.Lookup(m.Name.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("name"), "Unknown host", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(r.read(ctx, &m)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *hostResource) read(ctx context.Context, m *hostModel) diag.Diagnostics {
+	var diags diag.Diagnostics
+	name := m.Name.ValueString()
+	st, err := r.client.hostState(ctx, name)
+	if err != nil {
+		diags.AddError("Cannot read host "+name, err.Error())
+		return diags
+	}
+	all, err := r.client.listAll(ctx, []string{name})
+	if err != nil {
+		diags.AddError("Cannot read host "+name, err.Error())
+		return diags
+	}
+	var running []string
+	for _, d := range all[name] {
+		if d.State == driver.StateRunning || d.State == driver.StatePaused {
+			running = append(running, d.Name)
+		}
+	}
+	m.ID, m.URI = types.StringValue(name), types.StringValue(r.client.cfg.Hosts[name].URI)
+	m.Maintenance = types.BoolValue(st.Maintenance && len(running) == 0)
+	m.Standby = types.BoolValue(st.Standby)
+	m.Guests = stringList(running)
+	return diags
+}
+
+// Delete makes the host active again; guests are not moved back.
+func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	name := m.Name.ValueString()
+	d, err := r.client.Driver(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("Driver unavailable", err.Error())
+		return
+	}
+	h, err := r.client.cfg.Hosts.Lookup(name)
+	if err != nil {
+		// The host left the inventory: nothing of ours can be reached there.
+		tflog.Warn(ctx, "host no longer in the provider's hosts; forgetting it", map[string]any{"host": name})
+		return
+	}
+	if err := d.DeleteRecord(ctx, h.URI, driver.RecordHost, name); err != nil {
+		resp.Diagnostics.AddError("Cannot clear state of host "+name, err.Error())
+	}
+}
+
+func (r *hostResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
+}
+
+// evacuate empties a host by live migration. The scheduler plans the
+// moves (Evacuate) among the hosts every guest there may use: a pool
+// member only goes to its pool's hosts. It re-plans after each round until
+// the host is empty, so guests started meanwhile and a retry after an
+// interruption are handled the same way.
+func (c *Client) evacuate(ctx context.Context, host string) error {
+	const rounds = 3
+	for round := 1; ; round++ {
+		view, err := c.cluster(ctx, nil)
+		if err != nil {
+			return err
+		}
+		var on []Located
+		for _, g := range view.guests {
+			if g.Host == host {
+				on = append(on, g)
+			}
+		}
+		if len(on) == 0 {
+			tflog.Info(ctx, "host empty", map[string]any{"host": host})
+			return nil
+		}
+		if round > rounds {
+			return fmt.Errorf("host %s still runs %d guests after %d rounds", host, len(on), rounds)
+		}
+		// Destinations: the hosts all of its guests may use.
+		allowed := map[string]bool{}
+		for _, n := range c.cfg.Hosts.Names() {
+			allowed[n] = true
+		}
+		pools := map[string]*PoolRecord{}
+		for _, g := range on {
+			p := g.Labels[labelPool]
+			if p == "" || pools[p] != nil {
+				continue
+			}
+			pr, _, found, err := c.readPool(ctx, p, nil)
+			if err != nil {
+				return err
+			}
+			if !found {
+				continue // a pool no record describes: no constraint known
+			}
+			pools[p] = &pr
+			ok := map[string]bool{}
+			for _, n := range pr.Spec.HostNames() {
+				ok[n] = true
+			}
+			for n := range allowed {
+				allowed[n] = allowed[n] && ok[n]
+			}
+		}
+		allowed[host] = true // it is the source; the planner never targets it
+		if view, err = c.cluster(ctx, allowed); err != nil {
+			return err
+		}
+		plan, err := view.Evacuate(host, scheduler.DefaultPolicy())
+		if err != nil {
+			return fmt.Errorf("plan evacuation of %s: %w", host, err)
+		}
+		if !plan.Feasible() {
+			return fmt.Errorf("cannot empty host %s: %s", host, plan.Infeasible)
+		}
+		if len(plan.PowerOn) > 0 {
+			tflog.Warn(ctx, "evacuation uses standby hosts", map[string]any{"host": host, "standby_hosts": plan.PowerOn})
+		}
+		tflog.Info(ctx, "evacuating host", map[string]any{"host": host, "guests": len(on), "moves": len(plan.Moves), "round": round})
+		for i, mv := range plan.Moves {
+			g := view.guests[mv.Guest]
+			var pol *PolicySpec
+			disk := false
+			if pr := pools[g.Labels[labelPool]]; pr != nil {
+				pol, disk = pr.Policy, pr.Spec.Template.BaseImage != ""
+			}
+			tflog.Info(ctx, "evacuation move", map[string]any{"host": host, "domain": g.Name, "to": mv.To,
+				"progress": fmt.Sprintf("%d/%d", i+1, len(plan.Moves))})
+			if _, err := c.migrate(ctx, g.Name, g.Host, mv.To, c.migrateOptions(pol, disk)); err != nil {
+				return err
+			}
+		}
+	}
+}

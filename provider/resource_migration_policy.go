@@ -1,0 +1,263 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/float64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*policyResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
+	_ resource.ResourceWithImportState    = (*policyResource)(nil)
+)
+
+// NewMigrationPolicyResource is the virtpool_migration_policy resource.
+func NewMigrationPolicyResource() resource.Resource { return &policyResource{} }
+
+type policyResource struct{ client *Client }
+
+type policyModel struct {
+	ID                    types.String  `tfsdk:"id"`
+	Pool                  types.String  `tfsdk:"pool"`
+	Mode                  types.String  `tfsdk:"mode"`
+	CPULow                types.Float64 `tfsdk:"cpu_low"`
+	CPUHigh               types.Float64 `tfsdk:"cpu_high"`
+	MemoryLow             types.Float64 `tfsdk:"memory_low"`
+	MemoryHigh            types.Float64 `tfsdk:"memory_high"`
+	TargetUtilisation     types.Float64 `tfsdk:"target_utilisation"`
+	MaxMigrationsPerRound types.Int64   `tfsdk:"max_migrations_per_round"`
+	MaxParallel           types.Int64   `tfsdk:"max_parallel_migrations"`
+	BandwidthMiB          types.Int64   `tfsdk:"bandwidth_mib"`
+	MaxDowntimeMs         types.Int64   `tfsdk:"max_downtime_ms"`
+	AutoConverge          types.Bool    `tfsdk:"auto_converge"`
+	PostCopy              types.Bool    `tfsdk:"post_copy"`
+}
+
+func (r *policyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_migration_policy"
+}
+
+func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	def := defaultPolicy()
+	frac := func(desc string, d float64) schema.Float64Attribute {
+		return schema.Float64Attribute{Description: desc, Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
+			Validators: []validator.Float64{float64validator.Between(0, 1)}}
+	}
+	count := func(desc string, d, lo int64) schema.Int64Attribute {
+		return schema.Int64Attribute{Description: desc, Optional: true, Computed: true, Default: int64default.StaticInt64(d),
+			Validators: []validator.Int64{int64validator.AtLeast(lo)}}
+	}
+	resp.Schema = schema.Schema{
+		Description: "How the autoscaler moves a pool's members: stored with the pool on its hosts (in the pool record), " +
+			"where the autoscaler plugins read it. The provider itself uses its migration settings (bandwidth, downtime, " +
+			"auto-converge, post-copy) when it moves the pool's members, and its watermarks when it places them.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool).", Required: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
+			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
+				Required: true, Validators: []validator.String{stringvalidator.OneOf("balance", "consolidate")}},
+			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),
+			"cpu_high":           frac("High CPU watermark: above it a host is hot, and no move makes a host exceed it.", def.CPUHigh),
+			"memory_low":         frac("Low memory watermark (fraction of a host's memory).", def.MemoryLow),
+			"memory_high":        frac("High memory watermark.", def.MemoryHigh),
+			"target_utilisation": frac("Utilisation consolidation packs hosts to; between the low and high watermarks.", def.TargetUtilisation),
+			"max_migrations_per_round": count("Most live migrations in one autoscaler round (0: no cap).",
+				def.MaxMigrationsPerRound, 0),
+			"max_parallel_migrations": count("Most migrations a host takes part in at once.", def.MaxParallel, 1),
+			"bandwidth_mib":           count("Migration bandwidth cap in MiB/s (0: the provider's migration_bandwidth_mib).", 0, 0),
+			"max_downtime_ms":         count("Longest pause of a guest at the end of a migration, in milliseconds.", def.MaxDowntimeMs, 1),
+			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge.",
+				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
+			"post_copy": schema.BoolAttribute{Description: "Allow switching to post-copy migration.",
+				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
+		},
+	}
+}
+
+func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// ValidateConfig checks 0 < low < high ≤ 1 and low ≤ target ≤ high.
+func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m policyModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	def := defaultPolicy()
+	val := func(v types.Float64, d float64) (float64, bool) {
+		if v.IsUnknown() {
+			return 0, false
+		}
+		if v.IsNull() {
+			return d, true
+		}
+		return v.ValueFloat64(), true
+	}
+	type pair struct {
+		lowAttr, highAttr string
+		low, high         types.Float64
+		dl, dh            float64
+	}
+	var lows, highs []float64
+	for _, p := range []pair{
+		{"cpu_low", "cpu_high", m.CPULow, m.CPUHigh, def.CPULow, def.CPUHigh},
+		{"memory_low", "memory_high", m.MemoryLow, m.MemoryHigh, def.MemoryLow, def.MemoryHigh},
+	} {
+		lo, ok1 := val(p.low, p.dl)
+		hi, ok2 := val(p.high, p.dh)
+		if !ok1 || !ok2 {
+			continue
+		}
+		checkWatermarks(p.lowAttr, p.highAttr, lo, hi, &resp.Diagnostics)
+		lows, highs = append(lows, lo), append(highs, hi)
+	}
+	t, ok := val(m.TargetUtilisation, def.TargetUtilisation)
+	if !ok {
+		return
+	}
+	for i := range lows {
+		if t < lows[i] || t > highs[i] {
+			resp.Diagnostics.AddAttributeError(path.Root("target_utilisation"), "Target outside the watermarks",
+				fmt.Sprintf("target_utilisation %v must lie between the low and high watermarks (%v … %v).", t, lows[i], highs[i]))
+			return
+		}
+	}
+}
+
+// checkWatermarks reports a low/high pair that is not 0 < low < high ≤ 1.
+func checkWatermarks(lowAttr, highAttr string, lo, hi float64, diags *diag.Diagnostics) {
+	switch {
+	case !(lo > 0):
+		diags.AddAttributeError(path.Root(lowAttr), "Invalid watermark", fmt.Sprintf("%s must be above 0, got %v.", lowAttr, lo))
+	case !(hi <= 1):
+		diags.AddAttributeError(path.Root(highAttr), "Invalid watermark", fmt.Sprintf("%s must be at most 1, got %v.", highAttr, hi))
+	case !(lo < hi):
+		diags.AddAttributeError(path.Root(highAttr), "Watermarks out of order",
+			fmt.Sprintf("%s (%v) must be below %s (%v).", lowAttr, lo, highAttr, hi))
+	}
+}
+
+func (m policyModel) spec() PolicySpec {
+	return PolicySpec{
+		Mode: m.Mode.ValueString(), CPULow: m.CPULow.ValueFloat64(), CPUHigh: m.CPUHigh.ValueFloat64(),
+		MemoryLow: m.MemoryLow.ValueFloat64(), MemoryHigh: m.MemoryHigh.ValueFloat64(),
+		TargetUtilisation:     m.TargetUtilisation.ValueFloat64(),
+		MaxMigrationsPerRound: m.MaxMigrationsPerRound.ValueInt64(), MaxParallel: m.MaxParallel.ValueInt64(),
+		BandwidthMiB: m.BandwidthMiB.ValueInt64(), MaxDowntimeMs: m.MaxDowntimeMs.ValueInt64(),
+		AutoConverge: m.AutoConverge.ValueBool(), PostCopy: m.PostCopy.ValueBool(),
+	}
+}
+
+func policyFromSpec(pool string, p PolicySpec) policyModel {
+	return policyModel{
+		ID: types.StringValue(pool), Pool: types.StringValue(pool), Mode: types.StringValue(p.Mode),
+		CPULow: types.Float64Value(p.CPULow), CPUHigh: types.Float64Value(p.CPUHigh),
+		MemoryLow: types.Float64Value(p.MemoryLow), MemoryHigh: types.Float64Value(p.MemoryHigh),
+		TargetUtilisation:     types.Float64Value(p.TargetUtilisation),
+		MaxMigrationsPerRound: types.Int64Value(p.MaxMigrationsPerRound), MaxParallel: types.Int64Value(p.MaxParallel),
+		BandwidthMiB: types.Int64Value(p.BandwidthMiB), MaxDowntimeMs: types.Int64Value(p.MaxDowntimeMs),
+		AutoConverge: types.BoolValue(p.AutoConverge), PostCopy: types.BoolValue(p.PostCopy),
+	}
+}
+
+// setPolicy writes (or with nil, removes) a pool's policy into its record,
+// keeping the spec as it is on the hosts.
+func (c *Client) setPolicy(ctx context.Context, pool string, p *PolicySpec) (found bool, err error) {
+	defer lockPool(pool)()
+	pr, _, found, err := c.readPool(ctx, pool, nil)
+	if err != nil || !found {
+		return found, err
+	}
+	pr.Policy = p
+	_, err = c.writePool(ctx, pr, nil)
+	return true, err
+}
+
+func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	r.put(ctx, req.Plan.Get, resp.State.Set, &resp.Diagnostics)
+}
+
+func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	r.put(ctx, req.Plan.Get, resp.State.Set, &resp.Diagnostics)
+}
+
+func (r *policyResource) put(ctx context.Context, get func(context.Context, any) diag.Diagnostics,
+	set func(context.Context, any) diag.Diagnostics, diags *diag.Diagnostics) {
+	var m policyModel
+	diags.Append(get(ctx, &m)...)
+	if diags.HasError() {
+		return
+	}
+	p := m.spec()
+	found, err := r.client.setPolicy(ctx, m.Pool.ValueString(), &p)
+	if err != nil {
+		diags.AddError("Cannot store migration policy", err.Error())
+		return
+	}
+	if !found {
+		diags.AddAttributeError(path.Root("pool"), "Pool not found",
+			fmt.Sprintf("no host holds pool %q: create the virtpool_pool first (refer to virtpool_pool.<name>.name so Terraform orders them).",
+				m.Pool.ValueString()))
+		return
+	}
+	m.ID = m.Pool
+	diags.Append(set(ctx, m)...)
+}
+
+func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m policyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	pool := m.Pool.ValueString()
+	if pool == "" {
+		pool = m.ID.ValueString()
+	}
+	pr, _, found, err := r.client.readPool(ctx, pool, nil)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read pool "+pool, err.Error())
+		return
+	}
+	if !found || pr.Policy == nil {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyFromSpec(pool, *pr.Policy))...)
+}
+
+func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m policyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if _, err := r.client.setPolicy(ctx, m.Pool.ValueString(), nil); err != nil {
+		resp.Diagnostics.AddError("Cannot remove migration policy", err.Error())
+	}
+}
+
+func (r *policyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("pool"), req.ID)...)
+}

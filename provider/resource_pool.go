@@ -1,0 +1,575 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*poolResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*poolResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*poolResource)(nil)
+	_ resource.ResourceWithImportState    = (*poolResource)(nil)
+)
+
+// NewPoolResource is the virtpool_pool resource.
+func NewPoolResource() resource.Resource { return &poolResource{} }
+
+type poolResource struct{ client *Client }
+
+type poolModel struct {
+	ID           types.String      `tfsdk:"id"`
+	Name         types.String      `tfsdk:"name"`
+	Hosts        types.List        `tfsdk:"hosts"`
+	Size         types.Int64       `tfsdk:"size"`
+	MinSize      types.Int64       `tfsdk:"min_size"`
+	MaxSize      types.Int64       `tfsdk:"max_size"`
+	Placement    types.String      `tfsdk:"placement"`
+	AntiAffinity types.Bool        `tfsdk:"anti_affinity"`
+	Template     poolTemplateModel `tfsdk:"template"`
+	Members      types.List        `tfsdk:"members"`
+	Generation   types.Int64       `tfsdk:"generation"`
+	Timeouts     timeouts.Value    `tfsdk:"timeouts"`
+}
+
+var memberAttrTypes = map[string]attr.Type{
+	"name": types.StringType, "host": types.StringType, "uuid": types.StringType,
+	"state": types.StringType, "index": types.Int64Type,
+}
+
+func (r *poolResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_pool"
+}
+
+// poolNameRE: a pool name is part of its members' domain names and of its
+// record's name.
+const poolNamePattern = `^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$`
+
+func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	tmpl := templateAttributes(false)
+	tmpl["ip_base"] = schema.StringAttribute{
+		Description: "Address of member 1 with prefix length, e.g. `192.0.2.121/24`; member n gets the n-th address. " +
+			"Used for `{ip}` in `cmdline`.",
+		Optional: true,
+	}
+	resp.Schema = schema.Schema{
+		Description: "A pool of identical guests spread over some hosts. Creating it starts `size` members placed by " +
+			"virtpool's scheduler; changing `size` scales in place. The pool's specification is stored on its hosts, in " +
+			"libvirt, so the autoscaler plugins find it without Terraform's state: when the autoscaler manages the size, " +
+			"use `lifecycle { ignore_changes = [size] }`.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"name": schema.StringAttribute{
+				Description: "Pool name; members are named `<name>-<n>`. Changing it replaces the pool.",
+				Required:    true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern),
+					"letters, digits, '_', '.', '-', at most 50, starting with a letter or digit")},
+			},
+			"hosts": schema.ListAttribute{
+				Description: "Names of the hosts (keys of the provider's `hosts`) the pool may use. Members on a host " +
+					"removed from this list are live-migrated to the others.",
+				Required: true, ElementType: types.StringType,
+				Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
+					listvalidator.ValueStringsAre(hostNameValidator{})},
+			},
+			"size": schema.Int64Attribute{Description: "Number of members. Read reports the members that exist, so a " +
+				"member removed outside Terraform shows as a change.", Required: true,
+				Validators: []validator.Int64{int64validator.AtLeast(0)}},
+			"min_size": schema.Int64Attribute{Description: "Smallest size the autoscaler may choose.", Required: true,
+				Validators: []validator.Int64{int64validator.AtLeast(0)}},
+			"max_size": schema.Int64Attribute{Description: "Largest size the autoscaler may choose.", Required: true,
+				Validators: []validator.Int64{int64validator.AtLeast(1)}},
+			"placement": schema.StringAttribute{
+				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first).",
+				Optional:    true, Computed: true, Default: stringdefault.StaticString("spread"),
+				Validators: []validator.String{stringvalidator.OneOf("spread", "binpack")},
+			},
+			"anti_affinity": schema.BoolAttribute{
+				Description: "Never put two members on the same host.",
+				Optional:    true, Computed: true, Default: booldefault.StaticBool(false),
+			},
+			"template": schema.SingleNestedAttribute{
+				Description: "How members are built. A change applies to members created afterwards.",
+				Required:    true, Attributes: tmpl,
+			},
+			"members": schema.ListNestedAttribute{
+				Description: "The members, wherever they run now.",
+				Computed:    true,
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name":  schema.StringAttribute{Computed: true, Description: "Domain name."},
+					"host":  schema.StringAttribute{Computed: true, Description: "Host it is on."},
+					"uuid":  schema.StringAttribute{Computed: true, Description: "Domain UUID."},
+					"state": schema.StringAttribute{Computed: true, Description: "running, paused, shutoff, crashed, …"},
+					"index": schema.Int64Attribute{Computed: true, Description: "Member number."},
+				}},
+			},
+			"generation": schema.Int64Attribute{Computed: true,
+				Description: "Generation of the pool record on the hosts; every write adds one."},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *poolResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// ValidateConfig checks what spans attributes; it needs no provider.
+func (r *poolResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m poolModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	validateSizes(m.Size, m.MinSize, m.MaxSize, &resp.Diagnostics)
+	m.Template.validate(path.Root("template"), &resp.Diagnostics)
+	if cmdlineUsesIP(m.Template.Cmdline) && m.Template.IPBase.IsNull() {
+		resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
+			"template.cmdline uses {ip}: set template.ip_base to member 1's address, e.g. 192.0.2.121/24.")
+	}
+	if !m.Template.IPBase.IsNull() && !m.Template.IPBase.IsUnknown() {
+		if _, err := memberIP(m.Template.IPBase.ValueString(), 1); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", err.Error())
+		}
+	}
+	if !m.AntiAffinity.ValueBool() || m.Size.IsUnknown() || m.Hosts.IsUnknown() {
+		return
+	}
+	if n := len(m.Hosts.Elements()); m.Size.ValueInt64() > int64(n) {
+		resp.Diagnostics.AddAttributeError(path.Root("size"), "Not enough hosts for anti-affinity",
+			fmt.Sprintf("size %d with anti_affinity needs %d hosts; hosts lists %d.", m.Size.ValueInt64(), m.Size.ValueInt64(), n))
+	}
+}
+
+// validateSizes checks min_size ≤ size ≤ max_size.
+func validateSizes(size, lo, hi types.Int64, diags *diag.Diagnostics) {
+	if size.IsUnknown() || lo.IsUnknown() || hi.IsUnknown() {
+		return
+	}
+	if lo.ValueInt64() > hi.ValueInt64() {
+		diags.AddAttributeError(path.Root("min_size"), "min_size above max_size",
+			fmt.Sprintf("min_size %d must not exceed max_size %d.", lo.ValueInt64(), hi.ValueInt64()))
+		return
+	}
+	if s := size.ValueInt64(); s < lo.ValueInt64() || s > hi.ValueInt64() {
+		diags.AddAttributeError(path.Root("size"), "size out of bounds",
+			fmt.Sprintf("size %d must be between min_size %d and max_size %d.", s, lo.ValueInt64(), hi.ValueInt64()))
+	}
+}
+
+// ModifyPlan checks, at plan time, what needs the provider's inventory:
+// host names, and image files on local hosts.
+func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.client == nil {
+		return
+	}
+	var m poolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Hosts.IsUnknown() {
+		return
+	}
+	hosts := listStrings(m.Hosts)
+	checkHostNames(r.client.cfg.Hosts, hosts, path.Root("hosts"), &resp.Diagnostics)
+	m.Template.checkFiles(path.Root("template"), allLocal(r.client.cfg.Hosts, hosts), &resp.Diagnostics)
+}
+
+// checkHostNames reports every name of a host list that is not in the inventory.
+func checkHostNames(inv Inventory, hosts []string, at path.Path, diags *diag.Diagnostics) {
+	for i, h := range hosts {
+		if _, err := inv.Lookup(h); err != nil {
+			diags.AddAttributeError(at.AtListIndex(i), "Unknown host", err.Error())
+		}
+	}
+}
+
+func listStrings(l types.List) []string {
+	out := make([]string, 0, len(l.Elements()))
+	for _, e := range l.Elements() {
+		if s, ok := e.(types.String); ok {
+			out = append(out, s.ValueString())
+		}
+	}
+	return out
+}
+
+// specFromModel builds the pool spec from the plan.
+func (r *poolResource) specFromModel(m poolModel) (PoolSpec, error) {
+	s := PoolSpec{
+		Name: m.Name.ValueString(), Size: m.Size.ValueInt64(), MinSize: m.MinSize.ValueInt64(), MaxSize: m.MaxSize.ValueInt64(),
+		Placement: m.Placement.ValueString(), AntiAffinity: m.AntiAffinity.ValueBool(),
+		Template: m.Template.toSpec(),
+	}
+	s.Template.IPBase = m.Template.IPBase.ValueString()
+	for _, n := range listStrings(m.Hosts) {
+		h, err := r.client.cfg.Hosts.Lookup(n)
+		if err != nil {
+			return s, err
+		}
+		s.Hosts = append(s.Hosts, h)
+	}
+	return s, nil
+}
+
+func (r *poolResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m poolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Create(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	spec, err := r.specFromModel(m)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("hosts"), "Unknown host", err.Error())
+		return
+	}
+	defer lockPool(spec.Name)()
+	// The record first: an interrupted create leaves a pool every tool can
+	// see, and the next apply adopts its members (found by their labels).
+	old, _, found, err := r.client.readPool(ctx, spec.Name, nil)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
+		return
+	}
+	pr := PoolRecord{Spec: spec}
+	if found {
+		tflog.Info(ctx, "adopting existing pool record", map[string]any{"pool": spec.Name, "generation": old.Generation})
+		pr.Policy = old.Policy
+	}
+	if _, err := r.client.writePool(ctx, pr, nil); err != nil {
+		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
+		return
+	}
+	if err := r.client.reconcilePool(ctx, spec, pr.Policy); err != nil {
+		// No state: the next apply creates again, adopting what exists.
+		resp.Diagnostics.AddError("Cannot start pool "+spec.Name, err.Error())
+		return
+	}
+	resp.Diagnostics.Append(r.read(ctx, &m)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *poolResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m poolModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	found, diags := r.readFound(ctx, &m)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !found {
+		tflog.Warn(ctx, "pool record not found on any host; removing from state", map[string]any{"pool": m.Name.ValueString()})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *poolResource) read(ctx context.Context, m *poolModel) diag.Diagnostics {
+	found, diags := r.readFound(ctx, m)
+	if !found && !diags.HasError() {
+		diags.AddError("Pool vanished", fmt.Sprintf("pool %s was stored but is no longer found on any host", m.Name.ValueString()))
+	}
+	return diags
+}
+
+// readFound fills m from the hosts: the spec from the pool record (highest
+// generation on any host), size and members from the members that exist.
+func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	name := m.Name.ValueString()
+	if name == "" {
+		name = m.ID.ValueString()
+	}
+	pr, _, found, err := r.client.readPool(ctx, name, nil)
+	if err != nil {
+		diags.AddError("Cannot read pool "+name, err.Error())
+		return false, diags
+	}
+	if !found {
+		return false, diags
+	}
+	members, err := r.client.members(ctx, name)
+	if err != nil {
+		diags.AddError("Cannot list members of pool "+name, err.Error())
+		return false, diags
+	}
+	s := pr.Spec
+	m.ID, m.Name = types.StringValue(name), types.StringValue(name)
+	m.Hosts = stringList(s.HostNames())
+	m.Size = types.Int64Value(int64(len(members)))
+	m.MinSize, m.MaxSize = types.Int64Value(s.MinSize), types.Int64Value(s.MaxSize)
+	m.Placement = types.StringValue(orDefault(s.Placement, "spread"))
+	m.AntiAffinity = types.BoolValue(s.AntiAffinity)
+	m.Template = poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
+	m.Members = membersList(members)
+	m.Generation = types.Int64Value(pr.Generation)
+	return true, diags
+}
+
+func membersList(ms []Member) types.List {
+	vals := make([]attr.Value, len(ms))
+	for i, mb := range ms {
+		vals[i] = types.ObjectValueMust(memberAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(mb.Name), "host": types.StringValue(mb.Host), "uuid": types.StringValue(mb.UUID),
+			"state": types.StringValue(mb.State), "index": types.Int64Value(int64(mb.Index)),
+		})
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: memberAttrTypes}, vals)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior poolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Update(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	spec, err := r.specFromModel(m)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("hosts"), "Unknown host", err.Error())
+		return
+	}
+	defer lockPool(spec.Name)()
+	old, _, _, err := r.client.readPool(ctx, spec.Name, nil)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read pool "+spec.Name, err.Error())
+		return
+	}
+	// Keep the policy: it belongs to virtpool_migration_policy.
+	pr := PoolRecord{Spec: spec, Policy: old.Policy}
+	if _, err := r.client.writePool(ctx, pr, listStrings(prior.Hosts)); err != nil {
+		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
+		return
+	}
+	if err := r.client.reconcilePool(ctx, spec, pr.Policy); err != nil {
+		resp.Diagnostics.AddError("Cannot update pool "+spec.Name, err.Error())
+		// Report what is there now, so the next plan starts from reality.
+		if _, d := r.readFound(ctx, &m); !d.HasError() {
+			resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+		}
+		return
+	}
+	resp.Diagnostics.Append(r.read(ctx, &m)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func (r *poolResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m poolModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Delete(ctx, r.client.cfg.DefaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	name := m.Name.ValueString()
+	defer lockPool(name)()
+	if err := r.client.deletePool(ctx, name); err != nil {
+		resp.Diagnostics.AddError("Cannot delete pool "+name, err.Error())
+	}
+}
+
+func (r *poolResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
+}
+
+// deletePool removes every member (wherever it runs), then the pool's
+// record from every host. Members go first: if interrupted, the record is
+// still there and a retry finds what is left.
+func (c *Client) deletePool(ctx context.Context, name string) error {
+	members, err := c.members(ctx, name)
+	if err != nil {
+		return err
+	}
+	for i, mb := range members {
+		tflog.Info(ctx, "removing pool member", map[string]any{"pool": name, "domain": mb.Name, "host": mb.Host,
+			"progress": fmt.Sprintf("%d/%d", i+1, len(members))})
+		if err := c.removeGuest(ctx, mb.Host, mb.Name); err != nil {
+			return err
+		}
+	}
+	_, where, _, err := c.readPool(ctx, name, nil)
+	if err != nil {
+		return err
+	}
+	return c.deletePoolRecord(ctx, name, where)
+}
+
+// reconcilePool makes the members match the spec: members on hosts the
+// pool may no longer use are live-migrated to hosts it may use, then
+// members are added (placed by the scheduler) or removed (chosen by it)
+// until there are spec.Size. Each step re-reads the hosts, so an
+// interrupted run is simply run again.
+func (c *Client) reconcilePool(ctx context.Context, spec PoolSpec, pol *PolicySpec) error {
+	allowed := map[string]bool{}
+	for _, h := range spec.Hosts {
+		allowed[h.Name] = true
+	}
+	sp := schedulerPolicy(spec.Placement, pol)
+	tmpl := scheduler.Guest{VCPUs: int(spec.Template.VCPUs), MemoryBytes: spec.Template.MemoryMiB << 20, Pool: spec.Name}
+	if spec.AntiAffinity {
+		tmpl.AntiAffinity = spec.Name
+	}
+	members, err := c.members(ctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	for _, mb := range members {
+		if allowed[mb.Host] || mb.State != driver.StateRunning {
+			continue
+		}
+		view, err := c.cluster(ctx, allowed)
+		if err != nil {
+			return err
+		}
+		to, err := view.Place(tmpl, 1, sp)
+		if err != nil {
+			return fmt.Errorf("pool %s: member %s on %s must move to one of %v: %w", spec.Name, mb.Name, mb.Host, spec.HostNames(), err)
+		}
+		if _, err := c.migrate(ctx, mb.Name, mb.Host, to[0], c.migrateOptions(pol, spec.Template.BaseImage != "")); err != nil {
+			return err
+		}
+	}
+	if members, err = c.members(ctx, spec.Name); err != nil {
+		return err
+	}
+	n, want := len(members), int(spec.Size)
+	switch {
+	case n < want:
+		return c.scaleUp(ctx, spec, members, want-n, allowed, tmpl, sp)
+	case n > want:
+		return c.scaleIn(ctx, spec, members, n-want)
+	}
+	tflog.Debug(ctx, "pool at size", map[string]any{"pool": spec.Name, "size": n})
+	return nil
+}
+
+func (c *Client) scaleUp(ctx context.Context, spec PoolSpec, members []Member, k int, allowed map[string]bool,
+	tmpl scheduler.Guest, sp scheduler.Policy) error {
+	view, err := c.cluster(ctx, allowed)
+	if err != nil {
+		return err
+	}
+	hosts, err := view.Place(tmpl, k, sp)
+	if err != nil {
+		return fmt.Errorf("pool %s: place %d new members on %v: %w", spec.Name, k, spec.HostNames(), err)
+	}
+	// New members take the lowest free numbers; a name used by any domain
+	// on any host is never reused, so no guest can be created twice.
+	all, err := c.listAll(ctx, nil)
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, doms := range all {
+		for _, d := range doms {
+			used[d.Name] = true
+		}
+	}
+	d, err := c.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	start := time.Now()
+	for i, h := range hosts {
+		for n++; used[memberName(spec.Name, n)]; n++ {
+		}
+		name := memberName(spec.Name, n)
+		ds, err := spec.Template.domainSpec(name, n, memberLabels(spec, n))
+		if err != nil {
+			return fmt.Errorf("pool %s: template: %w", spec.Name, err)
+		}
+		tflog.Info(ctx, "creating pool member", map[string]any{"pool": spec.Name, "domain": name, "host": h,
+			"progress": fmt.Sprintf("%d/%d", i+1, k)})
+		if _, err := d.CreateDomain(ctx, c.cfg.Hosts[h].URI, ds); err != nil {
+			return fmt.Errorf("pool %s: create member %s on host %s: %w", spec.Name, name, h, err)
+		}
+		used[name] = true
+	}
+	tflog.Info(ctx, "pool scaled up", map[string]any{"pool": spec.Name, "added": k, "size": len(members) + k,
+		"took": time.Since(start).String()})
+	return nil
+}
+
+func (c *Client) scaleIn(ctx context.Context, spec PoolSpec, members []Member, k int) error {
+	// Stopped members go first: removing them disturbs nothing. The
+	// scheduler chooses among the running ones.
+	var victims []Member
+	byName := map[string]Member{}
+	for _, mb := range members {
+		if mb.State == driver.StateShutoff || mb.State == driver.StateCrashed {
+			if len(victims) < k {
+				victims = append(victims, mb)
+			}
+			continue
+		}
+		byName[mb.Name] = mb
+	}
+	if rest := k - len(victims); rest > 0 {
+		view, err := c.cluster(ctx, nil)
+		if err != nil {
+			return err
+		}
+		names, err := view.Victims(spec.Name, rest)
+		if err != nil {
+			return fmt.Errorf("pool %s: choose %d members to remove: %w", spec.Name, rest, err)
+		}
+		for _, n := range names {
+			mb, ok := byName[n]
+			if !ok {
+				return fmt.Errorf("pool %s: the scheduler chose %s, which is not a running member", spec.Name, n)
+			}
+			victims = append(victims, mb)
+		}
+	}
+	for i, mb := range victims {
+		tflog.Info(ctx, "removing pool member", map[string]any{"pool": spec.Name, "domain": mb.Name, "host": mb.Host,
+			"progress": fmt.Sprintf("%d/%d", i+1, k)})
+		if err := c.removeGuest(ctx, mb.Host, mb.Name); err != nil {
+			return fmt.Errorf("pool %s: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
