@@ -37,7 +37,9 @@ func (d *poolDataSource) Metadata(_ context.Context, req datasource.MetadataRequ
 }
 
 func (d *poolDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
-	c := func(desc string) schema.Int64Attribute { return schema.Int64Attribute{Computed: true, Description: desc} }
+	c := func(desc string) schema.Int64Attribute {
+		return schema.Int64Attribute{Computed: true, Description: desc}
+	}
 	resp.Schema = schema.Schema{
 		Description: "A pool as its hosts describe it (its record, highest generation) and its members, wherever they run. " +
 			"Works for pools made by another Terraform configuration or by any other tool.",

@@ -70,7 +70,7 @@ func (r *hostResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"when an evacuation finds no room elsewhere.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 			},
-			"guests": schema.ListAttribute{Description: "Guests running on the host.", Computed: true, ElementType: types.StringType},
+			"guests":   schema.ListAttribute{Description: "Guests running on the host.", Computed: true, ElementType: types.StringType},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}

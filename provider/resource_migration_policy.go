@@ -71,7 +71,7 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool).", Required: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
+				Validators:    []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
 			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
 				Required: true, Validators: []validator.String{stringvalidator.OneOf("balance", "consolidate")}},
 			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),

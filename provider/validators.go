@@ -35,7 +35,9 @@ type libvirtURIValidator struct{}
 func (libvirtURIValidator) Description(context.Context) string {
 	return "a libvirt URI such as qemu:///system or qemu+tls://host/system"
 }
-func (v libvirtURIValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v libvirtURIValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 func (libvirtURIValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
@@ -51,7 +53,9 @@ type migrationURIValidator struct{}
 func (migrationURIValidator) Description(context.Context) string {
 	return "a QEMU migration URI such as tcp://10.0.0.2"
 }
-func (v migrationURIValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v migrationURIValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 func (migrationURIValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
