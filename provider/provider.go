@@ -56,6 +56,10 @@ type providerModel struct {
 	MigrationMaxDowntime  types.Int64  `tfsdk:"migration_max_downtime_ms"`
 }
 
+var hostEntryAttrTypes = map[string]attr.Type{
+	"uri": types.StringType, "peer_uri": types.StringType, "migration_uri": types.StringType,
+}
+
 type hostEntryModel struct {
 	URI          types.String `tfsdk:"uri"`
 	PeerURI      types.String `tfsdk:"peer_uri"`

@@ -47,7 +47,7 @@ type poolModel struct {
 	MaxSize      types.Int64       `tfsdk:"max_size"`
 	Placement    types.String      `tfsdk:"placement"`
 	AntiAffinity types.Bool        `tfsdk:"anti_affinity"`
-	Template     poolTemplateModel `tfsdk:"template"`
+	Template     *poolTemplateModel `tfsdk:"template"` // nil while importing
 	Members      types.List        `tfsdk:"members"`
 	Generation   types.Int64       `tfsdk:"generation"`
 	Timeouts     timeouts.Value    `tfsdk:"timeouts"`
@@ -144,6 +144,9 @@ func (r *poolResource) ValidateConfig(ctx context.Context, req resource.Validate
 		return
 	}
 	validateSizes(m.Size, m.MinSize, m.MaxSize, &resp.Diagnostics)
+	if m.Template == nil {
+		return // unknown as a whole
+	}
 	m.Template.validate(path.Root("template"), &resp.Diagnostics)
 	if cmdlineUsesIP(m.Template.Cmdline) && m.Template.IPBase.IsNull() {
 		resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
@@ -187,7 +190,7 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	}
 	var m poolModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || m.Hosts.IsUnknown() {
+	if resp.Diagnostics.HasError() || m.Hosts.IsUnknown() || m.Template == nil {
 		return
 	}
 	hosts := listStrings(m.Hosts)
@@ -328,7 +331,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	m.MinSize, m.MaxSize = types.Int64Value(s.MinSize), types.Int64Value(s.MaxSize)
 	m.Placement = types.StringValue(orDefault(s.Placement, "spread"))
 	m.AntiAffinity = types.BoolValue(s.AntiAffinity)
-	m.Template = poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
+	m.Template = &poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
 	m.Members = membersList(members)
 	m.Generation = types.Int64Value(pr.Generation)
 	return true, diags

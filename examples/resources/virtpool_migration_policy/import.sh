@@ -1,0 +1,2 @@
+# A policy is imported by the name of its pool.
+terraform import virtpool_migration_policy.web web

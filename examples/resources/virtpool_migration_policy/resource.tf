@@ -1,0 +1,16 @@
+# Keep the web pool's hosts below 75 % CPU by live migration, moving at most
+# two guests per autoscaler round.
+resource "virtpool_migration_policy" "web" {
+  pool                     = virtpool_pool.web.name
+  mode                     = "balance"
+  cpu_low                  = 0.3
+  cpu_high                 = 0.75
+  memory_low               = 0.3
+  memory_high              = 0.85
+  target_utilisation       = 0.6
+  max_migrations_per_round = 2
+  max_parallel_migrations  = 1
+  bandwidth_mib            = 1000
+  max_downtime_ms          = 300
+  auto_converge            = true
+}

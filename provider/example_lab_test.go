@@ -1,0 +1,101 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// TestAccExampleLab applies examples/lab/main.tf and destroys it with the
+// real terraform CLI and the built provider binary, found through the CLI
+// configuration the Makefile writes (dev_overrides: no registry needed).
+// It is what `make example-lab` runs.
+func TestAccExampleLab(t *testing.T) {
+	needAcc(t)
+	cfgFile := os.Getenv("TF_CLI_CONFIG_FILE")
+	b, err := os.ReadFile(cfgFile)
+	if err != nil || !strings.Contains(string(b), "dev_overrides") || !strings.Contains(string(b), Address) {
+		t.Fatalf("TF_CLI_CONFIG_FILE=%q must be a CLI config with dev_overrides for %s (make testacc-provider writes one): %v",
+			cfgFile, Address, err)
+	}
+	dir := t.TempDir()
+	src, err := os.ReadFile("../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tf := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "terraform", append([]string{"-chdir=" + dir}, args...)...)
+		// The provider's driver: beside the provider binary in bin/.
+		cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1")
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("terraform %s: %s", args[0], time.Since(start).Round(time.Millisecond))
+		return string(out)
+	}
+	destroyed := false
+	t.Cleanup(func() {
+		if !destroyed {
+			exec.Command("terraform", "-chdir="+dir, "destroy", "-auto-approve", "-input=false", "-no-color").Run()
+		}
+	})
+
+	tf("apply", "-auto-approve", "-input=false", "-no-color")
+	var outs struct {
+		WebMembers struct{ Value map[string]string } `json:"web_members"`
+		DB         struct{ Value map[string]string } `json:"db"`
+	}
+	if err := json.Unmarshal([]byte(tf("output", "-json")), &outs); err != nil {
+		t.Fatal(err)
+	}
+	if len(outs.WebMembers.Value) != 2 {
+		t.Errorf("web_members = %v, want 2 members", outs.WebMembers.Value)
+	}
+	hosts := map[string]bool{}
+	for name, h := range outs.WebMembers.Value {
+		if hosts[h] {
+			t.Errorf("two members on %s despite anti_affinity: %v", h, outs.WebMembers.Value)
+		}
+		hosts[h] = true
+		if l := where(t, name); len(l) != 1 || l[0].Host != h || l[0].State != driver.StateRunning {
+			t.Errorf("member %s: on the hosts %+v, output says %s", name, l, h)
+		}
+	}
+	if db := outs.DB.Value; db["host"] != "h3" || db["state"] != driver.StateRunning || db["uuid"] == "" {
+		t.Errorf("db output %v, want running on h3", db)
+	}
+	waitGuest(t, "192.0.2.149")
+	if on, _, err := recordHosts(driver.RecordPool, "lab-web"); err != nil || len(on) != 3 {
+		t.Errorf("pool record on %v (%v), want all 3 hosts", on, err)
+	}
+	// A second plan is empty: Read agrees with what apply did.
+	if out := tf("plan", "-detailed-exitcode", "-input=false", "-no-color"); !strings.Contains(out, "No changes") {
+		t.Errorf("plan after apply is not empty:\n%s", out)
+	}
+
+	tf("destroy", "-auto-approve", "-input=false", "-no-color")
+	destroyed = true
+	for _, name := range []string{"lab-db", "lab-web-1", "lab-web-2"} {
+		if l := where(t, name); len(l) > 0 {
+			t.Errorf("after destroy %s is still defined: %+v", name, l)
+		}
+	}
+	if on, _, err := recordHosts(driver.RecordPool, "lab-web"); err != nil || len(on) > 0 {
+		t.Errorf("after destroy the pool record is on %v (%v)", on, err)
+	}
+}

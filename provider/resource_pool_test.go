@@ -1,0 +1,435 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	tfresource "github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+func TestPoolSchemaValid(t *testing.T) {
+	ctx := context.Background()
+	for _, r := range []resource.Resource{NewPoolResource(), NewDomainResource(), NewHostResource(), NewMigrationPolicyResource()} {
+		var resp resource.SchemaResponse
+		r.Schema(ctx, resource.SchemaRequest{}, &resp)
+		if resp.Diagnostics.HasError() {
+			t.Fatalf("%T: %v", r, resp.Diagnostics)
+		}
+		if diags := resp.Schema.ValidateImplementation(ctx); diags.HasError() {
+			t.Fatalf("%T: %v", r, diags)
+		}
+	}
+}
+
+func TestValidateSizes(t *testing.T) {
+	cases := []struct {
+		size, lo, hi int64
+		want         string // "" for valid
+	}{
+		{2, 0, 4, ""},
+		{0, 0, 1, ""},
+		{4, 4, 4, ""},
+		{5, 0, 4, "size 5 must be between min_size 0 and max_size 4"},
+		{1, 2, 4, "size 1 must be between min_size 2 and max_size 4"},
+		{3, 5, 4, "min_size 5 must not exceed max_size 4"},
+	}
+	for _, c := range cases {
+		var diags diag.Diagnostics
+		validateSizes(types.Int64Value(c.size), types.Int64Value(c.lo), types.Int64Value(c.hi), &diags)
+		got := diagText(diags)
+		if (c.want == "") != !diags.HasError() || !strings.Contains(got, c.want) {
+			t.Errorf("size %d in [%d, %d]: %q, want %q", c.size, c.lo, c.hi, got, c.want)
+		}
+	}
+	// Unknown values (from other resources) are checked at apply, not refused.
+	var diags diag.Diagnostics
+	validateSizes(types.Int64Unknown(), types.Int64Value(3), types.Int64Value(1), &diags)
+	if diags.HasError() {
+		t.Errorf("unknown size: %v", diagText(diags))
+	}
+}
+
+func TestExpandCmdline(t *testing.T) {
+	tm := Template{Cmdline: "console=ttyS0 virtpool.ip={ip} virtpool.name={name} n={index}", IPBase: "192.0.2.151/24"}
+	cases := []struct {
+		t       Template
+		n       int
+		want    string
+		wantErr string
+	}{
+		{tm, 1, "console=ttyS0 virtpool.ip=192.0.2.151/24 virtpool.name=web-1 n=1", ""},
+		{tm, 3, "console=ttyS0 virtpool.ip=192.0.2.153/24 virtpool.name=web-3 n=3", ""},
+		{Template{Cmdline: "a {unknown} b"}, 2, "a {unknown} b", ""},
+		{Template{Cmdline: "ip={ip}"}, 1, "", "ip_base is not set"},
+		{Template{Cmdline: "ip={ip}", IPBase: "192.0.2.254/24"}, 3, "", "no room for member 3"},
+		{Template{Cmdline: "ip={ip}", IPBase: "192.0.2.7"}, 1, "", "prefix length"},
+	}
+	for _, c := range cases {
+		got, err := expandCmdline(c.t, memberName("web", c.n), c.n)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q member %d: error %v, want %q", c.t.Cmdline, c.n, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q member %d: %q, %v; want %q", c.t.Cmdline, c.n, got, err, c.want)
+		}
+	}
+}
+
+func TestPoolRecordRoundTrip(t *testing.T) {
+	spec := PoolSpec{
+		Name: "web", Size: 3, MinSize: 1, MaxSize: 6, Placement: "binpack", AntiAffinity: true,
+		Hosts:    []HostEntry{{Name: "h1", URI: "qemu:///system", PeerURI: "qemu+tcp://10.0.0.1/system", MigrationURI: "tcp://10.0.0.1"}},
+		Template: Template{VCPUs: 2, MemoryMiB: 512, Kernel: "/k", Cmdline: "ip={ip}", IPBase: "10.0.1.10/24", Bridge: "br0", Accelerator: "auto"},
+	}
+	pol := defaultPolicy()
+	pol.Mode, pol.BandwidthMiB, pol.PostCopy = "consolidate", 500, true
+	cases := []struct {
+		name string
+		pr   PoolRecord
+	}{
+		{"without policy", PoolRecord{Generation: 4, Spec: spec}},
+		{"with policy", PoolRecord{Generation: 5, Spec: spec, Policy: &pol}},
+	}
+	for _, c := range cases {
+		r, err := encodePoolRecord(c.pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != driver.RecordPool || r.Name != "web" || r.Generation != c.pr.Generation || r.Data[recordKeyOwner] != ownerTerraform {
+			t.Errorf("%s: record %+v", c.name, r)
+		}
+		// The JSON field names are the contract with the autoscaler plugins.
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(r.Data[recordKeySpec]), &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"name", "hosts", "size", "min_size", "max_size", "placement", "anti_affinity", "template"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("%s: spec JSON lacks %q: %s", c.name, k, r.Data[recordKeySpec])
+			}
+		}
+		got, err := decodePoolRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c.pr) {
+			t.Errorf("%s: round trip\n got %+v\nwant %+v", c.name, got, c.pr)
+		}
+	}
+	if _, err := decodePoolRecord(driver.Record{Kind: "pool", Name: "x", Data: map[string]string{recordKeySpec: "{"}}); err == nil {
+		t.Error("decoding a corrupt spec succeeded")
+	}
+}
+
+func TestSchedulerPolicy(t *testing.T) {
+	p := defaultPolicy()
+	p.CPULow, p.CPUHigh, p.MemoryLow, p.MemoryHigh, p.TargetUtilisation = 0.2, 0.6, 0.3, 0.9, 0.95
+	cases := []struct {
+		name      string
+		placement string
+		pol       *PolicySpec
+		check     func(scheduler.Policy) error
+	}{
+		{"default spread", "spread", nil, func(sp scheduler.Policy) error {
+			if sp != scheduler.DefaultPolicy() {
+				return fmt.Errorf("%+v", sp)
+			}
+			return nil
+		}},
+		{"binpack", "binpack", nil, func(sp scheduler.Policy) error {
+			if sp.Placement != scheduler.BinpackPlacement {
+				return fmt.Errorf("placement %v", sp.Placement)
+			}
+			return nil
+		}},
+		{"watermarks, target clamped below high", "spread", &p, func(sp scheduler.Policy) error {
+			if sp.HighCPU != 0.6 || sp.LowMem != 0.3 || sp.TargetCPU > sp.HighCPU-sp.Hysteresis {
+				return fmt.Errorf("%+v", sp)
+			}
+			return nil
+		}},
+	}
+	for _, c := range cases {
+		sp := schedulerPolicy(c.placement, c.pol)
+		if err := sp.Validate(); err != nil {
+			t.Errorf("%s: planner refuses the policy: %v", c.name, err)
+		}
+		if err := c.check(sp); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// --- acceptance -------------------------------------------------------------
+
+// poolConfig is a pool of lab guests (64 MiB, 1 vCPU, direct kernel boot)
+// whose members answer at 192.0.2.<ipBase+n>.
+func poolConfig(name string, hosts []string, size, ipBase int, antiAffinity bool, extra string) string {
+	img := labImage()
+	q := make([]string, len(hosts))
+	for i, h := range hosts {
+		q[i] = fmt.Sprintf("%q", h)
+	}
+	return providerConfig() + fmt.Sprintf(`
+resource "virtpool_pool" "p" {
+  name          = %q
+  hosts         = [%s]
+  size          = %d
+  min_size      = 0
+  max_size      = 4
+  anti_affinity = %v
+  template = {
+    vcpus       = 1
+    memory_mib  = 64
+    kernel      = %q
+    initrd      = %q
+    cmdline     = "%s virtpool.ip={ip} virtpool.name={name}"
+    ip_base     = "192.0.2.%d/24"
+    bridge      = %q
+    accelerator = %q
+  }
+}
+`, name, strings.Join(q, ", "), size, antiAffinity, img.Kernel, img.Initrd, img.Cmdline, ipBase, lab.GuestBridge, accel()) + extra
+}
+
+func accel() string {
+	if theLab != nil && theLab.Accelerator != "" {
+		return theLab.Accelerator
+	}
+	return "auto"
+}
+
+// checkMembers checks that the pool has n running members, each on exactly
+// one host among allowed, on distinct hosts if distinct.
+func checkMembers(pool string, n int, allowed []string, distinct bool) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		ms, err := poolMembers(pool)
+		if err != nil {
+			return err
+		}
+		if len(ms) != n {
+			return fmt.Errorf("pool %s has %d members on the hosts, want %d: %v", pool, len(ms), n, ms)
+		}
+		used := map[string]int{}
+		for name, m := range ms {
+			if m.State != driver.StateRunning {
+				return fmt.Errorf("member %s on %s is %s", name, m.Host, m.State)
+			}
+			if !contains(allowed, m.Host) {
+				return fmt.Errorf("member %s on %s, outside the pool's hosts %v", name, m.Host, allowed)
+			}
+			used[m.Host]++
+		}
+		if distinct {
+			for h, k := range used {
+				if k > 1 {
+					return fmt.Errorf("anti-affinity broken: %d members on %s", k, h)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPoolRecord checks that exactly the hosts hold the pool's record, all
+// at the same generation, with the given size, and a policy of that mode
+// ("" for none).
+func checkPoolRecord(pool string, hosts []string, size int64, mode string) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		on, recs, err := recordHosts(driver.RecordPool, pool)
+		if err != nil {
+			return err
+		}
+		sort.Strings(on)
+		want := append([]string(nil), hosts...)
+		sort.Strings(want)
+		if !reflect.DeepEqual(on, want) {
+			return fmt.Errorf("pool %s record on %v, want %v", pool, on, want)
+		}
+		for _, r := range recs {
+			if r.Generation != recs[0].Generation {
+				return fmt.Errorf("pool %s records at generations %d and %d", pool, r.Generation, recs[0].Generation)
+			}
+			pr, err := decodePoolRecord(r)
+			if err != nil {
+				return err
+			}
+			if pr.Spec.Size != size {
+				return fmt.Errorf("pool %s record size %d, want %d", pool, pr.Spec.Size, size)
+			}
+			got := ""
+			if pr.Policy != nil {
+				got = pr.Policy.Mode
+			}
+			if got != mode {
+				return fmt.Errorf("pool %s policy %q, want %q", pool, got, mode)
+			}
+		}
+		return nil
+	}
+}
+
+// checkGuestsAnswer waits until members 1..n of a pool answer on the network.
+func checkGuestsAnswer(t *testing.T, ipBase int, members ...int) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		for _, n := range members {
+			waitGuest(t, fmt.Sprintf("192.0.2.%d", ipBase+n-1))
+		}
+		return nil
+	}
+}
+
+// checkNothingLeft is CheckDestroy for a pool: no member, no record.
+func checkNothingLeft(pool string) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		ms, err := poolMembers(pool)
+		if err != nil {
+			return err
+		}
+		if len(ms) > 0 {
+			return fmt.Errorf("pool %s destroyed but members remain: %v", pool, ms)
+		}
+		on, _, err := recordHosts(driver.RecordPool, pool)
+		if err != nil {
+			return err
+		}
+		if len(on) > 0 {
+			return fmt.Errorf("pool %s destroyed but its record remains on %v", pool, on)
+		}
+		return nil
+	}
+}
+
+// TestAccPool: create a pool, check members and records on the hosts,
+// scale up and down, see a member removed by hand as drift and heal it,
+// import, destroy.
+func TestAccPool(t *testing.T) {
+	needAcc(t)
+	const pool, ipBase = "vpt-pool", 151
+	all := []string{"h1", "h2", "h3"}
+	policy := `
+resource "virtpool_migration_policy" "p" {
+  pool            = virtpool_pool.p.name
+  mode            = "balance"
+  cpu_high        = 0.75
+  bandwidth_mib   = 2000
+  max_downtime_ms = 100
+}
+
+data "virtpool_pool" "p" {
+  name       = virtpool_pool.p.name
+  depends_on = [virtpool_pool.p, virtpool_migration_policy.p]
+}
+`
+	tfresource.Test(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: accProviders,
+		CheckDestroy:             checkNothingLeft(pool),
+		Steps: []tfresource.TestStep{
+			{
+				Config: poolConfig(pool, all, 2, ipBase, true, policy),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "size", "2"),
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "members.#", "2"),
+					tfresource.TestCheckResourceAttr("data.virtpool_pool.p", "members.#", "2"),
+					tfresource.TestCheckResourceAttr("data.virtpool_pool.p", "policy_mode", "balance"),
+					tfresource.TestCheckResourceAttr("data.virtpool_pool.p", "desired_size", "2"),
+					checkMembers(pool, 2, all, true),
+					checkPoolRecord(pool, all, 2, "balance"),
+					checkGuestsAnswer(t, ipBase, 1, 2),
+				),
+			},
+			{
+				Config: poolConfig(pool, all, 3, ipBase, true, policy),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "size", "3"),
+					tfresource.TestCheckResourceAttr("data.virtpool_pool.p", "members.#", "3"),
+					checkMembers(pool, 3, all, true),
+					checkPoolRecord(pool, all, 3, "balance"),
+					checkGuestsAnswer(t, ipBase, 3),
+				),
+			},
+			{
+				Config: poolConfig(pool, all, 1, ipBase, true, policy),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "size", "1"),
+					checkMembers(pool, 1, all, true),
+					checkPoolRecord(pool, all, 1, "balance"),
+				),
+			},
+			{
+				// A member removed by hand is drift: the plan puts it back.
+				PreConfig: func() {
+					ms, err := poolMembers(pool)
+					if err != nil || len(ms) != 1 {
+						t.Fatalf("members before drift: %v %v", ms, err)
+					}
+					for name, m := range ms {
+						uri := mustHost(t, m.Host).URI
+						if err := drv.ShutdownDomain(context.Background(), uri, name, 0); err != nil {
+							t.Fatal(err)
+						}
+						if err := drv.UndefineDomain(context.Background(), uri, name); err != nil {
+							t.Fatal(err)
+						}
+					}
+				},
+				Config:             poolConfig(pool, all, 1, ipBase, true, policy),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				Config: poolConfig(pool, all, 1, ipBase, true, policy),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "size", "1"),
+					checkMembers(pool, 1, all, true),
+				),
+			},
+			{
+				ResourceName:      "virtpool_pool.p",
+				ImportState:       true,
+				ImportStateId:     pool,
+				ImportStateVerify: true,
+			},
+			{
+				ResourceName:      "virtpool_migration_policy.p",
+				ImportState:       true,
+				ImportStateId:     pool,
+				ImportStateVerify: true,
+			},
+		},
+	})
+}
+
+func mustHost(t *testing.T, name string) lab.Host {
+	t.Helper()
+	h, err := theLab.Host(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
