@@ -39,18 +39,18 @@ func NewPoolResource() resource.Resource { return &poolResource{} }
 type poolResource struct{ client *Client }
 
 type poolModel struct {
-	ID           types.String      `tfsdk:"id"`
-	Name         types.String      `tfsdk:"name"`
-	Hosts        types.List        `tfsdk:"hosts"`
-	Size         types.Int64       `tfsdk:"size"`
-	MinSize      types.Int64       `tfsdk:"min_size"`
-	MaxSize      types.Int64       `tfsdk:"max_size"`
-	Placement    types.String      `tfsdk:"placement"`
-	AntiAffinity types.Bool        `tfsdk:"anti_affinity"`
+	ID           types.String       `tfsdk:"id"`
+	Name         types.String       `tfsdk:"name"`
+	Hosts        types.List         `tfsdk:"hosts"`
+	Size         types.Int64        `tfsdk:"size"`
+	MinSize      types.Int64        `tfsdk:"min_size"`
+	MaxSize      types.Int64        `tfsdk:"max_size"`
+	Placement    types.String       `tfsdk:"placement"`
+	AntiAffinity types.Bool         `tfsdk:"anti_affinity"`
 	Template     *poolTemplateModel `tfsdk:"template"` // nil while importing
-	Members      types.List        `tfsdk:"members"`
-	Generation   types.Int64       `tfsdk:"generation"`
-	Timeouts     timeouts.Value    `tfsdk:"timeouts"`
+	Members      types.List         `tfsdk:"members"`
+	Generation   types.Int64        `tfsdk:"generation"`
+	Timeouts     timeouts.Value     `tfsdk:"timeouts"`
 }
 
 var memberAttrTypes = map[string]attr.Type{
