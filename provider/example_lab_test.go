@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,10 @@ func TestAccExampleLab(t *testing.T) {
 		}
 	})
 
+	before := map[string]bool{}
+	for _, o := range orphanDrivers(t) {
+		before[o] = true
+	}
 	tf("apply", "-auto-approve", "-input=false", "-no-color")
 	var outs struct {
 		WebMembers struct{ Value map[string]string } `json:"web_members"`
@@ -98,4 +103,37 @@ func TestAccExampleLab(t *testing.T) {
 	if on, _, err := recordHosts(driver.RecordPool, "lab-web"); err != nil || len(on) > 0 {
 		t.Errorf("after destroy the pool record is on %v (%v)", on, err)
 	}
+	// Each terraform command ran the provider, which started a driver
+	// process; the provider must have stopped it when terraform was done.
+	for _, o := range orphanDrivers(t) {
+		if !before[o] {
+			t.Errorf("a driver process outlived the provider: %s", o)
+		}
+	}
+}
+
+// orphanDrivers lists virtpool-driver processes whose parent is gone
+// (reparented to PID 1).
+func orphanDrivers(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if !strings.Contains(string(cmd), "virtpool-driver") {
+			continue
+		}
+		st, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		// stat: pid (comm) state ppid …
+		if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 1 && f[1] == "1" {
+			out = append(out, d.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return out
 }

@@ -175,7 +175,10 @@ func envOr(k, def string) string {
 }
 
 // providerConfig is the provider block for the lab, plus required_providers.
-func providerConfig() string {
+func providerConfig() string { return providerConfigBW(2000) }
+
+// providerConfigBW is providerConfig with another migration bandwidth (MiB/s).
+func providerConfigBW(bandwidth int) string {
 	var b strings.Builder
 	b.WriteString(`terraform {
   required_providers {
@@ -186,7 +189,7 @@ func providerConfig() string {
 provider "virtpool" {
   driver_path               = "` + driverPath + `"
   shutdown_timeout          = "0s"
-  migration_bandwidth_mib   = 2000
+  migration_bandwidth_mib   = ` + strconv.Itoa(bandwidth) + `
   migration_max_downtime_ms = 50
   hosts = {
 `)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -287,10 +288,15 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("host"), "Live migration failed",
 				fmt.Sprintf("%v. The guest keeps running where it was; fix the cause and apply again.", err))
-			// Say where it is now, so that the next plan starts from there.
-			if now, ok, ferr := r.client.findDomain(ctx, name); ferr == nil && ok {
-				resp.Diagnostics.Append(m.fromDomain(ctx, now)...)
-				resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+			// Say where it is now, so that the next plan starts from there
+			// (with a fresh deadline: the timeout may be what ended it).
+			fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if now, ok, ferr := r.client.findDomain(fresh, name); ferr == nil && ok {
+				resp.Diagnostics.Append(m.fromDomain(fresh, now)...)
+				resp.Diagnostics.Append(resp.State.Set(fresh, m)...)
+			} else {
+				resp.Diagnostics.Append(resp.State.Set(fresh, prior)...)
 			}
 			return
 		}

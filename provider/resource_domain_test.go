@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -102,21 +103,26 @@ func TestMigrateOptions(t *testing.T) {
 const domIP = "192.0.2.160"
 
 func domainConfig(host string) string {
+	return domainConfigWith(providerConfig(), "vpt-dom", domIP, host, "")
+}
+
+func domainConfigWith(provider, name, ip, host, extra string) string {
 	img := labImage()
-	return providerConfig() + fmt.Sprintf(`
+	return provider + fmt.Sprintf(`
 resource "virtpool_domain" "d" {
-  name        = "vpt-dom"
+  name        = %q
   host        = %q
   vcpus       = 1
   memory_mib  = 64
   kernel      = %q
   initrd      = %q
-  cmdline     = "%s virtpool.ip=%s/24 virtpool.name=vpt-dom"
+  cmdline     = "%s virtpool.ip=%s/24 virtpool.name=%s"
   bridge      = %q
   accelerator = %q
   labels      = { owner = "provider-acc" }
+  %s
 }
-`, host, img.Kernel, img.Initrd, img.Cmdline, domIP, lab.GuestBridge, accel())
+`, name, host, img.Kernel, img.Initrd, img.Cmdline, ip, name, lab.GuestBridge, accel(), extra)
 }
 
 // checkOnlyOn checks the domain runs on exactly host, with the UUID first
@@ -253,4 +259,44 @@ func TestAccDomainHostChange(t *testing.T) {
 	} else {
 		t.Logf("stream: %d lines, longest stall %s, across 3 live migrations", s.Lines, s.MaxStall.Round(time.Millisecond))
 	}
+}
+
+// TestAccDomainMigrationTimeout: a migration that cannot finish within the
+// update timeout (bandwidth capped at 1 MiB/s) is aborted; the apply fails
+// naming host, the guest keeps running on the source only, with its UUID,
+// and the state says so (the next plan for the old host is empty).
+func TestAccDomainMigrationTimeout(t *testing.T) {
+	needAcc(t)
+	const name, ip = "vpt-slow", "192.0.2.161"
+	slow := providerConfigBW(1)
+	var uuid string
+	tfresource.Test(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: accProviders,
+		CheckDestroy: func(*terraform.State) error {
+			if l := where(t, name); len(l) > 0 {
+				return fmt.Errorf("domain destroyed but still defined: %+v", l)
+			}
+			return nil
+		},
+		Steps: []tfresource.TestStep{
+			{
+				Config: domainConfigWith(slow, name, ip, "h1", ""),
+				Check:  checkOnlyOn(t, name, "h1", &uuid),
+			},
+			{
+				PreConfig:   func() { waitGuest(t, ip) },
+				Config:      domainConfigWith(slow, name, ip, "h2", `timeouts = { update = "3s" }`),
+				ExpectError: regexp.MustCompile(`(?s)Live migration failed.*keeps running where it was`),
+			},
+			{
+				PreConfig: func() {
+					if err := checkOnlyOn(t, name, "h1", &uuid)(nil); err != nil {
+						t.Fatalf("after the aborted migration: %v", err)
+					}
+				},
+				Config:   domainConfigWith(slow, name, ip, "h1", `timeouts = { update = "3s" }`),
+				PlanOnly: true,
+			},
+		},
+	})
 }

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -119,8 +120,9 @@ func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, r
 }
 
 func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m hostModel
+	var m, prior hostModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -132,8 +134,12 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	if resp.Diagnostics.HasError() {
 		// Report the host as it is (still holding guests): the next plan
 		// then shows maintenance to do again.
-		if d := r.read(ctx, &m); !d.HasError() {
-			resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+		fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if d := r.read(fresh, &m); !d.HasError() {
+			resp.Diagnostics.Append(resp.State.Set(fresh, m)...)
+		} else {
+			resp.Diagnostics.Append(resp.State.Set(fresh, prior)...)
 		}
 		return
 	}

@@ -385,9 +385,14 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	}
 	if err := r.client.reconcilePool(ctx, spec, pr.Policy); err != nil {
 		resp.Diagnostics.AddError("Cannot update pool "+spec.Name, err.Error())
-		// Report what is there now, so the next plan starts from reality.
-		if _, d := r.readFound(ctx, &m); !d.HasError() {
-			resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+		// Report what is there now, so the next plan starts from reality
+		// (with a fresh deadline: the timeout may be what ended it).
+		fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if found, d := r.readFound(fresh, &m); found && !d.HasError() {
+			resp.Diagnostics.Append(resp.State.Set(fresh, m)...)
+		} else {
+			resp.Diagnostics.Append(resp.State.Set(fresh, prior)...)
 		}
 		return
 	}

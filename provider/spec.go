@@ -185,6 +185,11 @@ func (t Template) domainSpec(name string, n int, labels map[string]string) (driv
 // memberLabels are the labels of a pool's n-th member.
 func memberLabels(s PoolSpec, n int) map[string]string {
 	l := map[string]string{labelPool: s.Name, labelRole: roleMember, labelIndex: strconv.Itoa(n)}
+	// The template a member was built from: after a template change, tools
+	// can tell old members from new ones.
+	if t, err := json.Marshal(s.Template); err == nil {
+		l[labelTemplate] = string(t)
+	}
 	if s.AntiAffinity {
 		l[labelAntiAffinity] = s.Name
 	}
