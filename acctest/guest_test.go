@@ -117,6 +117,24 @@ func (g *guest) where(t testing.TB) []string {
 	return on
 }
 
+// states maps each host that has the guest defined to its state there.
+func (g *guest) states(t testing.TB) map[string]string {
+	t.Helper()
+	st := map[string]string{}
+	for _, h := range theLab.Hosts {
+		doms, err := drv.ListDomains(context.Background(), h.URI)
+		if err != nil {
+			t.Fatalf("list %s: %v", h.Name, err)
+		}
+		for _, d := range doms {
+			if d.Name == g.Name {
+				st[h.Name] = d.State
+			}
+		}
+	}
+	return st
+}
+
 // assertOnlyOn fails unless the guest runs on exactly that host.
 func (g *guest) assertOnlyOn(t testing.TB, host string) {
 	t.Helper()

@@ -11,7 +11,12 @@ import (
 	"github.com/virtpool/virtpool/driver"
 )
 
-const progressInterval = 100 * time.Millisecond
+const (
+	progressInterval = 100 * time.Millisecond
+	// settleTimeout bounds the wait for a finished migration's destination
+	// to resume the guest.
+	settleTimeout = 10 * time.Second
+)
 
 // Migrate live-migrates req.Domain peer-to-peer: the source libvirtd drives
 // the migration, so it completes or rolls back even if this process dies.
@@ -49,7 +54,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		active, err = dom.IsActive()
 	}
 	if isNoDomain(err) || (err == nil && !active) {
-		if res, ok := alreadyThere(dst, name); ok {
+		if res, ok := alreadyThere(ctx, dst, name); ok {
 			log.Info("domain already on destination; nothing to do")
 			return res, nil
 		}
@@ -177,18 +182,29 @@ func migrateFlags(o driver.MigrateOptions) lv.DomainMigrateFlags {
 }
 
 // alreadyThere reports a domain running on the destination, for retries of
-// a migration that completed.
-func alreadyThere(dst *lv.Connect, name string) (driver.MigrateResult, bool) {
-	dd, err := dst.LookupDomainByName(name)
-	if err != nil {
-		return driver.MigrateResult{}, false
+// a migration that completed. The destination resumes the guest a moment
+// after the source's job ends, so a paused or missing domain is polled for
+// a few seconds before the answer is no.
+func alreadyThere(ctx context.Context, dst *lv.Connect, name string) (driver.MigrateResult, bool) {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		if dd, err := dst.LookupDomainByName(name); err == nil {
+			state, _, serr := dd.GetState()
+			uuid, _ := dd.GetUUIDString()
+			dd.Free()
+			if serr == nil && state == lv.DOMAIN_RUNNING {
+				return driver.MigrateResult{UUID: uuid}, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return driver.MigrateResult{}, false
+		}
+		select {
+		case <-ctx.Done():
+			return driver.MigrateResult{}, false
+		case <-time.After(progressInterval):
+		}
 	}
-	defer dd.Free()
-	if active, err := dd.IsActive(); err != nil || !active {
-		return driver.MigrateResult{}, false
-	}
-	uuid, _ := dd.GetUUIDString()
-	return driver.MigrateResult{UUID: uuid}, true
 }
 
 // completed reads what libvirt recorded of the finished migration, from the
