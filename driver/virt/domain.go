@@ -250,7 +250,7 @@ func (d *Driver) ShutdownDomain(ctx context.Context, uri, name string, timeout t
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-deadline.C:
-				d.log.Info("guest did not power off in time, destroying", "domain", name, "timeout", timeout)
+				d.log.Info("guest did not power off in time, destroying", "domain", name, "timeout", timeout.String())
 				return destroyIfActive(dom)
 			case <-tick.C:
 				if active, err := dom.IsActive(); err != nil || !active {

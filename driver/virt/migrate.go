@@ -109,7 +109,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				return fail(req.DestURI, err)
 			}
 			res.PostCopy = res.PostCopy || postCopy
-			log.Info("migration done", "elapsed", res.Elapsed, "downtime", res.Downtime, "bytes", res.Bytes, "postcopy", res.PostCopy)
+			log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy)
 			return res, nil
 		case <-ctx.Done():
 			if !aborted {
@@ -136,7 +136,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				if err := dom.MigrateStartPostCopy(0); err != nil {
 					log.Warn("switch to post-copy refused", "error", err)
 				} else {
-					log.Info("switched to post-copy", "after", time.Since(start))
+					log.Info("switched to post-copy", "after", time.Since(start).String())
 				}
 				postCopy = true
 			}
