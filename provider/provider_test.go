@@ -533,7 +533,7 @@ resource "virtpool_host" "h" {
   maintenance = true
 }`, `unknown host "h7"`},
 		{"bad libvirt URI", strings.Replace(providerConfig(), `uri = "qemu+unix:`, `uri = "`, 1) + `
-data "virtpool_hosts" "all" {}`, `(?s)Invalid libvirt URI.*no scheme`},
+data "virtpool_hosts" "all" {}`, `(?s)Invalid libvirt URI.*has no\s+scheme`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

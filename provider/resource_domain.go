@@ -129,8 +129,11 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 }
 
 func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagnostics) {
-	l := map[string]string{}
+	var l map[string]string
 	diags := m.Labels.ElementsAs(ctx, &l, false)
+	if l == nil {
+		l = map[string]string{} // labels left out
+	}
 	t, err := json.Marshal(m.templateModel.toSpec())
 	if err != nil {
 		diags.AddError("Cannot encode template", err.Error())
