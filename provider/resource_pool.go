@@ -73,6 +73,11 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"Used for `{ip}` in `cmdline`.",
 		Optional: true,
 	}
+	tmpl["bridge"] = schema.StringAttribute{
+		Description: "Host bridge the members' network interface joins. Each member gets a stable MAC derived from " +
+			"the pool name and its number. Default: no network interface.",
+		Optional: true,
+	}
 	resp.Schema = schema.Schema{
 		Description: "A pool of identical guests spread over some hosts. Creating it starts `size` members placed by " +
 			"virtpool's scheduler; changing `size` scales in place. The pool's specification is stored on its hosts, in " +
@@ -528,6 +533,9 @@ func (c *Client) scaleUp(ctx context.Context, spec PoolSpec, members []Member, k
 		ds, err := spec.Template.domainSpec(name, n, memberLabels(spec, n))
 		if err != nil {
 			return fmt.Errorf("pool %s: template: %w", spec.Name, err)
+		}
+		if ds.Bridge != "" {
+			ds.MAC = memberMAC(spec.Name, n)
 		}
 		tflog.Info(ctx, "creating pool member", map[string]any{"pool": spec.Name, "domain": name, "host": h,
 			"progress": fmt.Sprintf("%d/%d", i+1, k)})

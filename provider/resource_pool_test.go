@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -432,4 +433,23 @@ func mustHost(t *testing.T, name string) lab.Host {
 		t.Fatal(err)
 	}
 	return h
+}
+
+func TestMemberMAC(t *testing.T) {
+	seen := map[string]string{}
+	for _, pool := range []string{"web", "workers", "vpt-pool"} {
+		for n := 1; n <= 50; n++ {
+			mac := memberMAC(pool, n)
+			if !regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`).MatchString(mac) {
+				t.Fatalf("%s/%d: %q is not a QEMU locally administered MAC", pool, n, mac)
+			}
+			if prev, dup := seen[mac]; dup {
+				t.Errorf("%s/%d and %s have the same MAC %s", pool, n, prev, mac)
+			}
+			seen[mac] = fmt.Sprintf("%s/%d", pool, n)
+			if memberMAC(pool, n) != mac {
+				t.Errorf("%s/%d: MAC not stable", pool, n)
+			}
+		}
+	}
 }
