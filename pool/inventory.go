@@ -1,0 +1,41 @@
+package pool
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// HostEntry is one hypervisor: how virtpool reaches its libvirtd, and how
+// other hosts reach it during a live migration.
+type HostEntry struct {
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+	// PeerURI is how the source host's libvirtd reaches this one in a
+	// peer-to-peer migration; default URI.
+	PeerURI string `json:"peer_uri,omitempty"`
+	// MigrationURI is where QEMU sends migration data (tcp://addr);
+	// default: libvirt's choice.
+	MigrationURI string `json:"migration_uri,omitempty"`
+}
+
+// Inventory is a set of hosts by name.
+type Inventory map[string]HostEntry
+
+// Names returns the host names, sorted.
+func (inv Inventory) Names() []string {
+	out := make([]string, 0, len(inv))
+	for n := range inv {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns a host, or an error that lists the known ones.
+func (inv Inventory) Lookup(name string) (HostEntry, error) {
+	if h, ok := inv[name]; ok {
+		return h, nil
+	}
+	return HostEntry{}, fmt.Errorf("unknown host %q: the known hosts are %s", name, strings.Join(inv.Names(), ", "))
+}

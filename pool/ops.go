@@ -1,0 +1,457 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// Ops runs pool operations on a set of hosts through a driver.
+type Ops struct {
+	// Hosts are the hosts operations look at (all of them when a host list
+	// is nil).
+	Hosts Inventory
+	// Driver returns the driver to call. It is called before every step,
+	// so an implementation that restarts a dead driver process lets the
+	// next step (or the next run) go on.
+	Driver func(ctx context.Context) (driver.Driver, error)
+	// Log receives progress; nil discards it.
+	Log hclog.Logger
+	// ShutdownTimeout is how long a removed guest may take to power off
+	// before it is destroyed.
+	ShutdownTimeout time.Duration
+	// Migration holds the default bandwidth and downtime of live
+	// migrations; a pool's policy overrides them (see MigrateOptions).
+	Migration driver.MigrateOptions
+	// Demand, if set, gives the measured load of a running guest (by UUID)
+	// for View: CPU in cores and memory in use in bytes. Guests it does
+	// not know count with no CPU demand.
+	Demand func(uuid string) (cpuCores float64, memUsed int64, ok bool)
+	// BeforeRemove, if set, runs before a running member is stopped on
+	// scale-in (for example to drain the Nomad client in it). An error
+	// stops the scale-in before that member is touched.
+	BeforeRemove func(ctx context.Context, m Member) error
+}
+
+func (o *Ops) log() hclog.Logger {
+	if o.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return o.Log
+}
+
+func (o *Ops) driver(ctx context.Context) (driver.Driver, error) {
+	if o.Driver == nil {
+		return nil, errors.New("pool: no driver")
+	}
+	return o.Driver(ctx)
+}
+
+// eachHost runs fn for every named host in parallel and joins the errors.
+func eachHost(names []string, fn func(name string) error) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(n)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Located is a domain and the host it is on.
+type Located struct {
+	Host string
+	driver.Domain
+}
+
+// ListAll lists the domains of the given hosts (all hosts if nil).
+func (o *Ops) ListAll(ctx context.Context, hosts []string) (map[string][]driver.Domain, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if hosts == nil {
+		hosts = o.Hosts.Names()
+	}
+	var mu sync.Mutex
+	out := make(map[string][]driver.Domain, len(hosts))
+	err = eachHost(hosts, func(n string) error {
+		h, err := o.Hosts.Lookup(n)
+		if err != nil {
+			return err
+		}
+		doms, err := d.ListDomains(ctx, h.URI)
+		if err != nil {
+			return fmt.Errorf("list guests of host %s: %w", n, err)
+		}
+		mu.Lock()
+		out[n] = doms
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// FindDomain looks for a domain by name on every host. A running copy wins
+// over a defined, stopped one (a leftover definition); running on two
+// hosts is reported, never guessed about.
+func (o *Ops) FindDomain(ctx context.Context, name string) (Located, bool, error) {
+	all, err := o.ListAll(ctx, nil)
+	if err != nil {
+		return Located{}, false, err
+	}
+	var found []Located
+	for _, h := range o.Hosts.Names() {
+		for _, d := range all[h] {
+			if d.Name == name {
+				found = append(found, Located{Host: h, Domain: d})
+			}
+		}
+	}
+	if len(found) == 0 {
+		return Located{}, false, nil
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		return found[i].State == driver.StateRunning && found[j].State != driver.StateRunning
+	})
+	if len(found) > 1 && found[1].State == driver.StateRunning {
+		return Located{}, false, fmt.Errorf("domain %s runs on both %s and %s: resolve by hand before touching it",
+			name, found[0].Host, found[1].Host)
+	}
+	return found[0], true, nil
+}
+
+// Member is one pool member where it runs.
+type Member struct {
+	Located
+	Index int
+}
+
+// MembersOf picks a pool's members out of a listing of hosts, sorted by
+// index (then host: a member seen on two hosts is being migrated).
+func MembersOf(pool string, all map[string][]driver.Domain) []Member {
+	var out []Member
+	for h, doms := range all {
+		for _, d := range doms {
+			if d.Labels[LabelPool] != pool || d.Labels[LabelRole] != RoleMember {
+				continue
+			}
+			n, _ := strconv.Atoi(d.Labels[LabelIndex])
+			out = append(out, Member{Located: Located{Host: h, Domain: d}, Index: n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Index != out[j].Index {
+			return out[i].Index < out[j].Index
+		}
+		return out[i].Host < out[j].Host
+	})
+	return out
+}
+
+// Members returns a pool's members on every host, by index. Members are
+// found by their labels, wherever they are, so a member the autoscaler
+// moved is where this says it is.
+func (o *Ops) Members(ctx context.Context, pool string) ([]Member, error) {
+	all, err := o.ListAll(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return MembersOf(pool, all), nil
+}
+
+// HostState is a host's virtpool state, kept in its host record.
+type HostState struct {
+	// Maintenance and Standby are the operator's (virtpool_host).
+	Maintenance bool
+	Standby     bool
+	// AutoStandby is set by the autoscaler when it consolidated the host
+	// away (DPM) and cleared when it brings the host back. Kept apart from
+	// Standby so that the operator's setting never drifts.
+	AutoStandby bool
+	Generation  int64
+	Found       bool // a record exists
+}
+
+// Host record data keys.
+const (
+	hostKeyMaintenance = "maintenance"
+	hostKeyStandby     = "standby"
+	hostKeyAutoStandby = "autoscaler_standby"
+)
+
+// InStandby reports whether the scheduler should treat the host as standby.
+func (s HostState) InStandby() bool { return s.Standby || s.AutoStandby }
+
+// HostStateOf reads a host's state from its records (zero if none).
+func HostStateOf(name string, rs []driver.Record) HostState {
+	for _, r := range rs {
+		if r.Kind == driver.RecordHost && r.Name == name {
+			return HostState{
+				Maintenance: r.Data[hostKeyMaintenance] == "true",
+				Standby:     r.Data[hostKeyStandby] == "true",
+				AutoStandby: r.Data[hostKeyAutoStandby] == "true",
+				Generation:  r.Generation,
+				Found:       true,
+			}
+		}
+	}
+	return HostState{}
+}
+
+// HostState reads a host's state from its host record.
+func (o *Ops) HostState(ctx context.Context, name string) (HostState, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return HostState{}, err
+	}
+	h, err := o.Hosts.Lookup(name)
+	if err != nil {
+		return HostState{}, err
+	}
+	rs, err := d.ListRecords(ctx, h.URI)
+	if err != nil {
+		return HostState{}, fmt.Errorf("read state of host %s: %w", name, err)
+	}
+	return HostStateOf(name, rs), nil
+}
+
+// PutHostState stores a host's state in its host record, with s.Generation.
+func (o *Ops) PutHostState(ctx context.Context, name string, s HostState) error {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := o.Hosts.Lookup(name)
+	if err != nil {
+		return err
+	}
+	r := driver.Record{Kind: driver.RecordHost, Name: name, Generation: s.Generation,
+		Data: map[string]string{hostKeyMaintenance: strconv.FormatBool(s.Maintenance),
+			hostKeyStandby: strconv.FormatBool(s.Standby), RecordKeyOwner: OwnerTerraform}}
+	if s.AutoStandby {
+		r.Data[hostKeyAutoStandby] = "true"
+	}
+	if err := d.PutRecord(ctx, h.URI, r); err != nil {
+		return fmt.Errorf("store state of host %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetAutoStandby marks a host as put on standby by the autoscaler (or
+// brings it back), keeping the operator's settings.
+func (o *Ops) SetAutoStandby(ctx context.Context, name string, on bool) error {
+	st, err := o.HostState(ctx, name)
+	if err != nil {
+		return err
+	}
+	if st.AutoStandby == on {
+		return nil
+	}
+	st.AutoStandby = on
+	st.Generation++
+	o.log().Info("host standby changed", "host", name, "standby", on)
+	return o.PutHostState(ctx, name, st)
+}
+
+// ReadPool finds a pool's record on the given hosts (every host if nil) and
+// returns the highest generation, and the hosts that hold any generation
+// of it: a write that reached only some hosts before it was interrupted is
+// then still seen.
+func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record, []string, bool, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return Record{}, nil, false, err
+	}
+	if hosts == nil {
+		hosts = o.Hosts.Names()
+	}
+	var (
+		mu    sync.Mutex
+		best  *driver.Record
+		where []string
+	)
+	err = eachHost(hosts, func(n string) error {
+		h, err := o.Hosts.Lookup(n)
+		if err != nil {
+			return err
+		}
+		rs, err := d.ListRecords(ctx, h.URI)
+		if err != nil {
+			return fmt.Errorf("read pool records of host %s: %w", n, err)
+		}
+		for _, r := range rs {
+			if r.Kind == driver.RecordPool && r.Name == name {
+				mu.Lock()
+				where = append(where, n)
+				if best == nil || r.Generation > best.Generation {
+					best = &r
+				}
+				mu.Unlock()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, nil, false, err
+	}
+	sort.Strings(where)
+	if best == nil {
+		return Record{}, where, false, nil
+	}
+	pr, err := DecodeRecord(*best)
+	return pr, where, err == nil, err
+}
+
+// WritePool stores a pool record, one generation up from the highest seen,
+// on every host of the pool, and removes it from hosts that held it but are
+// no longer the pool's (and from stale ones).
+func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return pr, err
+	}
+	old, where, _, err := o.ReadPool(ctx, pr.Spec.Name, nil)
+	if err != nil {
+		return pr, err
+	}
+	pr.Generation = max(pr.Generation, old.Generation) + 1
+	r, err := EncodeRecord(pr)
+	if err != nil {
+		return pr, err
+	}
+	keep := map[string]bool{}
+	for _, h := range pr.Spec.Hosts {
+		keep[h.Name] = true
+	}
+	err = eachHost(pr.Spec.HostNames(), func(n string) error {
+		h, ok := o.Hosts[n]
+		if !ok {
+			h, ok = pr.Spec.Inventory()[n]
+		}
+		if !ok {
+			return fmt.Errorf("store pool %s: unknown host %q", pr.Spec.Name, n)
+		}
+		if err := d.PutRecord(ctx, h.URI, r); err != nil {
+			return fmt.Errorf("store pool %s on host %s: %w", pr.Spec.Name, n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return pr, err
+	}
+	var drop []string
+	for _, n := range append(where, stale...) {
+		if !keep[n] {
+			drop = append(drop, n)
+		}
+	}
+	o.log().Debug("pool record stored", "pool", pr.Spec.Name, "generation", pr.Generation,
+		"hosts", pr.Spec.HostNames(), "removed_from", drop)
+	return pr, o.DeletePoolRecord(ctx, pr.Spec.Name, drop)
+}
+
+// DeletePoolRecord removes a pool's record from the given hosts.
+func (o *Ops) DeletePoolRecord(ctx context.Context, name string, hosts []string) error {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return err
+	}
+	return eachHost(dedupe(hosts), func(n string) error {
+		h, err := o.Hosts.Lookup(n)
+		if err != nil {
+			return err
+		}
+		if err := d.DeleteRecord(ctx, h.URI, driver.RecordPool, name); err != nil {
+			return fmt.Errorf("remove pool %s from host %s: %w", name, n, err)
+		}
+		return nil
+	})
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// RemoveGuest stops a guest (gracefully, up to ShutdownTimeout) and
+// removes its definition and overlay. Both steps are no-ops on a guest that
+// is already gone, so an interrupted removal is simply retried.
+func (o *Ops) RemoveGuest(ctx context.Context, host, name string) error {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := o.Hosts.Lookup(host)
+	if err != nil {
+		return err
+	}
+	o.log().Info("stopping guest", "domain", name, "host", host, "timeout", o.ShutdownTimeout.String())
+	if err := d.ShutdownDomain(ctx, h.URI, name, o.ShutdownTimeout); err != nil {
+		return fmt.Errorf("stop %s on host %s: %w", name, host, err)
+	}
+	if err := d.UndefineDomain(ctx, h.URI, name); err != nil {
+		return fmt.Errorf("remove %s from host %s: %w", name, host, err)
+	}
+	return nil
+}
+
+// Migrate live-migrates a guest between two hosts, logging progress.
+// Cancelling ctx aborts it; libvirt then leaves the guest running on the
+// source, never on both. Migrating a guest that is already on the
+// destination is a no-op.
+func (o *Ops) Migrate(ctx context.Context, name, from, to string, opts driver.MigrateOptions) (driver.MigrateResult, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return driver.MigrateResult{}, err
+	}
+	src, err := o.Hosts.Lookup(from)
+	if err != nil {
+		return driver.MigrateResult{}, err
+	}
+	dst, err := o.Hosts.Lookup(to)
+	if err != nil {
+		return driver.MigrateResult{}, err
+	}
+	req := driver.MigrateRequest{Domain: name, SourceURI: src.URI, DestURI: dst.URI,
+		DestPeerURI: dst.PeerURI, MigrationURI: dst.MigrationURI, Options: opts}
+	log := o.log().With("domain", name, "from", from, "to", to)
+	log.Info("live migration starting", "bandwidth_mibs", opts.BandwidthMiBs, "max_downtime", opts.MaxDowntime.String())
+	var last time.Time
+	res, err := d.Migrate(ctx, req, func(p driver.MigrateProgress) {
+		if time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		pct := 0.0
+		if p.DataTotal > 0 {
+			pct = 100 * float64(p.DataProcessed) / float64(p.DataTotal)
+		}
+		log.Info("live migration progress", "elapsed", p.Elapsed.String(), "percent", fmt.Sprintf("%.0f", pct),
+			"remaining_bytes", p.DataRemaining, "postcopy", p.PostCopy)
+	})
+	if err != nil {
+		return res, fmt.Errorf("live-migrate %s from %s to %s: %w", name, from, to, err)
+	}
+	log.Info("live migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes)
+	return res, nil
+}

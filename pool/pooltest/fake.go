@@ -1,0 +1,381 @@
+// Package pooltest provides an in-memory driver.Driver for fast unit tests
+// of pool operations and the autoscaler plugins: hosts with domains and
+// records, CPU counters that advance with a fake clock, and live migration
+// that moves a domain (restarting its counters, as a new QEMU process
+// would). Fault hooks make calls fail where a test wants.
+package pooltest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// Domain is a fake guest.
+type Domain struct {
+	driver.Domain
+	// Load is the CPU the guest uses, in cores; its counter advances by
+	// Load × elapsed time when the clock advances.
+	Load      float64
+	CPUTimeNs uint64
+	RSSKiB    uint64
+}
+
+// Host is a fake hypervisor.
+type Host struct {
+	URI         string
+	CPUs        int
+	MemoryBytes uint64
+	Domains     map[string]*Domain
+	Records     map[string]driver.Record // by kind/name
+	// Down makes every call on the host fail as unreachable.
+	Down bool
+	busy uint64 // host CPU counter (ns), advanced like the guests'
+	idle uint64
+}
+
+// Driver is the fake driver. Its zero value is not usable: use New.
+type Driver struct {
+	mu    sync.Mutex
+	hosts map[string]*Host
+	now   time.Time
+	uuid  int
+
+	// Migrations records every Migrate request that moved a domain.
+	Migrations []driver.MigrateRequest
+	// Calls counts calls by method name.
+	Calls map[string]int
+	// Fail, if set, is asked before each call (method name, host URI,
+	// domain name or "") and fails it with the error it returns.
+	Fail func(method, uri, domain string) error
+	// DuringMigrate, if set, runs while a migration is in flight (the
+	// domain is on both hosts: running on the source, paused on the
+	// destination). Returning an error aborts the migration.
+	DuringMigrate func(req driver.MigrateRequest) error
+}
+
+// New returns a fake driver with hosts of the given URIs, each with cpus
+// CPUs and memGiB GiB of memory.
+func New(cpus int, memGiB uint64, uris ...string) *Driver {
+	d := &Driver{hosts: map[string]*Host{}, now: time.Unix(1_700_000_000, 0), Calls: map[string]int{}}
+	for _, u := range uris {
+		d.hosts[u] = &Host{URI: u, CPUs: cpus, MemoryBytes: memGiB << 30, Domains: map[string]*Domain{},
+			Records: map[string]driver.Record{}}
+	}
+	return d
+}
+
+// Now is the fake clock.
+func (d *Driver) Now() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.now
+}
+
+// Advance moves the clock on and every running guest's CPU counter with it.
+func (d *Driver) Advance(dt time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.now = d.now.Add(dt)
+	for _, h := range d.hosts {
+		var used float64
+		for _, dom := range h.Domains {
+			if dom.State == driver.StateRunning {
+				dom.CPUTimeNs += uint64(dom.Load * float64(dt))
+				used += dom.Load
+			}
+		}
+		h.busy += uint64(used * float64(dt))
+		h.idle += uint64(max(0, float64(h.CPUs)-used) * float64(dt))
+	}
+}
+
+// Host returns a host for inspection and setup; hold no reference across
+// calls of the driver from other goroutines.
+func (d *Driver) Host(uri string) *Host {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hosts[uri]
+}
+
+// SetLoad sets a guest's CPU load (cores) wherever it runs.
+func (d *Driver) SetLoad(name string, cores float64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, h := range d.hosts {
+		if dom, ok := h.Domains[name]; ok {
+			dom.Load = cores
+		}
+	}
+}
+
+// Where returns the URIs of the hosts a domain is defined on, sorted, with
+// its state on each.
+func (d *Driver) Where(name string) map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	for u, h := range d.hosts {
+		if dom, ok := h.Domains[name]; ok {
+			out[u] = dom.State
+		}
+	}
+	return out
+}
+
+// AddDomain puts a running domain on a host directly (test setup).
+func (d *Driver) AddDomain(uri string, dom driver.Domain, load float64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.uuid++
+	if dom.UUID == "" {
+		dom.UUID = fmt.Sprintf("00000000-0000-0000-0000-%012d", d.uuid)
+	}
+	if dom.State == "" {
+		dom.State = driver.StateRunning
+	}
+	dom.Persistent = true
+	d.hosts[uri].Domains[dom.Name] = &Domain{Domain: dom, Load: load, RSSKiB: dom.MemoryMiB << 10 / 2}
+}
+
+func (d *Driver) enter(method, uri, domain string) (*Host, error) {
+	d.Calls[method]++
+	if d.Fail != nil {
+		if err := d.Fail(method, uri, domain); err != nil {
+			return nil, err
+		}
+	}
+	h, ok := d.hosts[uri]
+	if !ok || h.Down {
+		return nil, &driver.Error{Op: method, Host: uri, Code: driver.CodeNoConnect, Err: fmt.Errorf("host unreachable")}
+	}
+	return h, nil
+}
+
+func copyLabels(l map[string]string) map[string]string {
+	out := make(map[string]string, len(l))
+	for k, v := range l {
+		out[k] = v
+	}
+	return out
+}
+
+// HostInfo implements driver.Driver.
+func (d *Driver) HostInfo(_ context.Context, uri string) (driver.HostInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("HostInfo", uri, "")
+	if err != nil {
+		return driver.HostInfo{}, err
+	}
+	return driver.HostInfo{URI: uri, Hostname: uri, UUID: uri, CPUs: h.CPUs, MemoryBytes: h.MemoryBytes,
+		FreeMemoryBytes: h.MemoryBytes, Hypervisor: "Fake", Accelerators: []string{driver.AccelTCG}}, nil
+}
+
+// ListDomains implements driver.Driver.
+func (d *Driver) ListDomains(_ context.Context, uri string) ([]driver.Domain, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("ListDomains", uri, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driver.Domain, 0, len(h.Domains))
+	for _, dom := range h.Domains {
+		x := dom.Domain
+		x.Labels = copyLabels(dom.Labels)
+		out = append(out, x)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// CreateDomain implements driver.Driver.
+func (d *Driver) CreateDomain(_ context.Context, uri string, spec driver.DomainSpec) (driver.Domain, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("CreateDomain", uri, spec.Name)
+	if err != nil {
+		return driver.Domain{}, err
+	}
+	if _, ok := h.Domains[spec.Name]; ok {
+		return driver.Domain{}, &driver.Error{Op: "create domain", Host: uri, Domain: spec.Name, Code: driver.CodeOperationInvalid,
+			Err: fmt.Errorf("domain exists")}
+	}
+	d.uuid++
+	dom := driver.Domain{Name: spec.Name, UUID: fmt.Sprintf("00000000-0000-0000-0000-%012d", d.uuid), State: driver.StateRunning,
+		Persistent: true, VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB, Labels: copyLabels(spec.Labels)}
+	h.Domains[spec.Name] = &Domain{Domain: dom, RSSKiB: spec.MemoryMiB << 10 / 2}
+	return dom, nil
+}
+
+// ShutdownDomain implements driver.Driver.
+func (d *Driver) ShutdownDomain(_ context.Context, uri, name string, _ time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("ShutdownDomain", uri, name)
+	if err != nil {
+		return err
+	}
+	if dom, ok := h.Domains[name]; ok {
+		dom.State = driver.StateShutoff
+	}
+	return nil
+}
+
+// UndefineDomain implements driver.Driver.
+func (d *Driver) UndefineDomain(_ context.Context, uri, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("UndefineDomain", uri, name)
+	if err != nil {
+		return err
+	}
+	if dom, ok := h.Domains[name]; ok {
+		if dom.State == driver.StateRunning {
+			return &driver.Error{Op: "undefine", Host: uri, Domain: name, Code: driver.CodeOperationInvalid, Err: fmt.Errorf("domain is running")}
+		}
+		delete(h.Domains, name)
+	}
+	return nil
+}
+
+// Stats implements driver.Driver.
+func (d *Driver) Stats(_ context.Context, uri string) (driver.HostStats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("Stats", uri, "")
+	if err != nil {
+		return driver.HostStats{}, err
+	}
+	st := driver.HostStats{Time: d.now, CPUs: h.CPUs, CPUUserNs: h.busy, CPUIdleNs: h.idle,
+		MemoryTotalBytes: h.MemoryBytes, MemoryFreeBytes: h.MemoryBytes / 2}
+	for _, dom := range h.Domains {
+		if dom.State == driver.StateShutoff {
+			continue
+		}
+		st.Domains = append(st.Domains, driver.DomainStats{Name: dom.Name, UUID: dom.UUID, State: dom.State,
+			CPUTimeNs: dom.CPUTimeNs, VCPUs: dom.VCPUs, BalloonKiB: dom.MemoryMiB << 10, RSSKiB: dom.RSSKiB,
+			Labels: copyLabels(dom.Labels)})
+	}
+	sort.Slice(st.Domains, func(i, j int) bool { return st.Domains[i].Name < st.Domains[j].Name })
+	return st, nil
+}
+
+// Migrate implements driver.Driver: the domain moves to the destination
+// with its counters restarted. Migrating a domain already on the
+// destination is a no-op.
+func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progress func(driver.MigrateProgress)) (driver.MigrateResult, error) {
+	d.mu.Lock()
+	src, err := d.enter("Migrate", req.SourceURI, req.Domain)
+	if err != nil {
+		d.mu.Unlock()
+		return driver.MigrateResult{}, err
+	}
+	dst, ok := d.hosts[req.DestURI]
+	if !ok || dst.Down {
+		d.mu.Unlock()
+		return driver.MigrateResult{}, &driver.Error{Op: "migrate", Host: req.DestURI, Code: driver.CodeNoConnect, Err: fmt.Errorf("host unreachable")}
+	}
+	dom, ok := src.Domains[req.Domain]
+	if !ok || dom.State != driver.StateRunning {
+		if there, ok := dst.Domains[req.Domain]; ok && there.State == driver.StateRunning {
+			d.mu.Unlock()
+			return driver.MigrateResult{UUID: there.UUID}, nil
+		}
+		d.mu.Unlock()
+		return driver.MigrateResult{}, &driver.Error{Op: "migrate", Host: req.SourceURI, Domain: req.Domain, Code: driver.CodeNoDomain,
+			Err: fmt.Errorf("domain not found")}
+	}
+	// In flight: paused copy on the destination.
+	incoming := &Domain{Domain: dom.Domain, Load: dom.Load}
+	incoming.State = driver.StatePaused
+	incoming.Labels = copyLabels(dom.Labels)
+	dst.Domains[req.Domain] = incoming
+	hook := d.DuringMigrate
+	d.mu.Unlock()
+
+	if progress != nil {
+		progress(driver.MigrateProgress{DataTotal: dom.MemoryMiB << 20, DataProcessed: dom.MemoryMiB << 19})
+	}
+	var herr error
+	if hook != nil {
+		herr = hook(req)
+	}
+	if herr == nil {
+		herr = ctx.Err()
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if herr != nil {
+		delete(dst.Domains, req.Domain) // rolled back: the guest stays on the source
+		return driver.MigrateResult{}, &driver.Error{Op: "migrate", Host: req.SourceURI, Domain: req.Domain,
+			Code: driver.CodeOperationAborted, Err: herr}
+	}
+	incoming.State = driver.StateRunning
+	incoming.CPUTimeNs = 0
+	incoming.RSSKiB = dom.RSSKiB
+	delete(src.Domains, req.Domain)
+	d.Migrations = append(d.Migrations, req)
+	return driver.MigrateResult{UUID: dom.UUID, Elapsed: 500 * time.Millisecond, Downtime: 20 * time.Millisecond,
+		Bytes: dom.MemoryMiB << 20}, nil
+}
+
+// AbortMigration implements driver.Driver.
+func (d *Driver) AbortMigration(_ context.Context, uri, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, err := d.enter("AbortMigration", uri, name)
+	return err
+}
+
+func recordKey(kind, name string) string { return kind + "/" + name }
+
+// PutRecord implements driver.Driver.
+func (d *Driver) PutRecord(_ context.Context, uri string, r driver.Record) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("PutRecord", uri, "")
+	if err != nil {
+		return err
+	}
+	r.Data = copyLabels(r.Data)
+	h.Records[recordKey(r.Kind, r.Name)] = r
+	return nil
+}
+
+// ListRecords implements driver.Driver.
+func (d *Driver) ListRecords(_ context.Context, uri string) ([]driver.Record, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("ListRecords", uri, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driver.Record, 0, len(h.Records))
+	for _, r := range h.Records {
+		r.Data = copyLabels(r.Data)
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return recordKey(out[i].Kind, out[i].Name) < recordKey(out[j].Kind, out[j].Name) })
+	return out, nil
+}
+
+// DeleteRecord implements driver.Driver.
+func (d *Driver) DeleteRecord(_ context.Context, uri, kind, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("DeleteRecord", uri, "")
+	if err != nil {
+		return err
+	}
+	delete(h.Records, recordKey(kind, name))
+	return nil
+}
+
+var _ driver.Driver = (*Driver)(nil)

@@ -1,0 +1,133 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+// View is the planner's input built from the hosts, and what an operation
+// needs to act on its decisions.
+type View struct {
+	scheduler.Cluster
+	// Where maps each scheduler guest name to the domain and its host.
+	Where map[string]Located
+	// States holds each host's virtpool state.
+	States map[string]HostState
+	// InFlight lists domains seen on more than one host: a migration is
+	// running (or a leftover needs repair). Nothing should plan moves for
+	// them until it is over.
+	InFlight []string
+}
+
+// View builds the planner's view of every host: capacity from the host,
+// state from its host record, guests (running or paused) from libvirt with
+// their measured demand (Ops.Demand). Hosts outside allowed (nil: all) are
+// shown in maintenance so that no decision puts anything there.
+func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) {
+	d, err := o.driver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := o.Hosts.Names()
+	hosts := make([]scheduler.Host, len(names))
+	states := make([]HostState, len(names))
+	doms := make([][]driver.Domain, len(names))
+	idx := map[string]int{}
+	for i, n := range names {
+		idx[n] = i
+	}
+	err = eachHost(names, func(n string) error {
+		i := idx[n]
+		h := o.Hosts[n]
+		hi, err := d.HostInfo(ctx, h.URI)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", n, err)
+		}
+		rs, err := d.ListRecords(ctx, h.URI)
+		if err != nil {
+			return fmt.Errorf("read state of host %s: %w", n, err)
+		}
+		st := HostStateOf(n, rs)
+		states[i] = st
+		sh := scheduler.Host{Name: n, Cores: float64(hi.CPUs), MemoryBytes: int64(hi.MemoryBytes), State: scheduler.Active}
+		switch {
+		case st.Maintenance || (allowed != nil && !allowed[n]):
+			sh.State = scheduler.Maintenance
+		case st.InStandby():
+			sh.State = scheduler.Standby
+		}
+		hosts[i] = sh
+		if doms[i], err = d.ListDomains(ctx, h.URI); err != nil {
+			return fmt.Errorf("list guests of host %s: %w", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := &View{Cluster: scheduler.Cluster{Hosts: hosts}, Where: map[string]Located{}, States: map[string]HostState{}}
+	seen := map[string]int{}
+	for i, n := range names {
+		v.States[n] = states[i]
+		for _, dd := range doms[i] {
+			if dd.State == driver.StateShutoff || dd.State == driver.StateCrashed {
+				continue // takes no resources
+			}
+			seen[dd.Name]++
+			key := dd.Name
+			if _, dup := v.Where[key]; dup {
+				key = dd.Name + "@" + n // same name on two hosts: never confuse them
+			}
+			v.Where[key] = Located{Host: n, Domain: dd}
+			g := scheduler.Guest{
+				Name: key, VCPUs: dd.VCPUs, MemoryBytes: int64(dd.MemoryMiB) << 20,
+				Pool: dd.Labels[LabelPool], AntiAffinity: dd.Labels[LabelAntiAffinity], Host: n,
+			}
+			if o.Demand != nil {
+				if cpu, mem, ok := o.Demand(dd.UUID); ok {
+					g.CPUDemand, g.MemoryUsed = max(cpu, 0), min(max(mem, 0), g.MemoryBytes)
+				}
+			}
+			v.Guests = append(v.Guests, g)
+		}
+	}
+	for name, n := range seen {
+		if n > 1 {
+			v.InFlight = append(v.InFlight, name)
+		}
+	}
+	sort.Strings(v.InFlight)
+	// A guest on two hosts must not move again: pin both copies.
+	for i := range v.Guests {
+		if seen[v.Where[v.Guests[i].Name].Name] > 1 {
+			v.Guests[i].Pinned = true
+		}
+	}
+	return v, nil
+}
+
+// PinOthers pins every guest that is not a member of pool: they count for
+// the load of their hosts, but only the pool's own members move.
+func (v *View) PinOthers(pool string) {
+	for i := range v.Guests {
+		if v.Guests[i].Pool != pool || v.Where[v.Guests[i].Name].Labels[LabelRole] != RoleMember {
+			v.Guests[i].Pinned = true
+		}
+	}
+}
+
+// HostsIn lists the view's hosts in the given scheduler state.
+func (v *View) HostsIn(state scheduler.HostState) []string {
+	var out []string
+	for _, h := range v.Cluster.Hosts {
+		if h.State == state {
+			out = append(out, h.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
