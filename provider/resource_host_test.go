@@ -57,8 +57,10 @@ func checkHostRecord(host string, want bool) tfresource.TestCheckFunc {
 }
 
 // TestAccHostMaintenance: a pool lives on h3; h3 goes into maintenance;
-// apply live-migrates its members to the other host the pool may use,
-// and h3 ends empty. Import the host; destroy leaves no record.
+// apply live-migrates its members to the other host the pool may use (h1),
+// and h3 ends empty. Then the pool's hosts change to h2 only: its members
+// are live-migrated there and its record leaves h1 and h3. Import the host;
+// destroy leaves no record.
 func TestAccHostMaintenance(t *testing.T) {
 	needAcc(t)
 	const pool, ipBase = "vpt-maint", 171
@@ -82,23 +84,38 @@ data "virtpool_hosts" "all" {
 		Steps: []tfresource.TestStep{
 			{
 				Config: poolConfig(pool, []string{"h3"}, 2, ipBase, false, ""),
-				Check:  checkMembers(pool, 2, []string{"h3"}, false),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					checkMembers(pool, 2, []string{"h3"}, false),
+					checkPoolRecord(pool, []string{"h3"}, 2, ""),
+				),
 			},
 			{
-				Config: poolConfig(pool, []string{"h2", "h3"}, 2, ipBase, false, maint),
+				Config: poolConfig(pool, []string{"h1", "h3"}, 2, ipBase, false, maint),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
-					checkMembers(pool, 2, []string{"h2"}, false),
+					checkMembers(pool, 2, []string{"h1"}, false),
 					checkHostEmpty("h3"),
 					checkHostRecord("h3", true),
+					checkPoolRecord(pool, []string{"h1", "h3"}, 2, ""),
 					checkGuestsAnswer(t, ipBase, 1, 2),
 					tfresource.TestCheckResourceAttr("virtpool_host.h3", "maintenance", "true"),
+					tfresource.TestCheckResourceAttr("virtpool_host.h3", "uri", mustHost(t, "h3").URI),
 					tfresource.TestCheckResourceAttr("virtpool_host.h3", "guests.#", "0"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.#", "3"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.2.name", "h3"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.2.state", "maintenance"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.2.guests.#", "0"),
-					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.1.state", "active"),
-					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.1.vcpus_allocated", "2"),
+					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.state", "active"),
+					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.vcpus_allocated", "2"),
+					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.memory_allocated_bytes", "134217728"),
+				),
+			},
+			{
+				Config: poolConfig(pool, []string{"h2"}, 2, ipBase, false, maint),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					checkMembers(pool, 2, []string{"h2"}, false),
+					checkPoolRecord(pool, []string{"h2"}, 2, ""),
+					checkHostEmpty("h3"),
+					checkGuestsAnswer(t, ipBase, 1, 2),
 				),
 			},
 			{
