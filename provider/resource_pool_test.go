@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	tfresource "github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/virtpool/virtpool/driver"
@@ -383,6 +384,18 @@ data "virtpool_pool" "p" {
 				),
 			},
 			{
+				// A template change is in place: the member stays as it is.
+				Config: bigger(poolConfig(pool, all, 1, ipBase, true, policy)),
+				ConfigPlanChecks: tfresource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("virtpool_pool.p", plancheck.ResourceActionUpdate),
+				}},
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.p", "template.memory_mib", "96"),
+					checkMembers(pool, 1, all, true),
+					checkMemberMemory(pool, 64),
+				),
+			},
+			{
 				// A member removed by hand is drift: the plan puts it back.
 				PreConfig: func() {
 					ms, err := poolMembers(pool)
@@ -399,15 +412,17 @@ data "virtpool_pool" "p" {
 						}
 					}
 				},
-				Config:             poolConfig(pool, all, 1, ipBase, true, policy),
+				Config:             bigger(poolConfig(pool, all, 1, ipBase, true, policy)),
 				PlanOnly:           true,
 				ExpectNonEmptyPlan: true,
 			},
 			{
-				Config: poolConfig(pool, all, 1, ipBase, true, policy),
+				// Healed with a new member, built from the new template.
+				Config: bigger(poolConfig(pool, all, 1, ipBase, true, policy)),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
 					tfresource.TestCheckResourceAttr("virtpool_pool.p", "size", "1"),
 					checkMembers(pool, 1, all, true),
+					checkMemberMemory(pool, 96),
 				),
 			},
 			{
@@ -424,6 +439,27 @@ data "virtpool_pool" "p" {
 			},
 		},
 	})
+}
+
+// bigger changes the pool template's memory from 64 to 96 MiB.
+func bigger(config string) string {
+	return strings.Replace(config, "memory_mib  = 64", "memory_mib  = 96", 1)
+}
+
+// checkMemberMemory checks every member of the pool has memMiB.
+func checkMemberMemory(pool string, memMiB uint64) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		ms, err := poolMembers(pool)
+		if err != nil {
+			return err
+		}
+		for name, m := range ms {
+			if m.MemoryMiB != memMiB {
+				return fmt.Errorf("member %s has %d MiB, want %d", name, m.MemoryMiB, memMiB)
+			}
+		}
+		return nil
+	}
 }
 
 func mustHost(t *testing.T, name string) lab.Host {
