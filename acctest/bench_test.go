@@ -26,8 +26,7 @@ func BenchmarkMigration(b *testing.B) {
 	}
 	var rows []string
 	for _, memMiB := range []uint64{128, 256} {
-		// No memory-dirtying load: under TCG it breaks the guest (README, "Known problems").
-		for _, ld := range []load{{"idle", 0, 0}, {"cpu 100%", 100, 0}} {
+		for _, ld := range []load{{"idle", 0, 0}, {"cpu 100%", 100, 0}, {"dirty 32 MiB", 0, 32}} {
 			for _, bw := range []uint64{2000, 100} {
 				name := fmt.Sprintf("%dMiB/%s/%dMiBs", memMiB, ld.name, bw)
 				b.Run(name, func(b *testing.B) {
@@ -37,6 +36,7 @@ func BenchmarkMigration(b *testing.B) {
 						g.setLoad(b, ld.cpu, ld.mem)
 						o := labOpts
 						o.BandwidthMiBs = bw
+						o.AutoConverge = ld.mem > 0
 						var el, dj, dp []time.Duration
 						var ratios []float64
 						var bytes uint64

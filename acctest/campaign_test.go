@@ -2,7 +2,6 @@ package acctest
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -66,31 +65,22 @@ func TestRT2RT3StreamsAndSequenceSurviveTwoMigrations(t *testing.T) {
 	t.Logf("R-T3 sequence 1..%d continuous (was 1..%d before the migrations)", after, before)
 }
 
-// R-T4: migration at several CPU loads; streams and the sequence file still
-// hold, and the migration converges (auto-converge at full load).
-func TestRT4MigrationUnderCPULoad(t *testing.T) {
+// R-T4: migration at several CPU loads and under memory dirtying; streams
+// and the sequence file still hold, and the migration converges
+// (auto-converge, or post-copy, which must really switch).
+func TestRT4MigrationUnderLoad(t *testing.T) {
 	needLab(t)
+	autoConverge := func(o *driver.MigrateOptions) { o.AutoConverge = true }
 	runLoadCases(t, []loadCase{
 		{"idle", 0, 0, nil},
 		{"cpu 50%", 50, 0, nil},
 		{"cpu 100%", 100, 0, nil},
-		{"cpu 100%, auto-converge", 100, 0, func(o *driver.MigrateOptions) { o.AutoConverge = true }},
-	})
-}
-
-// R-T4 with a memory-dirtying load. Under TCG (these machines) QEMU 7.2
-// completes the migration but the guest stops answering on the destination
-// in most runs (see README, "Known problems"), so this runs only when asked
-// for, by 'make testacc-known-failing', and is not part of 'make test'.
-func TestRT4MigrationUnderMemoryDirtying(t *testing.T) {
-	needLab(t)
-	if os.Getenv("VIRTPOOL_KNOWN_FAILING") != "1" {
-		t.Skip("known to fail under TCG; run with 'make testacc-known-failing'")
-	}
-	runLoadCases(t, []loadCase{
-		{"dirty 32 MiB, auto-converge", 0, 32, func(o *driver.MigrateOptions) { o.AutoConverge = true }},
-		{"cpu 100% + dirty 32 MiB, auto-converge", 100, 32, func(o *driver.MigrateOptions) { o.AutoConverge = true }},
-		{"dirty 32 MiB, post-copy", 0, 32, func(o *driver.MigrateOptions) { o.PostCopy = true; o.PostCopyAfter = time.Second }},
+		{"cpu 100%, auto-converge", 100, 0, autoConverge},
+		{"dirty 32 MiB, auto-converge", 0, 32, autoConverge},
+		{"cpu 100% + dirty 32 MiB, auto-converge", 100, 32, autoConverge},
+		{"dirty 64 MiB, post-copy after 300 ms", 0, 64, func(o *driver.MigrateOptions) {
+			o.PostCopy, o.PostCopyAfter = true, 300*time.Millisecond
+		}},
 	})
 }
 
@@ -124,6 +114,9 @@ func runLoadCases(t *testing.T, cases []loadCase) {
 		}
 		t.Logf("R-T4 %s: migrating %s→%s", c.name, g.Host.Name, to.Name)
 		m := migrate(t, g, to, o)
+		if o.PostCopyAfter > 0 && !m.PostCopy {
+			t.Errorf("R-T4 %s: the migration did not switch to post-copy", c.name)
+		}
 		waitStreamAdvance(t, s, 20)
 		rows = append(rows, fmt.Sprintf("%-40s %-6s %10s %10s %12d %v", c.name, m.From+"→"+m.To,
 			m.Elapsed, m.Downtime, m.Bytes, m.PostCopy))

@@ -167,6 +167,9 @@ kernel_debian() {
 }
 
 mkdir -p "$CACHE"
+# One build at a time: concurrent labs (tests, demo) share the cache.
+exec 9>"$CACHE/.build.lock"
+flock 9
 # Cheap up-to-date check first: the stamp records every input.
 stamp_inputs() {
 	echo "recipe $RECIPE kernel $KSEL"
@@ -203,7 +206,8 @@ mknod -m 666 "$ROOT/dev/null" c 1 3
 cp "$KDIR/vmlinux" "$OUT/vmlinux.tmp"
 mv "$OUT/vmlinux.tmp" "$OUT/vmlinux"
 mv "$OUT/initramfs.img.tmp" "$OUT/initramfs.img"
-# the fixed part of the kernel command line; the lab adds address and name
-echo "console=ttyS0 quiet acpi=noirq no_timer_check mitigations=off cryptomgr.notests" >"$OUT/cmdline"
+# The fixed part of the kernel command line; the lab adds address and name.
+# pti=on, not mitigations=off: see "page-table isolation" in kernel.config.
+echo "console=ttyS0 quiet acpi=noirq no_timer_check pti=on cryptomgr.notests" >"$OUT/cmdline"
 printf '%s\n%s\n' "$STAMP" "$KDIR" >"$OUT/.stamp"
 log "wrote $OUT/vmlinux ($(stat -c %s "$OUT/vmlinux") B, kernel $KSEL) and $OUT/initramfs.img ($(stat -c %s "$OUT/initramfs.img") B)"
