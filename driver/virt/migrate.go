@@ -132,13 +132,15 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				DataRemaining: js.DataRemaining,
 				PostCopy:      postCopy,
 			}
+			// QEMU refuses the switch until the migration has really
+			// started; a refusal is retried at the next tick.
 			if o.PostCopy && o.PostCopyAfter > 0 && !postCopy && time.Since(start) > o.PostCopyAfter {
 				if err := dom.MigrateStartPostCopy(0); err != nil {
-					log.Warn("switch to post-copy refused", "error", err)
+					log.Debug("switch to post-copy refused; will retry", "error", err)
 				} else {
 					log.Info("switched to post-copy", "after", time.Since(start).String())
+					postCopy = true
 				}
-				postCopy = true
 			}
 			if progress != nil {
 				progress(p)
