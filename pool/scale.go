@@ -154,6 +154,9 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 		if err != nil {
 			return fmt.Errorf("pool %s: template: %w", spec.Name, err)
 		}
+		if ds.Bridge != "" {
+			ds.MAC = MemberMAC(spec.Name, n)
+		}
 		o.log().Info("creating pool member", "pool", spec.Name, "domain", name, "host", h,
 			"progress", fmt.Sprintf("%d/%d", i+1, k))
 		if _, err := d.CreateDomain(ctx, o.Hosts[h].URI, ds); err != nil {

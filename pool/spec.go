@@ -3,6 +3,7 @@ package pool
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -217,6 +218,17 @@ func (t Template) DomainSpec(name string, n int, labels map[string]string) (driv
 		Kernel: t.Kernel, Initrd: t.Initrd, Cmdline: cmdline,
 		BaseImage: t.BaseImage, OverlayDir: t.OverlayDir, Bridge: t.Bridge, Labels: labels,
 	}, nil
+}
+
+// MemberMAC is a stable MAC address for a pool's n-th member (QEMU's
+// locally administered prefix, then a hash of pool and number). A member
+// re-created with the same number keeps its MAC, so neighbours' ARP caches
+// and switches need not relearn it.
+func MemberMAC(pool string, n int) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d", pool, n)
+	v := h.Sum32()
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", byte(v>>16), byte(v>>8), byte(v))
 }
 
 // MemberLabels are the labels of a pool's n-th member.

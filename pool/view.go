@@ -17,6 +17,8 @@ type View struct {
 	Where map[string]Located
 	// States holds each host's virtpool state.
 	States map[string]HostState
+	// Domains is every host's listing, stopped domains included.
+	Domains map[string][]driver.Domain
 	// InFlight lists domains seen on more than one host: a migration is
 	// running (or a leftover needs repair). Nothing should plan moves for
 	// them until it is over.
@@ -69,10 +71,12 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 	if err != nil {
 		return nil, err
 	}
-	v := &View{Cluster: scheduler.Cluster{Hosts: hosts}, Where: map[string]Located{}, States: map[string]HostState{}}
+	v := &View{Cluster: scheduler.Cluster{Hosts: hosts}, Where: map[string]Located{}, States: map[string]HostState{},
+		Domains: map[string][]driver.Domain{}}
 	seen := map[string]int{}
 	for i, n := range names {
 		v.States[n] = states[i]
+		v.Domains[n] = doms[i]
 		for _, dd := range doms[i] {
 			if dd.State == driver.StateShutoff || dd.State == driver.StateCrashed {
 				continue // takes no resources

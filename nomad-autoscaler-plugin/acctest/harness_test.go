@@ -1,0 +1,661 @@
+package acctest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/probe"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// ---- pools -------------------------------------------------------------
+
+// testPool is a pool made for one test: its record on the lab hosts (the
+// same record the provider writes) and its members.
+type testPool struct {
+	t    *testing.T
+	spec pool.Spec
+	pol  *pool.Policy
+	ops  *pool.Ops
+}
+
+// labInventory is every lab host as pool records name them.
+func labInventory() pool.Inventory {
+	inv := pool.Inventory{}
+	for _, h := range theLab.Hosts {
+		inv[h.Name] = pool.HostEntry{Name: h.Name, URI: h.URI, PeerURI: h.PeerURI, MigrationURI: h.MigrateTo}
+	}
+	return inv
+}
+
+// seeds is the hosts config key of the plugins: every lab host by name.
+func seeds() string {
+	var s []string
+	for _, h := range theLab.Hosts {
+		s = append(s, h.Name+"="+h.URI)
+	}
+	return strings.Join(s, ", ")
+}
+
+// labPolicy is a migration policy for the lab: hot above cpuHigh of a
+// host's CPUs, fast migrations (the lab's guests are tiny).
+func labPolicy(mode string, cpuHigh float64) *pool.Policy {
+	return &pool.Policy{Mode: mode, CPULow: 0.1, CPUHigh: cpuHigh, MemoryLow: 0.1, MemoryHigh: 0.85,
+		TargetUtilisation: cpuHigh - 0.1, MaxMigrationsPerRound: 2, MaxParallel: 1,
+		BandwidthMiB: 2000, MaxDowntimeMs: 50}
+}
+
+// newPool stores a pool record for hosts; members are made by createOn or
+// by the autoscaler. Everything is removed when the test ends.
+func newPool(t *testing.T, name string, hosts []string, ipBase string, size, minSize, maxSize int64, pol *pool.Policy) *testPool {
+	t.Helper()
+	inv := labInventory()
+	spec := pool.Spec{Name: name, Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
+		Template: pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: theLab.Image.Kernel, Initrd: theLab.Image.Initrd,
+			Cmdline: theLab.Image.Cmdline + " virtpool.ip={ip} virtpool.name={name}", IPBase: ipBase,
+			Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}}
+	for _, h := range hosts {
+		spec.Hosts = append(spec.Hosts, inv[h])
+	}
+	ops := &pool.Ops{Hosts: inv, Driver: func(context.Context) (driver.Driver, error) { return drv, nil },
+		Log: logger.Named("pool"), ShutdownTimeout: 0}
+	p := &testPool{t: t, spec: spec, pol: pol, ops: ops}
+	t.Cleanup(p.remove)
+	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec, Policy: pol}, nil); err != nil {
+		t.Fatalf("store pool %s: %v", name, err)
+	}
+	return p
+}
+
+// remove deletes the pool's members (wherever they are), its records and
+// any standby mark the autoscaler left on the lab hosts.
+func (p *testPool) remove() {
+	ctx := context.Background()
+	all, err := p.ops.ListAll(ctx, nil)
+	if err != nil {
+		p.t.Errorf("cleanup: %v", err)
+		return
+	}
+	for h, doms := range all {
+		for _, d := range doms {
+			if d.Labels[pool.LabelPool] == p.spec.Name {
+				if err := p.ops.RemoveGuest(ctx, h, d.Name); err != nil {
+					p.t.Errorf("cleanup: %v", err)
+				}
+			}
+		}
+	}
+	if err := p.ops.DeletePoolRecord(ctx, p.spec.Name, p.ops.Hosts.Names()); err != nil {
+		p.t.Errorf("cleanup: %v", err)
+	}
+	for _, h := range p.ops.Hosts.Names() {
+		if err := p.ops.SetAutoStandby(ctx, h, false); err != nil {
+			p.t.Errorf("cleanup: %v", err)
+		}
+	}
+}
+
+// memberIP is member n's address.
+func (p *testPool) memberIP(n int) string {
+	ip, err := pool.MemberIP(p.spec.Template.IPBase, n)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return strings.Split(ip, "/")[0]
+}
+
+// createOn creates members 1, 2, … on the given hosts (as if an earlier
+// apply had placed them there) and waits until they answer.
+func (p *testPool) createOn(hosts ...string) {
+	p.t.Helper()
+	ctx := context.Background()
+	for i, h := range hosts {
+		n := i + 1
+		name := pool.MemberName(p.spec.Name, n)
+		ds, err := p.spec.Template.DomainSpec(name, n, pool.MemberLabels(p.spec, n))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		ds.MAC = pool.MemberMAC(p.spec.Name, n)
+		if _, err := drv.CreateDomain(ctx, p.ops.Hosts[h].URI, ds); err != nil {
+			p.t.Fatalf("create %s on %s: %v", name, h, err)
+		}
+	}
+	p.waitReady(len(hosts))
+}
+
+// waitReady waits until members 1..n answer on the network.
+func (p *testPool) waitReady(n int) {
+	p.t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = client.WaitReady(context.Background(), p.memberIP(i+1), 90*time.Second)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			p.t.Fatalf("member %d: %v", i+1, err)
+		}
+	}
+}
+
+// placement maps each member running (or paused) to its hosts.
+func (p *testPool) placement() map[string][]string {
+	p.t.Helper()
+	ms, err := p.ops.Members(context.Background(), p.spec.Name)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, m := range ms {
+		if m.State == driver.StateRunning || m.State == driver.StatePaused {
+			out[m.Name] = append(out[m.Name], m.Host)
+		}
+	}
+	return out
+}
+
+// on returns the member names running on host, sorted.
+func (p *testPool) on(host string) []string {
+	var out []string
+	for name, hs := range p.placement() {
+		if len(hs) == 1 && hs[0] == host {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// setLoad drives member n's load generator (CPU percent of its vCPU).
+func (p *testPool) setLoad(n, cpu int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := client.SetLoad(ctx, p.memberIP(n), cpu, 0); err != nil {
+		p.t.Fatalf("member %d: %v", n, err)
+	}
+}
+
+// memberIndex is the number in a member's name.
+func memberIndex(name string) int {
+	n, _ := strconv.Atoi(name[strings.LastIndex(name, "-")+1:])
+	return n
+}
+
+// ---- watching guests ---------------------------------------------------
+
+// watcher polls every lab host and records any member running on two
+// hosts, or on none, in two consecutive polls (one poll can race with the
+// end of a migration).
+type watcher struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu    sync.Mutex
+	dup   []string
+	lost  []string
+	polls int
+}
+
+func watchMembers(t *testing.T, p *testPool, names func() []string) *watcher {
+	w := &watcher{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		prevDup, prevLost := map[string]bool{}, map[string]bool{}
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			all, err := p.ops.ListAll(context.Background(), nil)
+			if err != nil {
+				continue
+			}
+			running := map[string][]string{}
+			present := map[string]bool{}
+			for h, doms := range all {
+				for _, d := range doms {
+					if d.State == driver.StateRunning {
+						running[d.Name] = append(running[d.Name], h)
+					}
+					if d.State == driver.StateRunning || d.State == driver.StatePaused {
+						present[d.Name] = true
+					}
+				}
+			}
+			dup, lost := map[string]bool{}, map[string]bool{}
+			w.mu.Lock()
+			w.polls++
+			for _, n := range names() {
+				if len(running[n]) > 1 {
+					dup[n] = true
+					if prevDup[n] {
+						w.dup = append(w.dup, fmt.Sprintf("%s on %v", n, running[n]))
+					}
+				}
+				if !present[n] {
+					lost[n] = true
+					if prevLost[n] {
+						w.lost = append(w.lost, n)
+					}
+				}
+			}
+			w.mu.Unlock()
+			prevDup, prevLost = dup, lost
+		}
+	}()
+	t.Cleanup(w.close)
+	return w
+}
+
+func (w *watcher) close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// check fails the test if a member ran on two hosts or vanished.
+func (w *watcher) check(t *testing.T) {
+	t.Helper()
+	w.close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.dup) > 0 {
+		t.Errorf("members running on two hosts: %v", w.dup)
+	}
+	if len(w.lost) > 0 {
+		t.Errorf("members lost (on no host): %v", w.lost)
+	}
+	t.Logf("placement watched in %d polls: no member on two hosts, none lost", w.polls)
+}
+
+// streams follows every member's TCP stream from the client namespace.
+type streams map[string]*probe.Stream
+
+func followStreams(t *testing.T, p *testPool, n int) streams {
+	t.Helper()
+	s := streams{}
+	for i := 1; i <= n; i++ {
+		st, err := client.FollowTCP(p.memberIP(i))
+		if err != nil {
+			t.Fatalf("member %d stream: %v", i, err)
+		}
+		s[pool.MemberName(p.spec.Name, i)] = st
+	}
+	t.Cleanup(func() {
+		for _, st := range s {
+			st.Stop()
+		}
+	})
+	return s
+}
+
+// check stops the streams and fails if one broke (dropped connection, gap
+// or repeat).
+func (s streams) check(t *testing.T) {
+	t.Helper()
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := s[n].Stop()
+		if r.Err != nil {
+			t.Errorf("stream from %s broken: %v", n, r.Err)
+			continue
+		}
+		t.Logf("stream from %s unbroken: %d lines, longest stall %s", n, r.Lines, r.MaxStall.Round(time.Millisecond))
+	}
+}
+
+// ---- the autoscaler agent ----------------------------------------------
+
+// agent is a running nomad-autoscaler agent whose log the test reads.
+type agent struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	dir  string
+	done chan struct{}
+
+	mu    sync.Mutex
+	lines []logLine
+}
+
+type logLine struct {
+	At   time.Time
+	Text string
+}
+
+// targetConfig is the virtpool-target plugin config the tests use: 1 s
+// samples, load averaged over 6 s.
+func targetConfig() map[string]string {
+	return map[string]string{"hosts": seeds(), "sample_interval": "1s", "retention": "10m", "load_window": "6s",
+		"shutdown_timeout": "0s", "migration_bandwidth_mib": "2000", "migration_max_downtime": "50ms"}
+}
+
+func apmConfig() map[string]string {
+	return map[string]string{"hosts": seeds(), "sample_interval": "1s", "retention": "10m"}
+}
+
+func hclMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("{\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "      %q = %q\n", k, m[k])
+	}
+	b.WriteString("    }")
+	return b.String()
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startAgent runs the agent with file policies (file name → HCL) and the
+// given plugin configs, without any Nomad server.
+func startAgent(t *testing.T, policies map[string]string, target, apm map[string]string) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range policies {
+		if err := os.WriteFile(filepath.Join(pdir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(`log_level  = "DEBUG"
+plugin_dir = %q
+
+http {
+  bind_address = "127.0.0.1"
+  bind_port    = %d
+}
+
+policy {
+  dir                         = %q
+  default_cooldown            = "5s"
+  default_evaluation_interval = "2s"
+  source "nomad" {
+    enabled = false
+  }
+}
+
+apm "virtpool" {
+  driver = "virtpool-apm"
+  config = %s
+}
+
+target "virtpool" {
+  driver = "virtpool-target"
+  config = %s
+}
+`, pluginDir, freePort(t), pdir, hclMap(apm), hclMap(target))
+	cfgFile := filepath.Join(dir, "agent.hcl")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{t: t, dir: dir, done: make(chan struct{})}
+	a.cmd = exec.Command(autoscalerBin, "agent", "-config", cfgFile)
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its plugins and their drivers too
+	pr, pw := io.Pipe()
+	a.cmd.Stdout, a.cmd.Stderr = pw, pw
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", autoscalerBin, err)
+	}
+	logFile, _ := os.Create(filepath.Join(dir, "agent.log"))
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			l := logLine{At: time.Now(), Text: sc.Text()}
+			a.mu.Lock()
+			a.lines = append(a.lines, l)
+			a.mu.Unlock()
+			if logFile != nil {
+				fmt.Fprintf(logFile, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
+			}
+		}
+	}()
+	go func() {
+		a.cmd.Wait()
+		pw.Close()
+		close(a.done)
+	}()
+	t.Cleanup(a.stop)
+	return a
+}
+
+// stop ends the agent (and with it its plugins and their driver
+// processes: they are in its process group) and, if the test failed,
+// shows the end of its log.
+func (a *agent) stop() {
+	select {
+	case <-a.done:
+	default:
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
+		select {
+		case <-a.done:
+		case <-time.After(15 * time.Second):
+			syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+			<-a.done
+		}
+	}
+	// Plugins outliving the agent would keep the lab busy: end the group.
+	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	if a.t.Failed() || os.Getenv("VIRTPOOL_AGENT_LOG") == "1" {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		from := max(0, len(a.lines)-150)
+		var b strings.Builder
+		for _, l := range a.lines[from:] {
+			fmt.Fprintf(&b, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
+		}
+		a.t.Logf("agent log (last %d lines; all in %s):\n%s", len(a.lines)-from, filepath.Join(a.dir, "agent.log"), b.String())
+	}
+}
+
+// find returns the first log line after since matching re.
+func (a *agent) find(re *regexp.Regexp, since time.Time) (logLine, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range a.lines {
+		if !l.At.Before(since) && re.MatchString(l.Text) {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+// all returns every log line after since matching re.
+func (a *agent) all(re *regexp.Regexp, since time.Time) []logLine {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []logLine
+	for _, l := range a.lines {
+		if !l.At.Before(since) && re.MatchString(l.Text) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitLog waits for a log line after since matching re.
+func (a *agent) waitLog(re *regexp.Regexp, since time.Time, timeout time.Duration) logLine {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l, ok := a.find(re, since); ok {
+			return l
+		}
+		select {
+		case <-a.done:
+			a.t.Fatalf("agent exited (%v) while waiting for %q", a.cmd.ProcessState, re)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	a.t.Fatalf("no log line matching %q within %s", re, timeout)
+	return logLine{}
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return time.Now()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	return time.Time{}
+}
+
+// Log lines the tests look for (the plugins' messages, as the agent
+// relays them).
+func logRE(msg, pool string) *regexp.Regexp {
+	return regexp.MustCompile(regexp.QuoteMeta(msg) + `.*pool=` + regexp.QuoteMeta(pool) + `\b`)
+}
+
+var (
+	reMigrationStart = regexp.MustCompile(`live migration starting`)
+	reMigrationDone  = regexp.MustCompile(`live migration done`)
+)
+
+// ---- timelines ---------------------------------------------------------
+
+// timeline prints reaction times relative to a load change.
+type timeline struct {
+	t      *testing.T
+	name   string
+	t0     time.Time
+	events []string
+}
+
+func newTimeline(t *testing.T, name string, t0 time.Time) *timeline {
+	return &timeline{t: t, name: name, t0: t0}
+}
+
+func (tl *timeline) add(label string, at time.Time) {
+	tl.events = append(tl.events, fmt.Sprintf("  %-34s +%6.1fs", label, at.Sub(tl.t0).Seconds()))
+}
+
+func (tl *timeline) print() {
+	tl.t.Logf("reaction times, %s (load change at +0.0s):\n%s", tl.name, strings.Join(tl.events, "\n"))
+}
+
+// ---- calibration ---------------------------------------------------------
+
+// measureCPU returns the cores each running member uses, measured over d
+// from the hosts' counters (as the plugins measure it).
+func (p *testPool) measureCPU(d time.Duration) map[string]float64 {
+	p.t.Helper()
+	ctx := context.Background()
+	sample := func() map[string][2]float64 { // name → (cpu ns, time s)
+		out := map[string][2]float64{}
+		for _, h := range theLab.Hosts {
+			st, err := drv.Stats(ctx, h.URI)
+			if err != nil {
+				p.t.Fatalf("stats of %s: %v", h.Name, err)
+			}
+			for _, ds := range st.Domains {
+				if ds.Labels[pool.LabelPool] == p.spec.Name && ds.State == driver.StateRunning {
+					out[ds.Name] = [2]float64{float64(ds.CPUTimeNs), float64(st.Time.UnixNano()) / 1e9}
+				}
+			}
+		}
+		return out
+	}
+	a := sample()
+	time.Sleep(d)
+	b := sample()
+	out := map[string]float64{}
+	for n, x := range b {
+		if y, ok := a[n]; ok && x[1] > y[1] {
+			out[n] = (x[0] - y[0]) / 1e9 / (x[1] - y[1])
+		}
+	}
+	return out
+}
+
+// setPolicy stores a new migration policy in the pool's record (the
+// plugins read it within a sample interval).
+func (p *testPool) setPolicy(pol *pool.Policy) {
+	p.t.Helper()
+	ctx := context.Background()
+	pr, _, found, err := p.ops.ReadPool(ctx, p.spec.Name, nil)
+	if err != nil || !found {
+		p.t.Fatalf("read pool %s: %v (found %v)", p.spec.Name, err, found)
+	}
+	pr.Policy = pol
+	if _, err := p.ops.WritePool(ctx, pr, nil); err != nil {
+		p.t.Fatalf("store pool %s: %v", p.spec.Name, err)
+	}
+	p.pol = pol
+}
+
+// between returns a balance policy whose high CPU watermark (of a host
+// with cores CPUs) sits halfway between hot and cool cores, with a small
+// hysteresis, so that a host using hot cores is hot and one using cool
+// cores may still receive a guest.
+func between(t *testing.T, mode string, hot, cool float64, cores int) *pool.Policy {
+	t.Helper()
+	if hot-cool < 0.1 {
+		t.Fatalf("hot (%.2f cores) and cool (%.2f cores) too close to tell apart on this machine now", hot, cool)
+	}
+	high := (hot + cool) / 2 / float64(cores)
+	pol := labPolicy(mode, high)
+	pol.CPULow = high - 0.04 // hysteresis 0.02
+	pol.TargetUtilisation = high - 0.02
+	t.Logf("policy: hot above %.0f%% of %d CPUs (%.2f cores; hot case %.2f, cool case %.2f)", 100*high, cores,
+		high*float64(cores), hot, cool)
+	return pol
+}
+
+// hostCPUs is the lab hosts' CPU count as the driver reports it.
+func hostCPUs(t *testing.T) int {
+	hi, err := drv.HostInfo(context.Background(), theLab.Hosts[0].URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hi.CPUs
+}

@@ -1,0 +1,256 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// Fleet is the hosts a plugin looks after: found from the seeds and the
+// pool records on them, sampled into a History.
+type Fleet struct {
+	Seeds []Seed
+	// Driver returns the driver (a Supervisor's, or a fake in tests).
+	Driver func(ctx context.Context) (driver.Driver, error)
+	Log    hclog.Logger
+	// Now is the clock rounds are stamped with (default time.Now).
+	Now     func() time.Time
+	History *History
+	// CallTimeout bounds each host's calls in a round (default 10s), so
+	// that a hung host does not stall the others' samples.
+	CallTimeout time.Duration
+
+	mu   sync.RWMutex
+	topo Topology
+}
+
+// Topology is what the records say: the hosts, the pools and the hosts'
+// states.
+type Topology struct {
+	Time   time.Time
+	Hosts  pool.Inventory
+	Pools  map[string]pool.Record
+	States map[string]pool.HostState
+	// Errors holds, by URI, the hosts that could not be read.
+	Errors map[string]error
+}
+
+// PoolNames lists the pools found, sorted.
+func (t Topology) PoolNames() []string {
+	out := make([]string, 0, len(t.Pools))
+	for n := range t.Pools {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *Fleet) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+func (f *Fleet) log() hclog.Logger {
+	if f.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return f.Log
+}
+
+func (f *Fleet) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := f.CallTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Topology returns the last topology read.
+func (f *Fleet) Topology() Topology {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.topo
+}
+
+// Refresh reads the records of the seeds and of every host the pool
+// records name, and returns the topology they describe. Hosts that cannot
+// be read are listed in Topology.Errors; Refresh fails only if none can.
+func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
+	d, err := f.Driver(ctx)
+	if err != nil {
+		return Topology{}, err
+	}
+	t := Topology{Time: f.now(), Hosts: pool.Inventory{}, Pools: map[string]pool.Record{},
+		States: map[string]pool.HostState{}, Errors: map[string]error{}}
+	records := map[string][]driver.Record{} // by URI
+	var mu sync.Mutex
+	read := func(uris []string) {
+		var wg sync.WaitGroup
+		for _, u := range uris {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cctx, cancel := f.withTimeout(ctx)
+				defer cancel()
+				rs, err := d.ListRecords(cctx, u)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					t.Errors[u] = err
+					return
+				}
+				records[u] = rs
+			}()
+		}
+		wg.Wait()
+	}
+	var seeds []string
+	for _, s := range f.Seeds {
+		seeds = append(seeds, s.URI)
+	}
+	read(seeds)
+	// Pools from every host read; the highest generation wins.
+	collect := func() {
+		for _, rs := range records {
+			for _, r := range rs {
+				if r.Kind != driver.RecordPool {
+					continue
+				}
+				pr, err := pool.DecodeRecord(r)
+				if err != nil {
+					f.log().Warn("unreadable pool record", "pool", r.Name, "error", err)
+					continue
+				}
+				if old, ok := t.Pools[pr.Spec.Name]; !ok || pr.Generation > old.Generation {
+					t.Pools[pr.Spec.Name] = pr
+				}
+			}
+		}
+	}
+	collect()
+	// Hosts: the pool records' entries (they carry migration addresses),
+	// then the seeds not named by any pool.
+	byURI := map[string]string{}
+	for _, name := range t.PoolNames() {
+		for _, h := range t.Pools[name].Spec.Hosts {
+			if _, ok := t.Hosts[h.Name]; !ok {
+				t.Hosts[h.Name] = h
+				byURI[h.URI] = h.Name
+			}
+		}
+	}
+	for _, s := range f.Seeds {
+		if _, ok := byURI[s.URI]; ok {
+			continue
+		}
+		name := s.Name
+		if name == "" {
+			name = s.URI
+		}
+		if _, dup := t.Hosts[name]; dup {
+			continue
+		}
+		t.Hosts[name] = pool.HostEntry{Name: name, URI: s.URI}
+		byURI[s.URI] = name
+	}
+	// Read the hosts only the pool records named.
+	var more []string
+	for _, h := range t.Hosts {
+		if _, done := records[h.URI]; !done {
+			if _, failed := t.Errors[h.URI]; !failed {
+				more = append(more, h.URI)
+			}
+		}
+	}
+	if len(more) > 0 {
+		read(more)
+		collect()
+	}
+	for name, h := range t.Hosts {
+		t.States[name] = pool.HostStateOf(name, records[h.URI])
+	}
+	if len(records) == 0 {
+		var errs []error
+		for u, e := range t.Errors {
+			errs = append(errs, fmt.Errorf("%s: %w", u, e))
+		}
+		return t, fmt.Errorf("no host could be read: %w", errors.Join(errs...))
+	}
+	f.mu.Lock()
+	f.topo = t
+	f.mu.Unlock()
+	return t, nil
+}
+
+// Sample refreshes the topology and adds a round of stats of every host
+// to the history.
+func (f *Fleet) Sample(ctx context.Context) error {
+	t, err := f.Refresh(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := f.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	r := Round{Time: f.now(), Hosts: map[string]HostSample{}, Pools: map[string][]string{}}
+	for n, pr := range t.Pools {
+		r.Pools[n] = pr.Spec.HostNames()
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var failed []string
+	for name, h := range t.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := f.withTimeout(ctx)
+			defer cancel()
+			st, err := d.Stats(cctx, h.URI)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("%s (%v)", name, err))
+				return
+			}
+			r.Hosts[name] = HostSample{Stats: st, State: t.States[name]}
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		f.log().Warn("hosts not sampled", "hosts", strings.Join(failed, "; "))
+	}
+	if len(r.Hosts) == 0 {
+		return errors.New("no host could be sampled")
+	}
+	f.History.Add(r)
+	return nil
+}
+
+// Run samples every interval until ctx ends.
+func (f *Fleet) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := f.Sample(ctx); err != nil && ctx.Err() == nil {
+			f.log().Warn("sampling failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
