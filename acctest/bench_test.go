@@ -28,6 +28,13 @@ func BenchmarkMigration(b *testing.B) {
 	for _, memMiB := range []uint64{128, 256} {
 		for _, ld := range []load{{"idle", 0, 0}, {"cpu 100%", 100, 0}, {"dirty 32 MiB", 0, 32}} {
 			for _, bw := range []uint64{2000, 100} {
+				if ld.mem > 0 && bw < 2000 {
+					// The dirtier rewrites memory faster than 100 MiB/s:
+					// such a migration converges only once auto-converge
+					// has throttled the guest almost to a stop, which
+					// measures the throttle, not the migration.
+					continue
+				}
 				name := fmt.Sprintf("%dMiB/%s/%dMiBs", memMiB, ld.name, bw)
 				b.Run(name, func(b *testing.B) {
 					for i := 0; i < b.N; i++ {
