@@ -489,7 +489,14 @@ func (a *agent) stop() {
 		for _, l := range a.lines[from:] {
 			fmt.Fprintf(&b, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
 		}
-		a.t.Logf("agent log (last %d lines; all in %s):\n%s", len(a.lines)-from, filepath.Join(a.dir, "agent.log"), b.String())
+		// Keep the whole log: the test's temporary directory goes away.
+		keep := filepath.Join(os.TempDir(), "virtpool-autoscaler-acc", strings.ReplaceAll(a.t.Name(), "/", "_")+"-agent.log")
+		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil {
+			if data, err := os.ReadFile(filepath.Join(a.dir, "agent.log")); err == nil {
+				os.WriteFile(keep, data, 0o644)
+			}
+		}
+		a.t.Logf("agent log (last %d lines; all in %s):\n%s", len(a.lines)-from, keep, b.String())
 	}
 }
 
@@ -658,4 +665,79 @@ func hostCPUs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return hi.CPUs
+}
+
+// ---- pool-wide load ------------------------------------------------------
+
+// spreadLoad drives a pool-wide load, as a load balancer in front of the
+// pool would: every second, total percent of one vCPU is split evenly over
+// the running members (at most 100 each). It returns a setter for the
+// total and stops when the test ends.
+func (p *testPool) spreadLoad() func(total int) {
+	var mu sync.Mutex
+	total := 0
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			mu.Lock()
+			tot := total
+			mu.Unlock()
+			var members []string
+			for name, hs := range p.placement() {
+				if len(hs) == 1 {
+					members = append(members, name)
+				}
+			}
+			if len(members) == 0 {
+				continue
+			}
+			per := min(100, tot/len(members))
+			var wg sync.WaitGroup
+			for _, m := range members {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+					defer cancel()
+					client.SetLoad(ctx, p.memberIP(memberIndex(m)), per, 0) // a booting member does not answer yet
+				}()
+			}
+			wg.Wait()
+		}
+	}()
+	p.t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	return func(t int) {
+		mu.Lock()
+		total = t
+		mu.Unlock()
+	}
+}
+
+// count returns the number of members defined anywhere.
+func (p *testPool) count() int { return len(p.placement()) }
+
+// hostsOf returns the distinct hosts the members run on, sorted.
+func (p *testPool) hostsOf() []string {
+	seen := map[string]bool{}
+	for _, hs := range p.placement() {
+		for _, h := range hs {
+			seen[h] = true
+		}
+	}
+	var out []string
+	for h := range seen {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,0 +1,124 @@
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// hostsPolicy keeps the average load of a pool's hosts in use near
+// target% by changing how many hosts it uses (DPM-like).
+func hostsPolicy(name, poolName string, target int) string {
+	return fmt.Sprintf(`scaling %q {
+  enabled = true
+  min     = 1
+  max     = 3
+
+  policy {
+    evaluation_interval = "2s"
+    cooldown            = "4s"
+
+    check "host_cpu" {
+      source       = "virtpool"
+      query        = "pool=%s of=hosts metric=cpu agg=avg reduce=avg"
+      query_window = "6s"
+      strategy "target-value" {
+        target = %d
+      }
+    }
+
+    target "virtpool" {
+      pool      = %q
+      dimension = "hosts"
+    }
+  }
+}
+`, name, poolName, target, poolName)
+}
+
+// Test 3: low load → the pool is consolidated onto one host and the others
+// are marked standby; load returns → it spreads onto them again.
+func TestAccHostsConsolidateAndSpread(t *testing.T) {
+	needLab(t)
+	pol := labPolicy("consolidate", 0.9)
+	pol.TargetUtilisation = 0.6
+	p := newPool(t, "t3", []string{"h1", "h2", "h3"}, "192.0.2.221/24", 3, 3, 3, pol)
+	p.createOn("h1", "h2", "h3")
+	names := func() []string { return []string{"t3-1", "t3-2", "t3-3"} }
+	w := watchMembers(t, p, names)
+	s := followStreams(t, p, 3)
+
+	// Idle from the start: the agent packs the pool.
+	t0 := time.Now()
+	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", 40)}, targetConfig(), apmConfig())
+	packed := waitFor(t, "the pool on one host", 120*time.Second, func() bool {
+		hs := p.hostsOf()
+		return len(hs) == 1 && len(p.on(hs[0])) == 3
+	})
+	decision := a.waitLog(logRE("scale requested", "t3"), t0, time.Second)
+	start := a.waitLog(reMigrationStart, t0, time.Second)
+	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(p.standbyHosts()) == 2 })
+	tl := newTimeline(t, "idle pool (from agent start)", t0)
+	tl.add("decision (Scale called)", decision.At)
+	tl.add("first migration started", start.At)
+	tl.add("pool on one host", packed)
+	tl.add("freed hosts on standby", standby)
+	tl.print()
+	home := p.hostsOf()[0]
+	for _, h := range p.standbyHosts() {
+		if h == home {
+			t.Fatalf("%s runs the pool and is on standby", h)
+		}
+	}
+	time.Sleep(6 * time.Second)
+	if hs := p.hostsOf(); len(hs) != 1 {
+		t.Fatalf("pool spread again without load: %v", hs)
+	}
+
+	// Load returns: three busy guests on one host.
+	t1 := time.Now()
+	for i := 1; i <= 3; i++ {
+		p.setLoad(i, 100)
+	}
+	spread := waitFor(t, "one member on each host", 120*time.Second, func() bool {
+		return len(p.on("h1")) == 1 && len(p.on("h2")) == 1 && len(p.on("h3")) == 1
+	})
+	decision = a.waitLog(logRE("scale requested", "t3"), t1, time.Second)
+	start = a.waitLog(reMigrationStart, t1, time.Second)
+	tl = newTimeline(t, "load returns", t1)
+	tl.add("decision (Scale called)", decision.At)
+	tl.add("first migration started", start.At)
+	tl.add("pool on three hosts", spread)
+	tl.print()
+	if sb := p.standbyHosts(); len(sb) != 0 {
+		t.Errorf("hosts still on standby after spreading: %v", sb)
+	}
+	time.Sleep(6 * time.Second)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if got := p.on(h); len(got) != 1 {
+			t.Errorf("%s runs %v after the pool spread, want one member", h, got)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		p.setLoad(i, 0)
+	}
+	w.check(t)
+	s.check(t)
+}
+
+// standbyHosts lists the lab hosts the autoscaler put on standby.
+func (p *testPool) standbyHosts() []string {
+	p.t.Helper()
+	var out []string
+	for _, h := range p.ops.Hosts.Names() {
+		st, err := p.ops.HostState(context.Background(), h)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if st.AutoStandby {
+			out = append(out, h)
+		}
+	}
+	return out
+}

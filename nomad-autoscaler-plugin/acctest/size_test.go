@@ -1,0 +1,120 @@
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// sizePolicy keeps the average CPU of a pool's members near target% by
+// changing the pool's size (the virtpool-apm answers the query).
+func sizePolicy(name, poolName string, minSize, maxSize, target int) string {
+	return fmt.Sprintf(`scaling %q {
+  enabled = true
+  min     = %d
+  max     = %d
+
+  policy {
+    evaluation_interval = "2s"
+    cooldown            = "4s"
+
+    check "member_cpu" {
+      source       = "virtpool"
+      query        = "pool=%s metric=cpu agg=avg reduce=avg"
+      query_window = "6s"
+      strategy "target-value" {
+        target = %d
+      }
+    }
+
+    target "virtpool" {
+      pool      = %q
+      dimension = "size"
+    }
+  }
+}
+`, name, minSize, maxSize, poolName, target, poolName)
+}
+
+// Test 2: the pool's load rises → it grows up to max_size, the new members
+// spread over the hosts; the load falls → it shrinks to min_size.
+func TestAccPoolSizeFollowsLoad(t *testing.T) {
+	needLab(t)
+	p := newPool(t, "t2", []string{"h1", "h2", "h3"}, "192.0.2.211/24", 1, 1, 3, labPolicy("balance", 0.9))
+	p.createOn("h1")
+	setLoad := p.spreadLoad()
+	a := startAgent(t, map[string]string{"size.hcl": sizePolicy("t2-size", "t2", 1, 3, 50)}, targetConfig(), apmConfig())
+	a.waitLog(regexpPolicyEval("t2"), time.Now(), 60*time.Second)
+	time.Sleep(4 * time.Second)
+	if n := p.count(); n != 1 {
+		t.Fatalf("%d members before any load, want 1", n)
+	}
+
+	// Up: two and a half vCPUs of work for the pool.
+	t0 := time.Now()
+	setLoad(250)
+	most := 0
+	grown := waitFor(t, "3 members", 120*time.Second, func() bool {
+		most = max(most, p.count())
+		return p.count() == 3
+	})
+	p.waitReady(3)
+	decision := a.waitLog(logRE("scale requested", "t2"), t0, time.Second)
+	created := a.waitLog(logRE("creating pool member", "t2"), t0, time.Second)
+	tl := newTimeline(t, "pool load up", t0)
+	tl.add("decision (Scale called)", decision.At)
+	tl.add("first member created", created.At)
+	tl.add("3 members defined", grown)
+	tl.add("3 members answering", time.Now())
+	tl.print()
+	// Stays at max_size under load; never above.
+	time.Sleep(8 * time.Second)
+	most = max(most, p.count())
+	if most > 3 {
+		t.Errorf("pool reached %d members, above max_size 3", most)
+	}
+	if n := p.count(); n != 3 {
+		t.Errorf("%d members under load, want max_size 3", n)
+	}
+	if hs := p.hostsOf(); len(hs) != 3 {
+		t.Errorf("members on %v, want spread over the 3 hosts (placement %v)", hs, p.placement())
+	}
+	p.checkStoredSize(3)
+
+	// Down: no work.
+	t1 := time.Now()
+	setLoad(0)
+	shrunk := waitFor(t, "1 member", 120*time.Second, func() bool { return p.count() == 1 })
+	decision = a.waitLog(logRE("scale requested", "t2"), t1, time.Second)
+	removed := a.waitLog(logRE("removing pool member", "t2"), t1, time.Second)
+	tl = newTimeline(t, "pool load down", t1)
+	tl.add("decision (Scale called)", decision.At)
+	tl.add("first member removed", removed.At)
+	tl.add("1 member left (min_size)", shrunk)
+	tl.print()
+	time.Sleep(6 * time.Second)
+	if n := p.count(); n != 1 {
+		t.Errorf("%d members without load, want min_size 1", n)
+	}
+	p.checkStoredSize(1)
+	// The member left still serves.
+	for name := range p.placement() {
+		if err := client.WaitReady(context.Background(), p.memberIP(memberIndex(name)), 10*time.Second); err != nil {
+			t.Errorf("remaining member %s: %v", name, err)
+		}
+	}
+}
+
+// checkStoredSize checks the size in the pool record (what Terraform and
+// every other tool read).
+func (p *testPool) checkStoredSize(want int64) {
+	p.t.Helper()
+	pr, _, _, err := p.ops.ReadPool(context.Background(), p.spec.Name, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if pr.Spec.Size != want {
+		p.t.Errorf("pool record says size %d, want %d", pr.Spec.Size, want)
+	}
+}
