@@ -203,7 +203,7 @@ type MigrateProgress struct {
 type MigrateResult struct {
 	UUID     string // the domain's UUID on the destination (unchanged)
 	Elapsed  time.Duration
-	Downtime time.Duration
-	Bytes    uint64 // data transferred
-	PostCopy bool   // the migration switched to post-copy
+	Downtime time.Duration // 0 when libvirt did not report it (post-copy)
+	Bytes    uint64        // data transferred
+	PostCopy bool          // the migration switched to post-copy
 }

@@ -94,6 +94,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	start := time.Now()
 	postCopy := false
 	aborted := false
+	var lastProcessed uint64
 	for {
 		select {
 		case err := <-done:
@@ -109,6 +110,15 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				return fail(req.DestURI, err)
 			}
 			res.PostCopy = res.PostCopy || postCopy
+			// libvirt keeps no completed-job statistics for some
+			// migrations (post-copy among them): fall back to what this
+			// call saw, leaving the downtime unknown (0).
+			if res.Elapsed == 0 {
+				res.Elapsed = time.Since(start)
+			}
+			if res.Bytes == 0 {
+				res.Bytes = lastProcessed
+			}
 			log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy)
 			return res, nil
 		case <-ctx.Done():
@@ -125,6 +135,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 			if err != nil || js.Type == lv.DOMAIN_JOB_NONE {
 				continue
 			}
+			lastProcessed = js.DataProcessed
 			p := driver.MigrateProgress{
 				Elapsed:       time.Duration(js.TimeElapsed) * time.Millisecond,
 				DataTotal:     js.DataTotal,
