@@ -446,7 +446,9 @@ target "virtpool" {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			l := logLine{At: time.Now(), Text: sc.Text()}
+			// Unquote the agent's quoting of plugin messages so that tests
+			// match what the plugins said.
+			l := logLine{At: time.Now(), Text: strings.ReplaceAll(sc.Text(), `\"`, `"`)}
 			a.mu.Lock()
 			a.lines = append(a.lines, l)
 			a.mu.Unlock()
@@ -528,6 +530,12 @@ func (a *agent) all(re *regexp.Regexp, since time.Time) []logLine {
 // waitLog waits for a log line after since matching re.
 func (a *agent) waitLog(re *regexp.Regexp, since time.Time, timeout time.Duration) logLine {
 	a.t.Helper()
+	return a.waitLogT(a.t, re, since, timeout)
+}
+
+// waitLogT is waitLog failing t (a subtest) rather than the agent's test.
+func (a *agent) waitLogT(t *testing.T, re *regexp.Regexp, since time.Time, timeout time.Duration) logLine {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if l, ok := a.find(re, since); ok {
@@ -535,11 +543,14 @@ func (a *agent) waitLog(re *regexp.Regexp, since time.Time, timeout time.Duratio
 		}
 		select {
 		case <-a.done:
-			a.t.Fatalf("agent exited (%v) while waiting for %q", a.cmd.ProcessState, re)
+			if l, ok := a.find(re, since); ok {
+				return l
+			}
+			t.Fatalf("agent exited (%v) while waiting for %q", a.cmd.ProcessState, re)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	a.t.Fatalf("no log line matching %q within %s", re, timeout)
+	t.Fatalf("no log line matching %q within %s", re, timeout)
 	return logLine{}
 }
 
