@@ -274,7 +274,7 @@ func (p *Plugin) policy(raw map[string]string) (policyConfig, error) {
 
 func parsePolicy(raw map[string]string) (policyConfig, error) {
 	var pc policyConfig
-	if err := fleet.CheckKeys("target", raw, policyKeys...); err != nil {
+	if err := fleet.CheckKeys("", raw, policyKeys...); err != nil {
 		return pc, err
 	}
 	pc.Pool = raw[policyKeyPool]

@@ -50,7 +50,8 @@ func isAgentKey(k string) bool {
 }
 
 // CheckKeys fails on the first key (in sorted order) that is neither
-// known nor added by the agent, naming it and listing the known keys.
+// known nor added by the agent, naming it and listing the known keys; what
+// (if not empty) prefixes the message.
 func CheckKeys(what string, cfg map[string]string, known ...string) error {
 	ok := map[string]bool{}
 	for _, k := range known {
@@ -65,7 +66,11 @@ func CheckKeys(what string, cfg map[string]string, known ...string) error {
 		if !ok[k] && !isAgentKey(k) {
 			sorted := append([]string(nil), known...)
 			sort.Strings(sorted)
-			return fmt.Errorf("%s: unknown key %q (known keys: %s)", what, k, strings.Join(sorted, ", "))
+			err := fmt.Errorf("unknown key %q (known keys: %s)", k, strings.Join(sorted, ", "))
+			if what != "" {
+				err = fmt.Errorf("%s: %w", what, err)
+			}
+			return err
 		}
 	}
 	return nil

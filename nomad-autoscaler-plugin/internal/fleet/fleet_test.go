@@ -1,0 +1,225 @@
+package fleet
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/pool/pooltest"
+)
+
+func TestParseHosts(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []Seed
+		wantErr string
+	}{
+		{in: "qemu:///system", want: []Seed{{URI: "qemu:///system"}}},
+		{in: "h1=qemu+unix:///system?socket=/run/h1.sock, h2=qemu+tcp://10.0.0.2/system",
+			want: []Seed{{"h1", "qemu+unix:///system?socket=/run/h1.sock"}, {"h2", "qemu+tcp://10.0.0.2/system"}}},
+		{in: "qemu+tls://a/system\n  qemu+tls://b/system", want: []Seed{{URI: "qemu+tls://a/system"}, {URI: "qemu+tls://b/system"}}},
+		{in: "", wantErr: "hosts: empty"},
+		{in: "h1=nouri", wantErr: `"h1=nouri" is not a libvirt URI`},
+		{in: "bad name!=qemu:///system", wantErr: `is not a libvirt URI`},
+		{in: "b@d=qemu:///system", wantErr: `host name "b@d"`},
+		{in: "qemu:///system,qemu:///system", wantErr: "listed twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseHosts(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("seed %d = %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	ok := map[string]string{ConfigKeyHosts: "qemu:///system"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{ConfigKeyHosts: "qemu:///system"}
+		m[k] = v
+		return m
+	}
+	tests := []struct {
+		name    string
+		cfg     map[string]string
+		wantErr string
+	}{
+		{"defaults", ok, ""},
+		{"no hosts", map[string]string{}, "hosts: empty"},
+		{"bad interval", with(ConfigKeySampleInterval, "often"), `sample_interval: "often" is not a duration`},
+		{"zero interval", with(ConfigKeySampleInterval, "0s"), "sample_interval: 0s must be positive"},
+		{"retention too short", with(ConfigKeyRetention, "5s"), "retention: 5s keeps fewer than two samples"},
+		{"max samples", with(ConfigKeyMaxSamples, "1"), "max_samples: 1 out of range"},
+		{"max samples not a number", with(ConfigKeyMaxSamples, "many"), `max_samples: "many" is not an integer`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig(tc.cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.SampleInterval != DefaultSampleInterval || c.Retention != DefaultRetention || c.MaxSamples != DefaultMaxSamples {
+					t.Errorf("defaults: %+v", c)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheckKeys(t *testing.T) {
+	tests := []struct {
+		cfg     map[string]string
+		wantErr string
+	}{
+		{map[string]string{"a": "1", "nomad_address": "http://x"}, ""}, // the agent's keys pass
+		{map[string]string{"a": "1", "zz": "2", "bb": "3"}, `p: unknown key "bb" (known keys: a, b)`},
+	}
+	for _, tc := range tests {
+		err := CheckKeys("p", tc.cfg, "b", "a")
+		if (err == nil) != (tc.wantErr == "") || err != nil && err.Error() != tc.wantErr {
+			t.Errorf("CheckKeys(%v) = %v, want %q", tc.cfg, err, tc.wantErr)
+		}
+	}
+}
+
+func TestHistoryBounds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name      string
+		max       int
+		retention time.Duration
+		add       int // rounds, one a second
+		wantLen   int
+	}{
+		{"under both bounds", 10, time.Minute, 5, 5},
+		{"max rounds", 4, time.Minute, 10, 4},
+		{"retention", 100, 3 * time.Second, 10, 4}, // rounds at t-3s..t
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHistory(tc.max, tc.retention)
+			for i := range tc.add {
+				h.Add(Round{Time: t0.Add(time.Duration(i) * time.Second)})
+			}
+			if h.Len() != tc.wantLen {
+				t.Errorf("len %d, want %d", h.Len(), tc.wantLen)
+			}
+			_, newest := h.Span()
+			if !newest.Equal(t0.Add(time.Duration(tc.add-1) * time.Second)) {
+				t.Errorf("newest %v", newest)
+			}
+		})
+	}
+}
+
+// fakeFleet is a fleet over three fake hosts with a pool "web" on h1, h2.
+func fakeFleet(t *testing.T) (*pooltest.Driver, *Fleet) {
+	t.Helper()
+	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3")
+	spec := pool.Spec{Name: "web", Hosts: []pool.HostEntry{{Name: "h1", URI: "fake:///h1"}, {Name: "h2", URI: "fake:///h2"}}}
+	ops := &pool.Ops{Hosts: spec.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return fd, nil }}
+	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := &Fleet{Seeds: []Seed{{URI: "fake:///h1"}, {Name: "h3", URI: "fake:///h3"}},
+		Driver: func(context.Context) (driver.Driver, error) { return fd, nil }, Now: fd.Now, History: NewHistory(100, time.Hour)}
+	return fd, f
+}
+
+func TestRefreshFindsHostsThroughPools(t *testing.T) {
+	_, f := fakeFleet(t)
+	topo, err := f.Refresh(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// h1 and h2 are named by the pool record (h2 was never a seed), h3 by
+	// its seed.
+	if got := strings.Join(topo.Hosts.Names(), ","); got != "h1,h2,h3" {
+		t.Errorf("hosts %s", got)
+	}
+	if got := strings.Join(topo.PoolNames(), ","); got != "web" {
+		t.Errorf("pools %s", got)
+	}
+}
+
+func TestDemandFollowsMigratedGuest(t *testing.T) {
+	fd, f := fakeFleet(t)
+	ctx := context.Background()
+	labels := map[string]string{pool.LabelPool: "web", pool.LabelRole: pool.RoleMember}
+	fd.AddDomain("fake:///h1", driver.Domain{Name: "web-1", VCPUs: 1, MemoryMiB: 128, Labels: labels}, 0.8)
+	fd.AddDomain("fake:///h1", driver.Domain{Name: "web-2", VCPUs: 1, MemoryMiB: 128, Labels: labels}, 0.2)
+	sample := func() {
+		t.Helper()
+		if err := f.Sample(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sample()
+	for range 3 {
+		fd.Advance(time.Second)
+		sample()
+	}
+	// Move web-1 to h2: its counter restarts there.
+	req := driver.MigrateRequest{Domain: "web-1", SourceURI: "fake:///h1", DestURI: "fake:///h2"}
+	if _, err := fd.Migrate(ctx, req, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		fd.Advance(time.Second)
+		sample()
+	}
+	uuid := func(name string) string {
+		for _, h := range []string{"fake:///h1", "fake:///h2"} {
+			if d, ok := fd.Host(h).Domains[name]; ok {
+				return d.UUID
+			}
+		}
+		t.Fatalf("%s not found", name)
+		return ""
+	}
+	d := f.History.Demand(10 * time.Second)
+	if got := d[uuid("web-1")]; math.Abs(got.CPU-0.8) > 1e-9 || got.Covered != 5*time.Second {
+		// 6 intervals, the one across the move has no rate.
+		t.Errorf("web-1 demand %+v, want 0.8 cores over 5s", got)
+	}
+	if got := d[uuid("web-2")]; math.Abs(got.CPU-0.2) > 1e-9 {
+		t.Errorf("web-2 demand %+v, want 0.2", got)
+	}
+	// The newest frame puts web-1 on h2.
+	frames := f.History.Frames(fd.Now(), fd.Now())
+	if len(frames) != 1 {
+		t.Fatalf("%d frames", len(frames))
+	}
+	h2 := frames[0].Hosts["h2"]
+	if h2 == nil || len(h2.Guests) != 1 || h2.Guests[0].Name != "web-1" || math.Abs(h2.Guests[0].CPU-0.8) > 1e-9 {
+		t.Errorf("h2 in the last frame: %+v", h2)
+	}
+	if got := frames[0].Hosts["h1"].Busy; math.Abs(got-0.1) > 1e-9 {
+		t.Errorf("h1 busy %.3f, want 0.1 (0.2 of 2 CPUs)", got)
+	}
+}

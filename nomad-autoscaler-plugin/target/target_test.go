@@ -1,0 +1,496 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad-autoscaler/sdk"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/pool/pooltest"
+)
+
+func TestSetConfig(t *testing.T) {
+	base := func(kv ...string) map[string]string {
+		m := map[string]string{"hosts": "h1=fake:///h1", "sample_interval": "1s"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		cfg     map[string]string
+		wantErr string
+	}{
+		{"ok", base(), ""},
+		{"everything", base("load_window", "30s", "shutdown_timeout", "0s", "migration_bandwidth_mib", "2000",
+			"migration_max_downtime", "50ms", "scale_timeout", "5m", "retention", "10m", "max_samples", "100"), ""},
+		{"agent's nomad keys", base("nomad_address", "http://127.0.0.1:4646", "nomad_config_inherit", "true"), ""},
+		{"unknown key", base("load_windw", "5s"), `virtpool-target: unknown key "load_windw"`},
+		{"no hosts", map[string]string{}, "virtpool-target: hosts: empty"},
+		{"window shorter than a sample", base("sample_interval", "10s", "load_window", "5s"), "load_window: 5s is shorter than sample_interval 10s"},
+		{"window longer than retention", base("load_window", "2h"), "load_window: 2h0m0s is longer than retention"},
+		{"bad window", base("load_window", "fast"), `load_window: "fast" is not a duration`},
+		{"negative shutdown", base("shutdown_timeout", "-1s"), `shutdown_timeout: "-1s" is not a duration of 0 or more`},
+		{"bad bandwidth", base("migration_bandwidth_mib", "fast"), `migration_bandwidth_mib: "fast" is not an integer`},
+		{"bad downtime", base("migration_max_downtime", "0s"), "migration_max_downtime: 0s must be positive"},
+		{"bad inherit", base("nomad_config_inherit", "maybe"), `nomad_config_inherit: "maybe" is not true or false`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(hclog.NewNullLogger())
+			p.testDriver = pooltest.New(2, 8, "fake:///h1")
+			err := p.SetConfig(tc.cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     map[string]string
+		wantErr string
+		check   func(policyConfig) error
+	}{
+		{"size", map[string]string{"pool": "web", "dimension": "size", "_nomad_autoscaler_grpc_timeout": "1.5s"}, "",
+			func(pc policyConfig) error {
+				if pc.StatusTimeout != 1350*time.Millisecond {
+					return fmt.Errorf("status timeout %s, want 90%% of the agent's 1.5s", pc.StatusTimeout)
+				}
+				return nil
+			}},
+		{"drain", map[string]string{"pool": "web", "dimension": "size", "node_drain": "true", "node_drain_deadline": "2m",
+			"node_drain_ignore_system_jobs": "true", "dry-run": "false"}, "",
+			func(pc policyConfig) error {
+				if !pc.NodeDrain || pc.DrainDeadline != 2*time.Minute || !pc.DrainIgnore {
+					return fmt.Errorf("drain settings %+v", pc)
+				}
+				return nil
+			}},
+		{"hot_hosts", map[string]string{"pool": "web", "dimension": "hot_hosts"}, "", nil},
+		{"hosts", map[string]string{"pool": "web", "dimension": "hosts"}, "", nil},
+		{"unknown key", map[string]string{"pool": "web", "dimension": "size", "poool": "x"}, `unknown key "poool"`, nil},
+		{"no pool", map[string]string{"dimension": "size"}, "pool missing", nil},
+		{"no dimension", map[string]string{"pool": "web"}, "dimension missing: one of size, hosts, hot_hosts", nil},
+		{"bad dimension", map[string]string{"pool": "web", "dimension": "count"}, `dimension: "count" is not one of`, nil},
+		{"bad dry-run", map[string]string{"pool": "web", "dimension": "size", "dry-run": "yes"}, `dry-run: "yes" is not true or false`, nil},
+		{"drain on hosts", map[string]string{"pool": "web", "dimension": "hosts", "node_drain": "true"},
+			"node_drain: only the size dimension removes members", nil},
+		{"bad deadline", map[string]string{"pool": "web", "dimension": "size", "node_drain_deadline": "soon"},
+			`node_drain_deadline: "soon" is not a duration`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(hclog.NewNullLogger())
+			pc, err := p.policy(tc.cfg)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				// Cached: the same answer again.
+				if _, err2 := p.policy(tc.cfg); err2 == nil || err2.Error() != err.Error() {
+					t.Errorf("second parse: %v", err2)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.check != nil {
+				if err := tc.check(pc); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// fixture is the target plugin over three fake 2-CPU hosts and a pool web
+// on all of them.
+type fixture struct {
+	t   *testing.T
+	fd  *pooltest.Driver
+	p   *Plugin
+	ops *pool.Ops
+}
+
+func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *fixture {
+	t.Helper()
+	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3")
+	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
+		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		spec.Hosts = append(spec.Hosts, pool.HostEntry{Name: h, URI: "fake:///" + h})
+	}
+	ops := &pool.Ops{Hosts: spec.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return fd, nil }}
+	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec, Policy: pol}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := New(hclog.NewNullLogger())
+	p.testDriver, p.testNow = fd, fd.Now
+	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1", "sample_interval": "1s", "load_window": "5s",
+		"migration_bandwidth_mib": "100"}); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, fd: fd, p: p, ops: ops}
+}
+
+// member adds pool member n on host with load (cores).
+func (f *fixture) member(host string, n int, load float64) {
+	spec := pool.Spec{Name: "web"}
+	f.fd.AddDomain("fake:///"+host, driver.Domain{Name: pool.MemberName("web", n), VCPUs: 1, MemoryMiB: 128,
+		Labels: pool.MemberLabels(spec, n)}, load)
+}
+
+// sample lets the clock run for n seconds, sampling every second.
+func (f *fixture) sample(n int) {
+	f.t.Helper()
+	for i := 0; i <= n; i++ {
+		if i > 0 {
+			f.fd.Advance(time.Second)
+		}
+		if err := f.p.fleet.Sample(context.Background()); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) status(dim string) *sdk.TargetStatus {
+	f.t.Helper()
+	st, err := f.p.Status(map[string]string{"pool": "web", "dimension": dim})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+// placement renders where members run: "web-1@h1 web-2@h2".
+func (f *fixture) placement() string {
+	ms, err := f.ops.Members(context.Background(), "web")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Name+"@"+m.Host)
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+func hotPolicy() *pool.Policy {
+	return &pool.Policy{Mode: "balance", CPULow: 0.1, CPUHigh: 0.6, MemoryLow: 0.1, MemoryHigh: 0.85,
+		TargetUtilisation: 0.5, MaxMigrationsPerRound: 2, MaxParallel: 1, BandwidthMiB: 500, MaxDowntimeMs: 40,
+		AutoConverge: true}
+}
+
+func TestStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(f *fixture)
+		dim     string
+		count   int64
+		ready   bool
+		hot     string
+		samples int
+	}{
+		{name: "size counts stopped members too", dim: DimensionSize, count: 3, ready: true, samples: 0,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0)
+				f.member("h2", 2, 0)
+				f.member("h3", 3, 0)
+				f.fd.ShutdownDomain(context.Background(), "fake:///h3", "web-3", 0)
+			}},
+		{name: "hosts in use exclude standby", dim: DimensionHosts, count: 2, ready: true, samples: 2,
+			setup: func(f *fixture) {
+				f.ops.SetAutoStandby(context.Background(), "h3", true)
+			}},
+		{name: "hot hosts", dim: DimensionHotHosts, count: 1, ready: true, hot: "h1", samples: 3,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0.8)
+				f.member("h1", 2, 0.8)
+				f.member("h2", 3, 0.8)
+			}},
+		{name: "hot hosts need samples", dim: DimensionHotHosts, count: 0, ready: false, samples: 0,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0.8)
+				f.member("h1", 2, 0.8)
+			}},
+		{name: "busy pool is not ready", dim: DimensionSize, count: 0, ready: false, samples: 1,
+			setup: func(f *fixture) { f.p.tryBusy("web", "size to 3") }},
+		{name: "unreachable host: not ready, no error", dim: DimensionSize, count: 0, ready: false, samples: 1,
+			setup: func(f *fixture) { f.fd.Host("fake:///h2").Down = true }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 0, 0, 5, hotPolicy())
+			f.sample(0) // topology
+			tc.setup(f)
+			if tc.samples > 0 {
+				f.sample(tc.samples)
+			}
+			st := f.status(tc.dim)
+			if st.Count != tc.count || st.Ready != tc.ready {
+				t.Errorf("status count %d ready %v, want %d %v (meta %v)", st.Count, st.Ready, tc.count, tc.ready, st.Meta)
+			}
+			if tc.hot != "" && st.Meta[metaHot] != tc.hot {
+				t.Errorf("hot hosts %q, want %q", st.Meta[metaHot], tc.hot)
+			}
+		})
+	}
+}
+
+func TestStatusUnknownPool(t *testing.T) {
+	f := newFixture(t, 0, 0, 5, nil)
+	_, err := f.p.Status(map[string]string{"pool": "db", "dimension": "size"})
+	if err == nil || !strings.Contains(err.Error(), `pool "db": pool not found on hosts h1, h2, h3 (pools there: web)`) {
+		t.Fatalf("error %v", err)
+	}
+	_, err = f.p.Status(map[string]string{"pool": "web", "dimension": "sizes"})
+	if err == nil || !strings.Contains(err.Error(), "dimension") {
+		t.Fatalf("bad dimension: error %v", err)
+	}
+}
+
+func scale(t *testing.T, f *fixture, dim string, count int64) error {
+	t.Helper()
+	return f.p.Scale(sdk.ScalingAction{Count: count, Reason: "test"}, map[string]string{"pool": "web", "dimension": dim})
+}
+
+func TestScaleHotHosts(t *testing.T) {
+	f := newFixture(t, 0, 0, 5, hotPolicy())
+	f.member("h1", 1, 0.8)
+	f.member("h1", 2, 0.8)
+	f.member("h2", 3, 0.1)
+	f.sample(5)
+	if st := f.status(DimensionHotHosts); st.Count != 1 || !st.Ready {
+		t.Fatalf("before: %+v", st)
+	}
+	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fd.Migrations) != 1 {
+		t.Fatalf("%d migrations, want 1", len(f.fd.Migrations))
+	}
+	m := f.fd.Migrations[0]
+	// The pool's migration policy: bandwidth, downtime, auto-converge; the
+	// definition follows the guest.
+	o := m.Options
+	if o.BandwidthMiBs != 500 || o.MaxDowntime != 40*time.Millisecond || !o.AutoConverge || !o.Persistent || !o.UndefineSource {
+		t.Errorf("migration options %+v", o)
+	}
+	if m.SourceURI != "fake:///h1" || m.DestURI == "fake:///h1" {
+		t.Errorf("moved %s from %s to %s", m.Domain, m.SourceURI, m.DestURI)
+	}
+	f.sample(1)
+	st := f.status(DimensionHotHosts)
+	if st.Count != 0 {
+		t.Errorf("hot hosts after Scale: %d (%v)", st.Count, st.Meta)
+	}
+	if st.Meta[sdk.TargetStatusMetaKeyLastEvent] == "" {
+		t.Error("no last event after a scale that moved a guest")
+	}
+	// Nothing hot: Scale does nothing.
+	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fd.Migrations) != 1 {
+		t.Errorf("%d migrations after a no-op scale", len(f.fd.Migrations))
+	}
+}
+
+func TestScaleSize(t *testing.T) {
+	f := newFixture(t, 1, 1, 3, nil)
+	f.member("h1", 1, 0.5)
+	f.sample(2)
+	tests := []struct {
+		count int64
+		want  string
+	}{
+		{3, "web-1@h1 web-2@h2 web-3@h3"},
+		{9, "web-1@h1 web-2@h2 web-3@h3"}, // capped at max_size
+		{1, "web-1@h1"},
+	}
+	for _, tc := range tests {
+		if err := scale(t, f, DimensionSize, tc.count); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.placement(); got != tc.want {
+			t.Errorf("after Scale(%d): %s, want %s", tc.count, got, tc.want)
+		}
+		if st := f.status(DimensionSize); st.Count != int64(strings.Count(tc.want, "@")) {
+			t.Errorf("Status count %d after Scale(%d)", st.Count, tc.count)
+		}
+	}
+}
+
+func TestScaleHosts(t *testing.T) {
+	pol := hotPolicy()
+	pol.Mode = "consolidate"
+	pol.CPUHigh, pol.TargetUtilisation = 0.9, 0.8
+	f := newFixture(t, 3, 3, 3, pol)
+	f.member("h1", 1, 0.1)
+	f.member("h2", 2, 0.1)
+	f.member("h3", 3, 0.1)
+	f.sample(3)
+	if err := scale(t, f, DimensionHosts, 1); err != nil {
+		t.Fatal(err)
+	}
+	st := f.status(DimensionHosts)
+	if st.Count != 1 {
+		t.Fatalf("hosts in use after consolidation: %d (%v), placement %s", st.Count, st.Meta, f.placement())
+	}
+	home := st.Meta[metaHosts]
+	for _, h := range []string{"h1", "h2", "h3"} {
+		hs, _ := f.ops.HostState(context.Background(), h)
+		if hs.AutoStandby == (h == home) {
+			t.Errorf("%s standby=%v (pool on %s)", h, hs.AutoStandby, home)
+		}
+	}
+	if got := f.placement(); strings.Count(got, "@"+home) != 3 {
+		t.Errorf("placement %s, want all on %s", got, home)
+	}
+	// Load returns: spread back onto three hosts.
+	f.fd.SetLoad("web-1", 0.9)
+	f.fd.SetLoad("web-2", 0.9)
+	f.fd.SetLoad("web-3", 0.9)
+	f.sample(6)
+	if err := scale(t, f, DimensionHosts, 3); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.status(DimensionHosts); st.Count != 3 {
+		t.Errorf("hosts in use after spreading: %d", st.Count)
+	}
+	if got := f.placement(); strings.Count(got, "@h1") != 1 || strings.Count(got, "@h2") != 1 || strings.Count(got, "@h3") != 1 {
+		t.Errorf("placement after spreading: %s", got)
+	}
+}
+
+func TestScaleHostsNeedsConsolidateMode(t *testing.T) {
+	f := newFixture(t, 2, 2, 2, hotPolicy()) // mode balance
+	f.member("h1", 1, 0.1)
+	f.member("h2", 2, 0.1)
+	f.sample(2)
+	err := scale(t, f, DimensionHosts, 1)
+	if err == nil || !strings.Contains(err.Error(), `mode is balance: hosts are freed only with mode = "consolidate"`) {
+		t.Fatalf("error %v", err)
+	}
+	if len(f.fd.Migrations) != 0 {
+		t.Error("migrated anyway")
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	pol := hotPolicy()
+	pol.Mode = "consolidate"
+	for _, dim := range []string{DimensionHotHosts, DimensionSize, DimensionHosts} {
+		t.Run(dim, func(t *testing.T) {
+			f := newFixture(t, 2, 1, 3, pol)
+			f.member("h1", 1, 0.8)
+			f.member("h1", 2, 0.8)
+			f.sample(3)
+			pr, _, _, _ := f.ops.ReadPool(context.Background(), "web", nil)
+			before := f.placement()
+			calls := map[string]int{}
+			for k, v := range f.fd.Calls {
+				calls[k] = v
+			}
+			a := sdk.ScalingAction{Count: 3}
+			a.SetDryRun() // as the agent does with dry-run = "true"
+			if err := f.p.Scale(a, map[string]string{"pool": "web", "dimension": dim}); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []string{"Migrate", "CreateDomain", "ShutdownDomain", "UndefineDomain", "PutRecord"} {
+				if f.fd.Calls[m] != calls[m] {
+					t.Errorf("dry run called %s", m)
+				}
+			}
+			after, _, _, _ := f.ops.ReadPool(context.Background(), "web", nil)
+			if f.placement() != before || after.Generation != pr.Generation {
+				t.Errorf("dry run changed something: %s → %s, generation %d → %d", before, f.placement(), pr.Generation, after.Generation)
+			}
+		})
+	}
+}
+
+func TestBusyAndInFlight(t *testing.T) {
+	f := newFixture(t, 0, 0, 5, hotPolicy())
+	f.member("h1", 1, 0.8)
+	f.member("h1", 2, 0.8)
+	f.sample(3)
+	var mid *sdk.TargetStatus
+	var midScale error
+	var once sync.Once
+	f.fd.DuringMigrate = func(driver.MigrateRequest) error {
+		once.Do(func() {
+			// The fake calls this without holding its lock.
+			st, err := f.p.Status(map[string]string{"pool": "web", "dimension": DimensionHotHosts})
+			if err != nil {
+				midScale = err
+				return
+			}
+			mid = st
+			midScale = scale(t, f, DimensionSize, 3)
+		})
+		return nil
+	}
+	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
+		t.Fatal(err)
+	}
+	if mid == nil || mid.Ready || mid.Meta[metaBusy] != "hot_hosts to 0" || mid.Meta[metaInFlight] == "" {
+		t.Errorf("status mid-migration: %+v", mid)
+	}
+	var noop *sdk.TargetScalingNoOpError
+	if !errors.As(midScale, &noop) || !strings.Contains(midScale.Error(), "pool web is busy (hot_hosts to 0)") {
+		t.Errorf("second scale mid-migration: %v, want a no-op error naming the busy action", midScale)
+	}
+	if st := f.status(DimensionSize); !st.Ready || st.Count != 2 {
+		t.Errorf("after: %+v", st)
+	}
+}
+
+// A driver that fails mid-migration (its process killed): the guest stays
+// on its source, Scale reports the error, and the next Scale finishes.
+func TestScaleAfterDriverFailure(t *testing.T) {
+	f := newFixture(t, 0, 0, 5, hotPolicy())
+	f.member("h1", 1, 0.8)
+	f.member("h1", 2, 0.8)
+	f.sample(3)
+	f.fd.DuringMigrate = func(driver.MigrateRequest) error { return errors.New("rpc error: code = Unavailable") }
+	err := scale(t, f, DimensionHotHosts, 0)
+	if err == nil || !strings.Contains(err.Error(), "Unavailable") {
+		t.Fatalf("error %v", err)
+	}
+	if got := f.placement(); got != "web-1@h1 web-2@h1" {
+		t.Fatalf("placement after a failed migration: %s", got)
+	}
+	f.fd.DuringMigrate = nil
+	f.sample(1)
+	if st := f.status(DimensionHotHosts); !st.Ready || st.Count != 1 {
+		t.Fatalf("status after the failure: %+v", st)
+	}
+	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.placement(); strings.Count(got, "@h1") != 1 {
+		t.Errorf("placement after the retry: %s", got)
+	}
+}
