@@ -5,44 +5,17 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"sort"
-	"strings"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // HostEntry is one hypervisor of the provider's inventory (its hosts
 // attribute): how the provider reaches its libvirtd, and how other hosts
-// reach it during a live migration.
-type HostEntry struct {
-	Name string `json:"name"`
-	URI  string `json:"uri"`
-	// PeerURI is how the source host's libvirtd reaches this one in a
-	// peer-to-peer migration; default URI.
-	PeerURI string `json:"peer_uri,omitempty"`
-	// MigrationURI is where QEMU sends migration data (tcp://addr);
-	// default: libvirt's choice.
-	MigrationURI string `json:"migration_uri,omitempty"`
-}
+// reach it during a live migration. Pool records carry them (package pool).
+type HostEntry = pool.HostEntry
 
 // Inventory is the provider's hosts by name.
-type Inventory map[string]HostEntry
-
-// Names returns the host names, sorted.
-func (inv Inventory) Names() []string {
-	out := make([]string, 0, len(inv))
-	for n := range inv {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Lookup returns a host, or an error that lists the known ones.
-func (inv Inventory) Lookup(name string) (HostEntry, error) {
-	if h, ok := inv[name]; ok {
-		return h, nil
-	}
-	return HostEntry{}, fmt.Errorf("unknown host %q: the provider's hosts are %s", name, strings.Join(inv.Names(), ", "))
-}
+type Inventory = pool.Inventory
 
 // hostNameRE: host names become record names and appear in domain labels.
 var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)

@@ -24,8 +24,8 @@ func TestPoolRecordContract(t *testing.T) {
 		name string
 		pr   PoolRecord
 	}{
-		{"spec only", PoolRecord{Generation: 2, Spec: spec}},
-		{"spec and policy", PoolRecord{Generation: 9, Spec: spec, Policy: &pol}},
+		{"spec only", PoolRecord{Generation: 2, Spec: spec, Owner: ownerTerraform}},
+		{"spec and policy", PoolRecord{Generation: 9, Spec: spec, Policy: &pol, Owner: ownerTerraform}},
 	}
 	for _, c := range cases {
 		// provider → pool

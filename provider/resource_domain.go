@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
 )
 
 var (
@@ -33,7 +34,7 @@ var (
 // labelTemplate holds, on a domain, the JSON of the template it was built
 // from, so that Read and import can rebuild every attribute from the host
 // (the driver does not report kernel paths and the like).
-const labelTemplate = "virtpool.template"
+const labelTemplate = pool.LabelTemplate
 
 // NewDomainResource is the virtpool_domain resource.
 func NewDomainResource() resource.Resource { return &domainResource{} }
@@ -168,7 +169,7 @@ func (r *domainResource) Create(ctx context.Context, req resource.CreateRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	spec, err := m.templateModel.toSpec().domainSpec(name, 0, labels)
+	spec, err := m.templateModel.toSpec().DomainSpec(name, 0, labels)
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid template", err.Error())
 		return

@@ -66,7 +66,7 @@ func TestTemplateConversion(t *testing.T) {
 	if got := templateFromSpec(Template{}).Accelerator.ValueString(); got != "auto" {
 		t.Errorf("accelerator default %q, want auto", got)
 	}
-	ds, err := want.domainSpec("vm", 0, map[string]string{"a": "b"})
+	ds, err := want.DomainSpec("vm", 0, map[string]string{"a": "b"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,10 @@ func (r *hostResource) apply(ctx context.Context, m *hostModel) diag.Diagnostics
 		diags.AddAttributeError(path.Root("name"), "Cannot read host state", err.Error())
 		return diags
 	}
-	st := HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), Generation: old.Generation + 1}
+	// The autoscaler's own standby mark (AutoStandby) is kept: it is not
+	// Terraform's to change.
+	st := HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), AutoStandby: old.AutoStandby,
+		Generation: old.Generation + 1}
 	if err := r.client.putHostState(ctx, name, st); err != nil {
 		diags.AddAttributeError(path.Root("name"), "Cannot store host state", err.Error())
 		return diags
@@ -257,7 +260,7 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 			return err
 		}
 		var on []Located
-		for _, g := range view.guests {
+		for _, g := range view.Where {
 			if g.Host == host {
 				on = append(on, g)
 			}
@@ -300,7 +303,10 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		if view, err = c.cluster(ctx, allowed); err != nil {
 			return err
 		}
-		plan, err := view.Evacuate(host, scheduler.DefaultPolicy())
+		// One migration at a time, as an operator would.
+		pol := scheduler.DefaultPolicy()
+		pol.MaxParallelPerHost = 1
+		plan, err := view.Evacuate(host, pol)
 		if err != nil {
 			return fmt.Errorf("plan evacuation of %s: %w", host, err)
 		}
@@ -311,18 +317,15 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 			tflog.Warn(ctx, "evacuation uses standby hosts", map[string]any{"host": host, "standby_hosts": plan.PowerOn})
 		}
 		tflog.Info(ctx, "evacuating host", map[string]any{"host": host, "guests": len(on), "moves": len(plan.Moves), "round": round})
-		for i, mv := range plan.Moves {
-			g := view.guests[mv.Guest]
-			var pol *PolicySpec
-			disk := false
+		// Each guest moves with its pool's migration policy.
+		opts := func(g Located) driver.MigrateOptions {
 			if pr := pools[g.Labels[labelPool]]; pr != nil {
-				pol, disk = pr.Policy, pr.Spec.Template.BaseImage != ""
+				return c.migrateOptions(pr.Policy, pr.Spec.HasDisk())
 			}
-			tflog.Info(ctx, "evacuation move", map[string]any{"host": host, "domain": g.Name, "to": mv.To,
-				"progress": fmt.Sprintf("%d/%d", i+1, len(plan.Moves))})
-			if _, err := c.migrate(ctx, g.Name, g.Host, mv.To, c.migrateOptions(pol, disk)); err != nil {
-				return err
-			}
+			return c.migrateOptions(nil, false)
+		}
+		if _, err := c.ops(ctx).Apply(ctx, view, plan, opts); err != nil {
+			return fmt.Errorf("evacuate %s: %w", host, err)
 		}
 	}
 }

@@ -21,9 +21,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
-
-	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/scheduler"
 )
 
 var (
@@ -452,140 +449,9 @@ func (c *Client) deletePool(ctx context.Context, name string) error {
 // reconcilePool makes the members match the spec: members on hosts the
 // pool may no longer use are live-migrated to hosts it may use, then
 // members are added (placed by the scheduler) or removed (chosen by it)
-// until there are spec.Size. Each step re-reads the hosts, so an
+// until there are spec.Size. It is package pool's Reconcile, the same code
+// the autoscaler's target plugin runs; each step re-reads the hosts, so an
 // interrupted run is simply run again.
 func (c *Client) reconcilePool(ctx context.Context, spec PoolSpec, pol *PolicySpec) error {
-	allowed := map[string]bool{}
-	for _, h := range spec.Hosts {
-		allowed[h.Name] = true
-	}
-	sp := schedulerPolicy(spec.Placement, pol)
-	tmpl := scheduler.Guest{VCPUs: int(spec.Template.VCPUs), MemoryBytes: spec.Template.MemoryMiB << 20, Pool: spec.Name}
-	if spec.AntiAffinity {
-		tmpl.AntiAffinity = spec.Name
-	}
-	members, err := c.members(ctx, spec.Name)
-	if err != nil {
-		return err
-	}
-	for _, mb := range members {
-		if allowed[mb.Host] || mb.State != driver.StateRunning {
-			continue
-		}
-		view, err := c.cluster(ctx, allowed)
-		if err != nil {
-			return err
-		}
-		to, err := view.Place(tmpl, 1, sp)
-		if err != nil {
-			return fmt.Errorf("pool %s: member %s on %s must move to one of %v: %w", spec.Name, mb.Name, mb.Host, spec.HostNames(), err)
-		}
-		if _, err := c.migrate(ctx, mb.Name, mb.Host, to[0], c.migrateOptions(pol, spec.Template.BaseImage != "")); err != nil {
-			return err
-		}
-	}
-	if members, err = c.members(ctx, spec.Name); err != nil {
-		return err
-	}
-	n, want := len(members), int(spec.Size)
-	switch {
-	case n < want:
-		return c.scaleUp(ctx, spec, members, want-n, allowed, tmpl, sp)
-	case n > want:
-		return c.scaleIn(ctx, spec, members, n-want)
-	}
-	tflog.Debug(ctx, "pool at size", map[string]any{"pool": spec.Name, "size": n})
-	return nil
-}
-
-func (c *Client) scaleUp(ctx context.Context, spec PoolSpec, members []Member, k int, allowed map[string]bool,
-	tmpl scheduler.Guest, sp scheduler.Policy) error {
-	view, err := c.cluster(ctx, allowed)
-	if err != nil {
-		return err
-	}
-	hosts, err := view.Place(tmpl, k, sp)
-	if err != nil {
-		return fmt.Errorf("pool %s: place %d new members on %v: %w", spec.Name, k, spec.HostNames(), err)
-	}
-	// New members take the lowest free numbers; a name used by any domain
-	// on any host is never reused, so no guest can be created twice.
-	all, err := c.listAll(ctx, nil)
-	if err != nil {
-		return err
-	}
-	used := map[string]bool{}
-	for _, doms := range all {
-		for _, d := range doms {
-			used[d.Name] = true
-		}
-	}
-	d, err := c.Driver(ctx)
-	if err != nil {
-		return err
-	}
-	n := 0
-	start := time.Now()
-	for i, h := range hosts {
-		for n++; used[memberName(spec.Name, n)]; n++ {
-		}
-		name := memberName(spec.Name, n)
-		ds, err := spec.Template.domainSpec(name, n, memberLabels(spec, n))
-		if err != nil {
-			return fmt.Errorf("pool %s: template: %w", spec.Name, err)
-		}
-		if ds.Bridge != "" {
-			ds.MAC = memberMAC(spec.Name, n)
-		}
-		tflog.Info(ctx, "creating pool member", map[string]any{"pool": spec.Name, "domain": name, "host": h,
-			"progress": fmt.Sprintf("%d/%d", i+1, k)})
-		if _, err := d.CreateDomain(ctx, c.cfg.Hosts[h].URI, ds); err != nil {
-			return fmt.Errorf("pool %s: create member %s on host %s: %w", spec.Name, name, h, err)
-		}
-		used[name] = true
-	}
-	tflog.Info(ctx, "pool scaled up", map[string]any{"pool": spec.Name, "added": k, "size": len(members) + k,
-		"took": time.Since(start).String()})
-	return nil
-}
-
-func (c *Client) scaleIn(ctx context.Context, spec PoolSpec, members []Member, k int) error {
-	// Stopped members go first: removing them disturbs nothing. The
-	// scheduler chooses among the running ones.
-	var victims []Member
-	byName := map[string]Member{}
-	for _, mb := range members {
-		if mb.State == driver.StateShutoff || mb.State == driver.StateCrashed {
-			if len(victims) < k {
-				victims = append(victims, mb)
-			}
-			continue
-		}
-		byName[mb.Name] = mb
-	}
-	if rest := k - len(victims); rest > 0 {
-		view, err := c.cluster(ctx, nil)
-		if err != nil {
-			return err
-		}
-		names, err := view.Victims(spec.Name, rest)
-		if err != nil {
-			return fmt.Errorf("pool %s: choose %d members to remove: %w", spec.Name, rest, err)
-		}
-		for _, n := range names {
-			mb, ok := byName[n]
-			if !ok {
-				return fmt.Errorf("pool %s: the scheduler chose %s, which is not a running member", spec.Name, n)
-			}
-			victims = append(victims, mb)
-		}
-	}
-	for i, mb := range victims {
-		tflog.Info(ctx, "removing pool member", map[string]any{"pool": spec.Name, "domain": mb.Name, "host": mb.Host,
-			"progress": fmt.Sprintf("%d/%d", i+1, k)})
-		if err := c.removeGuest(ctx, mb.Host, mb.Name); err != nil {
-			return fmt.Errorf("pool %s: %w", spec.Name, err)
-		}
-	}
-	return nil
+	return c.ops(ctx).Reconcile(ctx, spec, pol)
 }

@@ -105,8 +105,9 @@ func TestPoolRecordRoundTrip(t *testing.T) {
 		name string
 		pr   PoolRecord
 	}{
-		{"without policy", PoolRecord{Generation: 4, Spec: spec}},
-		{"with policy", PoolRecord{Generation: 5, Spec: spec, Policy: &pol}},
+		// The provider writes itself as the owner, and reads it back.
+		{"without policy", PoolRecord{Generation: 4, Spec: spec, Owner: ownerTerraform}},
+		{"with policy", PoolRecord{Generation: 5, Spec: spec, Policy: &pol, Owner: ownerTerraform}},
 	}
 	for _, c := range cases {
 		r, err := encodePoolRecord(c.pr)

@@ -1,268 +1,73 @@
 package provider
 
 import (
-	"encoding/json"
-	"fmt"
-	"hash/fnv"
-	"net/netip"
-	"strconv"
-	"strings"
-
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
 )
 
 // The pool record (driver.Record of kind "pool") is how a pool exists
-// outside Terraform's state. Its Data holds these documents as JSON under
-// the keys below, so that the autoscaler plugins and any other tool can
-// read a pool from any of its hosts. The JSON field names are a contract:
-// add fields, never rename them.
-const (
-	recordKeySpec   = "spec"
-	recordKeyPolicy = "policy"
-	recordKeyOwner  = "managed_by"
-	ownerTerraform  = "terraform"
+// outside Terraform's state, shared with the autoscaler plugins: its
+// format, member naming and labels are package pool's, so that there is one
+// implementation. These names keep the provider's code short.
+type (
+	PoolSpec   = pool.Spec
+	Template   = pool.Template
+	PolicySpec = pool.Policy
+	PoolRecord = pool.Record
 )
 
-// Labels on pool members and on domains, in the domain's virtpool metadata.
 const (
-	labelPool         = "virtpool.pool"          // pool name
-	labelRole         = "virtpool.role"          // roleMember or roleDomain
-	labelIndex        = "virtpool.index"         // member number, from 1
-	labelAntiAffinity = "virtpool.anti_affinity" // anti-affinity group
-	roleMember        = "member"
-	roleDomain        = "domain"
+	recordKeySpec   = pool.RecordKeySpec
+	recordKeyPolicy = pool.RecordKeyPolicy
+	recordKeyOwner  = pool.RecordKeyOwner
+	ownerTerraform  = pool.OwnerTerraform
+
+	labelPool         = pool.LabelPool
+	labelRole         = pool.LabelRole
+	labelIndex        = pool.LabelIndex
+	labelAntiAffinity = pool.LabelAntiAffinity
+	roleMember        = pool.RoleMember
+	roleDomain        = pool.RoleDomain
 )
 
-// PoolSpec is a pool's specification as stored in its record.
-type PoolSpec struct {
-	Name string `json:"name"`
-	// Hosts the pool may use, with the addresses tools need to reach them.
-	Hosts        []HostEntry `json:"hosts"`
-	Size         int64       `json:"size"`
-	MinSize      int64       `json:"min_size"`
-	MaxSize      int64       `json:"max_size"`
-	Placement    string      `json:"placement"` // spread or binpack
-	AntiAffinity bool        `json:"anti_affinity"`
-	Template     Template    `json:"template"`
-}
+func encodePoolRecord(pr PoolRecord) (driver.Record, error) { return pool.EncodeRecord(pr) }
 
-// Template is how a pool member (or a single domain) is built.
-type Template struct {
-	VCPUs     int64  `json:"vcpus"`
-	MemoryMiB int64  `json:"memory_mib"`
-	Kernel    string `json:"kernel,omitempty"`
-	Initrd    string `json:"initrd,omitempty"`
-	// Cmdline may hold {name}, {index} and {ip} (see expandCmdline).
-	Cmdline     string `json:"cmdline,omitempty"`
-	BaseImage   string `json:"base_image,omitempty"`
-	OverlayDir  string `json:"overlay_dir,omitempty"`
-	Bridge      string `json:"bridge,omitempty"`
-	Accelerator string `json:"accelerator,omitempty"`
-	// IPBase is member 1's address with prefix (192.0.2.121/24); member n
-	// gets the (n-1)-th next one, as {ip} in the cmdline.
-	IPBase string `json:"ip_base,omitempty"`
-}
-
-// PolicySpec is a pool's migration policy, stored with the pool.
-type PolicySpec struct {
-	Mode                  string  `json:"mode"` // balance or consolidate
-	CPULow                float64 `json:"cpu_low"`
-	CPUHigh               float64 `json:"cpu_high"`
-	MemoryLow             float64 `json:"memory_low"`
-	MemoryHigh            float64 `json:"memory_high"`
-	TargetUtilisation     float64 `json:"target_utilisation"`
-	MaxMigrationsPerRound int64   `json:"max_migrations_per_round"`
-	MaxParallel           int64   `json:"max_parallel_migrations"`
-	BandwidthMiB          int64   `json:"bandwidth_mib"`
-	MaxDowntimeMs         int64   `json:"max_downtime_ms"`
-	AutoConverge          bool    `json:"auto_converge"`
-	PostCopy              bool    `json:"post_copy"`
-}
-
-// PoolRecord is a pool record decoded.
-type PoolRecord struct {
-	Generation int64
-	Spec       PoolSpec
-	Policy     *PolicySpec // nil without a virtpool_migration_policy
-}
-
-func encodePoolRecord(pr PoolRecord) (driver.Record, error) {
-	spec, err := json.Marshal(pr.Spec)
-	if err != nil {
-		return driver.Record{}, fmt.Errorf("encode pool %s: %w", pr.Spec.Name, err)
-	}
-	r := driver.Record{Kind: driver.RecordPool, Name: pr.Spec.Name, Generation: pr.Generation,
-		Data: map[string]string{recordKeySpec: string(spec), recordKeyOwner: ownerTerraform}}
-	if pr.Policy != nil {
-		pol, err := json.Marshal(pr.Policy)
-		if err != nil {
-			return driver.Record{}, fmt.Errorf("encode policy of pool %s: %w", pr.Spec.Name, err)
-		}
-		r.Data[recordKeyPolicy] = string(pol)
-	}
-	return r, nil
-}
-
-func decodePoolRecord(r driver.Record) (PoolRecord, error) {
-	pr := PoolRecord{Generation: r.Generation}
-	if err := json.Unmarshal([]byte(r.Data[recordKeySpec]), &pr.Spec); err != nil {
-		return pr, fmt.Errorf("pool record %s (generation %d): spec: %w", r.Name, r.Generation, err)
-	}
-	if s, ok := r.Data[recordKeyPolicy]; ok && s != "" {
-		pr.Policy = &PolicySpec{}
-		if err := json.Unmarshal([]byte(s), pr.Policy); err != nil {
-			return pr, fmt.Errorf("pool record %s (generation %d): policy: %w", r.Name, r.Generation, err)
-		}
-	}
-	return pr, nil
-}
-
-// HostNames returns the names of the pool's hosts.
-func (s PoolSpec) HostNames() []string {
-	out := make([]string, len(s.Hosts))
-	for i, h := range s.Hosts {
-		out[i] = h.Name
-	}
-	return out
-}
+func decodePoolRecord(r driver.Record) (PoolRecord, error) { return pool.DecodeRecord(r) }
 
 // memberName is the domain name of a pool's n-th member.
-func memberName(pool string, n int) string { return fmt.Sprintf("%s-%d", pool, n) }
+func memberName(p string, n int) string { return pool.MemberName(p, n) }
 
-// memberIP returns the n-th address from base ("192.0.2.121/24" → member 1
-// is 192.0.2.121/24, member 2 192.0.2.122/24).
-func memberIP(base string, n int) (string, error) {
-	p, err := netip.ParsePrefix(base)
-	if err != nil {
-		return "", fmt.Errorf("ip_base %q: want an address with prefix length, e.g. 192.0.2.121/24: %w", base, err)
-	}
-	a := p.Addr()
-	for i := 1; i < n; i++ {
-		a = a.Next()
-		if !a.IsValid() || !p.Masked().Contains(a) {
-			return "", fmt.Errorf("ip_base %s has no room for member %d", base, n)
-		}
-	}
-	return netip.PrefixFrom(a, p.Bits()).String(), nil
-}
+// memberIP returns the n-th address from base (see pool.MemberIP).
+func memberIP(base string, n int) (string, error) { return pool.MemberIP(base, n) }
 
-// expandCmdline fills a template's kernel command line for one guest:
-// {name} is its domain name, {index} its member number, {ip} its address
-// from ip_base. Unknown placeholders are left as they are.
+// expandCmdline fills {name}, {index} and {ip} (see pool.ExpandCmdline).
 func expandCmdline(t Template, name string, n int) (string, error) {
-	s := strings.ReplaceAll(t.Cmdline, "{name}", name)
-	s = strings.ReplaceAll(s, "{index}", strconv.Itoa(n))
-	if strings.Contains(s, "{ip}") {
-		if t.IPBase == "" {
-			return "", fmt.Errorf("cmdline uses {ip} but ip_base is not set")
-		}
-		ip, err := memberIP(t.IPBase, n)
-		if err != nil {
-			return "", err
-		}
-		s = strings.ReplaceAll(s, "{ip}", ip)
-	}
-	return s, nil
+	return pool.ExpandCmdline(t, name, n)
 }
 
-// domainSpec builds the driver spec of a guest named name (member n, or 0
-// for a lone domain) from a template.
-func (t Template) domainSpec(name string, n int, labels map[string]string) (driver.DomainSpec, error) {
-	cmdline := t.Cmdline
-	if n > 0 {
-		var err error
-		if cmdline, err = expandCmdline(t, name, n); err != nil {
-			return driver.DomainSpec{}, err
-		}
-	}
-	return driver.DomainSpec{
-		Name: name, VCPUs: int(t.VCPUs), MemoryMiB: uint64(t.MemoryMiB), Accelerator: t.Accelerator,
-		Kernel: t.Kernel, Initrd: t.Initrd, Cmdline: cmdline,
-		BaseImage: t.BaseImage, OverlayDir: t.OverlayDir, Bridge: t.Bridge, Labels: labels,
-	}, nil
-}
-
-// memberMAC is a stable MAC address for a pool's n-th member (QEMU's
-// locally administered prefix, then a hash of pool and number). A member
-// re-created with the same number keeps its MAC, so neighbours' ARP caches
-// and switches need not relearn it.
-func memberMAC(pool string, n int) string {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d", pool, n)
-	v := h.Sum32()
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", byte(v>>16), byte(v>>8), byte(v))
-}
+// memberMAC is a pool member's stable MAC (see pool.MemberMAC).
+func memberMAC(p string, n int) string { return pool.MemberMAC(p, n) }
 
 // memberLabels are the labels of a pool's n-th member.
-func memberLabels(s PoolSpec, n int) map[string]string {
-	l := map[string]string{labelPool: s.Name, labelRole: roleMember, labelIndex: strconv.Itoa(n)}
-	// The template a member was built from: after a template change, tools
-	// can tell old members from new ones.
-	if t, err := json.Marshal(s.Template); err == nil {
-		l[labelTemplate] = string(t)
-	}
-	if s.AntiAffinity {
-		l[labelAntiAffinity] = s.Name
-	}
-	return l
-}
+func memberLabels(s PoolSpec, n int) map[string]string { return pool.MemberLabels(s, n) }
 
 // defaultPolicy is what the provider uses for a pool without a policy.
-func defaultPolicy() PolicySpec {
-	d := scheduler.DefaultPolicy()
-	return PolicySpec{
-		Mode:   "balance",
-		CPULow: d.LowCPU, CPUHigh: d.HighCPU, MemoryLow: d.LowMem, MemoryHigh: d.HighMem,
-		TargetUtilisation:     d.TargetCPU,
-		MaxMigrationsPerRound: 2, MaxParallel: 1, MaxDowntimeMs: 300,
-	}
-}
+func defaultPolicy() PolicySpec { return pool.DefaultPolicy() }
 
 // schedulerPolicy turns a pool's placement and migration policy into the
-// planner's knobs. The planner's target must sit below high minus
-// hysteresis, so the target is clamped there rather than refused.
+// planner's knobs (see pool.SchedulerPolicy).
 func schedulerPolicy(placement string, p *PolicySpec) scheduler.Policy {
-	sp := scheduler.DefaultPolicy()
-	if placement == "binpack" {
-		sp.Placement = scheduler.BinpackPlacement
-	}
-	if p == nil {
-		return sp
-	}
-	sp.HighCPU, sp.HighMem = p.CPUHigh, p.MemoryHigh
-	sp.LowCPU, sp.LowMem = p.CPULow, p.MemoryLow
-	sp.Hysteresis = min(sp.Hysteresis, min(p.CPUHigh-p.CPULow, p.MemoryHigh-p.MemoryLow)/2)
-	sp.TargetCPU = clamp(p.TargetUtilisation, p.CPULow, p.CPUHigh-sp.Hysteresis)
-	sp.TargetMem = clamp(p.TargetUtilisation, p.MemoryLow, p.MemoryHigh-sp.Hysteresis)
-	sp.MaxMigrations = int(p.MaxMigrationsPerRound)
-	sp.MaxParallelPerHost = max(1, int(p.MaxParallel))
-	return sp
+	return pool.SchedulerPolicy(placement, p)
 }
-
-func clamp(v, lo, hi float64) float64 { return max(lo, min(v, hi)) }
 
 // migrateOptions are the live-migration options for a guest of a pool with
 // policy p (nil: the provider's defaults). The definition always follows
 // the guest, so that it is never defined on two hosts.
 func (c *Client) migrateOptions(p *PolicySpec, hasDisk bool) driver.MigrateOptions {
-	o := driver.MigrateOptions{
-		BandwidthMiBs:  uint64(c.cfg.MigrationBandwidthMiB),
-		MaxDowntime:    c.cfg.MigrationMaxDowntime,
-		Persistent:     true,
-		UndefineSource: true,
-		// Overlays live in a directory every host sees (shared storage);
-		// libvirt cannot tell and calls that unsafe.
-		Unsafe: hasDisk,
-	}
-	if p != nil {
-		if p.BandwidthMiB > 0 {
-			o.BandwidthMiBs = uint64(p.BandwidthMiB)
-		}
-		if p.MaxDowntimeMs > 0 {
-			o.MaxDowntime = msDuration(p.MaxDowntimeMs)
-		}
-		o.AutoConverge, o.PostCopy = p.AutoConverge, p.PostCopy
-	}
-	return o
+	return pool.MigrateOptions(c.migrationDefaults(), p, hasDisk)
+}
+
+func (c *Client) migrationDefaults() driver.MigrateOptions {
+	return driver.MigrateOptions{BandwidthMiBs: uint64(c.cfg.MigrationBandwidthMiB), MaxDowntime: c.cfg.MigrationMaxDowntime}
 }
