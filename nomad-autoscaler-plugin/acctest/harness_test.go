@@ -436,12 +436,21 @@ target "virtpool" {
 	a := &agent{t: t, dir: dir, done: make(chan struct{})}
 	a.cmd = exec.Command(autoscalerBin, "agent", "-config", cfgFile)
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its plugins and their drivers too
+	a.run()
+	return a
+}
+
+// run starts the agent's command, reading its log, and stops it when the
+// test ends.
+func (a *agent) run() {
+	t := a.t
+	t.Helper()
 	pr, pw := io.Pipe()
 	a.cmd.Stdout, a.cmd.Stderr = pw, pw
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", autoscalerBin, err)
 	}
-	logFile, _ := os.Create(filepath.Join(dir, "agent.log"))
+	logFile, _ := os.Create(filepath.Join(a.dir, "agent.log"))
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -463,7 +472,6 @@ target "virtpool" {
 		close(a.done)
 	}()
 	t.Cleanup(a.stop)
-	return a
 }
 
 // stop ends the agent (and with it its plugins and their driver

@@ -1,0 +1,43 @@
+package acctest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The example agent configuration and policies (examples/autoscaler) load
+// in the real agent, as an operator would run them on the lab: each enabled
+// policy reaches its target's Status for pool lab-web, the disabled one
+// does not.
+func TestAccExamplesLoad(t *testing.T) {
+	needLab(t)
+	newPool(t, "lab-web", []string{"h1", "h2", "h3"}, "192.0.2.141/24", 0, 0, 3, labPolicy("balance", 0.8))
+	dir, err := filepath.Abs("../../examples/autoscaler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{t: t, dir: t.TempDir(), done: make(chan struct{})}
+	a.cmd = exec.Command(autoscalerBin, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir,
+		"-http-bind-port", strconv.Itoa(freePort(t)), "-log-level", "DEBUG")
+	a.cmd.Dir = dir
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	a.run()
+	for _, dim := range []string{"size", "hot_hosts"} {
+		l := a.waitLog(regexp.MustCompile(`status:.*pool=lab-web\b`+`.*dimension=`+dim+`|status:.*dimension=`+dim+`.*pool=lab-web\b`),
+			time.Time{}, 90*time.Second)
+		t.Logf("policy for %s loaded: %s", dim, l.Text)
+	}
+	time.Sleep(3 * time.Second)
+	if l, ok := a.find(regexp.MustCompile(`status:.*dimension=hosts\b`), time.Time{}); ok {
+		t.Errorf("the disabled hosts policy was evaluated: %s", l.Text)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "with-nomad", "agent.hcl")); err != nil {
+		t.Errorf("the Nomad example: %v", err)
+	}
+}
