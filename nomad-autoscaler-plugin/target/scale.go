@@ -78,11 +78,11 @@ func dryRunCount(meta map[string]any) int64 {
 
 // scale carries out one action and reports whether it changed anything.
 func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyConfig, want int64, dry bool, log hclog.Logger) (bool, error) {
-	rec, topo, err := findPool(ctx, f, pc.Pool)
+	rec, _, err := findPool(ctx, f, pc.Pool)
 	if err != nil {
 		return false, err
 	}
-	ops := p.ops(c, f, topo, log)
+	ops := p.ops(c, f, rec, log)
 	switch pc.Dimension {
 	case DimensionSize:
 		return p.scaleSize(ctx, ops, pc, rec, want, dry, log)

@@ -47,7 +47,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	st := &sdk.TargetStatus{Meta: map[string]string{metaPool: pc.Pool}}
 	p.lastEventMeta(pc, st.Meta)
 
-	rec, topo, err := findPool(ctx, f, pc.Pool)
+	rec, _, err := findPool(ctx, f, pc.Pool)
 	if errors.Is(err, errPoolNotFound) {
 		return nil, fmt.Errorf("%s: %s %q: %w", PluginName, policyKeyPool, pc.Pool, err)
 	}
@@ -55,7 +55,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
 	}
-	v, err := p.ops(c, f, topo, log).View(ctx, allowed(rec.Spec))
+	v, err := p.ops(c, f, rec, log).View(ctx, allowed(rec.Spec))
 	if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil

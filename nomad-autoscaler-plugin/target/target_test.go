@@ -134,7 +134,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *fixture {
 	t.Helper()
-	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3")
+	// h4 is no host of the pool's.
+	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3", "fake:///h4")
 	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
 	for _, h := range []string{"h1", "h2", "h3"} {
@@ -146,7 +147,7 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 	}
 	p := New(hclog.NewNullLogger())
 	p.testDriver, p.testNow = fd, fd.Now
-	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1", "sample_interval": "1s", "load_window": "5s",
+	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1, h4=fake:///h4", "sample_interval": "1s", "load_window": "5s",
 		"migration_bandwidth_mib": "100"}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +239,11 @@ func TestStatus(t *testing.T) {
 			setup: func(f *fixture) { f.p.tryBusy("web", "size to 3") }},
 		{name: "unreachable host: not ready, no error", dim: DimensionSize, count: 0, ready: false, samples: 1,
 			setup: func(f *fixture) { f.fd.Host("fake:///h2").Down = true }},
+		{name: "a host down outside the pool does not matter", dim: DimensionSize, count: 1, ready: true, samples: 1,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0)
+				f.fd.Host("fake:///h4").Down = true
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -261,7 +267,7 @@ func TestStatus(t *testing.T) {
 func TestStatusUnknownPool(t *testing.T) {
 	f := newFixture(t, 0, 0, 5, nil)
 	_, err := f.p.Status(map[string]string{"pool": "db", "dimension": "size"})
-	if err == nil || !strings.Contains(err.Error(), `pool "db": pool not found on hosts h1, h2, h3 (pools there: web)`) {
+	if err == nil || !strings.Contains(err.Error(), `pool "db": pool not found on hosts h1, h2, h3, h4 (pools there: web)`) {
 		t.Fatalf("error %v", err)
 	}
 	_, err = f.p.Status(map[string]string{"pool": "web", "dimension": "sizes"})
