@@ -4,6 +4,7 @@
 //	virtpool lab status
 //	virtpool lab down
 //	virtpool demo [--hosts N] [--keep]
+//	virtpool story [--keep] [--dir DIR] [--phase D]
 package main
 
 import (
@@ -38,7 +39,8 @@ const usage = `usage:
   virtpool lab up [--hosts N] [--guest-dir DIR]   bring the local lab up (idempotent)
   virtpool lab status                             show the lab's hosts and guests
   virtpool lab down                               remove everything the lab made
-  virtpool demo [--hosts N] [--keep]              live-migrate a streaming guest A→B→A`
+  virtpool demo [--hosts N] [--keep]              live-migrate a streaming guest A→B→A
+  virtpool story [--keep] [--dir DIR] [--phase D] terraform + the Nomad Autoscaler drive a pool as its load goes up and down`
 
 func run(ctx context.Context, log hclog.Logger, args []string) error {
 	if len(args) == 0 {
@@ -52,6 +54,8 @@ func run(ctx context.Context, log hclog.Logger, args []string) error {
 		return labCmd(ctx, log.Named("lab"), args[1], args[2:])
 	case "demo":
 		return demoCmd(ctx, log, args[1:])
+	case "story":
+		return storyCmd(ctx, log, args[1:])
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/driver/plugin"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/probe"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// storyCmd tells the whole story on the lab: terraform applies a pool and
+// its migration policy (examples/autoscaler/demo), the Nomad Autoscaler
+// runs the example policies with virtpool's plugins, the pool's load goes
+// up and down, and a timeline shows load, decisions, migrations (with
+// their downtime), the pool's size and the hosts in use. Then everything
+// is torn down.
+func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
+	fs := newFlags("story")
+	keep := fs.Bool("keep", false, "leave the lab, the pool and the agent's log")
+	dir := fs.String("dir", "examples/autoscaler/demo", "the demo's Terraform configuration, agent configuration and policies")
+	binDir := fs.String("bin", "", "directory with nomad-autoscaler, plugins/ and terraformrc (default: beside this binary)")
+	phase := fs.Duration("phase", 45*time.Second, "how long each load phase lasts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	step := func(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+	if *binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		*binDir = filepath.Dir(exe)
+	}
+	demoDir, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"nomad-autoscaler", "plugins/virtpool-apm", "plugins/virtpool-target", "plugins/virtpool-driver", "terraformrc"} {
+		if _, err := os.Stat(filepath.Join(*binDir, f)); err != nil {
+			return fmt.Errorf("%s missing (run make, make terraformrc): %w", filepath.Join(*binDir, f), err)
+		}
+	}
+
+	step("bringing the lab up (3 hosts)")
+	_, loadErr := lab.Load()
+	l, err := lab.Up(ctx, lab.Config{Hosts: 3, Log: log.Named("lab")})
+	if err != nil {
+		return err
+	}
+	if !*keep && loadErr != nil {
+		defer func() {
+			step("tearing the lab down")
+			err = errors.Join(err, lab.Down(context.Background(), log.Named("lab")))
+		}()
+	}
+	proc, err := plugin.Start(filepath.Join(*binDir, "plugins", plugin.BinaryName), log)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	drv := proc.Driver
+
+	// Terraform: the pool and its migration policy.
+	tfDir, err := os.MkdirTemp("", "virtpool-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tfDir)
+	src, err := os.ReadFile(filepath.Join(demoDir, "main.tf"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tfDir, "main.tf"), src, 0o644); err != nil {
+		return err
+	}
+	tf := func(args ...string) error {
+		cmd := exec.CommandContext(context.WithoutCancel(ctx), "terraform", append([]string{"-chdir=" + tfDir}, args...)...)
+		cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+filepath.Join(*binDir, "terraformrc"), "TF_IN_AUTOMATION=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("terraform %s: %w\n%s", args[0], err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "Apply complete") || strings.Contains(line, "Destroy complete") {
+				fmt.Println("    " + line)
+			}
+		}
+		return nil
+	}
+	step("terraform apply %s: pool demo (2 members, hosts h1..h3), migration policy (consolidate, cpu_high 80%%)", *dir)
+	if err := tf("apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
+		return err
+	}
+	if !*keep {
+		defer func() {
+			step("terraform destroy")
+			err = errors.Join(err, tf("destroy", "-auto-approve", "-input=false", "-no-color"))
+		}()
+	}
+	ops := &pool.Ops{Hosts: pool.Inventory{}, Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
+	for _, h := range l.Hosts {
+		ops.Hosts[h.Name] = pool.HostEntry{Name: h.Name, URI: h.URI}
+	}
+	defer func() { // the autoscaler's standby marks go with the demo
+		for _, h := range l.Hosts {
+			ops.SetAutoStandby(context.Background(), h.Name, false)
+		}
+	}()
+
+	// The autoscaler agent with virtpool's plugins.
+	logPath := filepath.Join(os.TempDir(), "virtpool-demo-agent.log")
+	step("starting nomad-autoscaler (file policies %s/policies, no Nomad server); its log: %s", *dir, logPath)
+	ag, err := startStoryAgent(filepath.Join(*binDir, "nomad-autoscaler"), demoDir, filepath.Join(*binDir, "plugins"), logPath)
+	if err != nil {
+		return err
+	}
+	defer ag.stop()
+
+	c := probe.New(l.ClientNamespace)
+	tl := &storyTimeline{ops: ops, drv: drv, agent: ag, start: time.Now()}
+	run := func(name string, total int, d time.Duration) {
+		step("%s for %s", name, d)
+		tl.header()
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			tl.spread(ctx, c, total)
+			time.Sleep(2 * time.Second)
+			tl.row(ctx, name)
+		}
+	}
+	run("idle (no load)", 0, *phase)
+	run("load up (250% of a vCPU spread over the members)", 250, *phase)
+	run("load down", 0, *phase)
+	tl.summary()
+	return ctx.Err()
+}
+
+// storyAgent is the running agent and what its log said.
+type storyAgent struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu    sync.Mutex
+	lines []string
+}
+
+func startStoryAgent(bin, dir, pluginDir, logPath string) (*storyAgent, error) {
+	a := &storyAgent{done: make(chan struct{})}
+	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the agent's health server
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	a.cmd = exec.Command(bin, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir, "-http-bind-port", strconv.Itoa(port))
+	a.cmd.Dir = dir
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	a.cmd.Stdout, a.cmd.Stderr = pw, pw
+	if err := a.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(logFile, sc.Text())
+			a.mu.Lock()
+			a.lines = append(a.lines, strings.ReplaceAll(sc.Text(), `\"`, `"`))
+			a.mu.Unlock()
+		}
+		logFile.Close()
+	}()
+	go func() {
+		a.cmd.Wait()
+		pw.Close()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+// take returns the log lines since the last call.
+func (a *storyAgent) take() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.lines
+	a.lines = nil
+	return out
+}
+
+func (a *storyAgent) stop() {
+	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-a.done:
+	case <-time.After(15 * time.Second):
+	}
+	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
+	<-a.done
+}
+
+// storyTimeline prints one row every couple of seconds.
+type storyTimeline struct {
+	ops   *pool.Ops
+	drv   driver.Driver
+	agent *storyAgent
+	start time.Time
+
+	prev       map[string][2]float64 // member → (cpu ns, s)
+	migrations int
+	downtimes  []time.Duration
+	decisions  int
+	maxSize    int
+	lastState  string
+	quiet      int
+}
+
+func (tl *storyTimeline) header() {
+	tl.lastState = ""
+	fmt.Printf("    %6s  %-5s %-9s %-16s %s\n", "time", "load", "members", "hosts in use", "events")
+}
+
+// spread sets every running member's load to total/members percent.
+func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int) {
+	ms, err := tl.ops.Members(ctx, "demo")
+	if err != nil || len(ms) == 0 {
+		return
+	}
+	per := min(100, total/len(ms))
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		n := m.Index
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			ip, err := pool.MemberIP("192.0.2.171/24", n)
+			if err == nil {
+				c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+var (
+	reScale    = regexp.MustCompile(`scale requested:`)
+	reMigrated = regexp.MustCompile(`live migration done:`)
+	reCreated  = regexp.MustCompile(`creating pool member:`)
+	reRemoved  = regexp.MustCompile(`removing pool member:`)
+	reStandby  = regexp.MustCompile(`host standby changed:`)
+)
+
+func field(line, key string) string {
+	m := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(key) + `=(\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	return strings.Trim(m[1], `"`)
+}
+
+func (tl *storyTimeline) row(ctx context.Context, phase string) {
+	ms, _ := tl.ops.Members(ctx, "demo")
+	names := map[string]bool{}
+	for _, m := range ms {
+		names[m.Name] = true
+	}
+	tl.maxSize = max(tl.maxSize, len(names))
+	// Load: members' average CPU, % of their vCPU, since the last row.
+	cur := map[string][2]float64{}
+	for _, h := range tl.ops.Hosts.Names() {
+		st, err := tl.drv.Stats(ctx, tl.ops.Hosts[h].URI)
+		if err != nil {
+			continue
+		}
+		for _, d := range st.Domains {
+			if d.Labels[pool.LabelPool] == "demo" && d.State == driver.StateRunning {
+				cur[d.Name] = [2]float64{float64(d.CPUTimeNs), float64(st.Time.UnixNano()) / 1e9}
+			}
+		}
+	}
+	var sum float64
+	n := 0
+	for name, x := range cur {
+		if y, ok := tl.prev[name]; ok && x[0] >= y[0] && x[1] > y[1] {
+			sum += 100 * (x[0] - y[0]) / 1e9 / (x[1] - y[1])
+			n++
+		}
+	}
+	tl.prev = cur
+	load := "  -"
+	if n > 0 {
+		load = fmt.Sprintf("%3.0f%%", sum/float64(n))
+	}
+	var inUse []string
+	for _, h := range tl.ops.Hosts.Names() {
+		if st, err := tl.ops.HostState(ctx, h); err == nil && !st.InStandby() {
+			inUse = append(inUse, h)
+		}
+	}
+	var events []string
+	for _, l := range tl.agent.take() {
+		switch {
+		case reScale.MatchString(l):
+			tl.decisions++
+			events = append(events, fmt.Sprintf("decision: %s→%s", field(l, "dimension"), field(l, "count")))
+		case reMigrated.MatchString(l):
+			tl.migrations++
+			if d, err := time.ParseDuration(field(l, "downtime")); err == nil {
+				tl.downtimes = append(tl.downtimes, d)
+			}
+			events = append(events, fmt.Sprintf("moved %s %s→%s (downtime %s)", field(l, "domain"), field(l, "from"), field(l, "to"),
+				field(l, "downtime")))
+		case reCreated.MatchString(l):
+			events = append(events, fmt.Sprintf("created %s on %s", field(l, "domain"), field(l, "host")))
+		case reRemoved.MatchString(l):
+			events = append(events, "removed "+field(l, "domain"))
+		case reStandby.MatchString(l):
+			if field(l, "standby") == "true" {
+				events = append(events, field(l, "host")+" on standby")
+			} else {
+				events = append(events, field(l, "host")+" back in use")
+			}
+		}
+	}
+	// Quiet rows only now and then.
+	state := fmt.Sprintf("%d %v", len(names), inUse)
+	tl.quiet++
+	if len(events) == 0 && state == tl.lastState && tl.quiet < 5 {
+		return
+	}
+	tl.quiet, tl.lastState = 0, state
+	fmt.Printf("    %5.0fs  %-5s %-9d %-16s %s\n", time.Since(tl.start).Seconds(), load, len(names),
+		strings.Join(inUse, ","), strings.Join(events, "; "))
+}
+
+func (tl *storyTimeline) summary() {
+	sort.Slice(tl.downtimes, func(i, j int) bool { return tl.downtimes[i] < tl.downtimes[j] })
+	fmt.Printf("\n%d scale decisions, %d live migrations", tl.decisions, tl.migrations)
+	if n := len(tl.downtimes); n > 0 {
+		fmt.Printf(" (downtime median %s, max %s)", tl.downtimes[n/2], tl.downtimes[n-1])
+	}
+	fmt.Printf(", largest pool size %d\n", tl.maxSize)
+}
