@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,9 +164,23 @@ func plug(ctx context.Context, ns, name, ip string, bridged bool) error {
 	if err := run(ctx, "ip", "-n", switchNS, "link", "set", swEnd, "master", "sw0", "up"); err != nil {
 		return err
 	}
+	// A fixed, low MAC: a Linux bridge takes the lowest MAC of its ports
+	// unless one is set, and a migrating guest's tap (fe:54:…, the same on
+	// both hosts) would otherwise become both hosts' bridge address
+	// whenever eth0's random MAC is higher, cutting the hosts apart.
+	mac, err := hostMAC(ip)
+	if err != nil {
+		return err
+	}
+	if err := run(ctx, "ip", "-n", ns, "link", "set", "eth0", "address", mac); err != nil {
+		return err
+	}
 	dev := "eth0"
 	if bridged {
 		if err := ensureLink(ctx, ns, GuestBridge, "bridge"); err != nil {
+			return err
+		}
+		if err := run(ctx, "ip", "-n", ns, "link", "set", GuestBridge, "address", mac); err != nil {
 			return err
 		}
 		if err := run(ctx, "ip", "-n", ns, "link", "set", "eth0", "master", GuestBridge); err != nil {
@@ -182,6 +197,17 @@ func plug(ctx context.Context, ns, name, ip string, bridged bool) error {
 		return run(ctx, "ip", "-n", ns, "addr", "add", addr, "dev", dev)
 	}
 	return nil
+}
+
+// hostMAC is the lab's MAC for a namespace address: locally administered,
+// 02:00 then the four address bytes.
+func hostMAC(ip string) (string, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return "", fmt.Errorf("lab address %q: want IPv4", ip)
+	}
+	b := a.As4()
+	return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), nil
 }
 
 var (
