@@ -3,6 +3,7 @@ package acctest
 import (
 	"context"
 	"fmt"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,7 +156,7 @@ func waitSettled(t *testing.T, g *guest) []string {
 func restartDriver(t *testing.T) {
 	t.Helper()
 	driverProc.Close()
-	bin, err := driverBinary()
+	bin, err := labtest.DriverBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,8 @@ package acctest
 import (
 	"context"
 	"fmt"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,7 +46,7 @@ func TestMain(m *testing.M) {
 
 func runWithLab(m *testing.M) int {
 	ctx := context.Background()
-	logger = hclog.New(&hclog.LoggerOptions{Name: "acctest", Level: hclog.LevelFromString(envOr("VIRTPOOL_LOG", "warn"))})
+	logger = hclog.New(&hclog.LoggerOptions{Name: "acctest", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
 	_, loadErr := lab.Load()
 	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1" // don't tear down a lab we did not start
 	var err error
@@ -65,7 +64,7 @@ func runWithLab(m *testing.M) int {
 		}()
 	}
 	client = probe.New(theLab.ClientNamespace)
-	bin, err := driverBinary()
+	bin, err := labtest.DriverBinary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "acctest:", err)
 		return 1
@@ -87,28 +86,4 @@ func startDriver(bin string) error {
 	}
 	driverProc, drv = p, p.Driver
 	return nil
-}
-
-// driverBinary is $VIRTPOOL_DRIVER, or virtpool-driver built from this tree.
-func driverBinary() (string, error) {
-	if p := os.Getenv("VIRTPOOL_DRIVER"); p != "" {
-		return p, nil
-	}
-	dir, err := os.MkdirTemp("", "virtpool-acctest-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "virtpool-driver")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/virtpool-driver").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build virtpool-driver: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

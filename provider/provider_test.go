@@ -3,9 +3,8 @@ package provider
 import (
 	"context"
 	"fmt"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -67,7 +66,7 @@ func TestMain(m *testing.M) {
 
 func runWithLab(m *testing.M) int {
 	ctx := context.Background()
-	log := hclog.New(&hclog.LoggerOptions{Name: "provider-acc", Level: hclog.LevelFromString(envOr("VIRTPOOL_LOG", "warn"))})
+	log := hclog.New(&hclog.LoggerOptions{Name: "provider-acc", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
 	// The lab is shared with other test suites: hold its lock throughout,
 	// unless the caller (make, through flock(1)) already does.
 	keepLockFromChildren()
@@ -100,7 +99,7 @@ func runWithLab(m *testing.M) int {
 		}()
 	}
 	client = probe.New(theLab.ClientNamespace)
-	if driverPath, err = driverBinary(); err != nil {
+	if driverPath, err = labtest.DriverBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, "provider acc:", err)
 		return 1
 	}
@@ -148,30 +147,6 @@ func keepLockFromChildren() {
 			syscall.CloseOnExec(fd)
 		}
 	}
-}
-
-// driverBinary is $VIRTPOOL_DRIVER, or virtpool-driver built from this tree.
-func driverBinary() (string, error) {
-	if p := os.Getenv("VIRTPOOL_DRIVER"); p != "" {
-		return p, nil
-	}
-	dir, err := os.MkdirTemp("", "virtpool-provider-acc-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "virtpool-driver")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/virtpool-driver").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build virtpool-driver: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // providerConfig is the provider block for the lab, plus required_providers.

@@ -12,6 +12,7 @@ package acctest
 import (
 	"context"
 	"fmt"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -55,7 +56,7 @@ func TestMain(m *testing.M) {
 
 func runWithLab(m *testing.M) int {
 	ctx := context.Background()
-	logger = hclog.New(&hclog.LoggerOptions{Name: "autoscaler-acc", Level: hclog.LevelFromString(envOr("VIRTPOOL_LOG", "warn"))})
+	logger = hclog.New(&hclog.LoggerOptions{Name: "autoscaler-acc", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
 	var err error
 	if autoscalerBin, pluginDir, err = binaries(); err != nil {
 		fmt.Fprintln(os.Stderr, "autoscaler acc:", err)
@@ -120,11 +121,4 @@ func binaries() (string, string, error) {
 		}
 	}
 	return as, dir, nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
