@@ -3,7 +3,6 @@ package acctest
 import (
 	"context"
 	"fmt"
-	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/labtest"
 )
 
 // slowOpts make a migration last seconds (the guest's ~25 MiB of non-zero

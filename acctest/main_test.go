@@ -9,7 +9,6 @@ package acctest
 import (
 	"context"
 	"fmt"
-	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"testing"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/lab/probe"
 )
 
@@ -47,22 +47,13 @@ func TestMain(m *testing.M) {
 func runWithLab(m *testing.M) int {
 	ctx := context.Background()
 	logger = hclog.New(&hclog.LoggerOptions{Name: "acctest", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
-	_, loadErr := lab.Load()
-	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1" // don't tear down a lab we did not start
+	var down func()
 	var err error
-	theLab, err = lab.Up(ctx, lab.Config{Hosts: 3, Log: logger.Named("lab")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "acctest: lab up:", err)
-		lab.Down(ctx, logger)
+	if theLab, down, err = labtest.Up(ctx, "acctest", logger); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if !keep {
-		defer func() {
-			if err := lab.Down(ctx, logger); err != nil {
-				fmt.Fprintln(os.Stderr, "acctest: lab down:", err)
-			}
-		}()
-	}
+	defer down()
 	client = probe.New(theLab.ClientNamespace)
 	bin, err := labtest.DriverBinary()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -41,9 +42,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, libvirtd)")
 	}
-	for _, bin := range []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64"} {
+	for _, bin := range []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux)", bin)
+			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux, tini, libvirt-clients)", bin)
 		}
 	}
 	l := &Lab{ClientNamespace: clientNS, ClientIP: clientIP, ImageDir: filepath.Join(Dir, "images")}
@@ -86,6 +87,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		if err := waitSocket(ctx, filepath.Join(h.StateDir, "run", "libvirt-sock")); err != nil {
 			return nil, fmt.Errorf("host %s: libvirtd did not start (see %s): %w", h.Name, filepath.Join(h.StateDir, "log", "libvirtd.log"), err)
 		}
+	}
+	if err := warm(ctx, l.Hosts); err != nil {
+		return nil, err
 	}
 	if err := l.save(); err != nil {
 		return nil, err
@@ -249,9 +253,33 @@ mount --bind {{.StateDir}}/group /etc/group
 # A virtlogd that survived its libvirtd keeps serving; a second one would
 # fail on the pidfile lock, which is fine.
 virtlogd -d -p /run/libvirt/virtlogd.pid || true
-libvirtd -d --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
+# libvirtd runs under tini, a child subreaper, which reaps the QEMU processes
+# libvirtd daemonises the moment they exit. Without it they are reaped by
+# the machine's init, which here takes about a second, and libvirt waits
+# for a stopped QEMU to be gone: every migration would last a second more.
+setsid tini -s -- libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid \
+	</dev/null >>/var/log/libvirt/libvirtd.out 2>&1 &
 `))
 )
+
+// warm has each host's libvirtd probe QEMU (about half a second under
+// TCG, then cached), as a real host's daemon has long done by the time it
+// starts guests: the first guest or migration on a host does not pay it.
+func warm(ctx context.Context, hosts []Host) error {
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx, "virsh", "-c", h.URI, "domcapabilities", "--virttype", "qemu"); err != nil {
+				errs[i] = fmt.Errorf("host %s: libvirtd cannot probe QEMU: %w", h.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
 
 // RestartHost starts a host's daemons again if they died (a test killed
 // them) and waits until libvirtd answers.

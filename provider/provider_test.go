@@ -3,12 +3,10 @@ package provider
 import (
 	"context"
 	"fmt"
-	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/lab/probe"
 )
 
@@ -42,8 +41,6 @@ var (
 	driverPath string
 	client     *probe.Client
 )
-
-const labLock = "/tmp/virtpool-lab.lock"
 
 // accProviders serves the provider in-process to terraform.
 var accProviders = map[string]func() (tfprotov6.ProviderServer, error){
@@ -67,37 +64,15 @@ func TestMain(m *testing.M) {
 func runWithLab(m *testing.M) int {
 	ctx := context.Background()
 	log := hclog.New(&hclog.LoggerOptions{Name: "provider-acc", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
-	// The lab is shared with other test suites: hold its lock throughout,
-	// unless the caller (make, through flock(1)) already does.
-	keepLockFromChildren()
-	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
-		unlock, err := lockLab()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "provider acc:", err)
-			return 1
-		}
-		defer unlock()
-	}
 	// The provider's address in the test configurations' required_providers.
 	os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "virtpool")
-	_, loadErr := lab.Load()
-	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1"
+	var down func()
 	var err error
-	theLab, err = lab.Up(ctx, lab.Config{Hosts: 3, Log: log.Named("lab")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "provider acc: lab up:", err)
-		if !keep {
-			lab.Down(ctx, log)
-		}
+	if theLab, down, err = labtest.Up(ctx, "provider acc", log); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if !keep {
-		defer func() {
-			if err := lab.Down(ctx, log); err != nil {
-				fmt.Fprintln(os.Stderr, "provider acc: lab down:", err)
-			}
-		}()
-	}
+	defer down()
 	client = probe.New(theLab.ClientNamespace)
 	if driverPath, err = labtest.DriverBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, "provider acc:", err)
@@ -112,41 +87,6 @@ func runWithLab(m *testing.M) int {
 	defer CloseDrivers() // the provider's own, started by the tests
 	drv = p.Driver
 	return m.Run()
-}
-
-// lockLab takes the lab lock, waiting for another suite to finish.
-func lockLab() (func(), error) {
-	f, err := os.OpenFile(labLock, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, fmt.Errorf("lab lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		fmt.Fprintln(os.Stderr, "provider acc: waiting for the lab lock", labLock)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lab lock: %w", err)
-		}
-	}
-	return func() { f.Close() }, nil
-}
-
-// keepLockFromChildren marks a lab lock descriptor inherited from flock(1)
-// close-on-exec: otherwise the libvirt daemons that lab.Up starts (they
-// daemonise and outlive the tests) inherit it and hold the lock forever.
-func keepLockFromChildren() {
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range fds {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
-			continue
-		}
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == labLock {
-			syscall.CloseOnExec(fd)
-		}
-	}
 }
 
 // providerConfig is the provider block for the lab, plus required_providers.

@@ -32,17 +32,24 @@ var demoOpts = driver.MigrateOptions{
 func demoCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
 	fs := newFlags("demo")
 	keep := fs.Bool("keep", false, "leave the lab and the guest running")
+	hosts := fs.Int("hosts", 2, "lab hosts to bring up (a lab already up is used as it is)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	step := func(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
-	step("bringing the lab up (2 hosts, a client, a shared segment)")
-	l, err := lab.Up(ctx, lab.Config{Hosts: 2, Log: log.Named("lab")})
-	if err != nil {
+	// A lab that is already up is used as it is, and left up.
+	l, loadErr := lab.Load()
+	if loadErr == nil {
+		*hosts = len(l.Hosts)
+		step("using the lab that is up (%d hosts)", *hosts)
+	} else {
+		step("bringing the lab up (%d hosts, a client, a shared segment)", *hosts)
+	}
+	if l, err = lab.Up(ctx, lab.Config{Hosts: *hosts, Log: log.Named("lab")}); err != nil {
 		return err
 	}
-	if !*keep {
+	if !*keep && loadErr != nil {
 		defer func() {
 			step("tearing the lab down")
 			err = errors.Join(err, lab.Down(context.Background(), log.Named("lab")))

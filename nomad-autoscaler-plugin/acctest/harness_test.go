@@ -494,11 +494,16 @@ func (a *agent) stop() {
 	if a.t.Failed() || os.Getenv("VIRTPOOL_AGENT_LOG") == "1" {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		from := max(0, len(a.lines)-150)
-		var b strings.Builder
-		for _, l := range a.lines[from:] {
-			fmt.Fprintf(&b, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
+		// What virtpool's plugins did and what went wrong, not the agent's
+		// debug chatter: short enough that the test's own failure
+		// messages, printed before, stay in view.
+		var shown []string
+		for _, l := range a.lines {
+			if reAgentSummary.MatchString(l.Text) {
+				shown = append(shown, l.At.Format("15:04:05.000")+" "+l.Text)
+			}
 		}
+		shown = shown[max(0, len(shown)-40):]
 		// Keep the whole log: the test's temporary directory goes away.
 		keep := filepath.Join(os.TempDir(), "virtpool-autoscaler-acc", strings.ReplaceAll(a.t.Name(), "/", "_")+"-agent.log")
 		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil {
@@ -506,9 +511,13 @@ func (a *agent) stop() {
 				os.WriteFile(keep, data, 0o644)
 			}
 		}
-		a.t.Logf("agent log (last %d lines; all in %s):\n%s", len(a.lines)-from, keep, b.String())
+		a.t.Logf("agent log, virtpool's plugins and errors (last %d lines; all in %s):\n%s", len(shown), keep,
+			strings.Join(shown, "\n"))
 	}
 }
+
+// reAgentSummary picks the agent log lines worth showing when a test fails.
+var reAgentSummary = regexp.MustCompile(`\[(WARN|ERROR)\]|\[INFO\]  external_plugin\.virtpool-`)
 
 // find returns the first log line after since matching re.
 func (a *agent) find(re *regexp.Regexp, since time.Time) (logLine, bool) {

@@ -48,10 +48,11 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	names := func() []string { return []string{"t3-1", "t3-2", "t3-3"} }
 	w := watchMembers(t, p, names)
 	s := followStreams(t, p, 3)
+	target := hostsTarget(t, p)
 
 	// Idle from the start: the agent packs the pool.
 	t0 := time.Now()
-	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", 40)}, targetConfig(), apmConfig())
+	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", target)}, targetConfig(), apmConfig())
 	packed := waitFor(t, "the pool on one host", 120*time.Second, func() bool {
 		hs := p.hostsOf()
 		return len(hs) == 1 && len(p.on(hs[0])) == 3
@@ -105,6 +106,38 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	}
 	w.check(t)
 	s.check(t)
+}
+
+// hostsTarget returns the policy's target for the average load of the
+// pool's hosts in use, measured on this machine. That average times the
+// number of hosts in use is the pool's total CPU (whatever the placement),
+// so the strategy asks for ceil(total/target) hosts: the target must lie
+// above what three idle members use (one host is enough) and below half
+// of what three loaded members use (three hosts are needed). Loaded
+// members here share the machine's real cores, so the window is narrow
+// under TCG; the target sits in its middle.
+func hostsTarget(t *testing.T, p *testPool) int {
+	t.Helper()
+	cores := float64(hostCPUs(t))
+	total := func(load int) float64 {
+		for i := 1; i <= 3; i++ {
+			p.setLoad(i, load)
+		}
+		time.Sleep(2 * time.Second)
+		sum := 0.0
+		for _, c := range p.measureCPU(5 * time.Second) {
+			sum += c
+		}
+		return 100 * sum / cores // in % of one host
+	}
+	loaded, idle := total(100), total(0)
+	lo, hi := idle, loaded/2
+	t.Logf("measured: three loaded members use %.0f%% of a host, three idle ones %.0f%%: target in (%.0f, %.0f)",
+		loaded, idle, lo, hi)
+	if hi-lo < 6 {
+		t.Fatalf("loaded (%.0f%%) and idle (%.0f%%) members too close to tell apart on this machine now", loaded, idle)
+	}
+	return int((lo + hi) / 2) // the agent starts after: its samples never see the calibration
 }
 
 // standbyHosts lists the lab hosts the autoscaler put on standby.

@@ -12,10 +12,8 @@ package acctest
 import (
 	"context"
 	"fmt"
-	"github.com/virtpool/virtpool/lab/labtest"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,10 +21,9 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/lab/probe"
 )
-
-const labLock = "/tmp/virtpool-lab.lock"
 
 var (
 	enabled = os.Getenv("VIRTPOOL_ACC") == "1"
@@ -62,41 +59,12 @@ func runWithLab(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "autoscaler acc:", err)
 		return 1
 	}
-	// The lab is shared with other suites: hold its lock throughout, unless
-	// the caller (make, through flock -o) already does.
-	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
-		f, err := os.OpenFile(labLock, os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "autoscaler acc: lab lock:", err)
-			return 1
-		}
-		defer f.Close()
-		syscall.CloseOnExec(int(f.Fd()))
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			fmt.Fprintln(os.Stderr, "autoscaler acc: waiting for the lab lock", labLock)
-			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-				fmt.Fprintln(os.Stderr, "autoscaler acc: lab lock:", err)
-				return 1
-			}
-		}
-	}
-	_, loadErr := lab.Load()
-	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1" // don't tear down a lab we did not start
-	theLab, err = lab.Up(ctx, lab.Config{Hosts: 3, Log: logger.Named("lab")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "autoscaler acc: lab up:", err)
-		if !keep {
-			lab.Down(ctx, logger)
-		}
+	var down func()
+	if theLab, down, err = labtest.Up(ctx, "autoscaler acc", logger); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if !keep {
-		defer func() {
-			if err := lab.Down(ctx, logger); err != nil {
-				fmt.Fprintln(os.Stderr, "autoscaler acc: lab down:", err)
-			}
-		}()
-	}
+	defer down()
 	client = probe.New(theLab.ClientNamespace)
 	p, err := vpplugin.Start(filepath.Join(pluginDir, vpplugin.BinaryName), logger)
 	if err != nil {
