@@ -361,7 +361,8 @@ func (tl *storyTimeline) summary() {
 	sort.Slice(tl.downtimes, func(i, j int) bool { return tl.downtimes[i] < tl.downtimes[j] })
 	fmt.Printf("\n%d scale decisions, %d live migrations", tl.decisions, tl.migrations)
 	if n := len(tl.downtimes); n > 0 {
-		fmt.Printf(" (downtime median %s, max %s)", tl.downtimes[n/2], tl.downtimes[n-1])
+		median := (tl.downtimes[(n-1)/2] + tl.downtimes[n/2]) / 2
+		fmt.Printf(" (downtime median %s, max %s)", median, tl.downtimes[n-1])
 	}
 	fmt.Printf(", largest pool size %d\n", tl.maxSize)
 }
