@@ -85,6 +85,41 @@ func (g *guest) setLoad(t testing.TB, cpu, memMiB int) {
 	}
 }
 
+// fill writes mib MiB of the guest's memory once, then dirties it at only
+// 1 MiB/s, so that a migration has that much non-zero memory to copy. The
+// first pass is over when QEMU's resident memory has grown by mib (under
+// TCG the guest takes seconds to fault the pages in).
+func (g *guest) fill(t testing.TB, mib int) {
+	t.Helper()
+	rss := func() uint64 {
+		st, err := drv.Stats(context.Background(), g.Host.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range st.Domains {
+			if d.Name == g.Name {
+				return d.RSSKiB >> 10
+			}
+		}
+		t.Fatalf("%s not on %s", g.Name, g.Host.Name)
+		return 0
+	}
+	before := rss()
+	if _, err := client.Get(ctxTimeout(10*time.Second), g.IP, fmt.Sprintf("/load?mem=%d&rate=0", mib)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for rss() < before+uint64(mib) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: resident memory %d MiB, not %d MiB more than %d after a minute", g.Name, rss(), mib, before)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := client.Get(ctxTimeout(10*time.Second), g.IP, "/load?rate=1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // seqCheck checks the guest's sequence file (no gap, no repeat) and
 // returns its last number.
 func (g *guest) seqCheck(t testing.TB) int {
