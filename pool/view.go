@@ -114,12 +114,31 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 	return v, nil
 }
 
-// PinOthers pins every guest that is not a member of pool: they count for
-// the load of their hosts, but only the pool's own members move.
+// PinOthers pins every guest that is not a member of pool (with pool "",
+// of any pool): they count for the load of their hosts, but only members
+// move. Other guests, single domains among them, stay where their owner
+// put them.
 func (v *View) PinOthers(pool string) {
 	for i := range v.Guests {
-		if v.Guests[i].Pool != pool || v.Where[v.Guests[i].Name].Labels[LabelRole] != RoleMember {
+		if (pool != "" && v.Guests[i].Pool != pool) || v.Where[v.Guests[i].Name].Labels[LabelRole] != RoleMember {
 			v.Guests[i].Pinned = true
+		}
+	}
+}
+
+// KeepInPools, for plans that span pools, lets each member move only among
+// its own pool's hosts, and pins members whose pool record is unknown.
+func (v *View) KeepInPools(pools map[string]Record) {
+	for i := range v.Guests {
+		g := &v.Guests[i]
+		pr, ok := pools[g.Pool]
+		if !ok {
+			g.Pinned = true
+			continue
+		}
+		g.Hosts = g.Hosts[:0]
+		for _, h := range pr.Spec.Hosts {
+			g.Hosts = append(g.Hosts, h.Name)
 		}
 	}
 }

@@ -54,6 +54,10 @@ type Guest struct {
 	AntiAffinity string
 	Pinned       bool   // never migrated
 	Host         string // current host; empty for a guest not yet placed
+	// Hosts, if not empty, are the only hosts a move may take the guest
+	// to (its pool's hosts, when a plan spans several pools). Names of
+	// hosts not in the cluster are ignored. Place does not read it.
+	Hosts []string
 }
 
 // Cluster is the input to every decision. Decisions do not modify it.

@@ -40,6 +40,11 @@ func randomCluster(r *rand.Rand) *Cluster {
 		if r.IntN(3) == 0 {
 			g.AntiAffinity = fmt.Sprintf("aa%d", r.IntN(5))
 		}
+		if g.Pool == "db" && r.IntN(2) == 0 { // db may use only some hosts
+			for _, h := range c.Hosts[:1+nh/2] {
+				g.Hosts = append(g.Hosts, h.Name)
+			}
+		}
 		if r.IntN(10) > 0 {
 			for range 10 {
 				k := r.IntN(nh)

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"cmp"
 	"slices"
+	"strings"
 )
 
 // sim is the planners' working copy of a cluster. Hosts and guests are
@@ -20,6 +21,8 @@ type sim struct {
 	bytes   int64 // memory copied by steps
 	// initUse snapshots each host's starting use for building waves.
 	initUse []usage
+	// allowed holds the distinct Guest.Hosts sets, by host index.
+	allowed [][]bool
 }
 
 type usage struct{ cpu, mem, vcpu int64 }
@@ -45,6 +48,7 @@ type guestS struct {
 	cpu, mem, vcpu int64
 	bytes          int64
 	group          int32 // -1: no anti-affinity group
+	allowed        int32 // index in sim.allowed; -1: any host
 	host           int32 // -1: not placed
 	pos            int32 // index in hosts[host].guests
 	moved          bool
@@ -82,9 +86,28 @@ func newSim(c *Cluster, pol Policy) (*sim, error) {
 	}
 	slices.SortFunc(s.guests, func(a, b guestS) int { return cmp.Compare(a.Name, b.Name) })
 	groups := map[string]int32{}
-	// Intern groups in guest-name order so ids are deterministic.
+	sets := map[string]int32{}
+	// Intern groups and host sets in guest-name order so ids are
+	// deterministic.
 	for i := range s.guests {
 		g := &s.guests[i]
+		g.allowed = -1
+		if len(g.Hosts) > 0 {
+			key := strings.Join(slices.Sorted(slices.Values(g.Hosts)), "\x00")
+			id, ok := sets[key]
+			if !ok {
+				set := make([]bool, len(s.hosts))
+				for _, n := range g.Hosts {
+					if hi, ok := s.byName[n]; ok {
+						set[hi] = true
+					}
+				}
+				id = int32(len(s.allowed))
+				s.allowed = append(s.allowed, set)
+				sets[key] = id
+			}
+			g.allowed = id
+		}
 		if g.AntiAffinity != "" {
 			id, ok := groups[g.AntiAffinity]
 			if !ok {
@@ -161,7 +184,8 @@ func (s *sim) movable(gi int32) bool {
 // fits reports whether gi may move to hi without exceeding lim there.
 func (s *sim) fits(gi, hi int32, lim limits) bool {
 	g, h := &s.guests[gi], &s.hosts[hi]
-	if !h.usable || g.host == hi || !lim.holds(h.use.cpu+g.cpu, h.use.mem+g.mem, h.use.vcpu+g.vcpu) {
+	if !h.usable || g.host == hi || !lim.holds(h.use.cpu+g.cpu, h.use.mem+g.mem, h.use.vcpu+g.vcpu) ||
+		g.allowed >= 0 && !s.allowed[g.allowed][hi] {
 		return false
 	}
 	return g.group < 0 || s.groupAt[hostGroup{hi, g.group}] == 0

@@ -9,8 +9,8 @@ import (
 //
 //   - a move of an unknown, pinned or already moved guest, or from a host the
 //     guest is not on (every guest moves at most once per plan);
-//   - a destination that is unknown, the source itself, or neither active
-//     nor listed in PowerOn;
+//   - a destination that is unknown, the source itself, neither active nor
+//     listed in PowerOn, or not among the guest's Hosts (when it has some);
 //   - a host taking part in more than pol.MaxParallelPerHost moves of a wave;
 //   - a destination that overcommits (see package doc) or meets another
 //     member of an arriving guest's anti-affinity group, assuming every
@@ -105,6 +105,8 @@ func (c *Cluster) Validate(p Plan, pol Policy) error {
 				return fmt.Errorf("wave %d: guest %q moves to its own host", w, m.Guest)
 			case !to.usable:
 				return fmt.Errorf("wave %d: guest %q to host %q which is %s", w, m.Guest, m.To, to.h.State)
+			case len(g.g.Hosts) > 0 && !slices.Contains(g.g.Hosts, m.To):
+				return fmt.Errorf("wave %d: guest %q to host %q, not one of its hosts %v", w, m.Guest, m.To, g.g.Hosts)
 			}
 			g.moved = true
 			count[m.From]++

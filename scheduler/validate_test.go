@@ -25,7 +25,7 @@ func TestValidate(t *testing.T) {
 	c := cluster([]Host{host("a", 10, 100), host("b", 10, 100), host("c", 10, 100),
 		standby(host("s", 10, 100)), maintenance(host("m", 10, 100))},
 		[]Guest{guest("a1", "a", 3, 10, group("x")), guest("a2", "a", 3, 10), guest("p1", "a", 1, 1, pinned),
-			guest("b1", "b", 2, 10, group("x")), guest("b2", "b", 1, 10), guest("b3", "b", 4, 10)})
+			guest("b1", "b", 2, 10, group("x")), guest("b2", "b", 1, 10), guest("b3", "b", 4, 10, onlyOn("b", "c"))})
 	serial := DefaultPolicy()
 	serial.MaxParallelPerHost = 1
 	withOn := func(p Plan, on ...string) Plan { p.PowerOn = on; return p }
@@ -38,6 +38,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "empty plan", p: Plan{}},
 		{name: "simple move", p: plan([]string{"a2:a>c"})},
+		{name: "move to one of the guest's hosts", p: plan([]string{"b3:b>c"})},
+		{name: "move to another host", p: plan([]string{"b3:b>a"}), wantErr: `guest "b3" to host "a", not one of its hosts [b c]`},
 		{name: "unknown guest", p: plan([]string{"zz:a>c"}), wantErr: `unknown guest "zz"`},
 		{name: "pinned guest", p: plan([]string{"p1:a>c"}), wantErr: `guest "p1" is pinned`},
 		{name: "moved twice", p: plan([]string{"a2:a>c"}, []string{"a2:c>b"}), wantErr: `guest "a2" moved twice`},

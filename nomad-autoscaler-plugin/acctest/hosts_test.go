@@ -109,30 +109,35 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 }
 
 // hostsTarget returns the policy's target for the average load of the
-// pool's hosts in use, measured on this machine. That average times the
-// number of hosts in use is the pool's total CPU (whatever the placement),
-// so the strategy asks for ceil(total/target) hosts: the target must lie
-// above what three idle members use (one host is enough) and below half
-// of what three loaded members use (three hosts are needed). Loaded
-// members here share the machine's real cores, so the window is narrow
-// under TCG; the target sits in its middle.
-func hostsTarget(t *testing.T, p *testPool) int {
+// hosts in use, measured on this machine, for the members of pools (three
+// in all, on at most three hosts). That average times the number of hosts
+// in use is the members' total CPU (whatever the placement), so the
+// strategy asks for ceil(total/target) hosts: the target must lie above
+// what the idle members use (one host is enough) and below half of what
+// the loaded members use (three hosts are needed). Loaded members here
+// share the machine's real cores, so the window is narrow under TCG; the
+// target sits in its middle.
+func hostsTarget(t *testing.T, pools ...*testPool) int {
 	t.Helper()
 	cores := float64(hostCPUs(t))
 	total := func(load int) float64 {
-		for i := 1; i <= 3; i++ {
-			p.setLoad(i, load)
+		for _, p := range pools {
+			for i := 1; i <= int(p.spec.Size); i++ {
+				p.setLoad(i, load)
+			}
 		}
 		time.Sleep(2 * time.Second)
 		sum := 0.0
-		for _, c := range p.measureCPU(5 * time.Second) {
-			sum += c
+		for _, p := range pools {
+			for _, c := range p.measureCPU(5 * time.Second) {
+				sum += c
+			}
 		}
 		return 100 * sum / cores // in % of one host
 	}
 	loaded, idle := total(100), total(0)
 	lo, hi := idle, loaded/2
-	t.Logf("measured: three loaded members use %.0f%% of a host, three idle ones %.0f%%: target in (%.0f, %.0f)",
+	t.Logf("measured: the loaded members use %.0f%% of a host, the idle ones %.0f%%: target in (%.0f, %.0f)",
 		loaded, idle, lo, hi)
 	if hi-lo < 6 {
 		t.Fatalf("loaded (%.0f%%) and idle (%.0f%%) members too close to tell apart on this machine now", loaded, idle)

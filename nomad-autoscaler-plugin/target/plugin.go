@@ -12,6 +12,12 @@
 //     of the pool's migration policy. Scale to 0 (strategy fixed-value)
 //     moves members until no host is hot (DRS-like).
 //
+// Without a pool, hosts and hot_hosts act on the whole cluster: every host
+// the plugin knows, and the members of every pool (each migrated with its
+// own pool's options; other guests count for load and stay put), under a
+// migration policy given in the target block with the keys of
+// virtpool_migration_policy (cpu_high, target_utilisation, …).
+//
 // Status reports Ready=false while a scale action or a migration is in
 // flight, so the agent waits. Every action re-reads the hosts and is safe to
 // repeat: an action cut short (the driver process killed, a host down) is
@@ -76,6 +82,15 @@ const (
 	policyKeyDrainDeadline    = sdk.TargetConfigKeyDrainDeadline
 	policyKeyDrainIgnoreSys   = sdk.TargetConfigKeyIgnoreSystemJobs
 	policyKeyAgentGRPCTimeout = "_nomad_autoscaler_grpc_timeout"
+	// Keys of a cluster policy's target block (no pool): its migration
+	// policy, named as in virtpool_migration_policy.
+	policyKeyCPULow        = "cpu_low"
+	policyKeyCPUHigh       = "cpu_high"
+	policyKeyMemoryLow     = "memory_low"
+	policyKeyMemoryHigh    = "memory_high"
+	policyKeyTarget        = "target_utilisation"
+	policyKeyMaxMigrations = "max_migrations_per_round"
+	policyKeyMaxParallel   = "max_parallel_migrations"
 
 	// Dimensions.
 	DimensionSize     = "size"
@@ -97,8 +112,10 @@ var (
 	configKeys = []string{configKeyHosts, configKeyDriverPath, configKeySampleInterval, configKeyRetention, configKeyMaxSamples,
 		configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime, configKeyScaleTimeout,
 		"nomad_config_inherit"}
-	policyKeys = []string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain, policyKeyDrainDeadline,
-		policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}
+	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
+		policyKeyMaxMigrations, policyKeyMaxParallel}
+	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
+		policyKeyDrainDeadline, policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}, clusterKeys...)
 	dimensions = []string{DimensionSize, DimensionHosts, DimensionHotHosts}
 )
 
@@ -116,7 +133,8 @@ type config struct {
 
 // policyConfig is one policy's target block, parsed.
 type policyConfig struct {
-	Pool          string
+	Pool          string       // "": the whole cluster
+	Cluster       *pool.Policy // the cluster's migration policy, without Pool
 	Dimension     string
 	NodeDrain     bool
 	DrainDeadline time.Duration
@@ -277,10 +295,6 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 	if err := fleet.CheckKeys("", raw, policyKeys...); err != nil {
 		return pc, err
 	}
-	pc.Pool = raw[policyKeyPool]
-	if pc.Pool == "" {
-		return pc, fmt.Errorf("%s missing: name the virtpool pool to scale", policyKeyPool)
-	}
 	pc.Dimension = raw[policyKeyDimension]
 	switch pc.Dimension {
 	case DimensionSize, DimensionHosts, DimensionHotHosts:
@@ -289,10 +303,26 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 	default:
 		return pc, fmt.Errorf("%s: %q is not one of %s", policyKeyDimension, pc.Dimension, strings.Join(dimensions, ", "))
 	}
+	var err error
+	pc.Pool = raw[policyKeyPool]
+	switch {
+	case pc.Pool == "" && pc.Dimension == DimensionSize:
+		return pc, fmt.Errorf("%s missing: name the virtpool pool whose size to scale", policyKeyPool)
+	case pc.Pool == "":
+		if pc.Cluster, err = parseClusterPolicy(raw); err != nil {
+			return pc, err
+		}
+	default:
+		for _, k := range clusterKeys {
+			if _, ok := raw[k]; ok {
+				return pc, fmt.Errorf("%s: only for the whole cluster (no %s); pool %s has its virtpool_migration_policy",
+					k, policyKeyPool, pc.Pool)
+			}
+		}
+	}
 	if _, err := fleet.Bool(raw, policyKeyDryRun, false); err != nil {
 		return pc, err
 	}
-	var err error
 	if pc.NodeDrain, err = fleet.Bool(raw, policyKeyNodeDrain, false); err != nil {
 		return pc, err
 	}
@@ -313,6 +343,51 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 		}
 	}
 	return pc, nil
+}
+
+// parseClusterPolicy reads a cluster policy's migration policy: the
+// defaults of virtpool_migration_policy, in consolidate mode (the hosts
+// dimension frees hosts only in that mode), with the target block's keys.
+func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
+	pol := pool.DefaultPolicy()
+	pol.Mode = "consolidate"
+	for _, f := range []struct {
+		key string
+		v   *float64
+	}{{policyKeyCPULow, &pol.CPULow}, {policyKeyCPUHigh, &pol.CPUHigh}, {policyKeyMemoryLow, &pol.MemoryLow},
+		{policyKeyMemoryHigh, &pol.MemoryHigh}, {policyKeyTarget, &pol.TargetUtilisation}} {
+		s, ok := raw[f.key]
+		if !ok {
+			continue
+		}
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(x > 0 && x <= 1) {
+			return nil, fmt.Errorf("%s: %q is not a fraction in (0, 1]", f.key, s)
+		}
+		*f.v = x
+	}
+	var err error
+	if pol.MaxMigrationsPerRound, err = fleet.Int(raw, policyKeyMaxMigrations, pol.MaxMigrationsPerRound, 0, 1000); err != nil {
+		return nil, err
+	}
+	if pol.MaxParallel, err = fleet.Int(raw, policyKeyMaxParallel, pol.MaxParallel, 1, 100); err != nil {
+		return nil, err
+	}
+	if pol.CPULow >= pol.CPUHigh {
+		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyCPULow, pol.CPULow, policyKeyCPUHigh, pol.CPUHigh)
+	}
+	if pol.MemoryLow >= pol.MemoryHigh {
+		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyMemoryLow, pol.MemoryLow, policyKeyMemoryHigh, pol.MemoryHigh)
+	}
+	return &pol, nil
+}
+
+// subject names what a policy acts on, for messages.
+func (pc policyConfig) subject() string {
+	if pc.Pool == "" {
+		return "the cluster"
+	}
+	return "pool " + pc.Pool
 }
 
 // state returns what the plugin needs for an action, or an error if it is
@@ -347,15 +422,27 @@ func (p *Plugin) ops(c config, f *fleet.Fleet, rec pool.Record, log hclog.Logger
 	}
 }
 
-// tryBusy marks a pool busy with what, unless it already is.
+// tryBusy marks a pool ("": the cluster) busy with what, unless it, or
+// anything an action on it would touch, already is.
 func (p *Plugin) tryBusy(poolName, what string) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if b := p.busy[poolName]; b != "" {
+	if b := p.busyLocked(poolName); b != "" {
 		return b, false
 	}
 	p.busy[poolName] = what
 	return "", true
+}
+
+// busyLocked is what keeps poolName busy: its own action, or one on the
+// cluster; for the cluster, any action. p.mu is held.
+func (p *Plugin) busyLocked(poolName string) string {
+	for k, b := range p.busy {
+		if k == poolName || k == "" || poolName == "" {
+			return b
+		}
+	}
+	return ""
 }
 
 func (p *Plugin) done(poolName string) {
@@ -367,7 +454,7 @@ func (p *Plugin) done(poolName string) {
 func (p *Plugin) busyWith(poolName string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.busy[poolName]
+	return p.busyLocked(poolName)
 }
 
 func eventKey(pc policyConfig) string { return pc.Pool + "/" + pc.Dimension }

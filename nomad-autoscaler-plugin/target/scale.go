@@ -37,10 +37,13 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 		want = dryRunCount(action.Meta)
 	}
 	log := p.logger.Named("scale").With("pool", pc.Pool, "dimension", pc.Dimension)
+	if pc.Pool == "" {
+		log = p.logger.Named("scale").With("cluster", true, "dimension", pc.Dimension)
+	}
 	log.Info("scale requested", "count", want, "direction", action.Direction.String(), "reason", action.Reason, "dry_run", dry)
 	what := fmt.Sprintf("%s to %d", pc.Dimension, want)
 	if b, ok := p.tryBusy(pc.Pool, what); !ok {
-		return sdk.NewTargetScalingNoOpError("pool %s is busy (%s)", pc.Pool, b)
+		return sdk.NewTargetScalingNoOpError("%s is busy (%s)", pc.subject(), b)
 	}
 	defer p.done(pc.Pool)
 	ctx, cancel := context.WithTimeout(context.Background(), c.ScaleTimeout)
@@ -50,10 +53,10 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 	switch {
 	case errors.Is(err, errInFlight):
 		log.Info("not scaling now", "why", err)
-		return sdk.NewTargetScalingNoOpError("pool %s: %v", pc.Pool, err)
+		return sdk.NewTargetScalingNoOpError("%s: %v", pc.subject(), err)
 	case err != nil:
 		log.Error("scale failed", "count", want, "took", time.Since(start).String(), "error", err)
-		return fmt.Errorf("%s: pool %s: %s: %w", PluginName, pc.Pool, what, err)
+		return fmt.Errorf("%s: %s: %s: %w", PluginName, pc.subject(), what, err)
 	}
 	if changed {
 		p.event(pc)
@@ -78,7 +81,7 @@ func dryRunCount(meta map[string]any) int64 {
 
 // scale carries out one action and reports whether it changed anything.
 func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyConfig, want int64, dry bool, log hclog.Logger) (bool, error) {
-	rec, _, err := findPool(ctx, f, pc.Pool)
+	rec, t, err := subject(ctx, f, pc)
 	if err != nil {
 		return false, err
 	}
@@ -87,9 +90,9 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 	case DimensionSize:
 		return p.scaleSize(ctx, ops, pc, rec, want, dry, log)
 	case DimensionHotHosts:
-		return scaleHot(ctx, c, ops, rec, want, dry, log)
+		return scaleHot(ctx, c, ops, rec, t.Pools, want, dry, log)
 	case DimensionHosts:
-		return scaleHosts(ctx, c, ops, rec, want, dry, log)
+		return scaleHosts(ctx, c, ops, rec, t.Pools, want, dry, log)
 	}
 	return false, fmt.Errorf("unknown dimension %q", pc.Dimension)
 }
@@ -124,15 +127,22 @@ func (p *Plugin) scaleSize(ctx context.Context, ops *pool.Ops, pc policyConfig, 
 	return int(got) != have, nil
 }
 
-// migrateOpts are the live-migration options of the pool's members.
-func migrateOpts(c config, rec pool.Record) func(pool.Located) driver.MigrateOptions {
-	o := pool.MigrateOptions(c.Migration, rec.Policy, rec.Spec.HasDisk())
-	return func(pool.Located) driver.MigrateOptions { return o }
+// migrateOpts are the live-migration options of a guest: those of its
+// pool (which, for a cluster policy, is any of pools).
+func migrateOpts(c config, rec pool.Record, pools map[string]pool.Record) func(pool.Located) driver.MigrateOptions {
+	return func(at pool.Located) driver.MigrateOptions {
+		r, ok := pools[at.Labels[pool.LabelPool]]
+		if !ok || rec.Spec.Name != "" {
+			r = rec
+		}
+		return pool.MigrateOptions(c.Migration, r.Policy, r.Spec.HasDisk())
+	}
 }
 
-// view reads the pool's hosts for planning moves: other guests count for
-// load but stay put, and nothing is planned while a migration runs.
-func view(ctx context.Context, ops *pool.Ops, rec pool.Record) (*pool.View, error) {
+// view reads the pool's hosts for planning moves: other guests (for the
+// cluster, guests that are no pool's member) count for load but stay put,
+// and nothing is planned while a migration runs.
+func view(ctx context.Context, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record) (*pool.View, error) {
 	v, err := ops.View(ctx, allowed(rec.Spec))
 	if err != nil {
 		return nil, err
@@ -141,13 +151,16 @@ func view(ctx context.Context, ops *pool.Ops, rec pool.Record) (*pool.View, erro
 		return nil, fmt.Errorf("%w: %s", errInFlight, strings.Join(v.InFlight, ", "))
 	}
 	v.PinOthers(rec.Spec.Name)
+	if rec.Spec.Name == "" {
+		v.KeepInPools(pools)
+	}
 	return v, nil
 }
 
 // scaleHot moves members off hot hosts (Balance) until at most want hosts
 // are hot.
-func scaleHot(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
-	v, err := view(ctx, ops, rec)
+func scaleHot(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
+	v, err := view(ctx, ops, rec, pools)
 	if err != nil {
 		return false, err
 	}
@@ -174,15 +187,15 @@ func scaleHot(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, wan
 		log.Warn("no move cools the hot hosts", "why", plan.Infeasible)
 		return false, nil
 	}
-	res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec))
+	res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
 	logMoves(log, res)
 	return true, err
 }
 
 // scaleHosts packs the pool onto fewer hosts and marks the freed ones
 // standby, or brings standby hosts back and spreads onto them.
-func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
-	v, err := view(ctx, ops, rec)
+func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
+	v, err := view(ctx, ops, rec, pools)
 	if err != nil {
 		return false, err
 	}
@@ -219,7 +232,7 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, w
 			return false, nil
 		}
 		logPlan(log, "consolidating", plan)
-		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec))
+		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
 		logMoves(log, res)
 		if err != nil {
 			return len(res) > 0, err
@@ -247,7 +260,7 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, w
 				return true, err
 			}
 		}
-		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec))
+		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
 		logMoves(log, res)
 		return len(plan.PowerOn) > 0 || len(res) > 0, err
 	}

@@ -47,7 +47,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	st := &sdk.TargetStatus{Meta: map[string]string{metaPool: pc.Pool}}
 	p.lastEventMeta(pc, st.Meta)
 
-	rec, _, err := findPool(ctx, f, pc.Pool)
+	rec, _, err := subject(ctx, f, pc)
 	if errors.Is(err, errPoolNotFound) {
 		return nil, fmt.Errorf("%s: %s %q: %w", PluginName, policyKeyPool, pc.Pool, err)
 	}
@@ -114,6 +114,28 @@ func findPool(ctx context.Context, f *fleet.Fleet, name string) (pool.Record, fl
 		strings.Join(t.Hosts.Names(), ", "), strings.Join(pools, ", "))
 }
 
+// subject returns the record a policy acts on: its pool's, or, without a
+// pool, one that stands for the whole cluster (every host the plugin
+// knows, the policy's cluster migration policy, no name), with the
+// topology it comes from.
+func subject(ctx context.Context, f *fleet.Fleet, pc policyConfig) (pool.Record, fleet.Topology, error) {
+	if pc.Pool != "" {
+		return findPool(ctx, f, pc.Pool)
+	}
+	t := f.Topology()
+	if len(t.Hosts) == 0 {
+		var err error
+		if t, err = f.Refresh(ctx); err != nil {
+			return pool.Record{}, t, err
+		}
+	}
+	rec := pool.Record{Spec: pool.Spec{Placement: "spread"}, Policy: pc.Cluster}
+	for _, n := range t.Hosts.Names() {
+		rec.Spec.Hosts = append(rec.Spec.Hosts, t.Hosts[n])
+	}
+	return rec, t, nil
+}
+
 // allowed is the set of a pool's hosts.
 func allowed(s pool.Spec) map[string]bool {
 	m := map[string]bool{}
@@ -136,8 +158,13 @@ type counted struct {
 func countOf(dim string, rec pool.Record, v *pool.View) (counted, error) {
 	var c counted
 	names := map[string]bool{}
-	for _, m := range pool.MembersOf(rec.Spec.Name, v.Domains) {
-		names[m.Name] = true
+	for _, doms := range v.Domains {
+		for _, d := range doms {
+			// A cluster's members are those of every pool.
+			if d.Labels[pool.LabelRole] == pool.RoleMember && (rec.Spec.Name == "" || d.Labels[pool.LabelPool] == rec.Spec.Name) {
+				names[d.Name] = true
+			}
+		}
 	}
 	c.Members = len(names)
 	mine := allowed(rec.Spec)

@@ -89,6 +89,23 @@ func TestParsePolicy(t *testing.T) {
 		{"hosts", map[string]string{"pool": "web", "dimension": "hosts"}, "", nil},
 		{"unknown key", map[string]string{"pool": "web", "dimension": "size", "poool": "x"}, `unknown key "poool"`, nil},
 		{"no pool", map[string]string{"dimension": "size"}, "pool missing", nil},
+		{"cluster hosts", map[string]string{"dimension": "hosts", "cpu_high": "0.9", "target_utilisation": "0.75",
+			"max_parallel_migrations": "2"}, "",
+			func(pc policyConfig) error {
+				c := pc.Cluster
+				if pc.Pool != "" || c == nil || c.Mode != "consolidate" || c.CPUHigh != 0.9 || c.TargetUtilisation != 0.75 ||
+					c.MaxParallel != 2 || c.MemoryHigh != pool.DefaultPolicy().MemoryHigh {
+					return fmt.Errorf("cluster policy %+v", c)
+				}
+				return nil
+			}},
+		{"cluster hot_hosts", map[string]string{"dimension": "hot_hosts"}, "", nil},
+		{"cluster key with a pool", map[string]string{"pool": "web", "dimension": "hosts", "cpu_high": "0.9"},
+			"cpu_high: only for the whole cluster (no pool); pool web has its virtpool_migration_policy", nil},
+		{"cluster bad fraction", map[string]string{"dimension": "hosts", "target_utilisation": "80"},
+			`target_utilisation: "80" is not a fraction in (0, 1]`, nil},
+		{"cluster low above high", map[string]string{"dimension": "hosts", "cpu_low": "0.9", "cpu_high": "0.5"},
+			"cpu_low 0.9 is not below cpu_high 0.5", nil},
 		{"no dimension", map[string]string{"pool": "web"}, "dimension missing: one of size, hosts, hot_hosts", nil},
 		{"bad dimension", map[string]string{"pool": "web", "dimension": "count"}, `dimension: "count" is not one of`, nil},
 		{"bad dry-run", map[string]string{"pool": "web", "dimension": "size", "dry-run": "yes"}, `dry-run: "yes" is not true or false`, nil},
@@ -442,9 +459,10 @@ func TestBusyAndInFlight(t *testing.T) {
 	f.member("h1", 1, 0.8)
 	f.member("h1", 2, 0.8)
 	f.sample(3)
-	var mid *sdk.TargetStatus
-	var midScale error
+	var mid, midCluster *sdk.TargetStatus
+	var midScale, midClusterScale error
 	var once sync.Once
+	cluster := map[string]string{"dimension": DimensionHosts}
 	f.fd.DuringMigrate = func(driver.MigrateRequest) error {
 		once.Do(func() {
 			// The fake calls this without holding its lock.
@@ -455,6 +473,12 @@ func TestBusyAndInFlight(t *testing.T) {
 			}
 			mid = st
 			midScale = scale(t, f, DimensionSize, 3)
+			// The cluster includes the pool: it waits too.
+			if midCluster, err = f.p.Status(cluster); err != nil {
+				midClusterScale = err
+				return
+			}
+			midClusterScale = f.p.Scale(sdk.ScalingAction{Count: 1, Reason: "test"}, cluster)
 		})
 		return nil
 	}
@@ -467,6 +491,12 @@ func TestBusyAndInFlight(t *testing.T) {
 	var noop *sdk.TargetScalingNoOpError
 	if !errors.As(midScale, &noop) || !strings.Contains(midScale.Error(), "pool web is busy (hot_hosts to 0)") {
 		t.Errorf("second scale mid-migration: %v, want a no-op error naming the busy action", midScale)
+	}
+	if midCluster == nil || midCluster.Ready || midCluster.Meta[metaBusy] != "hot_hosts to 0" {
+		t.Errorf("cluster status mid-migration: %+v", midCluster)
+	}
+	if !errors.As(midClusterScale, &noop) || !strings.Contains(midClusterScale.Error(), "the cluster is busy (hot_hosts to 0)") {
+		t.Errorf("cluster scale mid-migration: %v, want a no-op error naming the busy action", midClusterScale)
 	}
 	if st := f.status(DimensionSize); !st.Ready || st.Count != 2 {
 		t.Errorf("after: %+v", st)
@@ -498,5 +528,59 @@ func TestScaleAfterDriverFailure(t *testing.T) {
 	}
 	if got := f.placement(); strings.Count(got, "@h1") != 1 {
 		t.Errorf("placement after the retry: %s", got)
+	}
+}
+
+// A policy without a pool acts on the whole cluster: members of every pool
+// move, each only among its own pool's hosts, and other guests stay put.
+func TestScaleClusterHosts(t *testing.T) {
+	f := newFixture(t, 2, 1, 3, nil)
+	ctx := context.Background()
+	db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: "spread",
+		Hosts:    []pool.HostEntry{{Name: "h3", URI: "fake:///h3"}, {Name: "h4", URI: "fake:///h4"}},
+		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
+	dbOps := &pool.Ops{Hosts: db.Inventory(), Driver: f.ops.Driver}
+	if _, err := dbOps.WritePool(ctx, pool.Record{Spec: db}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.member("h1", 1, 0.1)
+	f.member("h3", 2, 0.1)
+	f.fd.AddDomain("fake:///h4", driver.Domain{Name: "db-1", VCPUs: 1, MemoryMiB: 128, Labels: pool.MemberLabels(db, 1)}, 0.1)
+	f.fd.AddDomain("fake:///h2", driver.Domain{Name: "solo", VCPUs: 1, MemoryMiB: 128,
+		Labels: map[string]string{pool.LabelRole: pool.RoleDomain}}, 0.1)
+	f.sample(3)
+	cluster := map[string]string{"dimension": "hosts", "cpu_high": "0.9", "target_utilisation": "0.8",
+		"max_migrations_per_round": "10"}
+	st, err := f.p.Status(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Count != 4 || st.Meta[metaMembers] != "3" {
+		t.Fatalf("before: %d hosts in use, meta %v; want 4 hosts, 3 members", st.Count, st.Meta)
+	}
+	if err := f.p.Scale(sdk.ScalingAction{Count: 1, Reason: "test"}, cluster); err != nil {
+		t.Fatal(err)
+	}
+	where := map[string]string{}
+	every := &pool.Ops{Hosts: pool.Inventory{}, Driver: f.ops.Driver}
+	for _, h := range []string{"h1", "h2", "h3", "h4"} {
+		every.Hosts[h] = pool.HostEntry{Name: h, URI: "fake:///" + h}
+	}
+	for _, h := range every.Hosts.Names() {
+		all, err := every.ListAll(ctx, []string{h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range all[h] {
+			where[d.Name] += h
+		}
+	}
+	// solo keeps h2, so web's members join it there; db-1 may only use h3
+	// and h4, so a second host stays in use.
+	if where["solo"] != "h2" || where["web-1"] != "h2" || where["web-2"] != "h2" || (where["db-1"] != "h3" && where["db-1"] != "h4") {
+		t.Errorf("placement after consolidating the cluster: %v", where)
+	}
+	if st, _ := f.p.Status(cluster); st.Count != 2 {
+		t.Errorf("%d hosts in use after consolidating (%v), want 2", st.Count, st.Meta)
 	}
 }
