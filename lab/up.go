@@ -262,8 +262,8 @@ setsid tini -s -- libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvir
 `))
 )
 
-// warm has each host's libvirtd probe QEMU (about half a second under
-// TCG, then cached), as a real host's daemon has long done by the time it
+// warm has each host's libvirtd probe the host and QEMU (under a second
+// each, then cached), as a real host's daemon has long done by the time it
 // starts guests: the first guest or migration on a host does not pay it.
 func warm(ctx context.Context, hosts []Host) error {
 	errs := make([]error, len(hosts))
@@ -272,8 +272,11 @@ func warm(ctx context.Context, hosts []Host) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := run(ctx, "virsh", "-c", h.URI, "domcapabilities", "--virttype", "qemu"); err != nil {
-				errs[i] = fmt.Errorf("host %s: libvirtd cannot probe QEMU: %w", h.Name, err)
+			for _, probe := range [][]string{{"capabilities"}, {"domcapabilities", "--virttype", "qemu"}} {
+				if err := run(ctx, "virsh", append([]string{"-c", h.URI}, probe...)...); err != nil {
+					errs[i] = fmt.Errorf("host %s: libvirtd cannot probe the host and QEMU: %w", h.Name, err)
+					return
+				}
 			}
 		}()
 	}
