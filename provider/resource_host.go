@@ -248,10 +248,9 @@ func (r *hostResource) ImportState(ctx context.Context, req resource.ImportState
 }
 
 // evacuate empties a host by live migration. The scheduler plans the
-// moves (Evacuate) among the hosts every guest there may use: a pool
-// member only goes to its pool's hosts. It re-plans after each round until
-// the host is empty, so guests started meanwhile and a retry after an
-// interruption are handled the same way.
+// moves (Evacuate); a pool member only goes to its own pool's hosts. It
+// re-plans after each round until the host is empty, so guests started
+// meanwhile and a retry after an interruption are handled the same way.
 func (c *Client) evacuate(ctx context.Context, host string) error {
 	const rounds = 3
 	for round := 1; ; round++ {
@@ -272,11 +271,8 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		if round > rounds {
 			return fmt.Errorf("host %s still runs %d guests after %d rounds", host, len(on), rounds)
 		}
-		// Destinations: the hosts all of its guests may use.
-		allowed := map[string]bool{}
-		for _, n := range c.cfg.Hosts.Names() {
-			allowed[n] = true
-		}
+		// A pool member may only go to its pool's hosts; other guests
+		// anywhere.
 		pools := map[string]*PoolRecord{}
 		for _, g := range on {
 			p := g.Labels[labelPool]
@@ -291,17 +287,11 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 				continue // a pool no record describes: no constraint known
 			}
 			pools[p] = &pr
-			ok := map[string]bool{}
-			for _, n := range pr.Spec.HostNames() {
-				ok[n] = true
-			}
-			for n := range allowed {
-				allowed[n] = allowed[n] && ok[n]
-			}
 		}
-		allowed[host] = true // it is the source; the planner never targets it
-		if view, err = c.cluster(ctx, allowed); err != nil {
-			return err
+		for i := range view.Guests {
+			if pr := pools[view.Where[view.Guests[i].Name].Labels[labelPool]]; pr != nil {
+				view.Guests[i].Hosts = pr.Spec.HostNames()
+			}
 		}
 		// One migration at a time, as an operator would.
 		pol := scheduler.DefaultPolicy()

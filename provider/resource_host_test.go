@@ -56,19 +56,22 @@ func checkHostRecord(host string, want bool) tfresource.TestCheckFunc {
 	}
 }
 
-// TestAccHostMaintenance: a pool lives on h3; h3 goes into maintenance;
-// apply live-migrates its members to the other host the pool may use (h1),
-// and h3 ends empty. Then the pool's hosts change to h2 only: its members
-// are live-migrated there and its record leaves h1 and h3. Import the host;
-// destroy leaves no record.
+// TestAccHostMaintenance: two pools live on h3, p (may use h1 and h3)
+// and q (may use h2 and h3); h3 goes into maintenance; apply live-migrates
+// each member to a host of its own pool (p's to h1, q's to h2), and h3 ends
+// empty. Then p's hosts change to h2 only: its members are live-migrated
+// there and its record leaves h1 and h3. Import the host; destroy leaves
+// no record.
 func TestAccHostMaintenance(t *testing.T) {
 	needAcc(t)
 	const pool, ipBase = "vpt-maint", 171
+	const other, otherIP = "vpt-maint-q", 176
+	q := func(hosts ...string) string { return poolBlock("q", other, hosts, 1, otherIP, false) }
 	maint := `
 resource "virtpool_host" "h3" {
   name        = "h3"
   maintenance = true
-  depends_on  = [virtpool_pool.p]
+  depends_on  = [virtpool_pool.p, virtpool_pool.q]
 }
 
 data "virtpool_hosts" "all" {
@@ -79,24 +82,28 @@ data "virtpool_hosts" "all" {
 		ProtoV6ProviderFactories: accProviders,
 		CheckDestroy: tfresource.ComposeAggregateTestCheckFunc(
 			checkNothingLeft(pool),
+			checkNothingLeft(other),
 			checkHostRecord("h3", false),
 		),
 		Steps: []tfresource.TestStep{
 			{
-				Config: poolConfig(pool, []string{"h3"}, 2, ipBase, false, ""),
+				Config: poolConfig(pool, []string{"h3"}, 2, ipBase, false, q("h3")),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
 					checkMembers(pool, 2, []string{"h3"}, false),
+					checkMembers(other, 1, []string{"h3"}, false),
 					checkPoolRecord(pool, []string{"h3"}, 2, ""),
 				),
 			},
 			{
-				Config: poolConfig(pool, []string{"h1", "h3"}, 2, ipBase, false, maint),
+				Config: poolConfig(pool, []string{"h1", "h3"}, 2, ipBase, false, q("h2", "h3")+maint),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
 					checkMembers(pool, 2, []string{"h1"}, false),
+					checkMembers(other, 1, []string{"h2"}, false),
 					checkHostEmpty("h3"),
 					checkHostRecord("h3", true),
 					checkPoolRecord(pool, []string{"h1", "h3"}, 2, ""),
 					checkGuestsAnswer(t, ipBase, 1, 2),
+					checkGuestsAnswer(t, otherIP, 1, 1),
 					tfresource.TestCheckResourceAttr("virtpool_host.h3", "maintenance", "true"),
 					tfresource.TestCheckResourceAttr("virtpool_host.h3", "uri", mustHost(t, "h3").URI),
 					tfresource.TestCheckResourceAttr("virtpool_host.h3", "guests.#", "0"),
@@ -110,9 +117,10 @@ data "virtpool_hosts" "all" {
 				),
 			},
 			{
-				Config: poolConfig(pool, []string{"h2"}, 2, ipBase, false, maint),
+				Config: poolConfig(pool, []string{"h2"}, 2, ipBase, false, q("h2", "h3")+maint),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
 					checkMembers(pool, 2, []string{"h2"}, false),
+					checkMembers(other, 1, []string{"h2"}, false),
 					checkPoolRecord(pool, []string{"h2"}, 2, ""),
 					checkHostEmpty("h3"),
 					checkGuestsAnswer(t, ipBase, 1, 2),

@@ -184,13 +184,18 @@ func TestSchedulerPolicy(t *testing.T) {
 // poolConfig is a pool of lab guests (64 MiB, 1 vCPU, direct kernel boot)
 // whose members answer at 192.0.2.<ipBase+n>.
 func poolConfig(name string, hosts []string, size, ipBase int, antiAffinity bool, extra string) string {
+	return providerConfig() + poolBlock("p", name, hosts, size, ipBase, antiAffinity) + extra
+}
+
+// poolBlock is a virtpool_pool resource res for the lab.
+func poolBlock(res, name string, hosts []string, size, ipBase int, antiAffinity bool) string {
 	img := labImage()
 	q := make([]string, len(hosts))
 	for i, h := range hosts {
 		q[i] = fmt.Sprintf("%q", h)
 	}
-	return providerConfig() + fmt.Sprintf(`
-resource "virtpool_pool" "p" {
+	return fmt.Sprintf(`
+resource "virtpool_pool" %q {
   name          = %q
   hosts         = [%s]
   size          = %d
@@ -208,7 +213,7 @@ resource "virtpool_pool" "p" {
     accelerator = %q
   }
 }
-`, name, strings.Join(q, ", "), size, antiAffinity, img.Kernel, img.Initrd, img.Cmdline, ipBase, lab.GuestBridge, accel()) + extra
+`, res, name, strings.Join(q, ", "), size, antiAffinity, img.Kernel, img.Initrd, img.Cmdline, ipBase, lab.GuestBridge, accel())
 }
 
 func accel() string {
