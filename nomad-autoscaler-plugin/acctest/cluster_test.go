@@ -1,46 +1,11 @@
 package acctest
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
 	"testing"
 	"time"
 )
-
-// clusterPolicy keeps the average load of every host in use near target%
-// by changing how many hosts the whole cluster uses: its target names no
-// pool, so the members of every pool move, each among its own pool's
-// hosts, under the migration policy the target block gives.
-func clusterPolicy(name string, target int) string {
-	return fmt.Sprintf(`scaling %q {
-  enabled = true
-  min     = 1
-  max     = 3
-
-  policy {
-    evaluation_interval = "2s"
-    cooldown            = "4s"
-
-    check "host_cpu" {
-      source       = "virtpool"
-      query        = "metric=cpu agg=avg reduce=avg"
-      query_window = "6s"
-      strategy "target-value" {
-        target = %d
-      }
-    }
-
-    target "virtpool" {
-      dimension                = "hosts"
-      cpu_high                 = "0.9"
-      target_utilisation       = "0.6"
-      max_migrations_per_round = "10"
-    }
-  }
-}
-`, name, target)
-}
 
 var reClusterScale = regexp.MustCompile(`scale requested.*cluster=true`)
 
@@ -75,7 +40,7 @@ func TestAccClusterConsolidateAndSpread(t *testing.T) {
 	}
 
 	t0 := time.Now()
-	a := startAgent(t, map[string]string{"cluster.hcl": clusterPolicy("cluster-hosts", target)}, targetConfig(), apmConfig())
+	a := startAgent(t, map[string]string{"cluster.hcl": hostsPolicy("cluster-hosts", "", target)}, targetConfig(), apmConfig())
 	packed := waitFor(t, "the cluster on one host", 120*time.Second, func() bool { return len(inUse()) == 1 && on(inUse()[0]) == 3 })
 	decision := a.waitLog(reClusterScale, t0, time.Second)
 	start := a.waitLog(reMigrationStart, t0, time.Second)

@@ -7,9 +7,19 @@ import (
 	"time"
 )
 
-// hostsPolicy keeps the average load of a pool's hosts in use near
-// target% by changing how many hosts it uses (DPM-like).
+// hostsPolicy keeps the average load of the hosts in use near target% by
+// changing how many hosts are used (DPM-like): a pool's, or with poolName
+// "" the whole cluster's (its target names no pool and gives the planner's
+// policy itself).
 func hostsPolicy(name, poolName string, target int) string {
+	query := "metric=cpu agg=avg reduce=avg"
+	block := `cpu_high                 = "0.9"
+      target_utilisation       = "0.6"
+      max_migrations_per_round = "10"`
+	if poolName != "" {
+		query = "pool=" + poolName + " of=hosts " + query
+		block = fmt.Sprintf("pool = %q", poolName)
+	}
 	return fmt.Sprintf(`scaling %q {
   enabled = true
   min     = 1
@@ -21,7 +31,7 @@ func hostsPolicy(name, poolName string, target int) string {
 
     check "host_cpu" {
       source       = "virtpool"
-      query        = "pool=%s of=hosts metric=cpu agg=avg reduce=avg"
+      query        = %q
       query_window = "6s"
       strategy "target-value" {
         target = %d
@@ -29,12 +39,12 @@ func hostsPolicy(name, poolName string, target int) string {
     }
 
     target "virtpool" {
-      pool      = %q
       dimension = "hosts"
+      %s
     }
   }
 }
-`, name, poolName, target, poolName)
+`, name, query, target, block)
 }
 
 // Test 3: low load → the pool is consolidated onto one host and the others
