@@ -62,6 +62,14 @@
 // case, meet an anti-affinity partner still leaving, or exceed
 // Policy.MaxParallelPerHost; moves touching one host keep their order.
 //
+// # Where a guest may go
+//
+// A move never takes a guest to a host that is not active (or powered on
+// by the plan), to a host running another member of its anti-affinity
+// group, or, when Guest.Hosts lists hosts, to any other host: a plan that
+// spans several pools keeps each member among its own pool's hosts.
+// Pinned guests never move.
+//
 // # Migration cost
 //
 // Moving a guest copies its memory. Move.Bytes is the measured memory in
