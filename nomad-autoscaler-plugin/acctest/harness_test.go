@@ -451,7 +451,9 @@ func (a *agent) run() {
 		t.Fatalf("start %s: %v", autoscalerBin, err)
 	}
 	logFile, _ := os.Create(filepath.Join(a.dir, "agent.log"))
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -465,10 +467,12 @@ func (a *agent) run() {
 				fmt.Fprintf(logFile, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
 			}
 		}
+		io.Copy(io.Discard, pr) // after a scan error, so that the agent never blocks writing
 	}()
 	go func() {
 		a.cmd.Wait()
 		pw.Close()
+		<-read // done means every line the agent wrote is in a.lines
 		close(a.done)
 	}()
 	t.Cleanup(a.stop)
