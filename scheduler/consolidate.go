@@ -13,7 +13,8 @@ import (
 //
 // Hosts are emptied whole, fewest guests first (then least loaded, then
 // smallest), so every move frees a host and no guest moves twice. Hosts with
-// pinned guests are always kept. The hosts to keep start as the fullest ones
+// pinned guests are always kept, and hosts whose guests may use few hosts
+// (Guest.Hosts) are emptied last. The hosts to keep start as the fullest ones
 // whose capacity at the target utilisation covers the total demand (or the n
 // fullest); the guests of each other host go, largest first, to the kept
 // host left with the least room that still fits them within the target
@@ -81,7 +82,9 @@ func (s *sim) consolidate(n int, rule fitRule) (Plan, int) {
 			}
 		}
 	}
-	// Freeing order: cheapest to empty first.
+	flex := s.flexibility(active)
+	// Freeing order: cheapest to empty first; hosts whose guests have the
+	// fewest places to go (Guest.Hosts) last, so they are the ones kept.
 	order := slices.Clone(active)
 	slices.SortFunc(order, func(a, b int32) int {
 		ha, hb := &s.hosts[a], &s.hosts[b]
@@ -90,6 +93,9 @@ func (s *sim) consolidate(n int, rule fitRule) (Plan, int) {
 				return 1
 			}
 			return -1
+		}
+		if c := cmp.Compare(flex[b], flex[a]); c != 0 {
+			return c
 		}
 		if c := cmp.Compare(len(ha.guests), len(hb.guests)); c != 0 {
 			return c
@@ -130,6 +136,29 @@ func (s *sim) consolidate(n int, rule fitRule) (Plan, int) {
 		plan.PowerOff = append(plan.PowerOff, s.hosts[h].Name)
 	}
 	return plan, len(active) - len(freed)
+}
+
+// flexibility gives each active host the fewest active hosts any of its
+// guests may run on (len(active) when none has a Guest.Hosts list).
+func (s *sim) flexibility(active []int32) []int {
+	perSet := make([]int, len(s.allowed))
+	for i, set := range s.allowed {
+		for _, h := range active {
+			if set[h] {
+				perSet[i]++
+			}
+		}
+	}
+	flex := make([]int, len(s.hosts))
+	for _, h := range active {
+		flex[h] = len(active)
+		for _, gi := range s.hosts[h].guests {
+			if a := s.guests[gi].allowed; a >= 0 {
+				flex[h] = min(flex[h], perSet[a])
+			}
+		}
+	}
+	return flex
 }
 
 // keepCount is how many hosts at the end of order to keep at first: n, or
