@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ func Down(ctx context.Context, log hclog.Logger) error {
 	if err := os.RemoveAll(Dir); err != nil {
 		errs = append(errs, err)
 	}
+	os.Remove(filepath.Dir(Dir)) // /var/lib/virtpool too, unless something else lives there
 	if len(nss) > 0 {
 		log.Info("lab down", "namespaces", len(nss))
 	}
