@@ -126,19 +126,16 @@ func (v *View) PinOthers(pool string) {
 	}
 }
 
-// KeepInPools, for plans that span pools, lets each member move only among
-// its own pool's hosts, and pins members whose pool record is unknown.
-func (v *View) KeepInPools(pools map[string]Record) {
+// KeepInPools, for plans that span pools, lets each member of a pool in
+// pools move only among that pool's hosts. Members of other pools, whose
+// hosts nothing says, are pinned if pinUnknown, else left free.
+func (v *View) KeepInPools(pools map[string]Record, pinUnknown bool) {
 	for i := range v.Guests {
 		g := &v.Guests[i]
-		pr, ok := pools[g.Pool]
-		if !ok {
+		if pr, ok := pools[g.Pool]; ok {
+			g.Hosts = pr.Spec.HostNames()
+		} else if pinUnknown && g.Pool != "" {
 			g.Pinned = true
-			continue
-		}
-		g.Hosts = g.Hosts[:0]
-		for _, h := range pr.Spec.Hosts {
-			g.Hosts = append(g.Hosts, h.Name)
 		}
 	}
 }

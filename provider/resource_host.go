@@ -273,10 +273,10 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		}
 		// A pool member may only go to its pool's hosts; other guests
 		// anywhere.
-		pools := map[string]*PoolRecord{}
+		pools := map[string]PoolRecord{}
 		for _, g := range on {
 			p := g.Labels[labelPool]
-			if p == "" || pools[p] != nil {
+			if _, seen := pools[p]; p == "" || seen {
 				continue
 			}
 			pr, _, found, err := c.readPool(ctx, p, nil)
@@ -286,13 +286,9 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 			if !found {
 				continue // a pool no record describes: no constraint known
 			}
-			pools[p] = &pr
+			pools[p] = pr
 		}
-		for i := range view.Guests {
-			if pr := pools[view.Where[view.Guests[i].Name].Labels[labelPool]]; pr != nil {
-				view.Guests[i].Hosts = pr.Spec.HostNames()
-			}
-		}
+		view.KeepInPools(pools, false) // maintenance moves every guest somewhere
 		// One migration at a time, as an operator would.
 		pol := scheduler.DefaultPolicy()
 		pol.MaxParallelPerHost = 1
@@ -309,7 +305,7 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		tflog.Info(ctx, "evacuating host", map[string]any{"host": host, "guests": len(on), "moves": len(plan.Moves), "round": round})
 		// Each guest moves with its pool's migration policy.
 		opts := func(g Located) driver.MigrateOptions {
-			if pr := pools[g.Labels[labelPool]]; pr != nil {
+			if pr, ok := pools[g.Labels[labelPool]]; ok {
 				return c.migrateOptions(pr.Policy, pr.Spec.HasDisk())
 			}
 			return c.migrateOptions(nil, false)

@@ -3,6 +3,8 @@ package acctest
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
 	"testing"
 	"time"
 )
@@ -55,67 +57,99 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	pol.TargetUtilisation = 0.6
 	p := newPool(t, "t3", []string{"h1", "h2", "h3"}, "192.0.2.221/24", 3, 3, 3, pol)
 	p.createOn("h1", "h2", "h3")
-	names := func() []string { return []string{"t3-1", "t3-2", "t3-3"} }
-	w := watchMembers(t, p, names)
+	w := watchMembers(t, p, func() []string { return []string{"t3-1", "t3-2", "t3-3"} })
 	s := followStreams(t, p, 3)
 	target := hostsTarget(t, p)
-
-	// Idle from the start: the agent packs the pool.
 	t0 := time.Now()
 	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", target)}, targetConfig(), apmConfig())
-	packed := waitFor(t, "the pool on one host", 120*time.Second, func() bool {
-		hs := p.hostsOf()
-		return len(hs) == 1 && len(p.on(hs[0])) == 3
-	})
-	decision := a.waitLog(logRE("scale requested", "t3"), t0, time.Second)
-	start := a.waitLog(reMigrationStart, t0, time.Second)
-	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(p.standbyHosts()) == 2 })
-	tl := newTimeline(t, "idle pool (from agent start)", t0)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first migration started", start.At)
-	tl.add("pool on one host", packed)
-	tl.add("freed hosts on standby", standby)
-	tl.print()
-	home := p.hostsOf()[0]
-	for _, h := range p.standbyHosts() {
-		if h == home {
-			t.Fatalf("%s runs the pool and is on standby", h)
+	packThenSpread(t, a, t0, "pool", logRE("scale requested", "t3"), func() {}, p)
+	w.check(t)
+	s.check(t)
+}
+
+// packThenSpread follows the hosts dimension through a cycle, from the
+// start of agent a at t0: the idle members of pools (three in all) are
+// packed onto one host and the two others go on standby; loaded, they
+// spread onto all three hosts again, and each state holds for a few more
+// evaluations. reScale matches the agent's Scale calls, what names the
+// subject in messages; check runs after each phase.
+func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *regexp.Regexp, check func(), pools ...*testPool) {
+	t.Helper()
+	hosts := []string{"h1", "h2", "h3"}
+	on := func(h string) int {
+		n := 0
+		for _, p := range pools {
+			n += len(p.on(h))
+		}
+		return n
+	}
+	inUse := func() []string {
+		var out []string
+		for _, h := range hosts {
+			if on(h) > 0 {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	setLoad := func(load int) {
+		for _, p := range pools {
+			for i := 1; i <= int(p.spec.Size); i++ {
+				p.setLoad(i, load)
+			}
 		}
 	}
+	standbyHosts := pools[0].standbyHosts // the lab's, whichever pool asks
+
+	// Idle from the start: the agent packs the members.
+	packed := waitFor(t, "the "+what+" on one host", 120*time.Second, func() bool {
+		hs := inUse()
+		return len(hs) == 1 && on(hs[0]) == 3
+	})
+	decision := a.waitLog(reScale, t0, time.Second)
+	start := a.waitLog(reMigrationStart, t0, time.Second)
+	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 })
+	tl := newTimeline(t, "idle "+what+" (from agent start)", t0)
+	tl.add("decision (Scale called)", decision.At)
+	tl.add("first migration started", start.At)
+	tl.add(what+" on one host", packed)
+	tl.add("freed hosts on standby", standby)
+	tl.print()
+	home := inUse()[0]
+	t.Logf("packed onto %s; on standby: %v", home, standbyHosts())
+	if slices.Contains(standbyHosts(), home) {
+		t.Fatalf("%s runs the members and is on standby", home)
+	}
+	check()
 	time.Sleep(6 * time.Second)
-	if hs := p.hostsOf(); len(hs) != 1 {
-		t.Fatalf("pool spread again without load: %v", hs)
+	if hs := inUse(); len(hs) != 1 {
+		t.Fatalf("%s spread again without load: %v", what, hs)
 	}
 
 	// Load returns: three busy guests on one host.
 	t1 := time.Now()
-	for i := 1; i <= 3; i++ {
-		p.setLoad(i, 100)
-	}
+	setLoad(100)
 	spread := waitFor(t, "one member on each host", 120*time.Second, func() bool {
-		return len(p.on("h1")) == 1 && len(p.on("h2")) == 1 && len(p.on("h3")) == 1
+		return on("h1") == 1 && on("h2") == 1 && on("h3") == 1
 	})
-	decision = a.waitLog(logRE("scale requested", "t3"), t1, time.Second)
+	decision = a.waitLog(reScale, t1, time.Second)
 	start = a.waitLog(reMigrationStart, t1, time.Second)
 	tl = newTimeline(t, "load returns", t1)
 	tl.add("decision (Scale called)", decision.At)
 	tl.add("first migration started", start.At)
-	tl.add("pool on three hosts", spread)
+	tl.add(what+" on three hosts", spread)
 	tl.print()
-	if sb := p.standbyHosts(); len(sb) != 0 {
+	check()
+	if sb := standbyHosts(); len(sb) != 0 {
 		t.Errorf("hosts still on standby after spreading: %v", sb)
 	}
 	time.Sleep(6 * time.Second)
-	for _, h := range []string{"h1", "h2", "h3"} {
-		if got := p.on(h); len(got) != 1 {
-			t.Errorf("%s runs %v after the pool spread, want one member", h, got)
+	for _, h := range hosts {
+		if n := on(h); n != 1 {
+			t.Errorf("%s runs %d members after the %s spread, want one", h, n, what)
 		}
 	}
-	for i := 1; i <= 3; i++ {
-		p.setLoad(i, 0)
-	}
-	w.check(t)
-	s.check(t)
+	setLoad(0)
 }
 
 // hostsTarget returns the policy's target for the average load of the

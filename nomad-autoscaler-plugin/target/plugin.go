@@ -390,6 +390,14 @@ func (pc policyConfig) subject() string {
 	return "pool " + pc.Pool
 }
 
+// logArgs are a policy's key/value pairs for its log lines.
+func (pc policyConfig) logArgs() []any {
+	if pc.Pool == "" {
+		return []any{"cluster", true, "dimension", pc.Dimension}
+	}
+	return []any{"pool", pc.Pool, "dimension", pc.Dimension}
+}
+
 // state returns what the plugin needs for an action, or an error if it is
 // not configured.
 func (p *Plugin) state() (config, *fleet.Fleet, error) {

@@ -36,10 +36,7 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 	if dry {
 		want = dryRunCount(action.Meta)
 	}
-	log := p.logger.Named("scale").With("pool", pc.Pool, "dimension", pc.Dimension)
-	if pc.Pool == "" {
-		log = p.logger.Named("scale").With("cluster", true, "dimension", pc.Dimension)
-	}
+	log := p.logger.Named("scale").With(pc.logArgs()...)
 	log.Info("scale requested", "count", want, "direction", action.Direction.String(), "reason", action.Reason, "dry_run", dry)
 	what := fmt.Sprintf("%s to %d", pc.Dimension, want)
 	if b, ok := p.tryBusy(pc.Pool, what); !ok {
@@ -128,11 +125,11 @@ func (p *Plugin) scaleSize(ctx context.Context, ops *pool.Ops, pc policyConfig, 
 }
 
 // migrateOpts are the live-migration options of a guest: those of its
-// pool (which, for a cluster policy, is any of pools).
+// pool's record in pools (rec's, for a pool policy), else rec's.
 func migrateOpts(c config, rec pool.Record, pools map[string]pool.Record) func(pool.Located) driver.MigrateOptions {
 	return func(at pool.Located) driver.MigrateOptions {
 		r, ok := pools[at.Labels[pool.LabelPool]]
-		if !ok || rec.Spec.Name != "" {
+		if !ok {
 			r = rec
 		}
 		return pool.MigrateOptions(c.Migration, r.Policy, r.Spec.HasDisk())
@@ -152,7 +149,7 @@ func view(ctx context.Context, ops *pool.Ops, rec pool.Record, pools map[string]
 	}
 	v.PinOthers(rec.Spec.Name)
 	if rec.Spec.Name == "" {
-		v.KeepInPools(pools)
+		v.KeepInPools(pools, true) // an automatic move goes only where it surely may
 	}
 	return v, nil
 }

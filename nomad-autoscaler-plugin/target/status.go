@@ -41,7 +41,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.logger.Named("status").With("pool", pc.Pool, "dimension", pc.Dimension)
+	log := p.logger.Named("status").With(pc.logArgs()...)
 	ctx, cancel := context.WithTimeout(context.Background(), pc.StatusTimeout)
 	defer cancel()
 	st := &sdk.TargetStatus{Meta: map[string]string{metaPool: pc.Pool}}
