@@ -16,7 +16,7 @@ import (
 )
 
 // Down stops every process in the lab's namespaces, deletes the namespaces
-// and removes Dir. It needs no state file, so it also cleans up after a
+// and the hosts' cgroups, and removes Dir. It needs no state file, so it also cleans up after a
 // crash or a killed test. Running it on a machine without a lab is a no-op.
 func Down(ctx context.Context, log hclog.Logger) error {
 	if log == nil {
@@ -25,6 +25,12 @@ func Down(ctx context.Context, log hclog.Logger) error {
 	nss, err := labNamespaces(ctx)
 	if err != nil {
 		return err
+	}
+	var cgs []Cgroups
+	if l, err := Load(); err == nil {
+		for _, h := range l.Hosts {
+			cgs = append(cgs, h.Cgroups)
+		}
 	}
 	var errs []error
 	for _, ns := range nss {
@@ -36,6 +42,9 @@ func Down(ctx context.Context, log hclog.Logger) error {
 		if err := run(ctx, "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeCgroups(cgs); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(Dir); err != nil {
 		errs = append(errs, err)

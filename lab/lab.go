@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
 )
 
 // Dir holds the lab's state: per-host libvirt directories and the shared
@@ -46,6 +47,33 @@ type Host struct {
 	Bridge    string `json:"bridge"`     // bridge for guest NICs
 	StateDir  string `json:"state_dir"`  // private /etc, /run, /var dirs of its libvirtd
 	MigrateTo string `json:"migrate_to"` // QEMU migration URI (tcp://IP)
+	// CPUs and MemoryMiB are the host's capacity for guests: its budget
+	// (see HostCPUs), which virtpool must plan with instead of the
+	// machine's cores and memory that libvirt reports.
+	CPUs      float64 `json:"cpus"`
+	MemoryMiB int64   `json:"memory_mib"`
+	// Cgroups hold the host's processes and enforce its budget.
+	Cgroups Cgroups `json:"cgroups"`
+}
+
+// Capacity is the host's capacity as virtpool's host entries declare it.
+func (h Host) Capacity() pool.Capacity {
+	return pool.Capacity{CPUs: h.CPUs, MemoryMiB: h.MemoryMiB}
+}
+
+// Entry is the host as virtpool names and reaches it: a pool record's
+// entry, with its migration addresses and capacity.
+func (h Host) Entry() pool.HostEntry {
+	return pool.HostEntry{Name: h.Name, URI: h.URI, PeerURI: h.PeerURI, MigrationURI: h.MigrateTo, Capacity: h.Capacity()}
+}
+
+// Inventory is every lab host's entry, by name.
+func (l *Lab) Inventory() pool.Inventory {
+	inv := pool.Inventory{}
+	for _, h := range l.Hosts {
+		inv[h.Name] = h.Entry()
+	}
+	return inv
 }
 
 // Guest image files, in the shared image directory.

@@ -75,6 +75,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		h := newHost(i)
+		if h.Cgroups, err = makeCgroups(h.Name); err != nil {
+			return nil, err
+		}
 		if err := plug(ctx, h.Namespace, h.Name, h.IP, true); err != nil {
 			return nil, err
 		}
@@ -113,6 +116,8 @@ func newHost(i int) Host {
 		MigrateTo: "tcp://" + ip,
 		Bridge:    GuestBridge,
 		StateDir:  state,
+		CPUs:      HostCPUs,
+		MemoryMiB: hostPlannedMemoryMiB,
 	}
 }
 
@@ -241,6 +246,9 @@ migration_address = "{{.IP}}"
 	// the daemons, which keep the namespaces alive.
 	hostScript = template.Must(template.New("host.sh").Parse(`set -e
 hostname {{.Name}}
+# The host's budget: this shell and so every daemon and QEMU it starts.
+{{range .Cgroups.Dirs}}echo $$ > {{.}}/cgroup.procs
+{{end}}
 for d in etc run lib cache log; do mkdir -p {{.StateDir}}/$d; done
 mkdir -p {{.StateDir}}/log/qemu {{.StateDir}}/lib/qemu {{.StateDir}}/etc/qemu
 mount --bind {{.StateDir}}/etc /etc/libvirt

@@ -17,6 +17,9 @@ type HostEntry struct {
 	// MigrationURI is where QEMU sends migration data (tcp://addr);
 	// default: libvirt's choice.
 	MigrationURI string `json:"migration_uri,omitempty"`
+	// Capacity is what virtpool may plan with on the host (default: all
+	// it reports).
+	Capacity
 }
 
 // Inventory is a set of hosts by name.

@@ -307,3 +307,32 @@ func TestApplyStopsAfterFailedWave(t *testing.T) {
 		t.Errorf("migrations done: %v", names)
 	}
 }
+
+// The planner's hosts have the capacity the host entries give them, not
+// what the hosts report; an entry asking for more than the host has is an
+// error naming the host.
+func TestViewHostCapacity(t *testing.T) {
+	_, ops, _ := setup(t, 0, 0, 3, nil)
+	h1 := ops.Hosts["h1"]
+	h1.Capacity = pool.Capacity{CPUs: 1.5, ReservedCPUs: 0.5, MemoryMiB: 4096}
+	ops.Hosts["h1"] = h1
+	v, err := ops.View(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]scheduler.Host{}
+	for _, h := range v.Hosts {
+		got[h.Name] = h
+	}
+	if h := got["h1"]; h.Cores != 1 || h.MemoryBytes != 4<<30 {
+		t.Errorf("h1: %v cores, %d bytes; want 1 core, 4 GiB", h.Cores, h.MemoryBytes)
+	}
+	if h := got["h2"]; h.Cores != 2 || h.MemoryBytes != 8<<30 {
+		t.Errorf("h2: %v cores, %d bytes; want the host's 2 CPUs, 8 GiB", h.Cores, h.MemoryBytes)
+	}
+	h1.Capacity = pool.Capacity{MemoryMiB: 16384}
+	ops.Hosts["h1"] = h1
+	if _, err := ops.View(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "host h1: capacity: memory_mib = 16384 exceeds") {
+		t.Errorf("View with too large a capacity: %v", err)
+	}
+}

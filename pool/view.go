@@ -25,10 +25,11 @@ type View struct {
 	InFlight []string
 }
 
-// View builds the planner's view of every host: capacity from the host,
-// state from its host record, guests (running or paused) from libvirt with
-// their measured demand (Ops.Demand). Hosts outside allowed (nil: all) are
-// shown in maintenance so that no decision puts anything there.
+// View builds the planner's view of every host: capacity from the host as
+// its HostEntry.Capacity says, state from its host record, guests (running
+// or paused) from libvirt with their measured demand (Ops.Demand). Hosts
+// outside allowed (nil: all) are shown in maintenance so that no decision
+// puts anything there.
 func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
@@ -55,7 +56,11 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 		}
 		st := HostStateOf(n, rs)
 		states[i] = st
-		sh := scheduler.Host{Name: n, Cores: float64(hi.CPUs), MemoryBytes: int64(hi.MemoryBytes), State: scheduler.Active}
+		cores, mem, err := h.Capacity.Of(hi.CPUs, hi.MemoryBytes)
+		if err != nil {
+			return fmt.Errorf("host %s: capacity: %w", n, err)
+		}
+		sh := scheduler.Host{Name: n, Cores: cores, MemoryBytes: mem, State: scheduler.Active}
 		switch {
 		case st.Maintenance || (allowed != nil && !allowed[n]):
 			sh.State = scheduler.Maintenance

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -23,6 +24,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // Address is the provider's registry address, which dev_overrides and
@@ -58,12 +61,33 @@ type providerModel struct {
 
 var hostEntryAttrTypes = map[string]attr.Type{
 	"uri": types.StringType, "peer_uri": types.StringType, "migration_uri": types.StringType,
+	pool.CapacityCPUs: types.Float64Type, pool.CapacityMemoryMiB: types.Int64Type,
+	pool.CapacityReservedCPUs: types.Float64Type, pool.CapacityReservedMemoryMiB: types.Int64Type,
 }
 
 type hostEntryModel struct {
-	URI          types.String `tfsdk:"uri"`
-	PeerURI      types.String `tfsdk:"peer_uri"`
-	MigrationURI types.String `tfsdk:"migration_uri"`
+	URI               types.String  `tfsdk:"uri"`
+	PeerURI           types.String  `tfsdk:"peer_uri"`
+	MigrationURI      types.String  `tfsdk:"migration_uri"`
+	CPUs              types.Float64 `tfsdk:"cpus"`
+	MemoryMiB         types.Int64   `tfsdk:"memory_mib"`
+	ReservedCPUs      types.Float64 `tfsdk:"reserved_cpus"`
+	ReservedMemoryMiB types.Int64   `tfsdk:"reserved_memory_mib"`
+}
+
+// capacity is the entry's pool.Capacity (null attributes are zero).
+func (h hostEntryModel) capacity() pool.Capacity {
+	return pool.Capacity{CPUs: h.CPUs.ValueFloat64(), MemoryMiB: h.MemoryMiB.ValueInt64(),
+		ReservedCPUs: h.ReservedCPUs.ValueFloat64(), ReservedMemoryMiB: h.ReservedMemoryMiB.ValueInt64()}
+}
+
+func (h hostEntryModel) unknown() bool {
+	for _, v := range []attr.Value{h.URI, h.PeerURI, h.MigrationURI, h.CPUs, h.MemoryMiB, h.ReservedCPUs, h.ReservedMemoryMiB} {
+		if v.IsUnknown() {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Provider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -97,6 +121,30 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 						Description: "Where QEMU sends migration data, e.g. `tcp://10.0.0.2`. Defaults to libvirt's choice.",
 						Optional:    true,
 						Validators:  []validator.String{migrationURIValidator{}},
+					},
+					pool.CapacityCPUs: schema.Float64Attribute{
+						Description: "CPU capacity virtpool plans with on this host, in cores (fractions allowed): " +
+							"placement, balancing and the host loads the autoscaler plugins report are against it. " +
+							"Default: the CPUs the host reports. At most that many.",
+						Optional:   true,
+						Validators: []validator.Float64{float64validator.AtLeast(0)},
+					},
+					pool.CapacityMemoryMiB: schema.Int64Attribute{
+						Description: "Memory for guests virtpool plans with on this host, in MiB. Default: what the host reports. At most that much.",
+						Optional:    true,
+						Validators:  []validator.Int64{int64validator.AtLeast(0)},
+					},
+					pool.CapacityReservedCPUs: schema.Float64Attribute{
+						Description: "Cores kept for the hypervisor itself (libvirtd, QEMU's own threads, the host OS), " +
+							"taken off `cpus`, as OpenStack's `reserved_host_cpus`.",
+						Optional:   true,
+						Validators: []validator.Float64{float64validator.AtLeast(0)},
+					},
+					pool.CapacityReservedMemoryMiB: schema.Int64Attribute{
+						Description: "Memory kept for the hypervisor itself (QEMU's overhead per guest, the host OS), in MiB, " +
+							"taken off `memory_mib`, as OpenStack's `reserved_host_memory_mb`.",
+						Optional:   true,
+						Validators: []validator.Int64{int64validator.AtLeast(0)},
 					},
 				}},
 			},
@@ -167,12 +215,18 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 	var hosts map[string]hostEntryModel
 	diags.Append(m.Hosts.ElementsAs(ctx, &hosts, false)...)
 	for name, h := range hosts {
-		if h.URI.IsUnknown() || h.PeerURI.IsUnknown() || h.MigrationURI.IsUnknown() {
-			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Host address not known yet",
-				"The provider's hosts must be known when Terraform plans.")
+		if h.unknown() {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Host not known yet",
+				"The provider's hosts (addresses and capacity) must be known when Terraform plans.")
 			continue
 		}
-		e := HostEntry{Name: name, URI: h.URI.ValueString(), PeerURI: h.PeerURI.ValueString(), MigrationURI: h.MigrationURI.ValueString()}
+		e := HostEntry{Name: name, URI: h.URI.ValueString(), PeerURI: h.PeerURI.ValueString(),
+			MigrationURI: h.MigrationURI.ValueString(), Capacity: h.capacity()}
+		if err := e.Capacity.Validate(); err != nil {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Invalid host capacity",
+				fmt.Sprintf("host %s: %v", name, err))
+			continue
+		}
 		cfg.Hosts[name] = e
 	}
 	for _, d := range []struct {

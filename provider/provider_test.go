@@ -22,6 +22,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/lab/probe"
 )
@@ -116,6 +117,9 @@ provider "virtpool" {
 		fmt.Fprintf(&b, "    %s = {\n      uri = %q\n", h.Name, h.URI)
 		if h.PeerURI != "" {
 			fmt.Fprintf(&b, "      peer_uri = %q\n      migration_uri = %q\n", h.PeerURI, h.MigrateTo)
+		}
+		if h.CPUs > 0 {
+			fmt.Fprintf(&b, "      cpus = %v\n      memory_mib = %d\n", h.CPUs, h.MemoryMiB)
 		}
 		b.WriteString("    }\n")
 	}
@@ -230,12 +234,27 @@ func TestProviderSchemaValid(t *testing.T) {
 func TestConfigFromModel(t *testing.T) {
 	ctx := context.Background()
 	hostType := types.ObjectType{AttrTypes: hostEntryAttrTypes}
-	host := func(uri string) types.Object {
+	hostWith := func(uri string, cpus, reservedCPUs float64, memMiB int64) types.Object {
+		f := func(v float64) types.Float64 {
+			if v == 0 {
+				return types.Float64Null()
+			}
+			return types.Float64Value(v)
+		}
+		mem := types.Int64Null()
+		if memMiB != 0 {
+			mem = types.Int64Value(memMiB)
+		}
 		return types.ObjectValueMust(hostEntryAttrTypes, map[string]attr.Value{
 			"uri": types.StringValue(uri), "peer_uri": types.StringNull(), "migration_uri": types.StringValue("tcp://10.0.0.1"),
+			"cpus": f(cpus), "memory_mib": mem, "reserved_cpus": f(reservedCPUs), "reserved_memory_mib": types.Int64Null(),
 		})
 	}
+	host := func(uri string) types.Object { return hostWith(uri, 0, 0, 0) }
 	hosts := types.MapValueMust(hostType, map[string]attr.Value{"h1": host("qemu:///system")})
+	withCapacity := func(cpus, reservedCPUs float64, memMiB int64) types.Map {
+		return types.MapValueMust(hostType, map[string]attr.Value{"h1": hostWith("qemu:///system", cpus, reservedCPUs, memMiB)})
+	}
 	cases := []struct {
 		name    string
 		m       providerModel
@@ -259,6 +278,13 @@ func TestConfigFromModel(t *testing.T) {
 				return nil
 			}},
 		{"bad duration", providerModel{Hosts: hosts, ShutdownTimeout: types.StringValue("soon")}, "soon", nil},
+		{"capacity", providerModel{Hosts: withCapacity(0.5, 0, 2048)}, "", func(c Config) error {
+			if got, want := c.Hosts["h1"].Capacity, (pool.Capacity{CPUs: 0.5, MemoryMiB: 2048}); got != want {
+				return fmt.Errorf("capacity %+v, want %+v", got, want)
+			}
+			return nil
+		}},
+		{"reservation above the capacity", providerModel{Hosts: withCapacity(2, 2, 0)}, "host h1: reserved_cpus = 2 leaves nothing of cpus = 2", nil},
 		{"unknown hosts", providerModel{Hosts: types.MapUnknown(hostType)}, "must be known", nil},
 	}
 	for _, c := range cases {

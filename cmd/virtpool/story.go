@@ -116,10 +116,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 			err = errors.Join(err, tf("destroy", "-auto-approve", "-input=false", "-no-color"))
 		}()
 	}
-	ops := &pool.Ops{Hosts: pool.Inventory{}, Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
-	for _, h := range l.Hosts {
-		ops.Hosts[h.Name] = pool.HostEntry{Name: h.Name, URI: h.URI}
-	}
+	ops := &pool.Ops{Hosts: l.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
 	defer func() { // the autoscaler's standby marks go with the demo
 		for _, h := range l.Hosts {
 			ops.SetAutoStandby(context.Background(), h.Name, false)

@@ -37,6 +37,8 @@ provider "virtpool" {
       uri           = h.uri      # unix socket, from the root namespace
       peer_uri      = h.peer_uri # TCP, between the hosts' libvirtd
       migration_uri = h.migrate_to
+      cpus          = h.cpus       # each lab host's CPU budget (its cgroup), not the machine's cores
+      memory_mib    = h.memory_mib # memory for guests within the host's limit
     }
   }
   shutdown_timeout          = "0s" # the tiny guest has no ACPI: just stop it

@@ -9,11 +9,15 @@ terraform {
 # Three KVM hosts. The provider reaches each libvirtd at uri; during a live
 # migration the source host's libvirtd reaches the destination at peer_uri
 # (default: uri) and QEMU sends the guest's memory to migration_uri.
+# virtpool plans with what each host reports, less what is reserved for the
+# hypervisor itself: here 2 cores and 4 GiB per host (libvirtd, QEMU's own
+# threads and memory overhead, the host OS); cpus and memory_mib would
+# instead set the capacity outright.
 provider "virtpool" {
   hosts = {
-    kvm1 = { uri = "qemu+tls://kvm1.example.net/system", migration_uri = "tcp://10.10.0.1" }
-    kvm2 = { uri = "qemu+tls://kvm2.example.net/system", migration_uri = "tcp://10.10.0.2" }
-    kvm3 = { uri = "qemu+tls://kvm3.example.net/system", migration_uri = "tcp://10.10.0.3" }
+    kvm1 = { uri = "qemu+tls://kvm1.example.net/system", migration_uri = "tcp://10.10.0.1", reserved_cpus = 2, reserved_memory_mib = 4096 }
+    kvm2 = { uri = "qemu+tls://kvm2.example.net/system", migration_uri = "tcp://10.10.0.2", reserved_cpus = 2, reserved_memory_mib = 4096 }
+    kvm3 = { uri = "qemu+tls://kvm3.example.net/system", migration_uri = "tcp://10.10.0.3", reserved_cpus = 2, reserved_memory_mib = 4096 }
   }
 
   # libvirt's default migration bandwidth is low: set one.

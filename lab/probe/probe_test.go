@@ -76,14 +76,26 @@ func TestFollow(t *testing.T) {
 	if r := s.Stop(); r.Err != nil || r.Lines != 3 || r.Bytes != 6 {
 		t.Fatalf("healthy stream: %+v", r)
 	}
+	// A broken stream ends by itself, having seen the fault: wait for that,
+	// then Stop must report it (and not a stop of ours).
 	s = pipeStream(t, "1\n2\n4\n", true)
-	time.Sleep(50 * time.Millisecond)
+	ended(t, s)
 	if r := s.Stop(); r.Err == nil || !strings.Contains(r.Err.Error(), `got "4", want 3`) {
 		t.Fatalf("gap not reported: %+v", r)
 	}
 	s = pipeStream(t, "1\n2\n", false) // the server hangs up: a dropped stream
-	time.Sleep(50 * time.Millisecond)
+	ended(t, s)
 	if r := s.Stop(); r.Err == nil || !strings.Contains(r.Err.Error(), "dropped after 2 lines") {
 		t.Fatalf("drop not reported: %+v", r)
+	}
+}
+
+// ended waits until the stream's reader has given up by itself.
+func ended(t *testing.T, s *Stream) {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("stream still followed after its fault (%d lines)", s.Lines())
 	}
 }

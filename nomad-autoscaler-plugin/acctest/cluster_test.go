@@ -19,7 +19,6 @@ func TestAccClusterConsolidateAndSpread(t *testing.T) {
 	c2.createOn("h3")
 	w := watchMembers(t, c1, func() []string { return []string{"c1-1", "c1-2", "c2-1"} })
 	s1, s2 := followStreams(t, c1, 2), followStreams(t, c2, 1)
-	target := hostsTarget(t, c1, c2)
 	c2Home := func() {
 		t.Helper()
 		if hs := c2.placement()["c2-1"]; len(hs) != 1 || !slices.Contains([]string{"h2", "h3"}, hs[0]) {
@@ -27,7 +26,7 @@ func TestAccClusterConsolidateAndSpread(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	a := startAgent(t, map[string]string{"cluster.hcl": hostsPolicy("cluster-hosts", "", target)}, targetConfig(), apmConfig())
+	a := startAgent(t, map[string]string{"cluster.hcl": hostsPolicy("cluster-hosts", "", hostsTarget)}, targetConfig(), apmConfig())
 	packThenSpread(t, a, t0, "cluster", regexp.MustCompile(`scale requested.*cluster=true`), c2Home, c1, c2)
 	w.check(t)
 	s1.check(t)

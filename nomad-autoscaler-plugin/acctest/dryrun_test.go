@@ -8,30 +8,6 @@ import (
 	"time"
 )
 
-// calibratedHot makes members 1 and 2 (on one host) loaded, measures them,
-// unloads them, and stores a policy under which both loaded on one host
-// are hot and one loaded guest alone is not. It waits for the load window
-// to forget the measurement.
-func calibratedHot(t *testing.T, p *testPool, bandwidthMiB int64) {
-	t.Helper()
-	p.setLoad(1, 100)
-	p.setLoad(2, 100)
-	time.Sleep(2 * time.Second)
-	cpu := p.measureCPU(5 * time.Second)
-	p.setLoad(1, 0)
-	p.setLoad(2, 0)
-	m1, m2 := pool1(p, 1), pool1(p, 2)
-	loaded := (cpu[m1] + cpu[m2]) / 2
-	t.Logf("measured: a loaded guest uses %.2f cores", loaded)
-	time.Sleep(7 * time.Second)
-	pol := between(t, "balance", 2*loaded, loaded, hostCPUs(t))
-	if bandwidthMiB > 0 {
-		pol.BandwidthMiB = bandwidthMiB
-	}
-	p.setPolicy(pol)
-	time.Sleep(2 * time.Second)
-}
-
 func pool1(p *testPool, n int) string { return fmt.Sprintf("%s-%d", p.spec.Name, n) }
 
 // Test 4a: with dry-run the autoscaler decides and the plugin plans and
@@ -39,7 +15,7 @@ func pool1(p *testPool, n int) string { return fmt.Sprintf("%s-%d", p.spec.Name,
 // created, the pool record untouched.
 func TestAccDryRunChangesNothing(t *testing.T) {
 	needLab(t)
-	p := newPool(t, "t4", []string{"h1", "h2"}, "192.0.2.231/24", 2, 1, 3, labPolicy("balance", 0.99))
+	p := newPool(t, "t4", []string{"h1", "h2"}, "192.0.2.231/24", 2, 1, 3, hotAbove(hotHigh))
 	p.createOn("h1", "h1")
 	dry := `      dry-run   = "true"
 `
@@ -48,11 +24,10 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 		"size.hcl": strings.Replace(sizePolicy("t4-size", "t4", 1, 3, 20), `dimension = "size"`, "dimension = \"size\"\n"+dry, 1),
 	}, targetConfig(), apmConfig())
 	a.waitLog(regexpPolicyEval("t4"), time.Now(), 60*time.Second)
-	calibratedHot(t, p, 0)
 
 	t0 := time.Now()
-	p.setLoad(1, 100)
-	p.setLoad(2, 100)
+	p.setLoad(1, hostPct(loadedPct))
+	p.setLoad(2, hostPct(loadedPct))
 	balance := a.waitLog(regexp.MustCompile(`dry run: would balance.*moves="?t4-`), t0, 90*time.Second)
 	resize := a.waitLog(regexp.MustCompile(`dry run: would scale pool.*pool=t4`), t0, 90*time.Second)
 	t.Logf("dry run, balance: %s", balance.Text)
@@ -62,7 +37,7 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 	tl.add("would resize the pool to "+field(resize.Text, "to")+" (logged)", resize.At)
 	tl.print()
 	// Several more evaluations: still nothing happens.
-	time.Sleep(10 * time.Second)
+	time.Sleep(hold)
 	if n := len(a.all(reMigrationStart, time.Time{})); n != 0 {
 		t.Errorf("%d migrations in dry-run mode", n)
 	}
@@ -91,7 +66,7 @@ func TestAccBadConfigReported(t *testing.T) {
   min     = 0
   max     = 1
   policy {
-    evaluation_interval = "2s"
+    evaluation_interval = "`+hclDur(evalInterval)+`"
     check "c" {
       strategy "fixed-value" {
         value = 0

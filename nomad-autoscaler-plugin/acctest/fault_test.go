@@ -31,22 +31,23 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			name := fmt.Sprintf("t5%c", 'a'+i)
-			p := newPool(t, name, []string{"h1", "h2"}, fmt.Sprintf("192.0.2.%d/24", 241+5*i), 2, 1, 2, labPolicy("balance", 0.99))
+			// A slower migration (the guest's ~25 MiB at 10 MiB/s, a few
+			// seconds) leaves time to strike in the middle of it. (Much slower
+			// ones do not converge under load before libvirt's keepalive
+			// gives up, ~30 s.)
+			pol := hotAbove(hotHigh)
+			pol.BandwidthMiB = 10
+			p := newPool(t, name, []string{"h1", "h2"}, fmt.Sprintf("192.0.2.%d/24", 241+5*i), 2, 1, 2, pol)
 			p.createOn("h1", "h1")
 			members := []string{pool1(p, 1), pool1(p, 2)}
 			w := watchMembers(t, p, func() []string { return members })
 			s := followStreams(t, p, 2)
 			a := startAgent(t, map[string]string{"hot.hcl": hotPolicy(name+"-hot", name, "")}, targetConfig(), apmConfig())
 			a.waitLog(regexpPolicyEval(name), time.Now(), 60*time.Second)
-			// A slower migration (the guest's ~25 MiB at 10 MiB/s, a few
-			// seconds) leaves time to strike in the middle of it. (Much slower
-			// ones do not converge under load before libvirt's keepalive
-			// gives up, ~30 s.)
-			calibratedHot(t, p, 10)
 
 			t0 := time.Now()
-			p.setLoad(1, 100)
-			p.setLoad(2, 100)
+			p.setLoad(1, hostPct(loadedPct))
+			p.setLoad(2, hostPct(loadedPct))
 			// A second progress report: the transfer has run for a second.
 			progress := a.waitLog(regexp.MustCompile(`live migration progress.*elapsed=[1-9][0-9.]*s`), t0, 90*time.Second)
 			victim := field(progress.Text, "domain")
@@ -68,7 +69,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 				return len(p.on("h1")) == 1 && len(p.on("h2")) == 1
 			})
 			// And it stays so: nothing else to repair.
-			time.Sleep(6 * time.Second)
+			time.Sleep(hold)
 			if len(p.on("h1")) != 1 || len(p.on("h2")) != 1 {
 				t.Errorf("placement after convergence: %v", p.placement())
 			}

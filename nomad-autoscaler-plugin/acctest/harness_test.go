@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -35,20 +36,13 @@ type testPool struct {
 	ops  *pool.Ops
 }
 
-// labInventory is every lab host as pool records name them.
-func labInventory() pool.Inventory {
-	inv := pool.Inventory{}
-	for _, h := range theLab.Hosts {
-		inv[h.Name] = pool.HostEntry{Name: h.Name, URI: h.URI, PeerURI: h.PeerURI, MigrationURI: h.MigrateTo}
-	}
-	return inv
-}
 
-// seeds is the hosts config key of the plugins: every lab host by name.
+// seeds is the hosts config key of the plugins: every lab host by name,
+// with its capacity (the pool records say the same).
 func seeds() string {
 	var s []string
 	for _, h := range theLab.Hosts {
-		s = append(s, h.Name+"="+h.URI)
+		s = append(s, h.Name+"="+h.URI+";"+h.Capacity().String())
 	}
 	return strings.Join(s, ", ")
 }
@@ -65,7 +59,7 @@ func labPolicy(mode string, cpuHigh float64) *pool.Policy {
 // by the autoscaler. Everything is removed when the test ends.
 func newPool(t *testing.T, name string, hosts []string, ipBase string, size, minSize, maxSize int64, pol *pool.Policy) *testPool {
 	t.Helper()
-	inv := labInventory()
+	inv := theLab.Inventory()
 	spec := pool.Spec{Name: name, Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: theLab.Image.Kernel, Initrd: theLab.Image.Initrd,
 			Cmdline: theLab.Image.Cmdline + " virtpool.ip={ip} virtpool.name={name}", IPBase: ipBase,
@@ -353,15 +347,15 @@ type logLine struct {
 	Text string
 }
 
-// targetConfig is the virtpool-target plugin config the tests use: 1 s
-// samples, load averaged over 6 s.
+// targetConfig is the virtpool-target plugin config the tests use:
+// samples every sampleInterval, load averaged over loadWindow.
 func targetConfig() map[string]string {
-	return map[string]string{"hosts": seeds(), "sample_interval": "1s", "retention": "10m", "load_window": "6s",
+	return map[string]string{"hosts": seeds(), "sample_interval": hclDur(sampleInterval), "retention": "10m", "load_window": hclDur(loadWindow),
 		"shutdown_timeout": "0s", "migration_bandwidth_mib": "2000", "migration_max_downtime": "50ms"}
 }
 
 func apmConfig() map[string]string {
-	return map[string]string{"hosts": seeds(), "sample_interval": "1s", "retention": "10m"}
+	return map[string]string{"hosts": seeds(), "sample_interval": hclDur(sampleInterval), "retention": "10m"}
 }
 
 func hclMap(m map[string]string) string {
@@ -412,8 +406,8 @@ http {
 
 policy {
   dir                         = %q
-  default_cooldown            = "5s"
-  default_evaluation_interval = "2s"
+  default_cooldown            = %q
+  default_evaluation_interval = %q
   source "nomad" {
     enabled = false
   }
@@ -428,7 +422,7 @@ target "virtpool" {
   driver = "virtpool-target"
   config = %s
 }
-`, pluginDir, freePort(t), pdir, hclMap(apm), hclMap(target))
+`, pluginDir, freePort(t), pdir, hclDur(cooldown), hclDur(evalInterval), hclMap(apm), hclMap(target))
 	cfgFile := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -622,81 +616,41 @@ func (tl *timeline) print() {
 	tl.t.Logf("reaction times, %s (load change at +0.0s):\n%s", tl.name, strings.Join(tl.events, "\n"))
 }
 
-// ---- calibration ---------------------------------------------------------
+// ---- timing and load, from the configuration ------------------------------
 
-// measureCPU returns the cores each running member uses, measured over d
-// from the hosts' counters (as the plugins measure it).
-func (p *testPool) measureCPU(d time.Duration) map[string]float64 {
-	p.t.Helper()
-	ctx := context.Background()
-	sample := func() map[string][2]float64 { // name → (cpu ns, time s)
-		out := map[string][2]float64{}
-		for _, h := range theLab.Hosts {
-			st, err := drv.Stats(ctx, h.URI)
-			if err != nil {
-				p.t.Fatalf("stats of %s: %v", h.Name, err)
-			}
-			for _, ds := range st.Domains {
-				if ds.Labels[pool.LabelPool] == p.spec.Name && ds.State == driver.StateRunning {
-					out[ds.Name] = [2]float64{float64(ds.CPUTimeNs), float64(st.Time.UnixNano()) / 1e9}
-				}
-			}
-		}
-		return out
-	}
-	a := sample()
-	time.Sleep(d)
-	b := sample()
-	out := map[string]float64{}
-	for n, x := range b {
-		if y, ok := a[n]; ok && x[1] > y[1] {
-			out[n] = (x[0] - y[0]) / 1e9 / (x[1] - y[1])
-		}
-	}
-	return out
-}
+// The timing every policy and plugin config here uses; every wait below is
+// derived from it, never a fixed sleep.
+const (
+	sampleInterval = time.Second     // the plugins' sample_interval
+	evalInterval   = 2 * time.Second // every policy's evaluation_interval
+	cooldown       = 4 * time.Second // every policy's cooldown
+	loadWindow     = 6 * time.Second // the checks' query_window and the target's load_window
+)
 
-// setPolicy stores a new migration policy in the pool's record (the
-// plugins read it within a sample interval).
-func (p *testPool) setPolicy(pol *pool.Policy) {
-	p.t.Helper()
-	ctx := context.Background()
-	pr, _, found, err := p.ops.ReadPool(ctx, p.spec.Name, nil)
-	if err != nil || !found {
-		p.t.Fatalf("read pool %s: %v (found %v)", p.spec.Name, err, found)
-	}
-	pr.Policy = pol
-	if _, err := p.ops.WritePool(ctx, pr, nil); err != nil {
-		p.t.Fatalf("store pool %s: %v", p.spec.Name, err)
-	}
-	p.pol = pol
-}
+// hold is how long a state must last to show that the policies keep it:
+// past the cooldown of the last action, two more evaluations, each of
+// which would have acted.
+const hold = cooldown + 2*evalInterval
 
-// between returns a balance policy whose high CPU watermark (of a host
-// with cores CPUs) sits halfway between hot and cool cores, with a small
-// hysteresis, so that a host using hot cores is hot and one using cool
-// cores may still receive a guest.
-func between(t *testing.T, mode string, hot, cool float64, cores int) *pool.Policy {
-	t.Helper()
-	if hot-cool < 0.1 {
-		t.Fatalf("hot (%.2f cores) and cool (%.2f cores) too close to tell apart on this machine now", hot, cool)
-	}
-	high := (hot + cool) / 2 / float64(cores)
-	pol := labPolicy(mode, high)
-	pol.CPULow = high - 0.04 // hysteresis 0.02
+// go2s formats a duration as the policies and plugin configs write it.
+func hclDur(d time.Duration) string { return d.String() }
+
+// The lab's hosts each have a CPU budget (lab.HostCPUs, its cgroup), which is
+// also the capacity virtpool plans with, so loads here are in units of a
+// host: a member "at P% of its host" uses P% of that budget whatever the
+// machine. Members have one vCPU.
+
+// hostPct is the load-generator setting (% of the member's one vCPU) that
+// makes it use pct% of a lab host's CPU capacity.
+func hostPct(pct int) int { return int(math.Round(float64(pct) * theLab.Hosts[0].CPUs)) }
+
+// hotAbove is a balance policy under which a host is hot above high of its
+// capacity (a fraction), with a small hysteresis below it.
+func hotAbove(high float64) *pool.Policy {
+	pol := labPolicy("balance", high)
+	pol.CPULow = high - 0.04
 	pol.TargetUtilisation = high - 0.02
-	t.Logf("policy: hot above %.0f%% of %d CPUs (%.2f cores; hot case %.2f, cool case %.2f)", 100*high, cores,
-		high*float64(cores), hot, cool)
 	return pol
-}
-
-// hostCPUs is the lab hosts' CPU count as the driver reports it.
-func hostCPUs(t *testing.T) int {
-	hi, err := drv.HostInfo(context.Background(), theLab.Hosts[0].URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hi.CPUs
 }
 
 // ---- pool-wide load ------------------------------------------------------

@@ -28,13 +28,13 @@ func hostsPolicy(name, poolName string, target int) string {
   max     = 3
 
   policy {
-    evaluation_interval = "2s"
-    cooldown            = "4s"
+    evaluation_interval = %q
+    cooldown            = %q
 
     check "host_cpu" {
       source       = "virtpool"
       query        = %q
-      query_window = "6s"
+      query_window = %q
       strategy "target-value" {
         target = %d
       }
@@ -46,8 +46,20 @@ func hostsPolicy(name, poolName string, target int) string {
     }
   }
 }
-`, name, query, target, block)
+`, name, hclDur(evalInterval), hclDur(cooldown), query, hclDur(loadWindow), target, block)
 }
+
+// The hosts tests' model, in % of a host. The policy keeps the hosts in
+// use at hostsTarget% on average, so it asks for ceil(total/hostsTarget)
+// hosts, where total is the members' load summed in % of a host. Three
+// idle members (a TCG guest idles at well under 20%) fit one host; three
+// members at spreadPct (150% in all, a host's budget caps one host at
+// 100%) need two hosts, then, once measured on two, three: 150/60 > 2. On
+// three hosts they stay there as long as each keeps above 40%.
+const (
+	hostsTarget = 60
+	spreadPct   = 50
+)
 
 // Test 3: low load → the pool is consolidated onto one host and the others
 // are marked standby; load returns → it spreads onto them again.
@@ -59,9 +71,8 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	p.createOn("h1", "h2", "h3")
 	w := watchMembers(t, p, func() []string { return []string{"t3-1", "t3-2", "t3-3"} })
 	s := followStreams(t, p, 3)
-	target := hostsTarget(t, p)
 	t0 := time.Now()
-	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", target)}, targetConfig(), apmConfig())
+	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", hostsTarget)}, targetConfig(), apmConfig())
 	packThenSpread(t, a, t0, "pool", logRE("scale requested", "t3"), func() {}, p)
 	w.check(t)
 	s.check(t)
@@ -121,14 +132,14 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 		t.Fatalf("%s runs the members and is on standby", home)
 	}
 	check()
-	time.Sleep(6 * time.Second)
+	time.Sleep(hold)
 	if hs := inUse(); len(hs) != 1 {
 		t.Fatalf("%s spread again without load: %v", what, hs)
 	}
 
 	// Load returns: three busy guests on one host.
 	t1 := time.Now()
-	setLoad(100)
+	setLoad(hostPct(spreadPct))
 	spread := waitFor(t, "one member on each host", 120*time.Second, func() bool {
 		return on("h1") == 1 && on("h2") == 1 && on("h3") == 1
 	})
@@ -143,50 +154,13 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 	if sb := standbyHosts(); len(sb) != 0 {
 		t.Errorf("hosts still on standby after spreading: %v", sb)
 	}
-	time.Sleep(6 * time.Second)
+	time.Sleep(hold)
 	for _, h := range hosts {
 		if n := on(h); n != 1 {
 			t.Errorf("%s runs %d members after the %s spread, want one", h, n, what)
 		}
 	}
 	setLoad(0)
-}
-
-// hostsTarget returns the policy's target for the average load of the
-// hosts in use, measured on this machine, for the members of pools (three
-// in all, on at most three hosts). That average times the number of hosts
-// in use is the members' total CPU (whatever the placement), so the
-// strategy asks for ceil(total/target) hosts: the target must lie above
-// what the idle members use (one host is enough) and below half of what
-// the loaded members use (three hosts are needed). Loaded members here
-// share the machine's real cores, so the window is narrow under TCG; the
-// target sits in its middle.
-func hostsTarget(t *testing.T, pools ...*testPool) int {
-	t.Helper()
-	cores := float64(hostCPUs(t))
-	total := func(load int) float64 {
-		for _, p := range pools {
-			for i := 1; i <= int(p.spec.Size); i++ {
-				p.setLoad(i, load)
-			}
-		}
-		time.Sleep(2 * time.Second)
-		sum := 0.0
-		for _, p := range pools {
-			for _, c := range p.measureCPU(5 * time.Second) {
-				sum += c
-			}
-		}
-		return 100 * sum / cores // in % of one host
-	}
-	loaded, idle := total(100), total(0)
-	lo, hi := idle, loaded/2
-	t.Logf("measured: the loaded members use %.0f%% of a host, the idle ones %.0f%%: target in (%.0f, %.0f)",
-		loaded, idle, lo, hi)
-	if hi-lo < 6 {
-		t.Fatalf("loaded (%.0f%%) and idle (%.0f%%) members too close to tell apart on this machine now", loaded, idle)
-	}
-	return int((lo + hi) / 2) // the agent starts after: its samples never see the calibration
 }
 
 // standbyHosts lists the lab hosts the autoscaler put on standby.

@@ -227,6 +227,48 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 	}
 }
 
+// A host's capacity (pool.Capacity, from the plugin's hosts key here)
+// is what its load is measured against: h3 given 1.5 of its 2 CPUs and 4
+// of its 8 GiB, less 0.5 core kept for the hypervisor, runs "other" (1
+// core, 2 GiB) at 100% and 50% of it.
+func TestQueryHostCapacity(t *testing.T) {
+	fd := pooltest.New(2, 8, "fake:///h3")
+	fd.AddDomain("fake:///h3", driver.Domain{Name: "other", VCPUs: 1, MemoryMiB: 2048}, 1)
+	p := New(hclog.NewNullLogger())
+	p.testDriver, p.testNow = fd, fd.Now
+	if err := p.SetConfig(map[string]string{"hosts": "h3=fake:///h3;cpus=1.5;reserved_cpus=0.5;memory_mib=4096",
+		"sample_interval": "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if i > 0 {
+			fd.Advance(time.Second)
+		}
+		if err := p.fleet.Sample(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for query, want := range map[string]float64{"host=h3 metric=cpu": 100, "host=h3 metric=memory": 50,
+		"host=h3 metric=cpu_cores": 1} {
+		now := fd.Now()
+		ms, err := p.Query(query, sdk.TimeRange{From: now.Add(-10 * time.Second), To: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ms[len(ms)-1].Value; math.Abs(got-want) > 1e-6 {
+			t.Errorf("%s = %.3f, want %.3f", query, got, want)
+		}
+	}
+	// A capacity larger than the host is refused where it is used: the
+	// host is not sampled, and says why.
+	if err := p.SetConfig(map[string]string{"hosts": "h3=fake:///h3;cpus=4", "sample_interval": "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fleet.Sample(context.Background()); err == nil {
+		t.Error("a host whose capacity exceeds it was sampled")
+	}
+}
+
 func TestQueryErrors(t *testing.T) {
 	f := newFixture(t, 3)
 	empty := newFixture(t, 1)

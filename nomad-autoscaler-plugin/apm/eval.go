@@ -98,7 +98,7 @@ func hostValue(metric string, h *fleet.HostFrame) float64 {
 	}
 	switch metric {
 	case MetricCPU:
-		return pct(cpu, float64(h.CPUs))
+		return pct(cpu, h.Cores)
 	case MetricCPUCores:
 		return cpu
 	case MetricHostCPU:

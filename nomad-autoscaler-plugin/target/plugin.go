@@ -417,12 +417,13 @@ func (p *Plugin) now() time.Time {
 }
 
 // ops returns operations on a pool's hosts (as its record lists them,
-// with their migration addresses; a host down elsewhere does not stop the
-// pool), with guests' demand measured over the load window.
+// with their migration addresses and the capacity the plugin's hosts
+// setting may override; a host down elsewhere does not stop the pool),
+// with guests' demand measured over the load window.
 func (p *Plugin) ops(c config, f *fleet.Fleet, rec pool.Record, log hclog.Logger) *pool.Ops {
 	demand := f.History.Demand(c.LoadWindow)
 	return &pool.Ops{
-		Hosts: rec.Spec.Inventory(), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
+		Hosts: f.Topology().WithCapacity(rec.Spec.Inventory()), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
 		Demand: func(uuid string) (float64, int64, bool) {
 			d, ok := demand[uuid]
 			return d.CPU, d.RSSBytes, ok

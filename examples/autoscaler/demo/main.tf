@@ -27,6 +27,8 @@ provider "virtpool" {
       uri           = h.uri
       peer_uri      = h.peer_uri
       migration_uri = h.migrate_to
+      cpus          = h.cpus # the lab host's CPU budget
+      memory_mib    = h.memory_mib
     }
   }
   shutdown_timeout          = "0s"

@@ -13,16 +13,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // Configuration keys common to both plugins (the agent's plugin "config").
 const (
 	// ConfigKeyHosts lists libvirt URIs where pool records are found, as
 	// "uri" or "name=uri", separated by commas or white space. The hosts
-	// of every pool found there are added (with the names and migration
-	// addresses the pool record gives them), so listing one host of each
-	// pool is enough; listing all of them lets the plugins work while some
-	// are down.
+	// of every pool found there are added (with the names, migration
+	// addresses and capacity the pool record gives them), so listing one
+	// host of each pool is enough; listing all of them lets the plugins
+	// work while some are down. An entry may end with the host's capacity
+	// (pool.Capacity) after ';', e.g.
+	// "h1=qemu+tls://h1.example/system;reserved_cpus=2;reserved_memory_mib=4096";
+	// it then wins over what pool records say of that host.
 	ConfigKeyHosts = "hosts"
 	// ConfigKeyDriverPath is the virtpool-driver binary; default: beside
 	// the plugin binary, then $PATH.
@@ -78,8 +83,9 @@ func CheckKeys(what string, cfg map[string]string, known ...string) error {
 
 // Seed is one entry of ConfigKeyHosts.
 type Seed struct {
-	Name string // may be empty: named by the pool records, else by URI
-	URI  string
+	Name     string // may be empty: named by the pool records, else by URI
+	URI      string
+	Capacity pool.Capacity
 }
 
 var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
@@ -95,6 +101,13 @@ func ParseHosts(s string) ([]Seed, error) {
 	seen := map[string]bool{}
 	for _, f := range fields {
 		var sd Seed
+		if i := strings.Index(f, ";"); i >= 0 {
+			c, err := pool.ParseCapacity(f[i+1:])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: capacity: %w", ConfigKeyHosts, f, err)
+			}
+			sd.Capacity, f = c, f[:i]
+		}
 		// name=uri: a name has no ':' or '/', a URI always has "://".
 		if i := strings.Index(f, "="); i > 0 && !strings.ContainsAny(f[:i], ":/") {
 			sd.Name, sd.URI = f[:i], f[i+1:]

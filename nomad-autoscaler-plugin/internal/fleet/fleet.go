@@ -54,6 +54,20 @@ func (t Topology) PoolNames() []string {
 	return out
 }
 
+// WithCapacity returns inv (a pool's hosts) with the capacity the
+// topology gives each host, so that a plugin's own hosts setting applies to
+// every pool's operations too.
+func (t Topology) WithCapacity(inv pool.Inventory) pool.Inventory {
+	out := make(pool.Inventory, len(inv))
+	for n, h := range inv {
+		if th, ok := t.Hosts[n]; ok {
+			h.Capacity = th.Capacity
+		}
+		out[n] = h
+	}
+	return out
+}
+
 func (f *Fleet) now() time.Time {
 	if f.Now != nil {
 		return f.Now()
@@ -151,7 +165,12 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 		}
 	}
 	for _, s := range f.Seeds {
-		if _, ok := byURI[s.URI]; ok {
+		if name, ok := byURI[s.URI]; ok {
+			if !s.Capacity.IsZero() { // the plugin's own setting wins
+				h := t.Hosts[name]
+				h.Capacity = s.Capacity
+				t.Hosts[name] = h
+			}
 			continue
 		}
 		name := s.Name
@@ -161,7 +180,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 		if _, dup := t.Hosts[name]; dup {
 			continue
 		}
-		t.Hosts[name] = pool.HostEntry{Name: name, URI: s.URI}
+		t.Hosts[name] = pool.HostEntry{Name: name, URI: s.URI, Capacity: s.Capacity}
 		byURI[s.URI] = name
 	}
 	// Read the hosts only the pool records named.
@@ -220,11 +239,14 @@ func (f *Fleet) Sample(ctx context.Context) error {
 			st, err := d.Stats(cctx, h.URI)
 			mu.Lock()
 			defer mu.Unlock()
+			if err == nil {
+				_, _, err = h.Capacity.Of(st.CPUs, st.MemoryTotalBytes)
+			}
 			if err != nil {
 				failed = append(failed, fmt.Sprintf("%s (%v)", name, err))
 				return
 			}
-			r.Hosts[name] = HostSample{Stats: st, State: t.States[name]}
+			r.Hosts[name] = HostSample{Stats: st, State: t.States[name], Capacity: h.Capacity}
 		}()
 	}
 	wg.Wait()

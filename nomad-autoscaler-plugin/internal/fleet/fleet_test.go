@@ -20,7 +20,12 @@ func TestParseHosts(t *testing.T) {
 	}{
 		{in: "qemu:///system", want: []Seed{{URI: "qemu:///system"}}},
 		{in: "h1=qemu+unix:///system?socket=/run/h1.sock, h2=qemu+tcp://10.0.0.2/system",
-			want: []Seed{{"h1", "qemu+unix:///system?socket=/run/h1.sock"}, {"h2", "qemu+tcp://10.0.0.2/system"}}},
+			want: []Seed{{Name: "h1", URI: "qemu+unix:///system?socket=/run/h1.sock"}, {Name: "h2", URI: "qemu+tcp://10.0.0.2/system"}}},
+		{in: "h1=qemu+tls://h1/system;cpus=0.5;memory_mib=2048, qemu+tls://h2/system;reserved_cpus=2",
+			want: []Seed{{Name: "h1", URI: "qemu+tls://h1/system", Capacity: pool.Capacity{CPUs: 0.5, MemoryMiB: 2048}},
+				{URI: "qemu+tls://h2/system", Capacity: pool.Capacity{ReservedCPUs: 2}}}},
+		{in: "h1=qemu+tls://h1/system;cpu=2", wantErr: `h1=qemu+tls://h1/system;cpu=2: capacity: unknown setting "cpu"`},
+		{in: "h1=qemu+tls://h1/system;cpus=-1", wantErr: "cpus = -1: want a number of cores"},
 		{in: "qemu+tls://a/system\n  qemu+tls://b/system", want: []Seed{{URI: "qemu+tls://a/system"}, {URI: "qemu+tls://b/system"}}},
 		{in: "", wantErr: "hosts: empty"},
 		{in: "h1=nouri", wantErr: `"h1=nouri" is not a libvirt URI`},
@@ -164,6 +169,35 @@ func TestRefreshFindsHostsThroughPools(t *testing.T) {
 	}
 	if got := strings.Join(topo.PoolNames(), ","); got != "web" {
 		t.Errorf("pools %s", got)
+	}
+}
+
+// A host's capacity comes from the pool record's entry, unless the
+// plugin's own hosts setting gives one, which wins; operations on a pool
+// get it too.
+func TestRefreshCapacity(t *testing.T) {
+	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2")
+	spec := pool.Spec{Name: "web", Hosts: []pool.HostEntry{
+		{Name: "h1", URI: "fake:///h1", Capacity: pool.Capacity{CPUs: 1}},
+		{Name: "h2", URI: "fake:///h2", Capacity: pool.Capacity{CPUs: 1}}}}
+	ops := &pool.Ops{Hosts: spec.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return fd, nil }}
+	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := &Fleet{Seeds: []Seed{{URI: "fake:///h1"}, {URI: "fake:///h2", Capacity: pool.Capacity{ReservedCPUs: 0.5}}},
+		Driver: func(context.Context) (driver.Driver, error) { return fd, nil }, Now: fd.Now, History: NewHistory(100, time.Hour)}
+	topo, err := f.Refresh(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]pool.Capacity{"h1": {CPUs: 1}, "h2": {ReservedCPUs: 0.5}}
+	for n, c := range want {
+		if got := topo.Hosts[n].Capacity; got != c {
+			t.Errorf("topology: %s capacity %+v, want %+v", n, got, c)
+		}
+		if got := topo.WithCapacity(spec.Inventory())[n].Capacity; got != c {
+			t.Errorf("pool inventory: %s capacity %+v, want %+v", n, got, c)
+		}
 	}
 }
 

@@ -17,10 +17,12 @@ type Round struct {
 	Pools map[string][]string
 }
 
-// HostSample is one host's stats and state in a round.
+// HostSample is one host's stats and state in a round, with the capacity
+// its entry gives it.
 type HostSample struct {
-	Stats driver.HostStats
-	State pool.HostState
+	Stats    driver.HostStats
+	State    pool.HostState
+	Capacity pool.Capacity
 }
 
 // History is a bounded in-memory history of rounds: at most max rounds,
@@ -90,9 +92,11 @@ type Frame struct {
 
 // HostFrame is one host in a frame.
 type HostFrame struct {
-	Name        string
-	CPUs        int
-	MemoryBytes uint64
+	Name string
+	// Cores and MemoryBytes are the capacity virtpool plans with (the
+	// host's, as its pool.Capacity says); loads are fractions of them.
+	Cores       float64
+	MemoryBytes int64
 	// Busy is the host's own CPU use (user+system over all CPU time), a
 	// fraction: everything running on the host, guests or not.
 	Busy   float64
@@ -147,7 +151,11 @@ func frame(prev, cur Round) Frame {
 		if dt <= 0 {
 			continue
 		}
-		hf := &HostFrame{Name: name, CPUs: b.CPUs, MemoryBytes: b.MemoryTotalBytes, State: hc.State}
+		cores, mem, err := hc.Capacity.Of(b.CPUs, b.MemoryTotalBytes)
+		if err != nil {
+			continue // Sample refused it already, saying why
+		}
+		hf := &HostFrame{Name: name, Cores: cores, MemoryBytes: mem, State: hc.State}
 		busyA, busyB := a.CPUUserNs+a.CPUSystemNs, b.CPUUserNs+b.CPUSystemNs
 		allA, allB := busyA+a.CPUIdleNs+a.CPUIowaitNs, busyB+b.CPUIdleNs+b.CPUIowaitNs
 		if db, ok := delta(busyA, busyB); ok {
