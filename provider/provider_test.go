@@ -22,9 +22,9 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
-	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/lab/probe"
+	"github.com/virtpool/virtpool/pool"
 )
 
 // Acceptance tests drive the real terraform binary (terraform-plugin-testing,

@@ -36,7 +36,6 @@ type testPool struct {
 	ops  *pool.Ops
 }
 
-
 // seeds is the hosts config key of the plugins: every lab host by name,
 // with its capacity (the pool records say the same).
 func seeds() string {
