@@ -246,9 +246,6 @@ migration_address = "{{.IP}}"
 	// the daemons, which keep the namespaces alive.
 	hostScript = template.Must(template.New("host.sh").Parse(`set -e
 hostname {{.Name}}
-# The host's budget: this shell and so every daemon and QEMU it starts.
-{{range .Cgroups.Dirs}}echo $$ > {{.}}/cgroup.procs
-{{end}}
 for d in etc run lib cache log; do mkdir -p {{.StateDir}}/$d; done
 mkdir -p {{.StateDir}}/log/qemu {{.StateDir}}/lib/qemu {{.StateDir}}/etc/qemu
 mount --bind {{.StateDir}}/etc /etc/libvirt
@@ -343,7 +340,16 @@ func startDaemons(ctx context.Context, h Host) error {
 	if err := hostScript.Execute(&script, h); err != nil {
 		return err
 	}
-	return run(ctx, "ip", "netns", "exec", h.Namespace, "unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script.String())
+	// The host's budget: the shell joins the host's cgroups, then becomes
+	// (exec, same process) the namespaced script, so every daemon and QEMU
+	// the script starts is in them. It joins first because 'ip netns exec'
+	// mounts a sysfs of the namespace's own, without /sys/fs/cgroup.
+	var join strings.Builder
+	for _, d := range h.Cgroups.Dirs {
+		fmt.Fprintf(&join, "echo $$ > %s/cgroup.procs && ", d)
+	}
+	return run(ctx, "sh", "-c", join.String()+`exec ip netns exec "$0" unshare --mount --uts --propagation private -- sh -c "$1"`,
+		h.Namespace, script.String())
 }
 
 func withExtraLine(src, dst, extra string) error {
