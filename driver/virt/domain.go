@@ -37,7 +37,7 @@ func (d *Driver) ListDomains(ctx context.Context, uri string) ([]driver.Domain, 
 		dom.Free()
 		if err != nil {
 			// A domain that vanished while we listed is not an error.
-			if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_DOMAIN {
+			if hasCode(err, lv.ERR_NO_DOMAIN) {
 				continue
 			}
 			if firstErr == nil {
@@ -267,7 +267,7 @@ func (d *Driver) ShutdownDomain(ctx context.Context, uri, name string, timeout t
 
 func destroyIfActive(dom *lv.Domain) error {
 	err := dom.Destroy()
-	if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_OPERATION_INVALID {
+	if hasCode(err, lv.ERR_OPERATION_INVALID) {
 		return nil // it stopped meanwhile
 	}
 	return err
@@ -384,7 +384,7 @@ func deleteVolume(c *lv.Connect, path string) error {
 	pool.Refresh(0)
 	v, err := c.LookupStorageVolByPath(path)
 	if err != nil {
-		if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_STORAGE_VOL {
+		if hasCode(err, lv.ERR_NO_STORAGE_VOL) {
 			return nil
 		}
 		return err

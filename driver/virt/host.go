@@ -265,6 +265,5 @@ func domainStats(s lv.DomainStats) driver.DomainStats {
 }
 
 func unsupported(err error) bool {
-	le, ok := err.(lv.Error)
-	return ok && le.Code == lv.ERR_NO_SUPPORT
+	return hasCode(err, lv.ERR_NO_SUPPORT)
 }
