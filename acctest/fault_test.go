@@ -59,10 +59,10 @@ func TestFaultsDuringMigration(t *testing.T) {
 			}
 		}, true, false},
 	}
-	a, b := hostsAB(t)
+	a, b := hostsAB()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g := startGuest(t, a, 128, 1)
+			g := startGuest(t, a, 128)
 			s, err := client.FollowTCP(g.IP)
 			if err != nil {
 				t.Fatal(err)

@@ -144,7 +144,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			tl.spread(ctx, c, total)
 			time.Sleep(2 * time.Second)
-			tl.row(ctx, name)
+			tl.row(ctx)
 		}
 	}
 	run("idle (no load)", 0, *phase)
@@ -282,7 +282,7 @@ func field(line, key string) string {
 	return strings.Trim(m[1], `"`)
 }
 
-func (tl *storyTimeline) row(ctx context.Context, phase string) {
+func (tl *storyTimeline) row(ctx context.Context) {
 	ms, _ := tl.ops.Members(ctx, "demo")
 	names := map[string]bool{}
 	for _, m := range ms {
