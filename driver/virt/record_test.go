@@ -9,15 +9,6 @@ import (
 	"github.com/virtpool/virtpool/driver"
 )
 
-func findRecord(rs []driver.Record, kind, name string) *driver.Record {
-	for i := range rs {
-		if rs[i].Kind == kind && rs[i].Name == name {
-			return &rs[i]
-		}
-	}
-	return nil
-}
-
 func TestRecordLifecycle(t *testing.T) {
 	ctx := context.Background()
 	d := newTestDriver(t)
