@@ -122,7 +122,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	}
 	defer func() { // the autoscaler's standby marks go with the demo
 		for _, h := range l.Hosts {
-			ops.SetAutoStandby(context.Background(), h.Name, false)
+			_ = ops.SetAutoStandby(context.Background(), h.Name, false) // best effort on the way out
 		}
 	}()
 
@@ -195,7 +195,7 @@ func startStoryAgent(bin, dir, pluginDir, logPath string) (*storyAgent, error) {
 		logFile.Close()
 	}()
 	go func() {
-		a.cmd.Wait()
+		_ = a.cmd.Wait() // stop() kills it: its exit status says nothing
 		pw.Close()
 		close(a.done)
 	}()
@@ -212,12 +212,12 @@ func (a *storyAgent) take() []string {
 }
 
 func (a *storyAgent) stop() {
-	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT) // the group may be gone already
 	select {
 	case <-a.done:
 	case <-time.After(15 * time.Second):
 	}
-	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
 	<-a.done
 }
 
@@ -259,7 +259,7 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 			defer cancel()
 			ip, err := pool.MemberIP("192.0.2.171/24", n)
 			if err == nil {
-				c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
+				_ = c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
 			}
 		}()
 	}

@@ -135,12 +135,12 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 	}
 	defer dom.Free()
 	if err := writeMetadata(dom, newMetadata(spec.Labels, overlay)); err != nil {
-		dom.Undefine()
+		_ = dom.Undefine() // undoing the define; err is what went wrong
 		cleanupOverlay()
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
 	}
 	if err := dom.Create(); err != nil {
-		dom.Undefine()
+		_ = dom.Undefine() // undoing the define; err is what went wrong
 		cleanupOverlay()
 		return driver.Domain{}, wrap(op, uri, spec.Name, fmt.Errorf("start: %w", err))
 	}
@@ -381,7 +381,7 @@ func deleteVolume(c *lv.Connect, path string) error {
 		return err
 	}
 	defer pool.Free()
-	pool.Refresh(0)
+	_ = pool.Refresh(0) // best effort: the lookup below is what decides
 	v, err := c.LookupStorageVolByPath(path)
 	if err != nil {
 		if hasCode(err, lv.ERR_NO_STORAGE_VOL) {

@@ -133,7 +133,7 @@ func probeKVM(ctx context.Context, c *lv.Connect) (bool, string) {
 		return false, err.Error()
 	}
 	defer dom.Free()
-	defer dom.Destroy()
+	defer func() { _ = dom.Destroy() }() // it may have stopped by itself: what the probe looks for
 	select {
 	case <-ctx.Done():
 		return false, ctx.Err().Error()
