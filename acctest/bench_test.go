@@ -46,7 +46,7 @@ func BenchmarkMigration(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				a, h2 := theLab.Hosts[0], theLab.Hosts[1]
-				g := startGuest(b, a, memMiB, 1)
+				g := startGuest(b, a, memMiB)
 				g.setLoad(b, ld.cpu, ld.mem)
 				if ld.fill > 0 {
 					g.fill(b, ld.fill)

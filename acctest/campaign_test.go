@@ -13,8 +13,8 @@ import (
 // UUID, and is never seen running on both.
 func TestRT1LiveMigration(t *testing.T) {
 	needLab(t)
-	a, b := hostsAB(t)
-	g := startGuest(t, a, 128, 1)
+	a, b := hostsAB()
+	g := startGuest(t, a, 128)
 	g.assertOnlyOn(t, a.Name)
 	m := migrate(t, g, b, labOpts)
 	if m.ProgressCalls == 0 && m.Elapsed > 300*time.Millisecond {
@@ -31,8 +31,8 @@ func TestRT1LiveMigration(t *testing.T) {
 // 1,2,3,… to has no gap and no repeat.
 func TestRT2RT3StreamsAndSequenceSurviveTwoMigrations(t *testing.T) {
 	needLab(t)
-	a, b := hostsAB(t)
-	g := startGuest(t, a, 128, 1)
+	a, b := hostsAB()
+	g := startGuest(t, a, 128)
 	httpS, err := client.FollowHTTP(g.IP)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +93,8 @@ type loadCase struct {
 // runLoadCases migrates one guest back and forth between A and B, once per
 // load case, following its TCP stream throughout.
 func runLoadCases(t *testing.T, cases []loadCase) {
-	a, b := hostsAB(t)
-	g := startGuest(t, a, 128, 1)
+	a, b := hostsAB()
+	g := startGuest(t, a, 128)
 	var rows []string
 	s, err := client.FollowTCP(g.IP)
 	if err != nil {

@@ -59,10 +59,10 @@ func TestFaultsDuringMigration(t *testing.T) {
 			}
 		}, true, false},
 	}
-	a, b := hostsAB(t)
+	a, b := hostsAB()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g := startGuest(t, a, 128, 1)
+			g := startGuest(t, a, 128)
 			s, err := client.FollowTCP(g.IP)
 			if err != nil {
 				t.Fatal(err)
@@ -190,7 +190,7 @@ func killQEMU(t *testing.T, h lab.Host, name string) {
 	for _, f := range strings.Fields(string(out)) {
 		pid, _ := strconv.Atoi(f)
 		if pid > 0 && inNamespace(pid, h.Namespace) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL) // gone already is as good
 			return
 		}
 	}

@@ -26,16 +26,17 @@ var guestSeq struct {
 	n int
 }
 
-// startGuest starts a lab guest on host and waits until it answers on the
-// network. It is destroyed and undefined when the test ends, wherever it is.
-func startGuest(t testing.TB, host lab.Host, memMiB uint64, vcpus int) *guest {
+// startGuest starts a lab guest (one vCPU) on host and waits until it answers
+// on the network. It is destroyed and undefined when the test ends, wherever
+// it is.
+func startGuest(t testing.TB, host lab.Host, memMiB uint64) *guest {
 	t.Helper()
 	guestSeq.Lock()
 	guestSeq.n++
 	n := guestSeq.n
 	guestSeq.Unlock()
 	name := fmt.Sprintf("acc-%d", n)
-	spec := theLab.GuestSpec(name, n, host, memMiB, vcpus, map[string]string{"role": "acctest", "test": t.Name()})
+	spec := theLab.GuestSpec(name, n, host, memMiB, 1, map[string]string{"role": "acctest", "test": t.Name()})
 	ctx := context.Background()
 	start := time.Now()
 	dom, err := drv.CreateDomain(ctx, host.URI, spec)
@@ -68,8 +69,9 @@ func removeEverywhere(t testing.TB, name string) {
 // user of their services would.
 var client *probe.Client
 
-func ctxTimeout(d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+// requestCtx bounds one request to a guest.
+func requestCtx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_ = cancel // released by the timer; tests are short-lived
 	return ctx
 }
@@ -80,7 +82,7 @@ func (g *guest) waitReady(timeout time.Duration) error {
 
 func (g *guest) setLoad(t testing.TB, cpu, memMiB int) {
 	t.Helper()
-	if err := client.SetLoad(ctxTimeout(10*time.Second), g.IP, cpu, memMiB); err != nil {
+	if err := client.SetLoad(requestCtx(), g.IP, cpu, memMiB); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -105,7 +107,7 @@ func (g *guest) fill(t testing.TB, mib int) {
 		return 0
 	}
 	before := rss()
-	if _, err := client.Get(ctxTimeout(10*time.Second), g.IP, fmt.Sprintf("/load?mem=%d&rate=0", mib)); err != nil {
+	if _, err := client.Get(requestCtx(), g.IP, fmt.Sprintf("/load?mem=%d&rate=0", mib)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -115,7 +117,7 @@ func (g *guest) fill(t testing.TB, mib int) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if _, err := client.Get(ctxTimeout(10*time.Second), g.IP, "/load?rate=1"); err != nil {
+	if _, err := client.Get(requestCtx(), g.IP, "/load?rate=1"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -124,7 +126,7 @@ func (g *guest) fill(t testing.TB, mib int) {
 // returns its last number.
 func (g *guest) seqCheck(t testing.TB) int {
 	t.Helper()
-	n, err := client.Sequence(ctxTimeout(10*time.Second), g.IP)
+	n, err := client.Sequence(requestCtx(), g.IP)
 	if err != nil {
 		t.Fatal(err)
 	}

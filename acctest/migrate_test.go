@@ -124,6 +124,6 @@ func waitStreamAdvance(t testing.TB, s *probe.Stream, n int) {
 	}
 }
 
-func hostsAB(t testing.TB) (lab.Host, lab.Host) {
+func hostsAB() (lab.Host, lab.Host) {
 	return theLab.Hosts[0], theLab.Hosts[1]
 }

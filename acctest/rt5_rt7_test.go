@@ -18,10 +18,10 @@ import (
 // bench-migration for the full table).
 func TestRT5MigrationVersusRawTransfer(t *testing.T) {
 	needLab(t)
-	a, b := hostsAB(t)
+	a, b := hostsAB()
 	var rows string
 	for _, c := range []struct{ memMiB, fillMiB int }{{128, 0}, {512, 384}} {
-		g := startGuest(t, a, uint64(c.memMiB), 1)
+		g := startGuest(t, a, uint64(c.memMiB))
 		if c.fillMiB > 0 {
 			g.fill(t, c.fillMiB)
 		}
@@ -49,8 +49,8 @@ func TestRT5MigrationVersusRawTransfer(t *testing.T) {
 func TestRT7Downtime(t *testing.T) {
 	needLab(t)
 	const runs = 10
-	a, b := hostsAB(t)
-	g := startGuest(t, a, 128, 1)
+	a, b := hostsAB()
+	g := startGuest(t, a, 128)
 	var fromPing, fromJob []time.Duration
 	lost := 0
 	for i := 0; i < runs; i++ {

@@ -89,7 +89,7 @@ func killNamespace(ctx context.Context, ns string) error {
 			return nil
 		}
 		for _, p := range ps {
-			syscall.Kill(p, sig)
+			_ = syscall.Kill(p, sig) // it may have exited meanwhile; pids() tells
 		}
 		for i := 0; i < 50 && len(pids()) > 0; i++ {
 			time.Sleep(100 * time.Millisecond)

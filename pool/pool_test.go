@@ -18,11 +18,12 @@ import (
 var hostNames = []string{"h1", "h2", "h3"}
 
 // setup returns a fake driver with three 2-CPU hosts, Ops over them and a
-// stored pool "web" of the given size bounds (no members yet).
-func setup(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) (*pooltest.Driver, *pool.Ops, pool.Spec) {
+// stored pool "web" of size and minimum size 0, at most maxSize (no members
+// yet).
+func setup(t *testing.T, maxSize int64, pol *pool.Policy) (*pooltest.Driver, *pool.Ops, pool.Spec) {
 	t.Helper()
 	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3")
-	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
+	spec := pool.Spec{Name: "web", MaxSize: maxSize, Placement: "spread",
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k", Cmdline: "ip={ip} n={name}", IPBase: "192.0.2.161/24"}}
 	for _, h := range hostNames {
 		spec.Hosts = append(spec.Hosts, pool.HostEntry{Name: h, URI: "fake:///" + h})
@@ -109,7 +110,7 @@ func TestScaleTo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fd, ops, _ := setup(t, 0, 0, 4, nil)
+			fd, ops, _ := setup(t, 4, nil)
 			ctx := context.Background()
 			if tc.start > 0 {
 				if _, err := ops.ScaleTo(ctx, "web", tc.start); err != nil {
@@ -150,7 +151,7 @@ func TestScaleTo(t *testing.T) {
 }
 
 func TestScaleUpWakesAutoStandbyHost(t *testing.T) {
-	fd, ops, _ := setup(t, 0, 0, 3, &pool.Policy{CPUHigh: 0.8, MemoryHigh: 0.85, CPULow: 0.3, MemoryLow: 0.3, TargetUtilisation: 0.7})
+	fd, ops, _ := setup(t, 3, &pool.Policy{CPUHigh: 0.8, MemoryHigh: 0.85, CPULow: 0.3, MemoryLow: 0.3, TargetUtilisation: 0.7})
 	ctx := context.Background()
 	for _, h := range []string{"h2", "h3"} {
 		if err := ops.SetAutoStandby(ctx, h, true); err != nil {
@@ -184,7 +185,7 @@ func TestScaleUpWakesAutoStandbyHost(t *testing.T) {
 }
 
 func TestScaleInBeforeRemove(t *testing.T) {
-	_, ops, _ := setup(t, 0, 0, 3, nil)
+	_, ops, _ := setup(t, 3, nil)
 	ctx := context.Background()
 	if _, err := ops.ScaleTo(ctx, "web", 3); err != nil {
 		t.Fatal(err)
@@ -211,7 +212,7 @@ func TestScaleInBeforeRemove(t *testing.T) {
 }
 
 func TestApplyMovesAndInFlight(t *testing.T) {
-	fd, ops, spec := setup(t, 0, 0, 3, nil)
+	fd, ops, spec := setup(t, 3, nil)
 	ctx := context.Background()
 	if _, err := ops.ScaleTo(ctx, "web", 2); err != nil {
 		t.Fatal(err)
@@ -273,7 +274,7 @@ func TestApplyMovesAndInFlight(t *testing.T) {
 }
 
 func TestApplyStopsAfterFailedWave(t *testing.T) {
-	fd, ops, _ := setup(t, 0, 0, 3, nil)
+	fd, ops, _ := setup(t, 3, nil)
 	ctx := context.Background()
 	if _, err := ops.ScaleTo(ctx, "web", 2); err != nil {
 		t.Fatal(err)
@@ -312,7 +313,7 @@ func TestApplyStopsAfterFailedWave(t *testing.T) {
 // what the hosts report; an entry asking for more than the host has is an
 // error naming the host.
 func TestViewHostCapacity(t *testing.T) {
-	_, ops, _ := setup(t, 0, 0, 3, nil)
+	_, ops, _ := setup(t, 3, nil)
 	h1 := ops.Hosts["h1"]
 	h1.Capacity = pool.Capacity{CPUs: 1.5, ReservedCPUs: 0.5, MemoryMiB: 4096}
 	ops.Hosts["h1"] = h1

@@ -148,7 +148,7 @@ func (v *View) KeepInPools(pools map[string]Record, pinUnknown bool) {
 // HostsIn lists the view's hosts in the given scheduler state.
 func (v *View) HostsIn(state scheduler.HostState) []string {
 	var out []string
-	for _, h := range v.Cluster.Hosts {
+	for _, h := range v.Hosts {
 		if h.State == state {
 			out = append(out, h.Name)
 		}

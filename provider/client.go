@@ -159,11 +159,11 @@ func (c *Client) putHostState(ctx context.Context, name string, s HostState) err
 	return c.ops(ctx).PutHostState(ctx, name, s)
 }
 
-// readPool finds a pool's record on the given hosts (every host if nil) and
-// returns the highest generation: a write that reached only some hosts
-// before it was interrupted is then still seen.
-func (c *Client) readPool(ctx context.Context, name string, hosts []string) (PoolRecord, []string, bool, error) {
-	return c.ops(ctx).ReadPool(ctx, name, hosts)
+// readPool finds a pool's record on every host and returns the highest
+// generation: a write that reached only some hosts before it was
+// interrupted is then still seen.
+func (c *Client) readPool(ctx context.Context, name string) (PoolRecord, []string, bool, error) {
+	return c.ops(ctx).ReadPool(ctx, name, nil)
 }
 
 // writePool stores a pool record, one generation up from the highest seen,

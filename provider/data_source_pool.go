@@ -80,7 +80,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		return
 	}
 	name := m.Name.ValueString()
-	pr, _, found, err := d.client.readPool(ctx, name, nil)
+	pr, _, found, err := d.client.readPool(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
 		return

@@ -52,7 +52,10 @@ func TestAccExampleLab(t *testing.T) {
 	destroyed := false
 	t.Cleanup(func() {
 		if !destroyed {
-			exec.Command("terraform", "-chdir="+dir, "destroy", "-auto-approve", "-input=false", "-no-color").Run()
+			out, err := exec.Command("terraform", "-chdir="+dir, "destroy", "-auto-approve", "-input=false", "-no-color").CombinedOutput()
+			if err != nil {
+				t.Logf("cleanup: terraform destroy: %v\n%s", err, out)
+			}
 		}
 	})
 

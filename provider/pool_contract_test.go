@@ -77,11 +77,19 @@ func TestPoolRecordContract(t *testing.T) {
 // sameJSON fails unless a and b encode to the same JSON object.
 func sameJSON(t *testing.T, what string, a, b any) {
 	t.Helper()
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	var ma, mb map[string]any
-	json.Unmarshal(ja, &ma)
-	json.Unmarshal(jb, &mb)
+	object := func(v any) ([]byte, map[string]any) {
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(j, &m); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return j, m
+	}
+	ja, ma := object(a)
+	jb, mb := object(b)
 	if !reflect.DeepEqual(ma, mb) {
 		t.Errorf("%s differs:\n pool     %s\n provider %s", what, ja, jb)
 	}

@@ -103,7 +103,7 @@ func (r *domainResource) ValidateConfig(ctx context.Context, req resource.Valida
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m.templateModel.validate(path.Empty(), &resp.Diagnostics)
+	m.validate(path.Empty(), &resp.Diagnostics)
 	for k := range m.Labels.Elements() {
 		if strings.HasPrefix(k, "virtpool.") {
 			resp.Diagnostics.AddAttributeError(path.Root("labels").AtMapKey(k), "Reserved label",
@@ -126,7 +126,7 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		resp.Diagnostics.AddAttributeError(path.Root("host"), "Unknown host", err.Error())
 		return
 	}
-	m.templateModel.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
+	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
 }
 
 func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagnostics) {
@@ -135,7 +135,7 @@ func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagno
 	if l == nil {
 		l = map[string]string{} // labels left out
 	}
-	t, err := json.Marshal(m.templateModel.toSpec())
+	t, err := json.Marshal(m.toSpec())
 	if err != nil {
 		diags.AddError("Cannot encode template", err.Error())
 	}

@@ -279,7 +279,7 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 			if _, seen := pools[p]; p == "" || seen {
 				continue
 			}
-			pr, _, found, err := c.readPool(ctx, p, nil)
+			pr, _, found, err := c.readPool(ctx, p)
 			if err != nil {
 				return err
 			}

@@ -184,7 +184,7 @@ func policyFromSpec(pool string, p PolicySpec) policyModel {
 // keeping the spec as it is on the hosts.
 func (c *Client) setPolicy(ctx context.Context, pool string, p *PolicySpec) (found bool, err error) {
 	defer lockPool(pool)()
-	pr, _, found, err := c.readPool(ctx, pool, nil)
+	pr, _, found, err := c.readPool(ctx, pool)
 	if err != nil || !found {
 		return found, err
 	}
@@ -234,7 +234,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if pool == "" {
 		pool = m.ID.ValueString()
 	}
-	pr, _, found, err := r.client.readPool(ctx, pool, nil)
+	pr, _, found, err := r.client.readPool(ctx, pool)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+pool, err.Error())
 		return

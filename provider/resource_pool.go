@@ -255,7 +255,7 @@ func (r *poolResource) Create(ctx context.Context, req resource.CreateRequest, r
 	defer lockPool(spec.Name)()
 	// The record first: an interrupted create leaves a pool every tool can
 	// see, and the next apply adopts its members (found by their labels).
-	old, _, found, err := r.client.readPool(ctx, spec.Name, nil)
+	old, _, found, err := r.client.readPool(ctx, spec.Name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
 		return
@@ -313,7 +313,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	if name == "" {
 		name = m.ID.ValueString()
 	}
-	pr, _, found, err := r.client.readPool(ctx, name, nil)
+	pr, _, found, err := r.client.readPool(ctx, name)
 	if err != nil {
 		diags.AddError("Cannot read pool "+name, err.Error())
 		return false, diags
@@ -374,7 +374,7 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	defer lockPool(spec.Name)()
-	old, _, _, err := r.client.readPool(ctx, spec.Name, nil)
+	old, _, _, err := r.client.readPool(ctx, spec.Name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+spec.Name, err.Error())
 		return
@@ -439,7 +439,7 @@ func (c *Client) deletePool(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	_, where, _, err := c.readPool(ctx, name, nil)
+	_, where, _, err := c.readPool(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,8 @@ func (s *sim) relieve(src int32, order *loadOrder) (guest, to int32) {
 	cpuHot, memHot := h.use.cpu > h.high.cpu, h.use.mem > h.high.mem
 	for _, gi := range h.guests {
 		g := &s.guests[gi]
-		if !s.movable(gi) || !(cpuHot && g.cpu > 0 || memHot && g.mem > 0) {
+		helps := cpuHot && g.cpu > 0 || memHot && g.mem > 0
+		if !s.movable(gi) || !helps {
 			continue // pinned, moved already, or no help
 		}
 		to := order.firstFit(gi, src, srcLoad)

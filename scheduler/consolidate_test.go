@@ -47,7 +47,7 @@ func TestConsolidate(t *testing.T) {
 		{name: "per-round cap frees whole hosts only",
 			c: spread(), pol: capped, want: "c00>d", wantOff: []string{"c"}, wantWhy: "per-round migration cap 2 reached", wantUsed: 3},
 		{name: "anti-affinity is respected",
-			c: cluster(abcd[:2], []Guest{guest("a1", "a", 1, 1, group("x")), guest("b1", "b", 1, 1, group("x")),
+			c: cluster(abcd[:2], []Guest{guest("a1", "a", 1, 1, groupX), guest("b1", "b", 1, 1, groupX),
 				guest("b2", "b", 1, 1)}),
 			pol: DefaultPolicy(), wantUsed: 2},
 		{name: "hot kept hosts are cooled",

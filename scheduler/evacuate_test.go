@@ -36,7 +36,7 @@ func TestEvacuate(t *testing.T) {
 		{name: "no room: nothing moves",
 			c:   cluster(hosts, many("a", "a", 3, 5, 1), many("b", "b", 1, 5, 1), many("c", "c", 1, 5, 1)),
 			pol: DefaultPolicy(), wantWhy: "fits on no other host"},
-		{name: "anti-affinity", c: cluster(hosts[:2], []Guest{guest("a1", "a", 1, 1, group("x")), guest("b1", "b", 1, 1, group("x"))}),
+		{name: "anti-affinity", c: cluster(hosts[:2], []Guest{guest("a1", "a", 1, 1, groupX), guest("b1", "b", 1, 1, groupX)}),
 			pol: DefaultPolicy(), wantWhy: "guest a1"},
 		{name: "empty host", c: cluster(hosts), pol: DefaultPolicy()},
 	}

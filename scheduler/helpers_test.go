@@ -20,8 +20,8 @@ func maintenance(h Host) Host { h.State = Maintenance; return h }
 type opt func(*Guest)
 
 func pinned(g *Guest)        { g.Pinned = true }
-func group(a string) opt     { return func(g *Guest) { g.AntiAffinity = a } }
-func inPool(p string) opt    { return func(g *Guest) { g.Pool = p } }
+func groupX(g *Guest)        { g.AntiAffinity = "x" }
+func poolDB(g *Guest)        { g.Pool = "db" }
 func usedGiB(n int64) opt    { return func(g *Guest) { g.MemoryUsed = n * gib } }
 func vcpus(n int) opt        { return func(g *Guest) { g.VCPUs = n } }
 func onlyOn(h ...string) opt { return func(g *Guest) { g.Hosts = h } }

@@ -11,7 +11,7 @@ func TestPlace(t *testing.T) {
 	binpack := DefaultPolicy()
 	binpack.Placement = BinpackPlacement
 	three := []Host{host("a", 10, 100), host("b", 10, 100), host("c", 10, 100)}
-	base := [][]Guest{{guest("a1", "a", 5, 10, group("x"))}, {guest("b1", "b", 1, 10)}, {guest("c1", "c", 2, 10)}}
+	base := [][]Guest{{guest("a1", "a", 5, 10, groupX)}, {guest("b1", "b", 1, 10)}, {guest("c1", "c", 2, 10)}}
 	oneToOne := DefaultPolicy()
 	oneToOne.VCPURatio = 1 // 10 vCPUs per host
 	tests := []struct {
@@ -28,9 +28,9 @@ func TestPlace(t *testing.T) {
 		{name: "binpack fills the most loaded host up to the limit", c: cluster(three, base...),
 			tmpl: guest("", "", 1, 1), k: 3, pol: binpack, want: []string{"a", "a", "c"}},
 		{name: "anti-affinity avoids group members and repeats", c: cluster(three, base...),
-			tmpl: guest("", "", 1, 1, group("x")), k: 2, pol: binpack, want: []string{"c", "b"}},
+			tmpl: guest("", "", 1, 1, groupX), k: 2, pol: binpack, want: []string{"c", "b"}},
 		{name: "anti-affinity needs enough hosts", c: cluster(three, base...),
-			tmpl: guest("", "", 1, 1, group("x")), k: 3, pol: DefaultPolicy(),
+			tmpl: guest("", "", 1, 1, groupX), k: 3, pol: DefaultPolicy(),
 			wantErr: "pool web: need 3 hosts for anti-affinity group x, only 2 available"},
 		{name: "standby and maintenance hosts are not used",
 			c:    cluster([]Host{host("a", 10, 100), standby(host("b", 10, 100)), maintenance(host("c", 10, 100))}),

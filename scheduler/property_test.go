@@ -17,10 +17,10 @@ func randomCluster(r *rand.Rand) *Cluster {
 	for i := range nh {
 		h := Host{Name: fmt.Sprintf("h%02d", i), Cores: float64([]int{4, 8, 16, 32}[r.IntN(4)]),
 			MemoryBytes: []int64{16, 32, 64, 128}[r.IntN(4)] * gib}
-		switch x := r.IntN(10); {
-		case x == 0:
+		switch r.IntN(10) {
+		case 0:
 			h.State = Standby
-		case x == 1:
+		case 1:
 			h.State = Maintenance
 		}
 		c.Hosts = append(c.Hosts, h)

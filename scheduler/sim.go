@@ -116,8 +116,8 @@ func newSim(c *Cluster, pol Policy) (*sim, error) {
 			}
 			g.group = id
 		}
-		if g.Guest.Host != "" {
-			h := s.byName[g.Guest.Host]
+		if g.Host != "" {
+			h := s.byName[g.Host]
 			s.place(int32(i), h)
 		}
 	}

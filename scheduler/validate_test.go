@@ -24,8 +24,8 @@ func plan(waves ...[]string) Plan {
 func TestValidate(t *testing.T) {
 	c := cluster([]Host{host("a", 10, 100), host("b", 10, 100), host("c", 10, 100),
 		standby(host("s", 10, 100)), maintenance(host("m", 10, 100))},
-		[]Guest{guest("a1", "a", 3, 10, group("x")), guest("a2", "a", 3, 10), guest("p1", "a", 1, 1, pinned),
-			guest("b1", "b", 2, 10, group("x")), guest("b2", "b", 1, 10), guest("b3", "b", 4, 10, onlyOn("b", "c"))})
+		[]Guest{guest("a1", "a", 3, 10, groupX), guest("a2", "a", 3, 10), guest("p1", "a", 1, 1, pinned),
+			guest("b1", "b", 2, 10, groupX), guest("b2", "b", 1, 10), guest("b3", "b", 4, 10, onlyOn("b", "c"))})
 	serial := DefaultPolicy()
 	serial.MaxParallelPerHost = 1
 	withOn := func(p Plan, on ...string) Plan { p.PowerOn = on; return p }

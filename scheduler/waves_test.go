@@ -8,8 +8,8 @@ import (
 func TestBuildPlanWaves(t *testing.T) {
 	hosts := []Host{host("a", 10, 100), host("b", 10, 100), host("c", 10, 100), host("d", 10, 100),
 		host("e", 10, 100), host("f", 10, 100)}
-	c := cluster(hosts, []Guest{guest("a1", "a", 3, 1, group("x")), guest("a2", "a", 1, 1), guest("a3", "a", 1, 1),
-		guest("b1", "b", 6, 1, group("x")), guest("e1", "e", 4, 1)})
+	c := cluster(hosts, []Guest{guest("a1", "a", 3, 1, groupX), guest("a2", "a", 1, 1), guest("a3", "a", 1, 1),
+		guest("b1", "b", 6, 1, groupX), guest("e1", "e", 4, 1)})
 	tests := []struct {
 		name  string
 		steps [][2]string // guest, destination, in planning order

@@ -82,10 +82,10 @@ func demoCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
 		return err
 	}
 	if !*keep {
-		defer func() {
+		defer func() { // best effort, on every host: the guest is on one of them
 			for _, h := range l.Hosts {
-				drv.ShutdownDomain(context.Background(), h.URI, name, 0)
-				drv.UndefineDomain(context.Background(), h.URI, name)
+				_ = drv.ShutdownDomain(context.Background(), h.URI, name, 0)
+				_ = drv.UndefineDomain(context.Background(), h.URI, name)
 			}
 		}()
 	}
@@ -130,7 +130,7 @@ func demoCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
 			}
 		})
 		if err != nil {
-			p.Stop()
+			_, _ = p.Stop() // the migration's error is the one to report
 			return err
 		}
 		httpErr := hs.WaitAdvance(20, 20*time.Second)

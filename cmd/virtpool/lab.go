@@ -46,7 +46,7 @@ func printLab(ctx context.Context, log hclog.Logger, l *lab.Lab) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "HOST\tADDRESS\tURI\tGUESTS")
 	for _, h := range l.Hosts {
-		guests := "?"
+		var guests string
 		if doms, err := d.ListDomains(ctx, h.URI); err == nil {
 			guests = ""
 			for _, dom := range doms {

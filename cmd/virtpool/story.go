@@ -119,7 +119,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	ops := &pool.Ops{Hosts: l.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
 	defer func() { // the autoscaler's standby marks go with the demo
 		for _, h := range l.Hosts {
-			ops.SetAutoStandby(context.Background(), h.Name, false)
+			_ = ops.SetAutoStandby(context.Background(), h.Name, false) // best effort on the way out
 		}
 	}()
 
@@ -141,7 +141,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			tl.spread(ctx, c, total)
 			time.Sleep(2 * time.Second)
-			tl.row(ctx, name)
+			tl.row(ctx)
 		}
 	}
 	run("idle (no load)", 0, *phase)
@@ -192,7 +192,7 @@ func startStoryAgent(bin, dir, pluginDir, logPath string) (*storyAgent, error) {
 		logFile.Close()
 	}()
 	go func() {
-		a.cmd.Wait()
+		_ = a.cmd.Wait() // stop() kills it: its exit status says nothing
 		pw.Close()
 		close(a.done)
 	}()
@@ -209,12 +209,12 @@ func (a *storyAgent) take() []string {
 }
 
 func (a *storyAgent) stop() {
-	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT) // the group may be gone already
 	select {
 	case <-a.done:
 	case <-time.After(15 * time.Second):
 	}
-	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
 	<-a.done
 }
 
@@ -256,7 +256,7 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 			defer cancel()
 			ip, err := pool.MemberIP("192.0.2.171/24", n)
 			if err == nil {
-				c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
+				_ = c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
 			}
 		}()
 	}
@@ -279,7 +279,7 @@ func field(line, key string) string {
 	return strings.Trim(m[1], `"`)
 }
 
-func (tl *storyTimeline) row(ctx context.Context, phase string) {
+func (tl *storyTimeline) row(ctx context.Context) {
 	ms, _ := tl.ops.Members(ctx, "demo")
 	names := map[string]bool{}
 	for _, m := range ms {

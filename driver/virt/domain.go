@@ -37,7 +37,7 @@ func (d *Driver) ListDomains(ctx context.Context, uri string) ([]driver.Domain, 
 		dom.Free()
 		if err != nil {
 			// A domain that vanished while we listed is not an error.
-			if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_DOMAIN {
+			if hasCode(err, lv.ERR_NO_DOMAIN) {
 				continue
 			}
 			if firstErr == nil {
@@ -135,12 +135,12 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 	}
 	defer dom.Free()
 	if err := writeMetadata(dom, newMetadata(spec.Labels, overlay)); err != nil {
-		dom.Undefine()
+		_ = dom.Undefine() // undoing the define; err is what went wrong
 		cleanupOverlay()
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
 	}
 	if err := dom.Create(); err != nil {
-		dom.Undefine()
+		_ = dom.Undefine() // undoing the define; err is what went wrong
 		cleanupOverlay()
 		return driver.Domain{}, wrap(op, uri, spec.Name, fmt.Errorf("start: %w", err))
 	}
@@ -267,7 +267,7 @@ func (d *Driver) ShutdownDomain(ctx context.Context, uri, name string, timeout t
 
 func destroyIfActive(dom *lv.Domain) error {
 	err := dom.Destroy()
-	if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_OPERATION_INVALID {
+	if hasCode(err, lv.ERR_OPERATION_INVALID) {
 		return nil // it stopped meanwhile
 	}
 	return err
@@ -381,10 +381,10 @@ func deleteVolume(c *lv.Connect, path string) error {
 		return err
 	}
 	defer pool.Free()
-	pool.Refresh(0)
+	_ = pool.Refresh(0) // best effort: the lookup below is what decides
 	v, err := c.LookupStorageVolByPath(path)
 	if err != nil {
-		if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_STORAGE_VOL {
+		if hasCode(err, lv.ERR_NO_STORAGE_VOL) {
 			return nil
 		}
 		return err

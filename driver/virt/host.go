@@ -133,7 +133,7 @@ func probeKVM(ctx context.Context, c *lv.Connect) (bool, string) {
 		return false, err.Error()
 	}
 	defer dom.Free()
-	defer dom.Destroy()
+	defer func() { _ = dom.Destroy() }() // it may have stopped by itself: what the probe looks for
 	select {
 	case <-ctx.Done():
 		return false, ctx.Err().Error()
@@ -265,6 +265,5 @@ func domainStats(s lv.DomainStats) driver.DomainStats {
 }
 
 func unsupported(err error) bool {
-	le, ok := err.(lv.Error)
-	return ok && le.Code == lv.ERR_NO_SUPPORT
+	return hasCode(err, lv.ERR_NO_SUPPORT)
 }

@@ -74,7 +74,7 @@ func readMetadata(dom *lv.Domain) (metadata, error) {
 	var m metadata
 	s, err := dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, MetadataNS, lv.DOMAIN_AFFECT_CURRENT)
 	if err != nil {
-		if le, ok := err.(lv.Error); ok && le.Code == lv.ERR_NO_DOMAIN_METADATA {
+		if hasCode(err, lv.ERR_NO_DOMAIN_METADATA) {
 			return m, nil
 		}
 		return m, err

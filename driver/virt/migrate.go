@@ -53,7 +53,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	if err == nil {
 		active, err = dom.IsActive()
 	}
-	if isNoDomain(err) || (err == nil && !active) {
+	if noDomain(err) || (err == nil && !active) {
 		if res, ok := alreadyThere(ctx, dst, name); ok {
 			log.Info("domain already on destination; nothing to do")
 			return res, nil
@@ -100,7 +100,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		case err := <-done:
 			if err != nil {
 				if aborted {
-					return fail(req.SourceURI, fmt.Errorf("aborted (%v): %w", ctx.Err(), err))
+					return fail(req.SourceURI, fmt.Errorf("aborted (%w): %w", ctx.Err(), err))
 				}
 				d.conns.check(req.SourceURI, err)
 				return fail(req.SourceURI, err)
@@ -230,8 +230,10 @@ func completed(src, dst *lv.Connect, name string) (driver.MigrateResult, error) 
 		return res, fmt.Errorf("after migration: %w", err)
 	}
 	defer dd.Free()
-	if active, err := dd.IsActive(); err != nil || !active {
-		return res, fmt.Errorf("after migration the domain is not running on the destination (%v)", err)
+	if active, err := dd.IsActive(); err != nil {
+		return res, fmt.Errorf("after migration the domain is not running on the destination (%w)", err)
+	} else if !active {
+		return res, errors.New("after migration the domain is not running on the destination")
 	}
 	if res.UUID, err = dd.GetUUIDString(); err != nil {
 		return res, err
@@ -258,9 +260,4 @@ func (d *Driver) AbortMigration(ctx context.Context, uri, name string) error {
 	return d.withDomain(ctx, "abort migration", uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
 		return dom.AbortJob()
 	})
-}
-
-func isNoDomain(err error) bool {
-	le, ok := err.(lv.Error)
-	return ok && le.Code == lv.ERR_NO_DOMAIN
 }

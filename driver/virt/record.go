@@ -151,8 +151,7 @@ func domainType(hypervisor string) string {
 func readRecord(dom *lv.Domain) (driver.Record, bool, error) {
 	s, err := dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, RecordNS, lv.DOMAIN_AFFECT_CONFIG)
 	if err != nil {
-		var le lv.Error
-		if errors.As(err, &le) && le.Code == lv.ERR_NO_DOMAIN_METADATA {
+		if hasCode(err, lv.ERR_NO_DOMAIN_METADATA) {
 			return driver.Record{}, false, nil
 		}
 		return driver.Record{}, false, err
@@ -295,6 +294,5 @@ func (d *Driver) DeleteRecord(ctx context.Context, uri, kind, name string) error
 
 // noDomain reports whether err is libvirt's "no such domain".
 func noDomain(err error) bool {
-	var le lv.Error
-	return errors.As(err, &le) && le.Code == lv.ERR_NO_DOMAIN
+	return hasCode(err, lv.ERR_NO_DOMAIN)
 }

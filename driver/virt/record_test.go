@@ -9,15 +9,6 @@ import (
 	"github.com/virtpool/virtpool/driver"
 )
 
-func findRecord(rs []driver.Record, kind, name string) *driver.Record {
-	for i := range rs {
-		if rs[i].Kind == kind && rs[i].Name == name {
-			return &rs[i]
-		}
-	}
-	return nil
-}
-
 func TestRecordLifecycle(t *testing.T) {
 	ctx := context.Background()
 	d := newTestDriver(t)
@@ -28,8 +19,8 @@ func TestRecordLifecycle(t *testing.T) {
 		Data: map[string]string{"spec": `{"size":5}`}}
 	host := driver.Record{Kind: driver.RecordHost, Name: "rec-h1", Generation: 3, Data: map[string]string{"maintenance": "true"}}
 	t.Cleanup(func() {
-		d.DeleteRecord(ctx, testURI, v1.Kind, v1.Name)
-		d.DeleteRecord(ctx, testURI, host.Kind, host.Name)
+		_ = d.DeleteRecord(ctx, testURI, v1.Kind, v1.Name)
+		_ = d.DeleteRecord(ctx, testURI, host.Kind, host.Name)
 	})
 
 	steps := []struct {
@@ -74,7 +65,7 @@ func TestRecordsHiddenFromDomains(t *testing.T) {
 	if err := d.PutRecord(ctx, testURI, r); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.DeleteRecord(ctx, testURI, r.Kind, r.Name) })
+	t.Cleanup(func() { _ = d.DeleteRecord(ctx, testURI, r.Kind, r.Name) })
 	dname := RecordDomainName(r.Kind, r.Name)
 	doms, err := d.ListDomains(ctx, testURI)
 	if err != nil {
@@ -127,8 +118,8 @@ func TestRecordNeverClobbersAGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		d.ShutdownDomain(ctx, testURI, guest.Name, 0)
-		d.UndefineDomain(ctx, testURI, guest.Name)
+		_ = d.ShutdownDomain(ctx, testURI, guest.Name, 0)
+		_ = d.UndefineDomain(ctx, testURI, guest.Name)
 	})
 	cases := []struct {
 		name string

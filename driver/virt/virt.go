@@ -62,6 +62,12 @@ func wrap(op, uri, dom string, err error) error {
 	return e
 }
 
+// hasCode reports whether err is, or wraps, a libvirt error with this code.
+func hasCode(err error, code lv.ErrorNumber) bool {
+	var le lv.Error
+	return errors.As(err, &le) && le.Code == code
+}
+
 // opError is an error of virtpool's own (no libvirt code) with context.
 func opError(op, uri, dom string, code int, err error) error {
 	return &driver.Error{Op: op, Host: uri, Domain: dom, Code: code, Err: err}

@@ -22,7 +22,7 @@ func DriverBinary() (string, error) {
 	bin := filepath.Join(dir, "virtpool-driver")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/virtpool/virtpool/cmd/virtpool-driver").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build virtpool-driver: %v\n%s", err, out)
+		return "", fmt.Errorf("build virtpool-driver: %w\n%s", err, out)
 	}
 	return bin, nil
 }

@@ -47,8 +47,9 @@ var replyRE = regexp.MustCompile(`^\[(\d+\.\d+)\] .* icmp_seq=(\d+) `)
 // Stop stops pinging and reports.
 func (p *Pinger) Stop() (PingResult, error) {
 	time.Sleep(3 * pingInterval)
-	p.cmd.Process.Signal(syscall.SIGINT)
-	p.cmd.Wait()
+	// ping exits non-zero when replies were lost: its output says how many.
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	_ = p.cmd.Wait()
 	return parsePing(p.out.Bytes())
 }
 

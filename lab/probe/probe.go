@@ -69,7 +69,10 @@ func (c *Client) WaitReady(ctx context.Context, ip string, timeout time.Duration
 		last = err
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("guest %s not ready after %s: %v", ip, timeout, last)
+	if last == nil { // it answered, but not "ok" (or it was never asked)
+		return fmt.Errorf("guest %s not ready after %s", ip, timeout)
+	}
+	return fmt.Errorf("guest %s not ready after %s: %w", ip, timeout, last)
 }
 
 // SetLoad drives the guest's load generator: cpu percent of each vCPU and

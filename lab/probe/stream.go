@@ -75,7 +75,7 @@ func follow(ctx context.Context, cancel context.CancelFunc, r io.ReadCloser) *St
 			s.bytes += int64(len(line))
 			if err != nil {
 				if ctx.Err() == nil {
-					s.err = fmt.Errorf("stream dropped after %d lines: %v", s.lines, err)
+					s.err = fmt.Errorf("stream dropped after %d lines: %w", s.lines, err)
 				}
 				s.mu.Unlock()
 				return

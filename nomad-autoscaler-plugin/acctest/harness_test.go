@@ -460,10 +460,10 @@ func (a *agent) run() {
 				fmt.Fprintf(logFile, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
 			}
 		}
-		io.Copy(io.Discard, pr) // after a scan error, so that the agent never blocks writing
+		_, _ = io.Copy(io.Discard, pr) // after a scan error, so that the agent never blocks writing
 	}()
 	go func() {
-		a.cmd.Wait()
+		_ = a.cmd.Wait() // stop() signals it: its exit status says nothing
 		pw.Close()
 		<-read // done means every line the agent wrote is in a.lines
 		close(a.done)
@@ -478,16 +478,17 @@ func (a *agent) stop() {
 	select {
 	case <-a.done:
 	default:
-		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
 		select {
 		case <-a.done:
 		case <-time.After(15 * time.Second):
-			syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 			<-a.done
 		}
 	}
-	// Plugins outliving the agent would keep the lab busy: end the group.
-	syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	// Plugins outliving the agent would keep the lab busy: end the group
+	// (ESRCH when there is nothing left of it).
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 	if a.t.Failed() || os.Getenv("VIRTPOOL_AGENT_LOG") == "1" {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -503,14 +504,24 @@ func (a *agent) stop() {
 		shown = shown[max(0, len(shown)-40):]
 		// Keep the whole log: the test's temporary directory goes away.
 		keep := filepath.Join(os.TempDir(), "virtpool-autoscaler-acc", strings.ReplaceAll(a.t.Name(), "/", "_")+"-agent.log")
-		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil {
-			if data, err := os.ReadFile(filepath.Join(a.dir, "agent.log")); err == nil {
-				os.WriteFile(keep, data, 0o644)
-			}
+		if err := keepFile(filepath.Join(a.dir, "agent.log"), keep); err != nil {
+			keep = "nowhere: " + err.Error()
 		}
 		a.t.Logf("agent log, virtpool's plugins and errors (last %d lines; all in %s):\n%s", len(shown), keep,
 			strings.Join(shown, "\n"))
 	}
+}
+
+// keepFile copies src to dst, making dst's directory.
+func keepFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
 }
 
 // reAgentSummary picks the agent log lines worth showing when a test fails.
@@ -691,7 +702,7 @@ func (p *testPool) spreadLoad() func(total int) {
 					defer wg.Done()
 					ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 					defer cancel()
-					client.SetLoad(ctx, p.memberIP(memberIndex(m)), per, 0) // a booting member does not answer yet
+					_ = client.SetLoad(ctx, p.memberIP(memberIndex(m)), per, 0) // a booting member does not answer yet
 				}()
 			}
 			wg.Wait()

@@ -123,15 +123,6 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	s.check(t)
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // waitMove waits for the autoscaler to move a member from one host to
 // another after t0, prints the reaction times and returns the member.
 func waitMove(t *testing.T, a *agent, p *testPool, from, to string, t0 time.Time, what string) string {

@@ -84,8 +84,10 @@ func binaries() (string, string, error) {
 	}
 	for _, f := range []string{as, filepath.Join(dir, "virtpool-apm"), filepath.Join(dir, "virtpool-target"),
 		filepath.Join(dir, vpplugin.BinaryName)} {
-		if fi, err := os.Stat(f); err != nil || fi.Mode()&0o111 == 0 {
-			return "", "", fmt.Errorf("%s is not an executable (run make autoscaler plugins): %v", f, err)
+		if fi, err := os.Stat(f); err != nil {
+			return "", "", fmt.Errorf("%s is not an executable (run make autoscaler plugins): %w", f, err)
+		} else if fi.Mode()&0o111 == 0 {
+			return "", "", fmt.Errorf("%s is not an executable (run make autoscaler plugins)", f)
 		}
 	}
 	return as, dir, nil

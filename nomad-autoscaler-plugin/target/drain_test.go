@@ -30,13 +30,16 @@ func (n *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer n.mu.Unlock()
 	switch {
 	case r.URL.Path == "/v1/nodes":
-		json.NewEncoder(w).Encode(n.nodes)
+		reply(w, n.nodes)
 	case strings.HasSuffix(r.URL.Path, "/drain"):
 		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/node/"), "/drain")
 		var req api.NodeUpdateDrainRequest
-		json.NewDecoder(r.Body).Decode(&req)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		n.drains[id] = &req
-		json.NewEncoder(w).Encode(api.NodeDrainUpdateResponse{NodeModifyIndex: 1})
+		reply(w, api.NodeDrainUpdateResponse{NodeModifyIndex: 1})
 	case strings.HasPrefix(r.URL.Path, "/v1/node/"):
 		id := strings.TrimPrefix(r.URL.Path, "/v1/node/")
 		n.reads[id]++
@@ -44,11 +47,15 @@ func (n *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d := n.drains[id]; d != nil && n.reads[id] <= n.doneAfter {
 			node.DrainStrategy = &api.DrainStrategy{DrainSpec: *d.DrainSpec}
 		}
-		json.NewEncoder(w).Encode(node)
+		reply(w, node)
 	default:
 		http.NotFound(w, r)
 	}
 }
+
+// reply writes v as the response's JSON body. It fails only when the client
+// has gone, which the client then reports.
+func reply(w http.ResponseWriter, v any) { _ = json.NewEncoder(w).Encode(v) }
 
 func TestDrainNode(t *testing.T) {
 	drainPoll = 5 * time.Millisecond

@@ -197,9 +197,9 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, p
 		return false, err
 	}
 	// The operator's standby hosts are not the autoscaler's to use.
-	for i, h := range v.Cluster.Hosts {
+	for i, h := range v.Hosts {
 		if st := v.States[h.Name]; st.Standby && !st.Maintenance {
-			v.Cluster.Hosts[i].State = scheduler.Maintenance
+			v.Hosts[i].State = scheduler.Maintenance
 		}
 	}
 	cnt, err := countOf(DimensionHosts, rec, v)

@@ -168,7 +168,7 @@ func countOf(dim string, rec pool.Record, v *pool.View) (counted, error) {
 	}
 	c.Members = len(names)
 	mine := allowed(rec.Spec)
-	for _, h := range v.Cluster.Hosts {
+	for _, h := range v.Hosts {
 		if mine[h.Name] && h.State == scheduler.Active {
 			c.InUse = append(c.InUse, h.Name)
 		}

@@ -235,11 +235,15 @@ func TestStatus(t *testing.T) {
 				f.member("h1", 1, 0)
 				f.member("h2", 2, 0)
 				f.member("h3", 3, 0)
-				f.fd.ShutdownDomain(context.Background(), "fake:///h3", "web-3", 0)
+				if err := f.fd.ShutdownDomain(context.Background(), "fake:///h3", "web-3", 0); err != nil {
+					f.t.Fatal(err)
+				}
 			}},
 		{name: "hosts in use exclude standby", dim: DimensionHosts, count: 2, ready: true, samples: 2,
 			setup: func(f *fixture) {
-				f.ops.SetAutoStandby(context.Background(), "h3", true)
+				if err := f.ops.SetAutoStandby(context.Background(), "h3", true); err != nil {
+					f.t.Fatal(err)
+				}
 			}},
 		{name: "hot hosts", dim: DimensionHotHosts, count: 1, ready: true, hot: "h1", samples: 3,
 			setup: func(f *fixture) {
