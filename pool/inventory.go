@@ -19,7 +19,7 @@ type HostEntry struct {
 	MigrationURI string `json:"migration_uri,omitempty"`
 	// Capacity is what virtpool may plan with on the host (default: all
 	// it reports).
-	Capacity
+	Capacity Capacity `json:"capacity,omitzero"`
 }
 
 // Inventory is a set of hosts by name.
