@@ -62,9 +62,7 @@ func TestRT7Downtime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
 		m := migrate(t, g, to, labOpts)
-		time.Sleep(200 * time.Millisecond)
 		pr, err := p.Stop()
 		if err != nil {
 			t.Fatalf("run %d: %v", i+1, err)

@@ -123,9 +123,11 @@ func GuestIP(n int) string { return fmt.Sprintf("%s%d", subnet, guestBase+n) }
 // GuestMAC is a stable locally administered MAC for the n-th guest.
 func GuestMAC(n int) string { return fmt.Sprintf("52:54:00:c0:02:%02x", (guestBase+n)&0xff) }
 
-// GuestCmdline is the kernel command line of the n-th guest.
+// GuestCmdline is the kernel command line of the n-th guest, which keeps
+// the sequence file /seq (seed R-T3; pool members do without: it costs an
+// idle guest most of its CPU).
 func (l *Lab) GuestCmdline(name string, n int) string {
-	return fmt.Sprintf("%s virtpool.ip=%s/%d virtpool.name=%s", l.Image.Cmdline, GuestIP(n), prefixLen, name)
+	return fmt.Sprintf("%s virtpool.ip=%s/%d virtpool.name=%s virtpool.seq=1", l.Image.Cmdline, GuestIP(n), prefixLen, name)
 }
 
 // Host returns the host with the given name.

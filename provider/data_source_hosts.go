@@ -33,6 +33,7 @@ var hostInfoAttrTypes = map[string]attr.Type{
 	"name": types.StringType, "uri": types.StringType, "state": types.StringType,
 	"hostname": types.StringType, "hypervisor": types.StringType, "accelerators": types.ListType{ElemType: types.StringType},
 	"cpus": types.Int64Type, "memory_bytes": types.Int64Type, "free_memory_bytes": types.Int64Type,
+	"capacity_cpus": types.Float64Type, "capacity_memory_bytes": types.Int64Type,
 	"cpu_utilisation": types.Float64Type, "memory_utilisation": types.Float64Type,
 	"vcpus_allocated": types.Int64Type, "memory_allocated_bytes": types.Int64Type,
 	"guests": types.ListType{ElemType: types.StringType},
@@ -50,15 +51,19 @@ func (d *hostsDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 			"hosts": schema.ListNestedAttribute{
 				Computed: true, Description: "The hosts, by name.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"name":                   schema.StringAttribute{Computed: true, Description: "Name in the provider's hosts."},
-					"uri":                    schema.StringAttribute{Computed: true, Description: "libvirt URI."},
-					"state":                  schema.StringAttribute{Computed: true, Description: "`active`, `standby` or `maintenance`."},
-					"hostname":               schema.StringAttribute{Computed: true, Description: "Host name as the host reports it."},
-					"hypervisor":             schema.StringAttribute{Computed: true, Description: "QEMU, Xen, …"},
-					"accelerators":           schema.ListAttribute{Computed: true, ElementType: types.StringType, Description: "Accelerators that really work there, best first."},
-					"cpus":                   schema.Int64Attribute{Computed: true, Description: "Logical CPUs."},
-					"memory_bytes":           schema.Int64Attribute{Computed: true, Description: "Physical memory."},
-					"free_memory_bytes":      schema.Int64Attribute{Computed: true, Description: "Free memory (with buffers and cache)."},
+					"name":              schema.StringAttribute{Computed: true, Description: "Name in the provider's hosts."},
+					"uri":               schema.StringAttribute{Computed: true, Description: "libvirt URI."},
+					"state":             schema.StringAttribute{Computed: true, Description: "`active`, `standby` or `maintenance`."},
+					"hostname":          schema.StringAttribute{Computed: true, Description: "Host name as the host reports it."},
+					"hypervisor":        schema.StringAttribute{Computed: true, Description: "QEMU, Xen, …"},
+					"accelerators":      schema.ListAttribute{Computed: true, ElementType: types.StringType, Description: "Accelerators that really work there, best first."},
+					"cpus":              schema.Int64Attribute{Computed: true, Description: "Logical CPUs."},
+					"memory_bytes":      schema.Int64Attribute{Computed: true, Description: "Physical memory."},
+					"free_memory_bytes": schema.Int64Attribute{Computed: true, Description: "Free memory (with buffers and cache)."},
+					"capacity_cpus": schema.Float64Attribute{Computed: true,
+						Description: "Cores virtpool plans with: `cpus` less `reserved_cpus` of the provider's hosts entry (default: all CPUs)."},
+					"capacity_memory_bytes": schema.Int64Attribute{Computed: true,
+						Description: "Memory virtpool plans with: `memory_mib` less `reserved_memory_mib` (default: all memory)."},
 					"cpu_utilisation":        schema.Float64Attribute{Computed: true, Description: "Host CPU busy fraction over half a second."},
 					"memory_utilisation":     schema.Float64Attribute{Computed: true, Description: "Used memory fraction."},
 					"vcpus_allocated":        schema.Int64Attribute{Computed: true, Description: "vCPUs of running guests."},
@@ -85,6 +90,8 @@ type hostLoad struct {
 	guests      []string
 	memoryTotal uint64
 	memoryFree  uint64
+	capCores    float64
+	capMemory   int64
 }
 
 func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error) {
@@ -122,6 +129,9 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 		return hl, fmt.Errorf("host %s: %w", name, err)
 	}
 	hl.cpuBusy = cpuBusy(a, b)
+	if hl.capCores, hl.capMemory, err = c.cfg.Hosts[name].Capacity.Of(hl.info.CPUs, hl.info.MemoryBytes); err != nil {
+		return hl, fmt.Errorf("host %s: capacity: %w", name, err)
+	}
 	hl.memoryTotal, hl.memoryFree = b.MemoryTotalBytes, b.MemoryFreeBytes
 	if b.MemoryTotalBytes > 0 {
 		hl.memUsed = 1 - float64(b.MemoryFreeBytes)/float64(b.MemoryTotalBytes)
@@ -178,7 +188,8 @@ func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, 
 			"accelerators": stringList(hl.info.Accelerators),
 			"cpus":         types.Int64Value(int64(hl.info.CPUs)), "memory_bytes": types.Int64Value(int64(hl.memoryTotal)),
 			"free_memory_bytes": types.Int64Value(int64(hl.memoryFree)),
-			"cpu_utilisation":   types.Float64Value(hl.cpuBusy), "memory_utilisation": types.Float64Value(hl.memUsed),
+			"capacity_cpus":     types.Float64Value(hl.capCores), "capacity_memory_bytes": types.Int64Value(hl.capMemory),
+			"cpu_utilisation": types.Float64Value(hl.cpuBusy), "memory_utilisation": types.Float64Value(hl.memUsed),
 			"vcpus_allocated": types.Int64Value(hl.vcpus), "memory_allocated_bytes": types.Int64Value(hl.memAlloc),
 			"guests": stringList(hl.guests),
 		})

@@ -114,6 +114,10 @@ data "virtpool_hosts" "all" {
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.state", "active"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.vcpus_allocated", "2"),
 					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.memory_allocated_bytes", "134217728"),
+					// The lab host's budget, not the machine's cores.
+					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.capacity_cpus", fmt.Sprint(mustHost(t, "h1").CPUs)),
+					tfresource.TestCheckResourceAttr("data.virtpool_hosts.all", "hosts.0.capacity_memory_bytes",
+						fmt.Sprint(mustHost(t, "h1").MemoryMiB<<20)),
 				),
 			},
 			{

@@ -45,7 +45,7 @@ qemu() {
 	# (ip netns exec execs qemu, so $! is qemu's pid)
 	ip netns exec "$NS" qemu-system-x86_64 -accel tcg,tb-size=64 -m 128 -smp 1 -nodefaults -nographic \
 		-serial "file:$W/$side.log" -no-reboot -kernel "$OUT/vmlinux" -initrd "$OUT/initramfs.img" \
-		-append "console=ttyS0 virtpool.ip=$IP/24 virtpool.name=mig1 quiet acpi=noirq no_timer_check mitigations=off cryptomgr.notests" \
+		-append "console=ttyS0 virtpool.ip=$IP/24 virtpool.name=mig1 virtpool.seq=1 quiet acpi=noirq no_timer_check mitigations=off cryptomgr.notests" \
 		-netdev tap,id=n0,ifname=$tap,script=no,downscript=no \
 		-device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:01,romfile= \
 		-monitor "unix:$W/$side.mon,server,nowait" "$@" </dev/null >>"$W/qemu.err" 2>&1 &

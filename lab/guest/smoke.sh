@@ -8,7 +8,7 @@
 set -uo pipefail
 OUT=${1:?usage: smoke.sh OUTDIR [SMP]}
 SMP=${2:-1}
-CMDLINE="console=ttyS0 virtpool.ip=192.0.2.101/24 virtpool.name=smoke1 quiet acpi=noirq no_timer_check pti=on cryptomgr.notests"
+CMDLINE="console=ttyS0 virtpool.ip=192.0.2.101/24 virtpool.name=smoke1 virtpool.seq=1 quiet acpi=noirq no_timer_check pti=on cryptomgr.notests"
 LOG=$(mktemp /tmp/vpsmoke.XXXXXX.log)
 pass=0 fail=0
 ok() { echo "ok   $*"; pass=$((pass + 1)); }

@@ -5,14 +5,17 @@
  * As PID 1 (/init): mounts proc/sys/dev/run/tmp, loads the modules listed in
  * /lib/modules/order (Debian kernel only), sets the hostname and configures
  * lo + eth0 from the kernel cmdline (virtpool.ip=A.B.C.D/N, virtpool.name=,
- * optional virtpool.gw=), then runs the services in a child (respawned) and a
- * shell on the serial console, and reaps zombies.
+ * optional virtpool.gw=, virtpool.seq=1), then runs the services in a child
+ * (respawned) and a shell on the serial console, and reaps zombies.
  *
  * Services (also `vpguest [SEQFILE]` when not PID 1; default /run/seq):
  *   HTTP on :80, one request per connection, one thread per connection:
  *     GET /health                -> "ok"
  *     GET /stream                -> endless body "1\n2\n3\n..." (2 lines / 10 ms)
- *     GET /seq                   -> whole seq file (writer appends N\n every 10 ms)
+ *     GET /seq                   -> whole seq file (writer appends N\n every 10 ms;
+ *                                   as PID 1 only with virtpool.seq=1: its 100
+ *                                   wake-ups a second cost an idle TCG guest
+ *                                   ~0.06 of a core, 30 times all else)
  *     GET /seq?tail=1            -> last number written to the seq file
  *     GET /load?cpu=P&mem=M&rate=R -> set load (missing keys keep their value)
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
@@ -50,6 +53,7 @@
 #define STREAM_LINES 2     /* lines per slice for /stream and :9000 */
 
 static const char *seq_path = "/run/seq";
+static int seq_on = 1; /* as PID 1: virtpool.seq=1 on the kernel cmdline */
 static atomic_long seq_last;                  /* last number in seq file */
 static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
 static int ncpu = 1;
@@ -357,7 +361,7 @@ static void services(void) {
   signal(SIGPIPE, SIG_IGN);
   ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (ncpu < 1) ncpu = 1;
-  spawn(seq_writer, NULL);
+  if (seq_on) spawn(seq_writer, NULL);
   spawn(mem_worker, NULL);
   for (long i = 0; i < ncpu; i++) spawn(cpu_worker, (void *)i);
   spawn(acceptor, (void *)9000L);
@@ -433,6 +437,7 @@ static void system_setup(void) {
     if (!strncmp(t, "virtpool.ip=", 12)) ip = t + 12;
     if (!strncmp(t, "virtpool.name=", 14)) host = t + 14;
     if (!strncmp(t, "virtpool.gw=", 12)) gw = t + 12;
+    if (!strncmp(t, "virtpool.seq=", 13)) seq_on = atoi(t + 13) == 1;
   }
   sethostname(host, strlen(host));
   if_up("lo", "127.0.0.1", 8);
@@ -474,6 +479,7 @@ int main(int argc, char **argv) {
     services();
     return 1;
   }
+  seq_on = 0; /* unless the cmdline says virtpool.seq=1 (system_setup) */
   system_setup();
   pid_t svc = start(0), sh = start(1);
   for (;;) { /* reap everything; respawn what died (after 1 s) */

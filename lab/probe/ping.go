@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,22 +17,69 @@ import (
 
 const pingInterval = 10 * time.Millisecond
 
+// replyTimeout is how long a reply may take (-W, the seed's 2 s).
+const replyTimeout = 2 * time.Second
+
 // Pinger pings a guest every 10 ms (seed R-T7).
 type Pinger struct {
 	cmd *exec.Cmd
-	out bytes.Buffer
+
+	mu      sync.Mutex
+	out     bytes.Buffer
+	replies int
 }
 
-// StartPing starts pinging ip from the client's namespace.
+// Write collects ping's output, counting replies as they come.
+func (p *Pinger) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replies += bytes.Count(b, []byte(" bytes from "))
+	return p.out.Write(b)
+}
+
+func (p *Pinger) replyCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replies
+}
+
+// StartPing starts pinging ip from the client's namespace and returns
+// once the guest has answered, so that what follows is measured from a
+// guest known to answer.
 func (c *Client) StartPing(ip string) (*Pinger, error) {
 	p := &Pinger{}
-	// -D timestamps each reply; -W 2 is the seed's 2 s timeout.
-	p.cmd = lab.CommandIn(context.Background(), c.NS, "ping", "-D", "-n", "-i", "0.01", "-W", "2", ip)
-	p.cmd.Stdout = &p.out
+	// -D timestamps each reply.
+	p.cmd = lab.CommandIn(context.Background(), c.NS, "ping", "-D", "-n", "-i", "0.01", "-W",
+		strconv.Itoa(int(replyTimeout.Seconds())), ip)
+	p.cmd.Stdout = p
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start ping: %w", err)
 	}
+	if err := p.waitReplies(1); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("ping %s: %w", ip, err)
+	}
 	return p, nil
+}
+
+// waitReplies waits until n more replies have arrived, for at most the
+// reply timeout.
+func (p *Pinger) waitReplies(n int) error {
+	from := p.replyCount()
+	deadline := time.Now().Add(replyTimeout)
+	for p.replyCount() < from+n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d replies in %s, want %d", p.replyCount()-from, replyTimeout, n)
+		}
+		time.Sleep(pingInterval)
+	}
+	return nil
+}
+
+func (p *Pinger) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	// ping exits non-zero when replies were lost: its output says how many.
+	_ = p.cmd.Wait()
 }
 
 // PingResult is what the pings saw.
@@ -44,12 +92,13 @@ type PingResult struct {
 
 var replyRE = regexp.MustCompile(`^\[(\d+\.\d+)\] .* icmp_seq=(\d+) `)
 
-// Stop stops pinging and reports.
+// Stop stops pinging, once a few more replies have shown the guest
+// answers again (or the reply timeout has passed), and reports.
 func (p *Pinger) Stop() (PingResult, error) {
-	time.Sleep(3 * pingInterval)
-	// ping exits non-zero when replies were lost: its output says how many.
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	_ = p.cmd.Wait()
+	_ = p.waitReplies(3) // none is what the result then says
+	p.stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return parsePing(p.out.Bytes())
 }
 

@@ -28,12 +28,22 @@ func TestAccExamplesLoad(t *testing.T) {
 	a.cmd.Dir = dir
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	a.run()
-	for _, dim := range []string{"size", "hot_hosts"} {
-		l := a.waitLog(regexp.MustCompile(`status:.*pool=lab-web\b`+`.*dimension=`+dim+`|status:.*dimension=`+dim+`.*pool=lab-web\b`),
-			time.Time{}, 90*time.Second)
-		t.Logf("policy for %s loaded: %s", dim, l.Text)
+	status := func(dim string) *regexp.Regexp {
+		return regexp.MustCompile(`status:.*pool=lab-web\b` + `.*dimension=` + dim + `|status:.*dimension=` + dim + `.*pool=lab-web\b`)
 	}
-	time.Sleep(3 * time.Second)
+	var loaded time.Time
+	for _, dim := range []string{"size", "hot_hosts"} {
+		l := a.waitLog(status(dim), time.Time{}, 90*time.Second)
+		t.Logf("policy for %s loaded: %s", dim, l.Text)
+		if l.At.After(loaded) {
+			loaded = l.At
+		}
+	}
+	// Once both enabled policies have been evaluated again, the disabled
+	// one would have been too, were it enabled.
+	for _, dim := range []string{"size", "hot_hosts"} {
+		a.waitLog(status(dim), loaded.Add(time.Millisecond), 90*time.Second)
+	}
 	if l, ok := a.find(regexp.MustCompile(`status:.*dimension=hosts\b`), time.Time{}); ok {
 		t.Errorf("the disabled hosts policy was evaluated: %s", l.Text)
 	}

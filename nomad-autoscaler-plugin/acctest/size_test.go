@@ -16,13 +16,13 @@ func sizePolicy(name, poolName string, minSize, maxSize, target int) string {
   max     = %d
 
   policy {
-    evaluation_interval = "2s"
-    cooldown            = "4s"
+    evaluation_interval = %q
+    cooldown            = %q
 
     check "member_cpu" {
       source       = "virtpool"
       query        = "pool=%s metric=cpu agg=avg reduce=avg"
-      query_window = "6s"
+      query_window = %q
       strategy "target-value" {
         target = %d
       }
@@ -34,8 +34,20 @@ func sizePolicy(name, poolName string, minSize, maxSize, target int) string {
     }
   }
 }
-`, name, minSize, maxSize, poolName, target, poolName)
+`, name, minSize, maxSize, hclDur(evalInterval), hclDur(cooldown), poolName, hclDur(loadWindow), target, poolName)
 }
+
+// The size test's model. The policy keeps the members' average CPU (% of
+// their vCPU) at hostPct(sizeTargetPct), so it asks for
+// ceil(members·average/target) members. The pool's work is
+// sizeWorkPct% of a host, split over the members: one member alone is
+// held to its host's budget (100%), which asks for ceil(100/40) = 3;
+// three at 40% each ask for 3 too (max_size). Idle members (a guest
+// without work costs well under 1% of a host) ask for one.
+const (
+	sizeTargetPct = 40
+	sizeWorkPct   = 120
+)
 
 // Test 2: the pool's load rises → it grows up to max_size, the new members
 // spread over the hosts; the load falls → it shrinks to min_size.
@@ -44,16 +56,16 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	p := newPool(t, "t2", []string{"h1", "h2", "h3"}, "192.0.2.211/24", 1, 1, 3, labPolicy("balance", 0.9))
 	p.createOn("h1")
 	setLoad := p.spreadLoad()
-	a := startAgent(t, map[string]string{"size.hcl": sizePolicy("t2-size", "t2", 1, 3, 50)}, targetConfig(), apmConfig())
+	a := startAgent(t, map[string]string{"size.hcl": sizePolicy("t2-size", "t2", 1, 3, hostPct(sizeTargetPct))}, targetConfig(), apmConfig())
 	a.waitLog(regexpPolicyEval("t2"), time.Now(), 60*time.Second)
-	time.Sleep(4 * time.Second)
+	time.Sleep(hold)
 	if n := p.count(); n != 1 {
 		t.Fatalf("%d members before any load, want 1", n)
 	}
 
-	// Up: two and a half vCPUs of work for the pool.
+	// Up: 1.2 hosts' worth of work for the pool.
 	t0 := time.Now()
-	setLoad(250)
+	setLoad(hostPct(sizeWorkPct))
 	most := 0
 	grown := waitFor(t, "3 members", 120*time.Second, func() bool {
 		most = max(most, p.count())
@@ -69,7 +81,7 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	tl.add("3 members answering", time.Now())
 	tl.print()
 	// Stays at max_size under load; never above.
-	time.Sleep(8 * time.Second)
+	time.Sleep(hold)
 	most = max(most, p.count())
 	if most > 3 {
 		t.Errorf("pool reached %d members, above max_size 3", most)
@@ -93,7 +105,7 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	tl.add("first member removed", removed.At)
 	tl.add("1 member left (min_size)", shrunk)
 	tl.print()
-	time.Sleep(6 * time.Second)
+	time.Sleep(hold)
 	if n := p.count(); n != 1 {
 		t.Errorf("%d members without load, want min_size 1", n)
 	}
