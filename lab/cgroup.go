@@ -26,6 +26,10 @@ const (
 	// MiB per TCG guest beside its RAM).
 	HostMemoryMiB        = 4096
 	hostPlannedMemoryMiB = 2048
+	// hostVCPURatio lets a half-core host carry 8 one-vCPU guests (the
+	// planner's default, 4 per core, would allow 2): lab guests idle at
+	// well under 1% of a core.
+	hostVCPURatio = 16
 	// cpuPeriod is the CFS period: short, so that a host at its budget is
 	// held back in slices of a few milliseconds, not stalled for tens of
 	// them (which would show as migration downtime and ping loss).

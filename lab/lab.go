@@ -52,13 +52,14 @@ type Host struct {
 	// machine's cores and memory that libvirt reports.
 	CPUs      float64 `json:"cpus"`
 	MemoryMiB int64   `json:"memory_mib"`
+	VCPURatio float64 `json:"vcpu_ratio"` // vCPUs per core of CPUs: its guests are tiny
 	// Cgroups hold the host's processes and enforce its budget.
 	Cgroups Cgroups `json:"cgroups"`
 }
 
 // Capacity is the host's capacity as virtpool's host entries declare it.
 func (h Host) Capacity() pool.Capacity {
-	return pool.Capacity{CPUs: h.CPUs, MemoryMiB: h.MemoryMiB}
+	return pool.Capacity{CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, VCPURatio: h.VCPURatio}
 }
 
 // Entry is the host as virtpool names and reaches it: a pool record's

@@ -118,6 +118,7 @@ func newHost(i int) Host {
 		StateDir:  state,
 		CPUs:      HostCPUs,
 		MemoryMiB: hostPlannedMemoryMiB,
+		VCPURatio: hostVCPURatio,
 	}
 }
 

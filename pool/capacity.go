@@ -27,6 +27,10 @@ type Capacity struct {
 	// ReservedCPUs and ReservedMemoryMiB are kept for the hypervisor.
 	ReservedCPUs      float64 `json:"reserved_cpus,omitempty"`
 	ReservedMemoryMiB int64   `json:"reserved_memory_mib,omitempty"`
+	// VCPURatio is how many vCPUs the host may carry per core of its
+	// capacity (OpenStack's cpu_allocation_ratio); 0: the planner's
+	// default, 4.
+	VCPURatio float64 `json:"vcpu_ratio,omitempty"`
 }
 
 // Capacity setting names, as the provider's hosts block and the plugins'
@@ -36,12 +40,16 @@ const (
 	CapacityMemoryMiB         = "memory_mib"
 	CapacityReservedCPUs      = "reserved_cpus"
 	CapacityReservedMemoryMiB = "reserved_memory_mib"
+	CapacityVCPURatio         = "vcpu_ratio"
 )
+
+var capacitySettings = []string{CapacityCPUs, CapacityMemoryMiB, CapacityReservedCPUs, CapacityReservedMemoryMiB, CapacityVCPURatio}
 
 // Bounds that keep every setting meaningful (and the planner's sums exact).
 const (
 	maxCapacityCPUs      = 1 << 20
 	maxCapacityMemoryMiB = 1 << 30 // 1 PiB
+	maxVCPURatio         = 1024
 )
 
 // IsZero reports whether nothing is overridden.
@@ -56,6 +64,9 @@ func (c Capacity) Validate() error {
 		if math.IsNaN(f.v) || f.v < 0 || f.v > maxCapacityCPUs {
 			return fmt.Errorf("%s = %v: want a number of cores in [0, %d]", f.name, f.v, maxCapacityCPUs)
 		}
+	}
+	if math.IsNaN(c.VCPURatio) || c.VCPURatio < 0 || c.VCPURatio > maxVCPURatio {
+		return fmt.Errorf("%s = %v: want vCPUs per core in [0, %d]", CapacityVCPURatio, c.VCPURatio, maxVCPURatio)
 	}
 	for _, f := range []struct {
 		name string
@@ -123,6 +134,9 @@ func (c Capacity) String() string {
 	if c.ReservedMemoryMiB > 0 {
 		add(CapacityReservedMemoryMiB, strconv.FormatInt(c.ReservedMemoryMiB, 10))
 	}
+	if c.VCPURatio > 0 {
+		add(CapacityVCPURatio, strconv.FormatFloat(c.VCPURatio, 'g', -1, 64))
+	}
 	return strings.Join(parts, ";")
 }
 
@@ -137,8 +151,7 @@ func ParseCapacity(s string) (Capacity, error) {
 	for _, kv := range strings.Split(s, ";") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {
-			return c, fmt.Errorf("%q: want key=value (%s, %s, %s, %s)", kv, CapacityCPUs, CapacityMemoryMiB,
-				CapacityReservedCPUs, CapacityReservedMemoryMiB)
+			return c, fmt.Errorf("%q: want key=value (%s)", kv, strings.Join(capacitySettings, ", "))
 		}
 		if seen[k] {
 			return c, fmt.Errorf("%s given twice", k)
@@ -154,9 +167,10 @@ func ParseCapacity(s string) (Capacity, error) {
 			c.MemoryMiB, err = strconv.ParseInt(v, 10, 64)
 		case CapacityReservedMemoryMiB:
 			c.ReservedMemoryMiB, err = strconv.ParseInt(v, 10, 64)
+		case CapacityVCPURatio:
+			c.VCPURatio, err = strconv.ParseFloat(v, 64)
 		default:
-			return c, fmt.Errorf("unknown setting %q (known: %s, %s, %s, %s)", k, CapacityCPUs, CapacityMemoryMiB,
-				CapacityReservedCPUs, CapacityReservedMemoryMiB)
+			return c, fmt.Errorf("unknown setting %q (known: %s)", k, strings.Join(capacitySettings, ", "))
 		}
 		if err != nil {
 			return c, fmt.Errorf("%s = %q is not a number", k, v)

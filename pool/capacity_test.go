@@ -53,7 +53,7 @@ func TestCapacityOf(t *testing.T) {
 }
 
 func TestCapacityString(t *testing.T) {
-	for _, c := range []Capacity{{}, {CPUs: 0.5}, {CPUs: 0.5, MemoryMiB: 2048, ReservedCPUs: 0.1, ReservedMemoryMiB: 256}} {
+	for _, c := range []Capacity{{}, {CPUs: 0.5}, {CPUs: 0.5, MemoryMiB: 2048, ReservedCPUs: 0.1, ReservedMemoryMiB: 256, VCPURatio: 16}} {
 		got, err := ParseCapacity(c.String())
 		if err != nil || got != c {
 			t.Errorf("ParseCapacity(%q) = %+v, %v; want %+v", c.String(), got, err, c)
@@ -66,6 +66,7 @@ func TestCapacityString(t *testing.T) {
 		"ram=1":             `unknown setting "ram"`,
 		"memory_mib=-5":     "memory_mib = -5",
 		"reserved_cpus=NaN": "reserved_cpus = NaN",
+		"vcpu_ratio=2000":   "vcpu_ratio = 2000: want vCPUs per core in [0, 1024]",
 	} {
 		if _, err := ParseCapacity(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseCapacity(%q) = %v, want %q", in, err, want)

@@ -315,7 +315,7 @@ func TestApplyStopsAfterFailedWave(t *testing.T) {
 func TestViewHostCapacity(t *testing.T) {
 	_, ops, _ := setup(t, 3, nil)
 	h1 := ops.Hosts["h1"]
-	h1.Capacity = pool.Capacity{CPUs: 1.5, ReservedCPUs: 0.5, MemoryMiB: 4096}
+	h1.Capacity = pool.Capacity{CPUs: 1.5, ReservedCPUs: 0.5, MemoryMiB: 4096, VCPURatio: 8}
 	ops.Hosts["h1"] = h1
 	v, err := ops.View(context.Background(), nil)
 	if err != nil {
@@ -325,8 +325,8 @@ func TestViewHostCapacity(t *testing.T) {
 	for _, h := range v.Hosts {
 		got[h.Name] = h
 	}
-	if h := got["h1"]; h.Cores != 1 || h.MemoryBytes != 4<<30 {
-		t.Errorf("h1: %v cores, %d bytes; want 1 core, 4 GiB", h.Cores, h.MemoryBytes)
+	if h := got["h1"]; h.Cores != 1 || h.MemoryBytes != 4<<30 || h.VCPURatio != 8 {
+		t.Errorf("h1: %v cores, %d bytes, vCPU ratio %v; want 1 core, 4 GiB, 8", h.Cores, h.MemoryBytes, h.VCPURatio)
 	}
 	if h := got["h2"]; h.Cores != 2 || h.MemoryBytes != 8<<30 {
 		t.Errorf("h2: %v cores, %d bytes; want the host's 2 CPUs, 8 GiB", h.Cores, h.MemoryBytes)

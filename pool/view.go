@@ -60,7 +60,7 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 		if err != nil {
 			return fmt.Errorf("host %s: capacity: %w", n, err)
 		}
-		sh := scheduler.Host{Name: n, Cores: cores, MemoryBytes: mem, State: scheduler.Active}
+		sh := scheduler.Host{Name: n, Cores: cores, MemoryBytes: mem, VCPURatio: h.Capacity.VCPURatio, State: scheduler.Active}
 		switch {
 		case st.Maintenance || (allowed != nil && !allowed[n]):
 			sh.State = scheduler.Maintenance

@@ -63,6 +63,7 @@ var hostEntryAttrTypes = map[string]attr.Type{
 	"uri": types.StringType, "peer_uri": types.StringType, "migration_uri": types.StringType,
 	pool.CapacityCPUs: types.Float64Type, pool.CapacityMemoryMiB: types.Int64Type,
 	pool.CapacityReservedCPUs: types.Float64Type, pool.CapacityReservedMemoryMiB: types.Int64Type,
+	pool.CapacityVCPURatio: types.Float64Type,
 }
 
 type hostEntryModel struct {
@@ -73,16 +74,18 @@ type hostEntryModel struct {
 	MemoryMiB         types.Int64   `tfsdk:"memory_mib"`
 	ReservedCPUs      types.Float64 `tfsdk:"reserved_cpus"`
 	ReservedMemoryMiB types.Int64   `tfsdk:"reserved_memory_mib"`
+	VCPURatio         types.Float64 `tfsdk:"vcpu_ratio"`
 }
 
 // capacity is the entry's pool.Capacity (null attributes are zero).
 func (h hostEntryModel) capacity() pool.Capacity {
 	return pool.Capacity{CPUs: h.CPUs.ValueFloat64(), MemoryMiB: h.MemoryMiB.ValueInt64(),
-		ReservedCPUs: h.ReservedCPUs.ValueFloat64(), ReservedMemoryMiB: h.ReservedMemoryMiB.ValueInt64()}
+		ReservedCPUs: h.ReservedCPUs.ValueFloat64(), ReservedMemoryMiB: h.ReservedMemoryMiB.ValueInt64(),
+		VCPURatio: h.VCPURatio.ValueFloat64()}
 }
 
 func (h hostEntryModel) unknown() bool {
-	for _, v := range []attr.Value{h.URI, h.PeerURI, h.MigrationURI, h.CPUs, h.MemoryMiB, h.ReservedCPUs, h.ReservedMemoryMiB} {
+	for _, v := range []attr.Value{h.URI, h.PeerURI, h.MigrationURI, h.CPUs, h.MemoryMiB, h.ReservedCPUs, h.ReservedMemoryMiB, h.VCPURatio} {
 		if v.IsUnknown() {
 			return true
 		}
@@ -139,6 +142,11 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 							"taken off `cpus`, as OpenStack's `reserved_host_cpus`.",
 						Optional:   true,
 						Validators: []validator.Float64{float64validator.AtLeast(0)},
+					},
+					pool.CapacityVCPURatio: schema.Float64Attribute{
+						Description: "vCPUs this host may carry per core of its capacity (OpenStack's `cpu_allocation_ratio`). Default 4.",
+						Optional:    true,
+						Validators:  []validator.Float64{float64validator.Between(0, 1024)},
 					},
 					pool.CapacityReservedMemoryMiB: schema.Int64Attribute{
 						Description: "Memory kept for the hypervisor itself (QEMU's overhead per guest, the host OS), in MiB, " +

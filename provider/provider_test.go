@@ -119,7 +119,7 @@ provider "virtpool" {
 			fmt.Fprintf(&b, "      peer_uri = %q\n      migration_uri = %q\n", h.PeerURI, h.MigrateTo)
 		}
 		if h.CPUs > 0 {
-			fmt.Fprintf(&b, "      cpus = %v\n      memory_mib = %d\n", h.CPUs, h.MemoryMiB)
+			fmt.Fprintf(&b, "      cpus = %v\n      memory_mib = %d\n      vcpu_ratio = %v\n", h.CPUs, h.MemoryMiB, h.VCPURatio)
 		}
 		b.WriteString("    }\n")
 	}
@@ -248,6 +248,7 @@ func TestConfigFromModel(t *testing.T) {
 		return types.ObjectValueMust(hostEntryAttrTypes, map[string]attr.Value{
 			"uri": types.StringValue(uri), "peer_uri": types.StringNull(), "migration_uri": types.StringValue("tcp://10.0.0.1"),
 			"cpus": f(cpus), "memory_mib": mem, "reserved_cpus": f(reservedCPUs), "reserved_memory_mib": types.Int64Null(),
+			"vcpu_ratio": types.Float64Null(),
 		})
 	}
 	host := func(uri string) types.Object { return hostWith(uri, 0, 0, 0) }

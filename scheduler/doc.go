@@ -30,7 +30,7 @@
 //     measured use, is what a host must hold. Utilisation is the sum divided
 //     by Host.MemoryBytes.
 //   - vCPUs: Guest.VCPUs, which may exceed the host's cores by
-//     Policy.VCPURatio.
+//     Host.VCPURatio, or Policy.VCPURatio for hosts that set none.
 //
 // A host's load is the larger of its CPU and memory utilisation; it is "hot"
 // when CPU utilisation exceeds Policy.HighCPU or memory utilisation exceeds
@@ -40,7 +40,7 @@
 //
 // A host overcommits when, after receiving a guest, its CPU demand exceeds
 // Cores×HighCPU, its memory exceeds MemoryBytes×HighMem, or its vCPUs exceed
-// Cores×VCPURatio. [Cluster.Validate] rejects a plan if any host receiving a
+// Cores×VCPURatio (the host's, else the policy's). [Cluster.Validate] rejects a plan if any host receiving a
 // guest overcommits at any moment, assuming the worst case inside a wave:
 // every incoming migration of the wave has landed and no outgoing one has
 // left yet (a live migration holds memory on both ends until it completes).

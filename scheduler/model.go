@@ -34,9 +34,13 @@ func (s HostState) String() string {
 // Host is one hypervisor.
 type Host struct {
 	Name        string
-	Cores       float64 // physical CPU cores
-	MemoryBytes int64   // physical memory available to guests
-	State       HostState
+	Cores       float64 // CPU cores available to guests
+	MemoryBytes int64   // memory available to guests
+	// VCPURatio is how many vCPUs the host may carry per core; 0 means
+	// Policy.VCPURatio (an operator's per-host allocation ratio, as
+	// OpenStack's cpu_allocation_ratio).
+	VCPURatio float64
+	State     HostState
 	Labels      map[string]string // informational; not used for decisions
 }
 
@@ -83,6 +87,7 @@ const (
 	maxGuestMemory = int64(1) << 44 // 16 TiB
 	maxCores       = 1 << 20
 	maxVCPUs       = 1 << 16
+	maxVCPURatio   = 1024
 )
 
 func invalid(format string, args ...any) error {
@@ -109,6 +114,8 @@ func (c *Cluster) Check() error {
 			return invalid("host %q: cores %v out of range (0, %d]", h.Name, h.Cores, maxCores)
 		case h.MemoryBytes <= 0 || h.MemoryBytes > maxHostMemory:
 			return invalid("host %q: memory %d out of range (0, %d]", h.Name, h.MemoryBytes, maxHostMemory)
+		case !(h.VCPURatio >= 0 && h.VCPURatio <= maxVCPURatio):
+			return invalid("host %q: vcpu ratio %v out of range [0, %d]", h.Name, h.VCPURatio, maxVCPURatio)
 		case h.State < Active || h.State > Maintenance:
 			return invalid("host %q: unknown state %d", h.Name, int(h.State))
 		}

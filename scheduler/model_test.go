@@ -23,6 +23,7 @@ func TestCheck(t *testing.T) {
 		{name: "zero memory", c: cluster([]Host{host("a", 1, 0)}), wantErr: "memory 0 out of range"},
 		{name: "absurd memory", c: cluster([]Host{{Name: "a", Cores: 1, MemoryBytes: math.MaxInt64}}), wantErr: "out of range"},
 		{name: "bad state", c: cluster([]Host{{Name: "a", Cores: 1, MemoryBytes: 1, State: 7}}), wantErr: "unknown state 7"},
+		{name: "negative vcpu ratio", c: cluster([]Host{{Name: "a", Cores: 1, MemoryBytes: 1, VCPURatio: -1}}), wantErr: "vcpu ratio -1"},
 		{name: "guest without name", c: cluster(ok, []Guest{guest("", "a", 1, 1)}), wantErr: "guest with empty name"},
 		{name: "duplicate guest", c: cluster(ok, []Guest{guest("g", "a", 1, 1), guest("g", "a", 1, 1)}), wantErr: `duplicate guest "g"`},
 		{name: "negative vcpus", c: cluster(ok, []Guest{guest("g", "a", 1, 1, vcpus(-1))}), wantErr: "vcpus -1"},

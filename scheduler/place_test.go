@@ -43,6 +43,12 @@ func TestPlace(t *testing.T) {
 			tmpl: guest("", "", 0.1, 1, vcpus(8)), k: 2, pol: oneToOne, want: []string{"b", "c"}},
 		{name: "vCPU ratio exhausted", c: cluster(three, base...),
 			tmpl: guest("", "", 0.1, 1, vcpus(8)), k: 3, pol: oneToOne, wantErr: "new guest 3 of 3"},
+		{name: "a host's own vCPU ratio wins over the policy's", c: cluster(
+			[]Host{{Name: "small", Cores: 0.5, MemoryBytes: 100 << 30, VCPURatio: 16}}),
+			tmpl: guest("", "", 0, 1, vcpus(4)), k: 2, pol: oneToOne, want: []string{"small", "small"}},
+		{name: "a small host at the policy's ratio", c: cluster(
+			[]Host{{Name: "small", Cores: 0.5, MemoryBytes: 100 << 30}}),
+			tmpl: guest("", "", 0, 1), k: 3, pol: DefaultPolicy(), wantErr: "new guest 3 of 3"},
 		{name: "zero guests", c: cluster(three, base...), tmpl: guest("", "", 1, 1), k: 0, pol: DefaultPolicy(), want: []string{}},
 		{name: "invalid template", c: cluster(three, base...), tmpl: guest("", "", -1, 1), k: 1, pol: DefaultPolicy(), wantErr: "invalid"},
 	}

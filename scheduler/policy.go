@@ -52,7 +52,8 @@ type Policy struct {
 	// MaxParallelPerHost caps the migrations a host takes part in (as source
 	// or destination) within one wave. At least 1.
 	MaxParallelPerHost int
-	// VCPURatio is how many vCPUs a host may carry per physical core.
+	// VCPURatio is how many vCPUs a host may carry per core, unless the
+	// host says otherwise (Host.VCPURatio).
 	VCPURatio float64
 }
 
@@ -119,8 +120,16 @@ func limitsAt(h Host, cpuFrac, memFrac, vcpuRatio float64) limits {
 	return limits{
 		cpu:  int64(math.Floor(h.Cores * 1000 * cpuFrac)),
 		mem:  int64(math.Floor(float64(h.MemoryBytes) * memFrac)),
-		vcpu: int64(math.Floor(h.Cores * vcpuRatio)),
+		vcpu: int64(math.Floor(h.Cores * h.vcpuRatio(vcpuRatio))),
 	}
+}
+
+// vcpuRatio is the host's own vCPU ratio, or def.
+func (h Host) vcpuRatio(def float64) float64 {
+	if h.VCPURatio > 0 {
+		return h.VCPURatio
+	}
+	return def
 }
 
 // highLimits is what Validate enforces: the high watermarks.

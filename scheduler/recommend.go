@@ -14,7 +14,7 @@ func (c *Cluster) Recommend(pol Policy) (int, error) {
 		return 0, err
 	}
 	var use usage
-	var cores, mem float64
+	var cores, mem, vcpus float64
 	active, avail := 0, 0
 	for i := range s.hosts {
 		h := &s.hosts[i]
@@ -27,6 +27,7 @@ func (c *Cluster) Recommend(pol Policy) (int, error) {
 		active++
 		use.cpu, use.mem, use.vcpu = use.cpu+h.use.cpu, use.mem+h.use.mem, use.vcpu+h.use.vcpu
 		cores += h.Cores
+		vcpus += h.Cores * h.vcpuRatio(pol.VCPURatio)
 		mem += float64(h.MemoryBytes)
 	}
 	avail += active
@@ -44,6 +45,6 @@ func (c *Cluster) Recommend(pol Policy) (int, error) {
 	want := math.Ceil(max(
 		float64(use.cpu)/(cores/n*1000*pol.TargetCPU),
 		float64(use.mem)/(mem/n*pol.TargetMem),
-		float64(use.vcpu)/(cores/n*pol.VCPURatio)) - 1e-9)
+		float64(use.vcpu)/(vcpus/n)) - 1e-9)
 	return min(max(int(want), 1), avail), nil
 }

@@ -39,6 +39,7 @@ provider "virtpool" {
       migration_uri = h.migrate_to
       cpus          = h.cpus       # each lab host's CPU budget (its cgroup), not the machine's cores
       memory_mib    = h.memory_mib # memory for guests within the host's limit
+      vcpu_ratio    = h.vcpu_ratio # vCPUs per core of that budget
     }
   }
   shutdown_timeout          = "0s" # the tiny guest has no ACPI: just stop it

@@ -29,6 +29,7 @@ provider "virtpool" {
       migration_uri = h.migrate_to
       cpus          = h.cpus # the lab host's CPU budget
       memory_mib    = h.memory_mib
+      vcpu_ratio    = h.vcpu_ratio
     }
   }
   shutdown_timeout          = "0s"
