@@ -67,7 +67,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			restarted := a.waitLog(regexp.MustCompile(`driver process exited; starting it again`), killed, 60*time.Second)
 			converged := waitFor(t, "one member per host", 120*time.Second, func() bool {
 				return len(p.on("h1")) == 1 && len(p.on("h2")) == 1
-			})
+			}, placementOf(p))
 			// And it stays so: nothing else to repair.
 			time.Sleep(hold)
 			if len(p.on("h1")) != 1 || len(p.on("h2")) != 1 {

@@ -579,8 +579,10 @@ func (a *agent) waitLogT(t *testing.T, re *regexp.Regexp, since time.Time, timeo
 	return logLine{}
 }
 
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Time {
+// waitFor polls cond until it holds. On timeout it fails with what it
+// waited for and what show says the state was at the end (expected, then
+// measured).
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, show func() string) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -589,8 +591,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	t.Fatalf("timed out after %s waiting for %s; at the end: %s", timeout, what, show())
 	return time.Time{}
+}
+
+// placementOf shows where the members of pools run, for failure messages.
+func placementOf(pools ...*testPool) func() string {
+	return func() string {
+		var parts []string
+		for _, p := range pools {
+			parts = append(parts, fmt.Sprintf("%s %v", p.spec.Name, p.placement()))
+		}
+		return strings.Join(parts, "; ")
+	}
 }
 
 // Log lines the tests look for (the plugins' messages, as the agent

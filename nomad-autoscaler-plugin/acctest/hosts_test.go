@@ -116,10 +116,11 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 	packed := waitFor(t, "the "+what+" on one host", 120*time.Second, func() bool {
 		hs := inUse()
 		return len(hs) == 1 && on(hs[0]) == 3
-	})
+	}, placementOf(pools...))
 	decision := a.waitLog(reScale, t0, time.Second)
 	start := a.waitLog(reMigrationStart, t0, time.Second)
-	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 })
+	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 },
+		func() string { return fmt.Sprintf("on standby: %v", standbyHosts()) })
 	tl := newTimeline(t, "idle "+what+" (from agent start)", t0)
 	tl.add("decision (Scale called)", decision.At)
 	tl.add("first migration started", start.At)
@@ -142,7 +143,7 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 	setLoad(hostPct(spreadPct))
 	spread := waitFor(t, "one member on each host", 120*time.Second, func() bool {
 		return on("h1") == 1 && on("h2") == 1 && on("h3") == 1
-	})
+	}, placementOf(pools...))
 	decision = a.waitLog(reScale, t1, time.Second)
 	start = a.waitLog(reMigrationStart, t1, time.Second)
 	tl = newTimeline(t, "load returns", t1)

@@ -70,7 +70,7 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	grown := waitFor(t, "3 members", 120*time.Second, func() bool {
 		most = max(most, p.count())
 		return p.count() == 3
-	})
+	}, placementOf(p))
 	p.waitReady(3)
 	decision := a.waitLog(logRE("scale requested", "t2"), t0, time.Second)
 	created := a.waitLog(logRE("creating pool member", "t2"), t0, time.Second)
@@ -97,7 +97,7 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	// Down: no work.
 	t1 := time.Now()
 	setLoad(0)
-	shrunk := waitFor(t, "1 member", 120*time.Second, func() bool { return p.count() == 1 })
+	shrunk := waitFor(t, "1 member", 120*time.Second, func() bool { return p.count() == 1 }, placementOf(p))
 	decision = a.waitLog(logRE("scale requested", "t2"), t1, time.Second)
 	removed := a.waitLog(logRE("removing pool member", "t2"), t1, time.Second)
 	tl = newTimeline(t, "pool load down", t1)
