@@ -44,6 +44,12 @@ func BenchmarkMigration(b *testing.B) {
 		memMiB, ld, bw := c.memMiB, c.ld, c.bw
 		name := fmt.Sprintf("%dMiB/%s/%dMiBs", memMiB, ld.name, bw)
 		b.Run(name, func(b *testing.B) {
+			// A failed case still gets its row, so the table is whole.
+			defer func() {
+				if b.Failed() {
+					rows = append(rows, fmt.Sprintf("%d MiB\t%s\t%d MiB/s\tFAILED (see its log above)\t\t\t\t\t\t\t", memMiB, ld.name, bw))
+				}
+			}()
 			for i := 0; i < b.N; i++ {
 				a, h2 := theLab.Hosts[0], theLab.Hosts[1]
 				g := startGuest(b, a, memMiB)
