@@ -12,6 +12,8 @@
  *   HTTP on :80, one request per connection, one thread per connection:
  *     GET /health                -> "ok"
  *     GET /stream                -> endless body "1\n2\n3\n..." (2 lines / 10 ms)
+ *     GET /stream?every=N        -> the same, 2 lines every N*10 ms: a stream that
+ *                                   costs an idle TCG guest little CPU
  *     GET /seq                   -> whole seq file (writer appends N\n every 10 ms;
  *                                   as PID 1 only with virtpool.seq=1: its 100
  *                                   wake-ups a second cost an idle TCG guest
@@ -69,13 +71,15 @@ static long now_ns(void) {
 /* Advance the absolute deadline *next by one slice and sleep until it. If we
  * fell behind by more than 1 s (e.g. guest paused), restart the schedule
  * instead of bursting to catch up. */
-static void pace(long *next) {
-  *next += SLICE_NS;
+static void pace_by(long *next, long ns) {
+  *next += ns;
   long n = now_ns();
   if (n - *next > 1000000000L) *next = n;
   struct timespec t = {*next / 1000000000L, *next % 1000000000L};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR) {}
 }
+
+static void pace(long *next) { pace_by(next, SLICE_NS); }
 
 static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -87,15 +91,16 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Endless numbered lines on fd, paced; returns when the peer goes away. */
-static void stream_lines(int fd) {
+/* Endless numbered lines on fd, STREAM_LINES every `every` slices; returns
+ * when the peer goes away. */
+static void stream_lines(int fd, long every) {
   char buf[64];
   long n = 0, next = now_ns();
   for (;;) {
     int len = 0;
     for (int i = 0; i < STREAM_LINES; i++) len += sprintf(buf + len, "%ld\n", ++n);
     if (write_all(fd, buf, (size_t)len) < 0) return;
-    pace(&next);
+    pace_by(&next, every * SLICE_NS);
   }
 }
 
@@ -251,7 +256,8 @@ static void *http_conn(void *arg) {
   } else if (!strcmp(path, "/stream")) {
     const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                     "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
-    if (write_all(fd, h, strlen(h)) == 0) stream_lines(fd);
+    long every = q ? query_int(q, "every") : -1;
+    if (write_all(fd, h, strlen(h)) == 0) stream_lines(fd, every > 0 ? every : 1);
   } else if (!strcmp(path, "/seq") && q && query_int(q, "tail") > 0) {
     b = sprintf(body, "%ld\n", atomic_load(&seq_last));
     reply(fd, "200 OK", body, (size_t)b);
@@ -317,7 +323,7 @@ out:
 
 static void *tcp_conn(void *arg) {
   int fd = (int)(long)arg;
-  stream_lines(fd);
+  stream_lines(fd, 1);
   close(fd);
   return NULL;
 }

@@ -21,7 +21,9 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 `
 	a := startAgent(t, map[string]string{
 		"hot.hcl":  hotPolicy("t4-hot", "t4", dry),
-		"size.hcl": strings.Replace(sizePolicy("t4-size", "t4", 1, 3, 20), `dimension = "size"`, "dimension = \"size\"\n"+dry, 1),
+		// Two members at loadedPct each, against a target of half that:
+		// the strategy asks for more members.
+		"size.hcl": strings.Replace(sizePolicy("t4-size", "t4", 1, 3, hostPct(loadedPct)/2), `dimension = "size"`, "dimension = \"size\"\n"+dry, 1),
 	}, targetConfig(), apmConfig())
 	a.waitLog(regexpPolicyEval("t4"), time.Now(), 60*time.Second)
 

@@ -288,14 +288,20 @@ func (w *watcher) check(t *testing.T) {
 	t.Logf("placement watched in %d polls: no member on two hosts, none lost", w.polls)
 }
 
-// streams follows every member's TCP stream from the client namespace.
+// streamEvery paces the members' streams: slow enough that a streaming
+// member costs its host little (4% of a lab host; a 10 ms stream would take
+// a quarter and upset every load the tests set), fast enough to see a
+// migration's pause.
+const streamEvery = 100 * time.Millisecond
+
+// streams follows every member's HTTP stream from the client namespace.
 type streams map[string]*probe.Stream
 
 func followStreams(t *testing.T, p *testPool, n int) streams {
 	t.Helper()
 	s := streams{}
 	for i := 1; i <= n; i++ {
-		st, err := client.FollowTCP(p.memberIP(i))
+		st, err := client.FollowHTTPEvery(p.memberIP(i), streamEvery)
 		if err != nil {
 			t.Fatalf("member %d stream: %v", i, err)
 		}
