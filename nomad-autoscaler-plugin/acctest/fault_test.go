@@ -73,8 +73,8 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			if len(p.on("h1")) != 1 || len(p.on("h2")) != 1 {
 				t.Errorf("placement after convergence: %v", p.placement())
 			}
-			failed, _ := a.find(logRE("scale failed", name), killed.Add(-time.Second))
-			again, retried := a.find(reMigrationStart, killed)
+			failed, _ := a.Find(logRE("scale failed", name), killed.Add(-time.Second))
+			again, retried := a.Find(reMigrationStart, killed)
 			tl := newTimeline(t, "driver killed mid-migration, "+tc.name, t0)
 			tl.add("first migration started", mustFind(t, a, reMigrationStart, t0).At)
 			tl.add("driver process killed", killed)
@@ -105,7 +105,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 
 func mustFind(t *testing.T, a *agent, re *regexp.Regexp, since time.Time) logLine {
 	t.Helper()
-	l, ok := a.find(re, since)
+	l, ok := a.Find(re, since)
 	if !ok {
 		t.Fatalf("no log line matching %q", re)
 	}
@@ -116,7 +116,7 @@ func mustFind(t *testing.T, a *agent, re *regexp.Regexp, since time.Time) logLin
 // child of the agent's virtpool-target child.
 func targetDriverPid(t *testing.T, a *agent) int {
 	t.Helper()
-	for _, plug := range children(a.cmd.Process.Pid) {
+	for _, plug := range children(a.Pid()) {
 		if comm(plug) != "virtpool-target" {
 			continue
 		}

@@ -65,7 +65,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Idle: no host is hot, nothing moves.
 	idle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, idle)); n != 0 {
+	if n := len(a.All(reMigrationStart, idle)); n != 0 {
 		t.Fatalf("%d migrations while every guest was idle", n)
 	}
 
@@ -81,7 +81,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Nothing else moves once no host is hot (no ping-pong).
 	settle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, settle)); n != 0 {
+	if n := len(a.All(reMigrationStart, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h1 cooled", n)
 	}
 	if got := p.on("h1"); len(got) != 1 || got[0] != stayed {
@@ -100,7 +100,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	}
 	settle = time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, settle)); n != 0 {
+	if n := len(a.All(reMigrationStart, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h2 cooled", n)
 	}
 	// One loaded guest per host: neither is hot.
