@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/lab/autoscaler"
 )
 
 func pool1(p *testPool, n int) string { return fmt.Sprintf("%s-%d", p.spec.Name, n) }
@@ -34,7 +36,7 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 	t.Logf("dry run, size: %s", resize.Text)
 	tl := newTimeline(t, "dry run", t0)
 	tl.add("would balance (logged)", balance.At)
-	tl.add("would resize the pool to "+field(resize.Text, "to")+" (logged)", resize.At)
+	tl.add("would resize the pool to "+autoscaler.Field(resize.Text, "to")+" (logged)", resize.At)
 	tl.print()
 	// Several more evaluations: still nothing happens.
 	time.Sleep(hold)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/lab/autoscaler"
 )
 
 // Test 5: the driver process of virtpool-target is killed while a scale
@@ -50,7 +52,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			p.setLoad(2, hostPct(loadedPct))
 			// A second progress report: the transfer has run for a second.
 			progress := a.waitLog(regexp.MustCompile(`live migration progress.*elapsed=[1-9][0-9.]*s`), t0, 90*time.Second)
-			victim := field(progress.Text, "domain")
+			victim := autoscaler.Field(progress.Text, "domain")
 			pid := targetDriverPid(t, a)
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill driver %d: %v", pid, err)
