@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,6 +19,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/probe"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -126,11 +123,18 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	// The autoscaler agent with virtpool's plugins.
 	logPath := filepath.Join(os.TempDir(), "virtpool-demo-agent.log")
 	step("starting nomad-autoscaler (file policies %s/policies, no Nomad server); its log: %s", *dir, logPath)
-	ag, err := startStoryAgent(filepath.Join(*binDir, "nomad-autoscaler"), demoDir, filepath.Join(*binDir, "plugins"), logPath)
+	port, err := autoscaler.FreePort()
 	if err != nil {
 		return err
 	}
-	defer ag.stop()
+	ag, err := autoscaler.Start(autoscaler.Config{Bin: filepath.Join(*binDir, "nomad-autoscaler"),
+		Args: []string{"agent", "-config", "agent.hcl", "-plugin-dir", filepath.Join(*binDir, "plugins"),
+			"-http-bind-port", strconv.Itoa(port)},
+		Dir: demoDir, LogFile: logPath, Log: log.Named("autoscaler")})
+	if err != nil {
+		return err
+	}
+	defer ag.Stop()
 
 	c := probe.New(l.ClientNamespace)
 	tl := &storyTimeline{ops: ops, drv: drv, agent: ag, start: time.Now()}
@@ -151,79 +155,13 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	return ctx.Err()
 }
 
-// storyAgent is the running agent and what its log said.
-type storyAgent struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu    sync.Mutex
-	lines []string
-}
-
-func startStoryAgent(bin, dir, pluginDir, logPath string) (*storyAgent, error) {
-	a := &storyAgent{done: make(chan struct{})}
-	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the agent's health server
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	a.cmd = exec.Command(bin, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir, "-http-bind-port", strconv.Itoa(port))
-	a.cmd.Dir = dir
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	a.cmd.Stdout, a.cmd.Stderr = pw, pw
-	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintln(logFile, sc.Text())
-			a.mu.Lock()
-			a.lines = append(a.lines, strings.ReplaceAll(sc.Text(), `\"`, `"`))
-			a.mu.Unlock()
-		}
-		logFile.Close()
-	}()
-	go func() {
-		_ = a.cmd.Wait() // stop() kills it: its exit status says nothing
-		pw.Close()
-		close(a.done)
-	}()
-	return a, nil
-}
-
-// take returns the log lines since the last call.
-func (a *storyAgent) take() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := a.lines
-	a.lines = nil
-	return out
-}
-
-func (a *storyAgent) stop() {
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT) // the group may be gone already
-	select {
-	case <-a.done:
-	case <-time.After(15 * time.Second):
-	}
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
-	<-a.done
-}
-
 // storyTimeline prints one row every couple of seconds.
 type storyTimeline struct {
 	ops   *pool.Ops
 	drv   driver.Driver
-	agent *storyAgent
+	agent *autoscaler.Agent
 	start time.Time
+	seen  int // the agent's log lines read so far
 
 	prev       map[string][2]float64 // member → (cpu ns, s)
 	migrations int
@@ -271,14 +209,6 @@ var (
 	reStandby  = regexp.MustCompile(`host standby changed:`)
 )
 
-func field(line, key string) string {
-	m := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(key) + `=(\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		return ""
-	}
-	return strings.Trim(m[1], `"`)
-}
-
 func (tl *storyTimeline) row(ctx context.Context) {
 	ms, _ := tl.ops.Members(ctx, "demo")
 	names := map[string]bool{}
@@ -319,7 +249,11 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		}
 	}
 	var events []string
-	for _, l := range tl.agent.take() {
+	lines := tl.agent.Lines(tl.seen)
+	tl.seen += len(lines)
+	field := autoscaler.Field
+	for _, line := range lines {
+		l := line.Text
 		switch {
 		case reScale.MatchString(l):
 			tl.decisions++
