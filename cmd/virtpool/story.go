@@ -24,6 +24,12 @@ import (
 	"github.com/virtpool/virtpool/pool"
 )
 
+// storyLabHosts is the lab the story brings up: it must be up before
+// terraform can plan (the configuration reads the lab's lab.json), so it
+// cannot come from the configuration's outputs; the story checks, after
+// apply, that the pool's hosts are in it.
+const storyLabHosts = 3
+
 // storyCmd tells the whole story on the lab: terraform applies a pool and
 // its migration policy (examples/autoscaler/demo), the Nomad Autoscaler
 // runs the example policies with virtpool's plugins, the pool's load goes
@@ -57,9 +63,9 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		}
 	}
 
-	step("bringing the lab up (3 hosts)")
+	step("bringing the lab up (%d hosts)", storyLabHosts)
 	_, loadErr := lab.Load()
-	l, err := lab.Up(ctx, lab.Config{Hosts: 3, Log: log.Named("lab")})
+	l, err := lab.Up(ctx, lab.Config{Hosts: storyLabHosts, Log: log.Named("lab")})
 	if err != nil {
 		return err
 	}
@@ -89,10 +95,13 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	if err := os.WriteFile(filepath.Join(tfDir, "main.tf"), src, 0o644); err != nil {
 		return err
 	}
-	tf := func(args ...string) error {
+	tfCmd := func(args ...string) *exec.Cmd {
 		cmd := exec.CommandContext(context.WithoutCancel(ctx), "terraform", append([]string{"-chdir=" + tfDir}, args...)...)
 		cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+filepath.Join(*binDir, "terraformrc"), "TF_IN_AUTOMATION=1")
-		out, err := cmd.CombinedOutput()
+		return cmd
+	}
+	tf := func(args ...string) error {
+		out, err := tfCmd(args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("terraform %s: %w\n%s", args[0], err, out)
 		}
@@ -103,7 +112,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		}
 		return nil
 	}
-	step("terraform apply %s: pool demo (2 members, hosts h1..h3), migration policy (consolidate, cpu_high 80%%)", *dir)
+	step("terraform apply %s", *dir)
 	if err := tf("apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
 		return err
 	}
@@ -112,6 +121,25 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 			step("terraform destroy")
 			err = errors.Join(err, tf("destroy", "-auto-approve", "-input=false", "-no-color"))
 		}()
+	}
+	// What was applied, from the configuration's outputs: the pool the
+	// story drives and shows (stdout is the JSON alone; stderr goes into
+	// the error).
+	out, err := tfCmd("output", "-json", "-no-color").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("terraform output: %w\n%s", err, ee.Stderr)
+		}
+		return fmt.Errorf("terraform output: %w", err)
+	}
+	demo, err := parseStoryOutputs(out)
+	if err != nil {
+		return err
+	}
+	fmt.Println("    " + demo.String())
+	if err := demo.checkHosts(l.Inventory()); err != nil {
+		return err
 	}
 	ops := &pool.Ops{Hosts: l.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
 	defer func() { // the autoscaler's standby marks go with the demo
@@ -137,7 +165,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	defer ag.Stop()
 
 	c := probe.New(l.ClientNamespace)
-	tl := &storyTimeline{ops: ops, drv: drv, agent: ag, start: time.Now()}
+	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, agent: ag, start: time.Now()}
 	run := func(name string, total int, d time.Duration) {
 		step("%s for %s", name, d)
 		tl.header()
@@ -157,6 +185,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 
 // storyTimeline prints one row every couple of seconds.
 type storyTimeline struct {
+	pool  storyPool
 	ops   *pool.Ops
 	drv   driver.Driver
 	agent *autoscaler.Agent
@@ -179,7 +208,7 @@ func (tl *storyTimeline) header() {
 
 // spread sets every running member's load to total/members percent.
 func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int) {
-	ms, err := tl.ops.Members(ctx, "demo")
+	ms, err := tl.ops.Members(ctx, tl.pool.Name)
 	if err != nil || len(ms) == 0 {
 		return
 	}
@@ -192,9 +221,8 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			ip, err := pool.MemberIP("192.0.2.171/24", n)
-			if err == nil {
-				_ = c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
+			if ip, err := tl.pool.memberIP(n); err == nil {
+				_ = c.SetLoad(cctx, ip, per, 0) // a booting member does not answer yet
 			}
 		}()
 	}
@@ -210,7 +238,7 @@ var (
 )
 
 func (tl *storyTimeline) row(ctx context.Context) {
-	ms, _ := tl.ops.Members(ctx, "demo")
+	ms, _ := tl.ops.Members(ctx, tl.pool.Name)
 	names := map[string]bool{}
 	for _, m := range ms {
 		names[m.Name] = true
@@ -218,13 +246,13 @@ func (tl *storyTimeline) row(ctx context.Context) {
 	tl.maxSize = max(tl.maxSize, len(names))
 	// Load: members' average CPU, % of their vCPU, since the last row.
 	cur := map[string][2]float64{}
-	for _, h := range tl.ops.Hosts.Names() {
+	for _, h := range tl.pool.Hosts {
 		st, err := tl.drv.Stats(ctx, tl.ops.Hosts[h].URI)
 		if err != nil {
 			continue
 		}
 		for _, d := range st.Domains {
-			if d.Labels[pool.LabelPool] == "demo" && d.State == driver.StateRunning {
+			if d.Labels[pool.LabelPool] == tl.pool.Name && d.State == driver.StateRunning {
 				cur[d.Name] = [2]float64{float64(d.CPUTimeNs), float64(st.Time.UnixNano()) / 1e9}
 			}
 		}
@@ -243,7 +271,7 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		load = fmt.Sprintf("%3.0f%%", sum/float64(n))
 	}
 	var inUse []string
-	for _, h := range tl.ops.Hosts.Names() {
+	for _, h := range tl.pool.Hosts {
 		if st, err := tl.ops.HostState(ctx, h); err == nil && !st.InStandby() {
 			inUse = append(inUse, h)
 		}
