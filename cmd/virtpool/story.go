@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,9 +19,16 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/probe"
 	"github.com/virtpool/virtpool/pool"
 )
+
+// storyLabHosts is the lab the story brings up: it must be up before
+// terraform can plan (the configuration reads the lab's lab.json), so it
+// cannot come from the configuration's outputs; the story checks, after
+// apply, that the pool's hosts are in it.
+const storyLabHosts = 3
 
 // storyCmd tells the whole story on the lab: terraform applies a pool and
 // its migration policy (examples/autoscaler/demo), the Nomad Autoscaler
@@ -60,9 +63,9 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		}
 	}
 
-	step("bringing the lab up (3 hosts)")
+	step("bringing the lab up (%d hosts)", storyLabHosts)
 	_, loadErr := lab.Load()
-	l, err := lab.Up(ctx, lab.Config{Hosts: 3, Log: log.Named("lab")})
+	l, err := lab.Up(ctx, lab.Config{Hosts: storyLabHosts, Log: log.Named("lab")})
 	if err != nil {
 		return err
 	}
@@ -92,10 +95,13 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	if err := os.WriteFile(filepath.Join(tfDir, "main.tf"), src, 0o644); err != nil {
 		return err
 	}
-	tf := func(args ...string) error {
+	tfCmd := func(args ...string) *exec.Cmd {
 		cmd := exec.CommandContext(context.WithoutCancel(ctx), "terraform", append([]string{"-chdir=" + tfDir}, args...)...)
 		cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+filepath.Join(*binDir, "terraformrc"), "TF_IN_AUTOMATION=1")
-		out, err := cmd.CombinedOutput()
+		return cmd
+	}
+	tf := func(args ...string) error {
+		out, err := tfCmd(args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("terraform %s: %w\n%s", args[0], err, out)
 		}
@@ -106,7 +112,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		}
 		return nil
 	}
-	step("terraform apply %s: pool demo (2 members, hosts h1..h3), migration policy (consolidate, cpu_high 80%%)", *dir)
+	step("terraform apply %s", *dir)
 	if err := tf("apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
 		return err
 	}
@@ -115,6 +121,25 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 			step("terraform destroy")
 			err = errors.Join(err, tf("destroy", "-auto-approve", "-input=false", "-no-color"))
 		}()
+	}
+	// What was applied, from the configuration's outputs: the pool the
+	// story drives and shows (stdout is the JSON alone; stderr goes into
+	// the error).
+	out, err := tfCmd("output", "-json", "-no-color").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("terraform output: %w\n%s", err, ee.Stderr)
+		}
+		return fmt.Errorf("terraform output: %w", err)
+	}
+	demo, err := parseStoryOutputs(out)
+	if err != nil {
+		return err
+	}
+	fmt.Println("    " + demo.String())
+	if err := demo.checkHosts(l.Inventory()); err != nil {
+		return err
 	}
 	ops := &pool.Ops{Hosts: l.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
 	defer func() { // the autoscaler's standby marks go with the demo
@@ -126,14 +151,21 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	// The autoscaler agent with virtpool's plugins.
 	logPath := filepath.Join(os.TempDir(), "virtpool-demo-agent.log")
 	step("starting nomad-autoscaler (file policies %s/policies, no Nomad server); its log: %s", *dir, logPath)
-	ag, err := startStoryAgent(filepath.Join(*binDir, "nomad-autoscaler"), demoDir, filepath.Join(*binDir, "plugins"), logPath)
+	port, err := autoscaler.FreePort()
 	if err != nil {
 		return err
 	}
-	defer ag.stop()
+	ag, err := autoscaler.Start(autoscaler.Config{Bin: filepath.Join(*binDir, "nomad-autoscaler"),
+		Args: []string{"agent", "-config", "agent.hcl", "-plugin-dir", filepath.Join(*binDir, "plugins"),
+			"-http-bind-port", strconv.Itoa(port)},
+		Dir: demoDir, LogFile: logPath, Log: log.Named("autoscaler")})
+	if err != nil {
+		return err
+	}
+	defer ag.Stop()
 
 	c := probe.New(l.ClientNamespace)
-	tl := &storyTimeline{ops: ops, drv: drv, agent: ag, start: time.Now()}
+	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, agent: ag, start: time.Now()}
 	run := func(name string, total int, d time.Duration) {
 		step("%s for %s", name, d)
 		tl.header()
@@ -151,79 +183,14 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	return ctx.Err()
 }
 
-// storyAgent is the running agent and what its log said.
-type storyAgent struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu    sync.Mutex
-	lines []string
-}
-
-func startStoryAgent(bin, dir, pluginDir, logPath string) (*storyAgent, error) {
-	a := &storyAgent{done: make(chan struct{})}
-	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the agent's health server
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	a.cmd = exec.Command(bin, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir, "-http-bind-port", strconv.Itoa(port))
-	a.cmd.Dir = dir
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	a.cmd.Stdout, a.cmd.Stderr = pw, pw
-	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintln(logFile, sc.Text())
-			a.mu.Lock()
-			a.lines = append(a.lines, strings.ReplaceAll(sc.Text(), `\"`, `"`))
-			a.mu.Unlock()
-		}
-		logFile.Close()
-	}()
-	go func() {
-		_ = a.cmd.Wait() // stop() kills it: its exit status says nothing
-		pw.Close()
-		close(a.done)
-	}()
-	return a, nil
-}
-
-// take returns the log lines since the last call.
-func (a *storyAgent) take() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := a.lines
-	a.lines = nil
-	return out
-}
-
-func (a *storyAgent) stop() {
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT) // the group may be gone already
-	select {
-	case <-a.done:
-	case <-time.After(15 * time.Second):
-	}
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) // plugins and drivers too
-	<-a.done
-}
-
 // storyTimeline prints one row every couple of seconds.
 type storyTimeline struct {
+	pool  storyPool
 	ops   *pool.Ops
 	drv   driver.Driver
-	agent *storyAgent
+	agent *autoscaler.Agent
 	start time.Time
+	seen  int // the agent's log lines read so far
 
 	prev       map[string][2]float64 // member → (cpu ns, s)
 	migrations int
@@ -241,7 +208,7 @@ func (tl *storyTimeline) header() {
 
 // spread sets every running member's load to total/members percent.
 func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int) {
-	ms, err := tl.ops.Members(ctx, "demo")
+	ms, err := tl.ops.Members(ctx, tl.pool.Name)
 	if err != nil || len(ms) == 0 {
 		return
 	}
@@ -254,9 +221,8 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			ip, err := pool.MemberIP("192.0.2.171/24", n)
-			if err == nil {
-				_ = c.SetLoad(cctx, strings.Split(ip, "/")[0], per, 0) // a booting member does not answer yet
+			if ip, err := tl.pool.memberIP(n); err == nil {
+				_ = c.SetLoad(cctx, ip, per, 0) // a booting member does not answer yet
 			}
 		}()
 	}
@@ -271,16 +237,8 @@ var (
 	reStandby  = regexp.MustCompile(`host standby changed:`)
 )
 
-func field(line, key string) string {
-	m := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(key) + `=(\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		return ""
-	}
-	return strings.Trim(m[1], `"`)
-}
-
 func (tl *storyTimeline) row(ctx context.Context) {
-	ms, _ := tl.ops.Members(ctx, "demo")
+	ms, _ := tl.ops.Members(ctx, tl.pool.Name)
 	names := map[string]bool{}
 	for _, m := range ms {
 		names[m.Name] = true
@@ -288,13 +246,13 @@ func (tl *storyTimeline) row(ctx context.Context) {
 	tl.maxSize = max(tl.maxSize, len(names))
 	// Load: members' average CPU, % of their vCPU, since the last row.
 	cur := map[string][2]float64{}
-	for _, h := range tl.ops.Hosts.Names() {
+	for _, h := range tl.pool.Hosts {
 		st, err := tl.drv.Stats(ctx, tl.ops.Hosts[h].URI)
 		if err != nil {
 			continue
 		}
 		for _, d := range st.Domains {
-			if d.Labels[pool.LabelPool] == "demo" && d.State == driver.StateRunning {
+			if d.Labels[pool.LabelPool] == tl.pool.Name && d.State == driver.StateRunning {
 				cur[d.Name] = [2]float64{float64(d.CPUTimeNs), float64(st.Time.UnixNano()) / 1e9}
 			}
 		}
@@ -313,13 +271,17 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		load = fmt.Sprintf("%3.0f%%", sum/float64(n))
 	}
 	var inUse []string
-	for _, h := range tl.ops.Hosts.Names() {
+	for _, h := range tl.pool.Hosts {
 		if st, err := tl.ops.HostState(ctx, h); err == nil && !st.InStandby() {
 			inUse = append(inUse, h)
 		}
 	}
 	var events []string
-	for _, l := range tl.agent.take() {
+	lines := tl.agent.Lines(tl.seen)
+	tl.seen += len(lines)
+	field := autoscaler.Field
+	for _, line := range lines {
+		l := line.Text
 		switch {
 		case reScale.MatchString(l):
 			tl.decisions++

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/lab/autoscaler"
 )
 
 func pool1(p *testPool, n int) string { return fmt.Sprintf("%s-%d", p.spec.Name, n) }
@@ -36,14 +38,14 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 	t.Logf("dry run, size: %s", resize.Text)
 	tl := newTimeline(t, "dry run", t0)
 	tl.add("would balance (logged)", balance.At)
-	tl.add("would resize the pool to "+field(resize.Text, "to")+" (logged)", resize.At)
+	tl.add("would resize the pool to "+autoscaler.Field(resize.Text, "to")+" (logged)", resize.At)
 	tl.print()
 	// Several more evaluations: still nothing happens.
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, time.Time{})); n != 0 {
+	if n := len(a.All(reMigrationStart, time.Time{})); n != 0 {
 		t.Errorf("%d migrations in dry-run mode", n)
 	}
-	if n := len(a.all(regexp.MustCompile(`creating pool member|removing pool member`), time.Time{})); n != 0 {
+	if n := len(a.All(regexp.MustCompile(`creating pool member|removing pool member`), time.Time{})); n != 0 {
 		t.Errorf("%d members created or removed in dry-run mode", n)
 	}
 	if got := p.on("h1"); len(got) != 2 {
@@ -128,8 +130,8 @@ node_drain = "yes"`), `node_drain: "yes" is not true or false`},
 			l := b.waitLogT(t, regexp.MustCompile(regexp.QuoteMeta(pc.want)), time.Time{}, 60*time.Second)
 			t.Logf("reported: %s", l.Text)
 			select {
-			case <-b.done:
-				t.Logf("agent exited: %v", b.cmd.ProcessState)
+			case <-b.Done():
+				t.Logf("agent exited: %v", b.Err())
 			case <-time.After(30 * time.Second):
 				t.Errorf("agent still running with a bad plugin config")
 			}

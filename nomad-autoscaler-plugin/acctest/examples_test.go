@@ -2,11 +2,9 @@ package acctest
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -22,12 +20,8 @@ func TestAccExamplesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{t: t, dir: t.TempDir(), done: make(chan struct{})}
-	a.cmd = exec.Command(autoscalerBin, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir,
+	a := runAgent(t, dir, "agent", "-config", "agent.hcl", "-plugin-dir", pluginDir,
 		"-http-bind-port", strconv.Itoa(freePort(t)), "-log-level", "DEBUG")
-	a.cmd.Dir = dir
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	a.run()
 	status := func(dim string) *regexp.Regexp {
 		return regexp.MustCompile(`status:.*pool=lab-web\b` + `.*dimension=` + dim + `|status:.*dimension=` + dim + `.*pool=lab-web\b`)
 	}
@@ -44,7 +38,7 @@ func TestAccExamplesLoad(t *testing.T) {
 	for _, dim := range []string{"size", "hot_hosts"} {
 		a.waitLog(status(dim), loaded.Add(time.Millisecond), 90*time.Second)
 	}
-	if l, ok := a.find(regexp.MustCompile(`status:.*dimension=hosts\b`), time.Time{}); ok {
+	if l, ok := a.Find(regexp.MustCompile(`status:.*dimension=hosts\b`), time.Time{}); ok {
 		t.Errorf("the disabled hosts policy was evaluated: %s", l.Text)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "with-nomad", "agent.hcl")); err != nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/lab/autoscaler"
 )
 
 // Test 5: the driver process of virtpool-target is killed while a scale
@@ -50,7 +52,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			p.setLoad(2, hostPct(loadedPct))
 			// A second progress report: the transfer has run for a second.
 			progress := a.waitLog(regexp.MustCompile(`live migration progress.*elapsed=[1-9][0-9.]*s`), t0, 90*time.Second)
-			victim := field(progress.Text, "domain")
+			victim := autoscaler.Field(progress.Text, "domain")
 			pid := targetDriverPid(t, a)
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill driver %d: %v", pid, err)
@@ -73,8 +75,8 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			if len(p.on("h1")) != 1 || len(p.on("h2")) != 1 {
 				t.Errorf("placement after convergence: %v", p.placement())
 			}
-			failed, _ := a.find(logRE("scale failed", name), killed.Add(-time.Second))
-			again, retried := a.find(reMigrationStart, killed)
+			failed, _ := a.Find(logRE("scale failed", name), killed.Add(-time.Second))
+			again, retried := a.Find(reMigrationStart, killed)
 			tl := newTimeline(t, "driver killed mid-migration, "+tc.name, t0)
 			tl.add("first migration started", mustFind(t, a, reMigrationStart, t0).At)
 			tl.add("driver process killed", killed)
@@ -105,7 +107,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 
 func mustFind(t *testing.T, a *agent, re *regexp.Regexp, since time.Time) logLine {
 	t.Helper()
-	l, ok := a.find(re, since)
+	l, ok := a.Find(re, since)
 	if !ok {
 		t.Fatalf("no log line matching %q", re)
 	}
@@ -116,7 +118,7 @@ func mustFind(t *testing.T, a *agent, re *regexp.Regexp, since time.Time) logLin
 // child of the agent's virtpool-target child.
 func targetDriverPid(t *testing.T, a *agent) int {
 	t.Helper()
-	for _, plug := range children(a.cmd.Process.Pid) {
+	for _, plug := range children(a.Pid()) {
 		if comm(plug) != "virtpool-target" {
 			continue
 		}

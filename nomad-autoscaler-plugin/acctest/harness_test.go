@@ -1,26 +1,23 @@
 package acctest
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/probe"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -336,21 +333,16 @@ func (s streams) check(t *testing.T) {
 
 // ---- the autoscaler agent ----------------------------------------------
 
-// agent is a running nomad-autoscaler agent whose log the test reads.
+// agent is a running nomad-autoscaler agent (lab/autoscaler) whose log the
+// test reads, stopped when the test ends.
 type agent struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	dir  string
-	done chan struct{}
-
-	mu    sync.Mutex
-	lines []logLine
+	*autoscaler.Agent
+	t       *testing.T
+	logFile string
 }
 
-type logLine struct {
-	At   time.Time
-	Text string
-}
+// logLine is a line of its log, read at At.
+type logLine = autoscaler.Line
 
 // targetConfig is the virtpool-target plugin config the tests use:
 // samples every sampleInterval, load averaged over loadWindow.
@@ -379,12 +371,12 @@ func hclMap(m map[string]string) string {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	p, err := autoscaler.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // startAgent runs the agent with file policies (file name → HCL) and the
@@ -432,85 +424,42 @@ target "virtpool" {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{t: t, dir: dir, done: make(chan struct{})}
-	a.cmd = exec.Command(autoscalerBin, "agent", "-config", cfgFile)
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its plugins and their drivers too
-	a.run()
+	return runAgent(t, "", "agent", "-config", cfgFile)
+}
+
+// runAgent starts the agent with args in dir, its log in the test's
+// temporary directory, and stops it when the test ends.
+func runAgent(t *testing.T, dir string, args ...string) *agent {
+	t.Helper()
+	a := &agent{t: t, logFile: filepath.Join(t.TempDir(), "agent.log")}
+	var err error
+	a.Agent, err = autoscaler.Start(autoscaler.Config{Bin: autoscalerBin, Args: args, Dir: dir, LogFile: a.logFile,
+		Log: logger.Named("agent")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.stop)
 	return a
 }
 
-// run starts the agent's command, reading its log, and stops it when the
-// test ends.
-func (a *agent) run() {
-	t := a.t
-	t.Helper()
-	pr, pw := io.Pipe()
-	a.cmd.Stdout, a.cmd.Stderr = pw, pw
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", autoscalerBin, err)
-	}
-	logFile, _ := os.Create(filepath.Join(a.dir, "agent.log"))
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			// Unquote the agent's quoting of plugin messages so that tests
-			// match what the plugins said.
-			l := logLine{At: time.Now(), Text: strings.ReplaceAll(sc.Text(), `\"`, `"`)}
-			a.mu.Lock()
-			a.lines = append(a.lines, l)
-			a.mu.Unlock()
-			if logFile != nil {
-				fmt.Fprintf(logFile, "%s %s\n", l.At.Format("15:04:05.000"), l.Text)
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr) // after a scan error, so that the agent never blocks writing
-	}()
-	go func() {
-		_ = a.cmd.Wait() // stop() signals it: its exit status says nothing
-		pw.Close()
-		<-read // done means every line the agent wrote is in a.lines
-		close(a.done)
-	}()
-	t.Cleanup(a.stop)
-}
-
 // stop ends the agent (and with it its plugins and their driver
-// processes: they are in its process group) and, if the test failed,
-// shows the end of its log.
+// processes) and, if the test failed, shows the end of its log.
 func (a *agent) stop() {
-	select {
-	case <-a.done:
-	default:
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGINT)
-		select {
-		case <-a.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-			<-a.done
-		}
-	}
-	// Plugins outliving the agent would keep the lab busy: end the group
-	// (ESRCH when there is nothing left of it).
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	a.Stop()
 	if a.t.Failed() || os.Getenv("VIRTPOOL_AGENT_LOG") == "1" {
-		a.mu.Lock()
-		defer a.mu.Unlock()
 		// What virtpool's plugins did and what went wrong, not the agent's
 		// debug chatter: short enough that the test's own failure
 		// messages, printed before, stay in view.
 		var shown []string
-		for _, l := range a.lines {
+		for _, l := range a.Lines(0) {
 			if reAgentSummary.MatchString(l.Text) {
-				shown = append(shown, l.At.Format("15:04:05.000")+" "+l.Text)
+				shown = append(shown, l.String())
 			}
 		}
 		shown = shown[max(0, len(shown)-40):]
 		// Keep the whole log: the test's temporary directory goes away.
 		keep := filepath.Join(os.TempDir(), "virtpool-autoscaler-acc", strings.ReplaceAll(a.t.Name(), "/", "_")+"-agent.log")
-		if err := keepFile(filepath.Join(a.dir, "agent.log"), keep); err != nil {
+		if err := keepFile(a.logFile, keep); err != nil {
 			keep = "nowhere: " + err.Error()
 		}
 		a.t.Logf("agent log, virtpool's plugins and errors (last %d lines; all in %s):\n%s", len(shown), keep,
@@ -533,31 +482,6 @@ func keepFile(src, dst string) error {
 // reAgentSummary picks the agent log lines worth showing when a test fails.
 var reAgentSummary = regexp.MustCompile(`\[(WARN|ERROR)\]|\[INFO\]  external_plugin\.virtpool-`)
 
-// find returns the first log line after since matching re.
-func (a *agent) find(re *regexp.Regexp, since time.Time) (logLine, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, l := range a.lines {
-		if !l.At.Before(since) && re.MatchString(l.Text) {
-			return l, true
-		}
-	}
-	return logLine{}, false
-}
-
-// all returns every log line after since matching re.
-func (a *agent) all(re *regexp.Regexp, since time.Time) []logLine {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []logLine
-	for _, l := range a.lines {
-		if !l.At.Before(since) && re.MatchString(l.Text) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // waitLog waits for a log line after since matching re.
 func (a *agent) waitLog(re *regexp.Regexp, since time.Time, timeout time.Duration) logLine {
 	a.t.Helper()
@@ -567,22 +491,16 @@ func (a *agent) waitLog(re *regexp.Regexp, since time.Time, timeout time.Duratio
 // waitLogT is waitLog failing t (a subtest) rather than the agent's test.
 func (a *agent) waitLogT(t *testing.T, re *regexp.Regexp, since time.Time, timeout time.Duration) logLine {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if l, ok := a.find(re, since); ok {
-			return l
-		}
-		select {
-		case <-a.done:
-			if l, ok := a.find(re, since); ok {
-				return l
-			}
-			t.Fatalf("agent exited (%v) while waiting for %q", a.cmd.ProcessState, re)
-		case <-time.After(100 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	l, err := a.WaitLine(ctx, re, since)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		t.Fatalf("no log line matching %q within %s", re, timeout)
+	case err != nil:
+		t.Fatal(err)
 	}
-	t.Fatalf("no log line matching %q within %s", re, timeout)
-	return logLine{}
+	return l
 }
 
 // waitFor polls cond until it holds. On timeout it fails with what it

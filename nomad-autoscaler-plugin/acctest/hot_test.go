@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -65,7 +66,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Idle: no host is hot, nothing moves.
 	idle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, idle)); n != 0 {
+	if n := len(a.All(reMigrationStart, idle)); n != 0 {
 		t.Fatalf("%d migrations while every guest was idle", n)
 	}
 
@@ -81,7 +82,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Nothing else moves once no host is hot (no ping-pong).
 	settle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, settle)); n != 0 {
+	if n := len(a.All(reMigrationStart, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h1 cooled", n)
 	}
 	if got := p.on("h1"); len(got) != 1 || got[0] != stayed {
@@ -100,7 +101,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	}
 	settle = time.Now()
 	time.Sleep(hold)
-	if n := len(a.all(reMigrationStart, settle)); n != 0 {
+	if n := len(a.All(reMigrationStart, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h2 cooled", n)
 	}
 	// One loaded guest per host: neither is hot.
@@ -131,7 +132,7 @@ func waitMove(t *testing.T, a *agent, p *testPool, from, to string, t0 time.Time
 	start := a.waitLog(reMigrationStart, t0, 60*time.Second)
 	done := a.waitLog(reMigrationDone, t0, 60*time.Second)
 	scaled := a.waitLog(logRE("scale done", p.spec.Name), t0, 60*time.Second)
-	moved, f, to2 := field(done.Text, "domain"), field(done.Text, "from"), field(done.Text, "to")
+	moved, f, to2 := autoscaler.Field(done.Text, "domain"), autoscaler.Field(done.Text, "from"), autoscaler.Field(done.Text, "to")
 	if f != from || to2 != to {
 		t.Fatalf("%s: first migration was %q, want one from %s to %s", what, done.Text, from, to)
 	}
@@ -146,16 +147,6 @@ func waitMove(t *testing.T, a *agent, p *testPool, from, to string, t0 time.Time
 	tl.print()
 	t.Logf("%s: %s moved %s→%s (%s)", what, moved, from, to, done.Text)
 	return moved
-}
-
-// field reads key=value from a log line (the agent relays plugin fields
-// in any order).
-func field(line, key string) string {
-	m := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(key) + `=(\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		return ""
-	}
-	return m[1]
 }
 
 // regexpPolicyEval matches the target's status lines for a pool: the

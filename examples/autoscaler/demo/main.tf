@@ -70,3 +70,23 @@ resource "virtpool_migration_policy" "demo" {
   bandwidth_mib           = 2000
   max_downtime_ms         = 50
 }
+
+# What `virtpool story` reads after apply (terraform output -json): the pool
+# it drives and shows, and its migration policy.
+output "pool" {
+  description = "The pool: its name, hosts, size as applied, and member 1's address (member n has the n-th)."
+  value = {
+    name    = virtpool_pool.demo.name
+    hosts   = virtpool_pool.demo.hosts
+    size    = virtpool_pool.demo.size
+    ip_base = virtpool_pool.demo.template.ip_base
+  }
+}
+
+output "migration_policy" {
+  description = "The pool's migration policy: its mode and high CPU watermark (a fraction of a host's CPUs)."
+  value = {
+    mode     = virtpool_migration_policy.demo.mode
+    cpu_high = virtpool_migration_policy.demo.cpu_high
+  }
+}
