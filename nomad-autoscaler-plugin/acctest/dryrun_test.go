@@ -22,7 +22,7 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 	dry := `      dry-run   = "true"
 `
 	a := startAgent(t, map[string]string{
-		"hot.hcl":  hotPolicy("t4-hot", "t4", dry),
+		"hot.hcl": hotPolicy("t4-hot", "t4", dry),
 		// Two members at loadedPct each, against a target of half that:
 		// the strategy asks for more members.
 		"size.hcl": strings.Replace(sizePolicy("t4-size", "t4", 1, 3, hostPct(loadedPct)/2), `dimension = "size"`, "dimension = \"size\"\n"+dry, 1),
