@@ -104,7 +104,7 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 	if hl.info, err = d.HostInfo(ctx, uri); err != nil {
 		return hl, fmt.Errorf("host %s: %w", name, err)
 	}
-	st, err := c.hostState(ctx, name)
+	st, err := c.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		return hl, err
 	}

@@ -80,7 +80,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		return
 	}
 	name := m.Name.ValueString()
-	pr, _, found, err := d.client.readPool(ctx, name)
+	pr, _, found, err := d.client.ops(ctx).ReadPool(ctx, name, nil)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
 		return
@@ -90,7 +90,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 			fmt.Sprintf("no host of the provider holds a pool named %q.", name))
 		return
 	}
-	members, err := d.client.members(ctx, name)
+	members, err := d.client.ops(ctx).Members(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot list members of pool "+name, err.Error())
 		return

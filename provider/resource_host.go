@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
 )
 
@@ -151,16 +152,16 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 func (r *hostResource) apply(ctx context.Context, m *hostModel) diag.Diagnostics {
 	var diags diag.Diagnostics
 	name := m.Name.ValueString()
-	old, err := r.client.hostState(ctx, name)
+	old, err := r.client.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		diags.AddAttributeError(path.Root("name"), "Cannot read host state", err.Error())
 		return diags
 	}
 	// The autoscaler's own standby mark (AutoStandby) is kept: it is not
 	// Terraform's to change.
-	st := HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), AutoStandby: old.AutoStandby,
+	st := pool.HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), AutoStandby: old.AutoStandby,
 		Generation: old.Generation + 1}
-	if err := r.client.putHostState(ctx, name, st); err != nil {
+	if err := r.client.ops(ctx).PutHostState(ctx, name, st); err != nil {
 		diags.AddAttributeError(path.Root("name"), "Cannot store host state", err.Error())
 		return diags
 	}
@@ -195,12 +196,12 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 func (r *hostResource) read(ctx context.Context, m *hostModel) diag.Diagnostics {
 	var diags diag.Diagnostics
 	name := m.Name.ValueString()
-	st, err := r.client.hostState(ctx, name)
+	st, err := r.client.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		diags.AddError("Cannot read host "+name, err.Error())
 		return diags
 	}
-	all, err := r.client.listAll(ctx, []string{name})
+	all, err := r.client.ops(ctx).ListAll(ctx, []string{name})
 	if err != nil {
 		diags.AddError("Cannot read host "+name, err.Error())
 		return diags
@@ -254,11 +255,11 @@ func (r *hostResource) ImportState(ctx context.Context, req resource.ImportState
 func (c *Client) evacuate(ctx context.Context, host string) error {
 	const rounds = 3
 	for round := 1; ; round++ {
-		view, err := c.cluster(ctx, nil)
+		view, err := c.ops(ctx).View(ctx, nil)
 		if err != nil {
 			return err
 		}
-		var on []Located
+		var on []pool.Located
 		for _, g := range view.Where {
 			if g.Host == host {
 				on = append(on, g)
@@ -273,13 +274,13 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		}
 		// A pool member may only go to its pool's hosts; other guests
 		// anywhere.
-		pools := map[string]PoolRecord{}
+		pools := map[string]pool.Record{}
 		for _, g := range on {
-			p := g.Labels[labelPool]
+			p := g.Labels[pool.LabelPool]
 			if _, seen := pools[p]; p == "" || seen {
 				continue
 			}
-			pr, _, found, err := c.readPool(ctx, p)
+			pr, _, found, err := c.ops(ctx).ReadPool(ctx, p, nil)
 			if err != nil {
 				return err
 			}
@@ -304,11 +305,11 @@ func (c *Client) evacuate(ctx context.Context, host string) error {
 		}
 		tflog.Info(ctx, "evacuating host", map[string]any{"host": host, "guests": len(on), "moves": len(plan.Moves), "round": round})
 		// Each guest moves with its pool's migration policy.
-		opts := func(g Located) driver.MigrateOptions {
-			if pr, ok := pools[g.Labels[labelPool]]; ok {
-				return c.migrateOptions(pr.Policy, pr.Spec.HasDisk())
+		opts := func(g pool.Located) driver.MigrateOptions {
+			if pr, ok := pools[g.Labels[pool.LabelPool]]; ok {
+				return pool.MigrateOptions(c.migrationDefaults(), pr.Policy, pr.Spec.HasDisk())
 			}
-			return c.migrateOptions(nil, false)
+			return pool.MigrateOptions(c.migrationDefaults(), nil, false)
 		}
 		if _, err := c.ops(ctx).Apply(ctx, view, plan, opts); err != nil {
 			return fmt.Errorf("evacuate %s: %w", host, err)

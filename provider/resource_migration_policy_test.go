@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // The policy resource is exercised on the lab by TestAccPool (stored in the
@@ -33,7 +35,7 @@ func TestCheckWatermarks(t *testing.T) {
 }
 
 func TestPolicyModelRoundTrip(t *testing.T) {
-	p := defaultPolicy()
+	p := pool.DefaultPolicy()
 	p.Mode, p.BandwidthMiB, p.AutoConverge, p.MaxParallel = "consolidate", 750, true, 3
 	if got := policyFromSpec("web", p).spec(); got != p {
 		t.Errorf("round trip\n got %+v\nwant %+v", got, p)
