@@ -4,19 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 )
-
-// hostNameRE: host names become record names and appear in domain labels.
-var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
-// validHostName says what is wrong with a host name, or nil.
-func validHostName(name string) error {
-	if !hostNameRE.MatchString(name) {
-		return fmt.Errorf("host name %q: use letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)", name)
-	}
-	return nil
-}
 
 // validLibvirtURI says what is wrong with a libvirt connection URI, or nil.
 // It accepts what libvirt does: driver[+transport]://[host]/path[?params].

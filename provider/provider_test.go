@@ -346,11 +346,6 @@ func TestURIValidation(t *testing.T) {
 			t.Errorf("validMigrationURI(%q) = %v, want ok=%v", uri, err, ok)
 		}
 	}
-	for name, ok := range map[string]bool{"h1": true, "rack-2.host_7": true, "": false, "-h": false, "h/1": false, strings.Repeat("h", 64): false} {
-		if err := validHostName(name); (err == nil) != ok {
-			t.Errorf("validHostName(%q) = %v, want ok=%v", name, err, ok)
-		}
-	}
 }
 
 // --- plan-time validation, through terraform --------------------------------
