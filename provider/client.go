@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
@@ -39,7 +38,7 @@ type Client struct {
 // CloseDrivers stops when the provider process ends.
 var drivers struct {
 	sync.Mutex
-	procs map[string]*plugin.Process
+	sups map[string]*plugin.Supervisor
 }
 
 // driverLogger is where the driver process's log lines go: the provider's
@@ -59,34 +58,32 @@ func (c *Client) Driver(ctx context.Context) (driver.Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("driver_path: %w", err)
 	}
+	return supervisor(path).Driver(ctx)
+}
+
+// supervisor returns the supervisor of the driver binary at path. It is
+// kept after CloseDrivers, so that a process a late call starts is still
+// one CloseDrivers stops.
+func supervisor(path string) *plugin.Supervisor {
 	drivers.Lock()
 	defer drivers.Unlock()
-	if p := drivers.procs[path]; p != nil {
-		if !p.Exited() {
-			return p.Driver, nil
+	s := drivers.sups[path]
+	if s == nil {
+		s = plugin.NewSupervisor(path, driverLogger())
+		if drivers.sups == nil {
+			drivers.sups = map[string]*plugin.Supervisor{}
 		}
-		tflog.Warn(ctx, "driver process exited; starting it again", map[string]any{"path": path})
-		p.Close()
+		drivers.sups[path] = s
 	}
-	tflog.Debug(ctx, "starting driver process", map[string]any{"path": path})
-	p, err := plugin.Start(path, driverLogger())
-	if err != nil {
-		return nil, err
-	}
-	if drivers.procs == nil {
-		drivers.procs = map[string]*plugin.Process{}
-	}
-	drivers.procs[path] = p
-	return p.Driver, nil
+	return s
 }
 
 // CloseDrivers stops every driver process this provider process started.
 func CloseDrivers() {
 	drivers.Lock()
 	defer drivers.Unlock()
-	for path, p := range drivers.procs {
-		p.Close()
-		delete(drivers.procs, path)
+	for _, s := range drivers.sups {
+		s.Close()
 	}
 }
 

@@ -1,6 +1,5 @@
 // Package fleet is what both virtpool autoscaler plugins need to look at
-// the hosts: the common configuration keys, the driver process (started
-// on first use and again after it died), the hosts and pools found through
+// the hosts: the common configuration keys, the hosts and pools found through
 // the pool records, and a bounded in-memory history of stats samples from
 // which CPU, memory, disk and network rates are derived.
 package fleet
