@@ -40,7 +40,7 @@ func TestEvacuate(t *testing.T) {
 			name: "every guest leaves, members only to their pool's hosts", members: 3,
 			prepare: func(t *testing.T, fd *pooltest.Driver, ops *pool.Ops) {
 				// Pool db may use h1 and h3 only; h1 is the fuller host.
-				db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: "spread",
+				db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: pool.PlacementSpread,
 					Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"},
 					Hosts:    []pool.HostEntry{{Name: "h1", URI: "fake:///h1"}, {Name: "h3", URI: "fake:///h3"}}}
 				if _, err := ops.WritePool(context.Background(), pool.Record{Spec: db}, nil); err != nil {

@@ -50,14 +50,14 @@ func TestExpandCmdline(t *testing.T) {
 // autoscaler plugins), and what one writes the other reads whole.
 func TestRecordFullSpec(t *testing.T) {
 	spec := pool.Spec{
-		Name: "web", Size: 3, MinSize: 1, MaxSize: 6, Placement: "binpack", AntiAffinity: true,
+		Name: "web", Size: 3, MinSize: 1, MaxSize: 6, Placement: pool.PlacementBinpack, AntiAffinity: true,
 		Hosts: []pool.HostEntry{{Name: "h1", URI: "qemu:///system", PeerURI: "qemu+tcp://10.0.0.1/system", MigrationURI: "tcp://10.0.0.1"},
 			{Name: "h2", URI: "qemu+tls://h2/system", Capacity: pool.Capacity{ReservedCPUs: 1}}},
 		Template: pool.Template{VCPUs: 2, MemoryMiB: 512, Kernel: "/k", Initrd: "/i", Cmdline: "ip={ip}", IPBase: "10.0.1.10/24",
 			Bridge: "br0", Accelerator: "auto"},
 	}
 	pol := pool.DefaultPolicy()
-	pol.Mode, pol.BandwidthMiB, pol.PostCopy = "consolidate", 500, true
+	pol.Mode, pol.BandwidthMiB, pol.PostCopy = pool.ModeConsolidate, 500, true
 	cases := []struct {
 		name string
 		pr   pool.Record
@@ -105,19 +105,19 @@ func TestSchedulerPolicy(t *testing.T) {
 		pol       *pool.Policy
 		check     func(scheduler.Policy) error
 	}{
-		{"default spread", "spread", nil, func(sp scheduler.Policy) error {
+		{"default spread", pool.PlacementSpread, nil, func(sp scheduler.Policy) error {
 			if sp != scheduler.DefaultPolicy() {
 				return fmt.Errorf("%+v", sp)
 			}
 			return nil
 		}},
-		{"binpack", "binpack", nil, func(sp scheduler.Policy) error {
+		{"binpack", pool.PlacementBinpack, nil, func(sp scheduler.Policy) error {
 			if sp.Placement != scheduler.BinpackPlacement {
 				return fmt.Errorf("placement %v", sp.Placement)
 			}
 			return nil
 		}},
-		{"watermarks, target clamped below high", "spread", &p, func(sp scheduler.Policy) error {
+		{"watermarks, target clamped below high", pool.PlacementSpread, &p, func(sp scheduler.Policy) error {
 			if sp.HighCPU != 0.6 || sp.LowMem != 0.3 || sp.TargetCPU > sp.HighCPU-sp.Hysteresis {
 				return fmt.Errorf("%+v", sp)
 			}
@@ -151,5 +151,29 @@ func TestMemberMAC(t *testing.T) {
 				t.Errorf("%s/%d: MAC not stable", name, n)
 			}
 		}
+	}
+}
+
+// The placement names are the scheduler's (which cannot import pool), and
+// a pool without a policy balances.
+func TestPlacementAndModeNames(t *testing.T) {
+	for _, c := range []struct {
+		placement string
+		want      scheduler.Strategy
+	}{
+		{pool.PlacementSpread, scheduler.SpreadPlacement},
+		{pool.PlacementBinpack, scheduler.BinpackPlacement},
+		{"", scheduler.SpreadPlacement},
+	} {
+		got := pool.SchedulerPolicy(c.placement, nil).Placement
+		if got != c.want {
+			t.Errorf("placement %q: scheduler placement %v, want %v", c.placement, got, c.want)
+		}
+		if c.placement != "" && got.String() != c.placement {
+			t.Errorf("placement %q is called %q by the scheduler", c.placement, got)
+		}
+	}
+	if m := pool.DefaultPolicy().Mode; m != pool.ModeBalance {
+		t.Errorf("default mode %q, want %q", m, pool.ModeBalance)
 	}
 }

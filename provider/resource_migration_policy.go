@@ -75,7 +75,7 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators:    []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
 			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
-				Required: true, Validators: []validator.String{stringvalidator.OneOf("balance", "consolidate")}},
+				Required: true, Validators: []validator.String{stringvalidator.OneOf(pool.ModeBalance, pool.ModeConsolidate)}},
 			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),
 			"cpu_high":           frac("High CPU watermark: above it a host is hot, and no move makes a host exceed it.", def.CPUHigh),
 			"memory_low":         frac("Low memory watermark (fraction of a host's memory).", def.MemoryLow),

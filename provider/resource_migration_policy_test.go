@@ -36,7 +36,7 @@ func TestCheckWatermarks(t *testing.T) {
 
 func TestPolicyModelRoundTrip(t *testing.T) {
 	p := pool.DefaultPolicy()
-	p.Mode, p.BandwidthMiB, p.AutoConverge, p.MaxParallel = "consolidate", 750, true, 3
+	p.Mode, p.BandwidthMiB, p.AutoConverge, p.MaxParallel = pool.ModeConsolidate, 750, true, 3
 	if got := policyFromSpec("web", p).spec(); got != p {
 		t.Errorf("round trip\n got %+v\nwant %+v", got, p)
 	}

@@ -107,8 +107,8 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators: []validator.Int64{int64validator.AtLeast(1)}},
 			"placement": schema.StringAttribute{
 				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first).",
-				Optional:    true, Computed: true, Default: stringdefault.StaticString("spread"),
-				Validators: []validator.String{stringvalidator.OneOf("spread", "binpack")},
+				Optional:    true, Computed: true, Default: stringdefault.StaticString(pool.PlacementSpread),
+				Validators: []validator.String{stringvalidator.OneOf(pool.PlacementSpread, pool.PlacementBinpack)},
 			},
 			"anti_affinity": schema.BoolAttribute{
 				Description: "Never put two members on the same host.",
@@ -333,7 +333,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	m.Hosts = stringList(s.HostNames())
 	m.Size = types.Int64Value(int64(len(members)))
 	m.MinSize, m.MaxSize = types.Int64Value(s.MinSize), types.Int64Value(s.MaxSize)
-	m.Placement = types.StringValue(orDefault(s.Placement, "spread"))
+	m.Placement = types.StringValue(orDefault(s.Placement, pool.PlacementSpread))
 	m.AntiAffinity = types.BoolValue(s.AntiAffinity)
 	m.Template = &poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
 	m.Members = membersList(members)

@@ -350,7 +350,7 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 // dimension frees hosts only in that mode), with the target block's keys.
 func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
 	pol := pool.DefaultPolicy()
-	pol.Mode = "consolidate"
+	pol.Mode = pool.ModeConsolidate
 	for _, f := range []struct {
 		key string
 		v   *float64
