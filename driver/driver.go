@@ -143,6 +143,21 @@ type HostStats struct {
 	Domains                                        []DomainStats
 }
 
+// CPUBusy is the fraction of a host's CPU time spent busy (user+system, of
+// user+system+idle+iowait) between samples a and b, the later one. It is
+// false when no CPU time passed or a counter went back (the host rebooted):
+// there is no rate for that interval.
+func CPUBusy(a, b HostStats) (float64, bool) {
+	busyA, busyB := a.CPUUserNs+a.CPUSystemNs, b.CPUUserNs+b.CPUSystemNs
+	allA, allB := busyA+a.CPUIdleNs+a.CPUIowaitNs, busyB+b.CPUIdleNs+b.CPUIowaitNs
+	// Checked apart: iowait may go back a little on Linux while the total
+	// goes on, which is no reason to drop the sample.
+	if busyB < busyA || allB <= allA {
+		return 0, false
+	}
+	return float64(busyB-busyA) / float64(allB-allA), true
+}
+
 // DomainStats are the counters of one domain; counters are cumulative since
 // the domain's QEMU process started (they restart at zero after migration).
 type DomainStats struct {

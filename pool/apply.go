@@ -67,3 +67,76 @@ func (o *Ops) Apply(ctx context.Context, v *View, plan scheduler.Plan, opts func
 	}
 	return out, nil
 }
+
+// evacuateRounds bounds Evacuate's re-planning, for guests that keep
+// arriving on the host.
+const evacuateRounds = 3
+
+// Evacuate empties a host by live migration, for maintenance: the host
+// should already be in maintenance (PutHostState), so that nothing new is
+// placed there. The scheduler plans the moves (scheduler.Cluster.Evacuate),
+// one migration per host at a time; a member of a pool whose record is
+// found moves only to that pool's hosts, any other guest anywhere, each
+// with its pool's migration policy (Ops.Migration without one). It
+// re-plans after each round until the host is empty, so guests started
+// meanwhile and a run after an interruption are handled the same way.
+func (o *Ops) Evacuate(ctx context.Context, host string) error {
+	for round := 1; ; round++ {
+		view, err := o.View(ctx, nil)
+		if err != nil {
+			return err
+		}
+		var on []Located
+		for _, g := range view.Where {
+			if g.Host == host {
+				on = append(on, g)
+			}
+		}
+		if len(on) == 0 {
+			o.log().Info("host empty", "host", host)
+			return nil
+		}
+		if round > evacuateRounds {
+			return fmt.Errorf("host %s still runs %d guests after %d rounds", host, len(on), evacuateRounds)
+		}
+		pools := map[string]Record{}
+		for _, g := range on {
+			p := g.Labels[LabelPool]
+			if _, seen := pools[p]; p == "" || seen {
+				continue
+			}
+			pr, _, found, err := o.ReadPool(ctx, p, nil)
+			if err != nil {
+				return err
+			}
+			if !found {
+				continue // a pool no record describes: no constraint known
+			}
+			pools[p] = pr
+		}
+		view.KeepInPools(pools, false) // maintenance moves every guest somewhere
+		// One migration at a time, as an operator would.
+		pol := scheduler.DefaultPolicy()
+		pol.MaxParallelPerHost = 1
+		plan, err := view.Evacuate(host, pol)
+		if err != nil {
+			return fmt.Errorf("plan evacuation of %s: %w", host, err)
+		}
+		if !plan.Feasible() {
+			return fmt.Errorf("cannot empty host %s: %s", host, plan.Infeasible)
+		}
+		if len(plan.PowerOn) > 0 {
+			o.log().Warn("evacuation uses standby hosts", "host", host, "standby_hosts", plan.PowerOn)
+		}
+		o.log().Info("evacuating host", "host", host, "guests", len(on), "moves", len(plan.Moves), "round", round)
+		opts := func(g Located) driver.MigrateOptions {
+			if pr, ok := pools[g.Labels[LabelPool]]; ok {
+				return MigrateOptions(o.Migration, pr.Policy, pr.Spec.HasDisk())
+			}
+			return MigrateOptions(o.Migration, nil, false)
+		}
+		if _, err := o.Apply(ctx, view, plan, opts); err != nil {
+			return fmt.Errorf("evacuate %s: %w", host, err)
+		}
+	}
+}

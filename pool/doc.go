@@ -7,8 +7,9 @@
 //   - reading and writing pool and host records on the hosts;
 //   - the planner's view of the hosts (View), built from libvirt;
 //   - "scale a pool to n members" (Ops.Reconcile, Ops.ScaleTo), "remove
-//     victims" (Ops.ScaleIn) and "migrate per plan" (Ops.Apply), over a
-//     driver.Driver and the scheduler.
+//     victims" (Ops.ScaleIn), "migrate per plan" (Ops.Apply) and "empty a
+//     host for maintenance" (Ops.Evacuate), over a driver.Driver and the
+//     scheduler.
 //
 // Every operation re-reads the hosts before it acts and every step is
 // idempotent (creating takes a fresh member name, removing a missing guest

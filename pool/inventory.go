@@ -2,9 +2,22 @@ package pool
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 )
+
+// hostNameRE: host names become record names and appear in domain labels.
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidHostName says what is wrong with a host name, or nil. Callers add
+// where the name comes from.
+func ValidHostName(name string) error {
+	if !hostNameRE.MatchString(name) {
+		return fmt.Errorf("host name %q: use letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)", name)
+	}
+	return nil
+}
 
 // HostEntry is one hypervisor: how virtpool reaches its libvirtd, and how
 // other hosts reach it during a live migration.

@@ -23,7 +23,7 @@ var hostNames = []string{"h1", "h2", "h3"}
 func setup(t *testing.T, maxSize int64, pol *pool.Policy) (*pooltest.Driver, *pool.Ops, pool.Spec) {
 	t.Helper()
 	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3")
-	spec := pool.Spec{Name: "web", MaxSize: maxSize, Placement: "spread",
+	spec := pool.Spec{Name: "web", MaxSize: maxSize, Placement: pool.PlacementSpread,
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k", Cmdline: "ip={ip} n={name}", IPBase: "192.0.2.161/24"}}
 	for _, h := range hostNames {
 		spec.Hosts = append(spec.Hosts, pool.HostEntry{Name: h, URI: "fake:///" + h})

@@ -40,6 +40,18 @@ const (
 	RoleDomain    = "domain"
 )
 
+// Placements of a pool's new members (Spec.Placement).
+const (
+	PlacementSpread  = "spread"  // least loaded host first; the default
+	PlacementBinpack = "binpack" // fullest host that fits first
+)
+
+// Modes of a migration policy (Policy.Mode).
+const (
+	ModeBalance     = "balance"     // relieve hot hosts
+	ModeConsolidate = "consolidate" // pack guests onto fewer hosts
+)
+
 // Spec is a pool's specification as stored in its record.
 type Spec struct {
 	Name string `json:"name"`
@@ -48,7 +60,7 @@ type Spec struct {
 	Size         int64       `json:"size"`
 	MinSize      int64       `json:"min_size"`
 	MaxSize      int64       `json:"max_size"`
-	Placement    string      `json:"placement"` // spread or binpack
+	Placement    string      `json:"placement"` // PlacementSpread or PlacementBinpack
 	AntiAffinity bool        `json:"anti_affinity"`
 	Template     Template    `json:"template"`
 }
@@ -72,7 +84,7 @@ type Template struct {
 
 // Policy is a pool's migration policy, stored with the pool.
 type Policy struct {
-	Mode                  string  `json:"mode"` // balance or consolidate
+	Mode                  string  `json:"mode"` // ModeBalance or ModeConsolidate
 	CPULow                float64 `json:"cpu_low"`
 	CPUHigh               float64 `json:"cpu_high"`
 	MemoryLow             float64 `json:"memory_low"`
@@ -249,7 +261,7 @@ func MemberLabels(s Spec, n int) map[string]string {
 func DefaultPolicy() Policy {
 	d := scheduler.DefaultPolicy()
 	return Policy{
-		Mode:   "balance",
+		Mode:   ModeBalance,
 		CPULow: d.LowCPU, CPUHigh: d.HighCPU, MemoryLow: d.LowMem, MemoryHigh: d.HighMem,
 		TargetUtilisation:     d.TargetCPU,
 		MaxMigrationsPerRound: 2, MaxParallel: 1, MaxDowntimeMs: 300,
@@ -262,7 +274,7 @@ func DefaultPolicy() Policy {
 // than refused.
 func SchedulerPolicy(placement string, p *Policy) scheduler.Policy {
 	sp := scheduler.DefaultPolicy()
-	if placement == "binpack" {
+	if placement == PlacementBinpack {
 		sp.Placement = scheduler.BinpackPlacement
 	}
 	if p == nil {

@@ -104,7 +104,7 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 	if hl.info, err = d.HostInfo(ctx, uri); err != nil {
 		return hl, fmt.Errorf("host %s: %w", name, err)
 	}
-	st, err := c.hostState(ctx, name)
+	st, err := c.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		return hl, err
 	}
@@ -128,7 +128,8 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 	if err != nil {
 		return hl, fmt.Errorf("host %s: %w", name, err)
 	}
-	hl.cpuBusy = cpuBusy(a, b)
+	// 0 when the host rebooted in between: no rate for the interval.
+	hl.cpuBusy, _ = driver.CPUBusy(a, b)
 	if hl.capCores, hl.capMemory, err = c.cfg.Hosts[name].Capacity.Of(hl.info.CPUs, hl.info.MemoryBytes); err != nil {
 		return hl, fmt.Errorf("host %s: capacity: %w", name, err)
 	}
@@ -148,16 +149,6 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 		}
 	}
 	return hl, nil
-}
-
-// cpuBusy is the busy fraction of a host's CPUs between two samples.
-func cpuBusy(a, b driver.HostStats) float64 {
-	busy := float64(b.CPUUserNs+b.CPUSystemNs) - float64(a.CPUUserNs+a.CPUSystemNs)
-	idle := float64(b.CPUIdleNs+b.CPUIowaitNs) - float64(a.CPUIdleNs+a.CPUIowaitNs)
-	if busy+idle <= 0 {
-		return 0
-	}
-	return busy / (busy + idle)
 }
 
 func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {

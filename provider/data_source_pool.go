@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 var _ datasource.DataSourceWithConfigure = (*poolDataSource)(nil)
@@ -80,7 +82,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		return
 	}
 	name := m.Name.ValueString()
-	pr, _, found, err := d.client.readPool(ctx, name)
+	pr, _, found, err := d.client.ops(ctx).ReadPool(ctx, name, nil)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
 		return
@@ -90,7 +92,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 			fmt.Sprintf("no host of the provider holds a pool named %q.", name))
 		return
 	}
-	members, err := d.client.members(ctx, name)
+	members, err := d.client.ops(ctx).Members(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot list members of pool "+name, err.Error())
 		return
@@ -100,7 +102,7 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	m.Hosts = stringList(s.HostNames())
 	m.Size, m.DesiredSize = types.Int64Value(int64(len(members))), types.Int64Value(s.Size)
 	m.MinSize, m.MaxSize = types.Int64Value(s.MinSize), types.Int64Value(s.MaxSize)
-	m.Placement, m.AntiAffinity = types.StringValue(orDefault(s.Placement, "spread")), types.BoolValue(s.AntiAffinity)
+	m.Placement, m.AntiAffinity = types.StringValue(orDefault(s.Placement, pool.PlacementSpread)), types.BoolValue(s.AntiAffinity)
 	m.PolicyMode = types.StringNull()
 	if pr.Policy != nil {
 		m.PolicyMode = types.StringValue(pr.Policy.Mode)

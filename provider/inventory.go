@@ -4,29 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
-
-	"github.com/virtpool/virtpool/pool"
 )
-
-// HostEntry is one hypervisor of the provider's inventory (its hosts
-// attribute): how the provider reaches its libvirtd, and how other hosts
-// reach it during a live migration. Pool records carry them (package pool).
-type HostEntry = pool.HostEntry
-
-// Inventory is the provider's hosts by name.
-type Inventory = pool.Inventory
-
-// hostNameRE: host names become record names and appear in domain labels.
-var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
-// validHostName says what is wrong with a host name, or nil.
-func validHostName(name string) error {
-	if !hostNameRE.MatchString(name) {
-		return fmt.Errorf("host name %q: use letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)", name)
-	}
-	return nil
-}
 
 // validLibvirtURI says what is wrong with a libvirt connection URI, or nil.
 // It accepts what libvirt does: driver[+transport]://[host]/path[?params].

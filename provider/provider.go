@@ -208,7 +208,7 @@ func (p *Provider) Configure(ctx context.Context, req provider.ConfigureRequest,
 func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	cfg := Config{
-		Hosts:                 Inventory{},
+		Hosts:                 pool.Inventory{},
 		DriverPath:            m.DriverPath.ValueString(),
 		ShutdownTimeout:       defaultShutdownTimeout,
 		DefaultTimeout:        defaultTimeout,
@@ -228,7 +228,7 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 				"The provider's hosts (addresses and capacity) must be known when Terraform plans.")
 			continue
 		}
-		e := HostEntry{Name: name, URI: h.URI.ValueString(), PeerURI: h.PeerURI.ValueString(),
+		e := pool.HostEntry{Name: name, URI: h.URI.ValueString(), PeerURI: h.PeerURI.ValueString(),
 			MigrationURI: h.MigrationURI.ValueString(), Capacity: h.capacity()}
 		if err := e.Capacity.Validate(); err != nil {
 			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Invalid host capacity",

@@ -31,11 +31,6 @@ var (
 	_ resource.ResourceWithImportState    = (*domainResource)(nil)
 )
 
-// labelTemplate holds, on a domain, the JSON of the template it was built
-// from, so that Read and import can rebuild every attribute from the host
-// (the driver does not report kernel paths and the like).
-const labelTemplate = pool.LabelTemplate
-
 // NewDomainResource is the virtpool_domain resource.
 func NewDomainResource() resource.Resource { return &domainResource{} }
 
@@ -139,8 +134,11 @@ func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagno
 	if err != nil {
 		diags.AddError("Cannot encode template", err.Error())
 	}
-	l[labelRole] = roleDomain
-	l[labelTemplate] = string(t)
+	l[pool.LabelRole] = pool.RoleDomain
+	// The template's JSON, so that Read and import can rebuild every
+	// attribute from the host (the driver does not report kernel paths and
+	// the like).
+	l[pool.LabelTemplate] = string(t)
 	return l, diags
 }
 
@@ -156,7 +154,7 @@ func (r *domainResource) Create(ctx context.Context, req resource.CreateRequest,
 	defer cancel()
 	name, host := m.Name.ValueString(), m.Host.ValueString()
 	// One name, one guest, across all hosts.
-	if at, found, err := r.client.findDomain(ctx, name); err != nil {
+	if at, found, err := r.client.ops(ctx).FindDomain(ctx, name); err != nil {
 		resp.Diagnostics.AddError("Cannot look for domain "+name, err.Error())
 		return
 	} else if found {
@@ -202,7 +200,7 @@ func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if name == "" {
 		name = m.ID.ValueString() // import
 	}
-	at, found, err := r.client.findDomain(ctx, name)
+	at, found, err := r.client.ops(ctx).FindDomain(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read domain "+name, err.Error())
 		return
@@ -217,14 +215,14 @@ func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, res
 }
 
 // fromDomain fills the model from the domain as the host reports it.
-func (m *domainModel) fromDomain(ctx context.Context, at Located) diag.Diagnostics {
+func (m *domainModel) fromDomain(ctx context.Context, at pool.Located) diag.Diagnostics {
 	var diags diag.Diagnostics
 	m.ID, m.Name, m.Host = types.StringValue(at.Name), types.StringValue(at.Name), types.StringValue(at.Host)
 	m.UUID, m.State = types.StringValue(at.UUID), types.StringValue(at.State)
-	if s, ok := at.Labels[labelTemplate]; ok {
-		var t Template
+	if s, ok := at.Labels[pool.LabelTemplate]; ok {
+		var t pool.Template
 		if err := json.Unmarshal([]byte(s), &t); err != nil {
-			diags.AddWarning("Unreadable template label", fmt.Sprintf("domain %s: %s: %v", at.Name, labelTemplate, err))
+			diags.AddWarning("Unreadable template label", fmt.Sprintf("domain %s: %s: %v", at.Name, pool.LabelTemplate, err))
 		} else {
 			m.templateModel = templateFromSpec(t)
 		}
@@ -267,7 +265,7 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 	name, to := m.Name.ValueString(), m.Host.ValueString()
 	// Where it is now, not where the state says: a retry after an
 	// interrupted apply, or a move by the autoscaler, starts from there.
-	at, found, err := r.client.findDomain(ctx, name)
+	at, found, err := r.client.ops(ctx).FindDomain(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot find domain "+name, err.Error())
 		return
@@ -288,7 +286,7 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 				fmt.Sprintf("domain %s on %s is %s; start it first.", name, at.Host, at.State))
 			return
 		}
-		res, err := r.client.migrate(ctx, name, at.Host, to, r.client.migrateOptions(nil, m.BaseImage.ValueString() != ""))
+		res, err := r.client.ops(ctx).Migrate(ctx, name, at.Host, to, pool.MigrateOptions(r.client.migrationDefaults(), nil, m.BaseImage.ValueString() != ""))
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("host"), "Live migration failed",
 				fmt.Sprintf("%v. The guest keeps running where it was; fix the cause and apply again.", err))
@@ -296,7 +294,7 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 			// (with a fresh deadline: the timeout may be what ended it).
 			fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if now, ok, ferr := r.client.findDomain(fresh, name); ferr == nil && ok {
+			if now, ok, ferr := r.client.ops(fresh).FindDomain(fresh, name); ferr == nil && ok {
 				resp.Diagnostics.Append(m.fromDomain(fresh, now)...)
 				resp.Diagnostics.Append(resp.State.Set(fresh, m)...)
 			} else {
@@ -311,7 +309,7 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 		m.LastMigrationElapsedMs = types.Int64Value(res.Elapsed.Milliseconds())
 		m.LastMigrationDowntimeMs = types.Int64Value(res.Downtime.Milliseconds())
 	}
-	now, ok, err := r.client.findDomain(ctx, name)
+	now, ok, err := r.client.ops(ctx).FindDomain(ctx, name)
 	if err != nil || !ok {
 		resp.Diagnostics.AddError("Cannot read domain after update", fmt.Sprintf("%s: found=%v, %v", name, ok, err))
 		return
@@ -331,7 +329,7 @@ func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	name := m.Name.ValueString()
-	at, found, err := r.client.findDomain(ctx, name)
+	at, found, err := r.client.ops(ctx).FindDomain(ctx, name)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot find domain "+name, err.Error())
 		return
@@ -344,7 +342,7 @@ func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest,
 			name, at.Host, at.UUID, m.UUID.ValueString()))
 		return
 	}
-	if err := r.client.removeGuest(ctx, at.Host, name); err != nil {
+	if err := r.client.ops(ctx).RemoveGuest(ctx, at.Host, name); err != nil {
 		resp.Diagnostics.AddError("Cannot delete domain "+name, err.Error())
 	}
 }

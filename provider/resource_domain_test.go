@@ -18,6 +18,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/probe"
+	"github.com/virtpool/virtpool/pool"
 )
 
 func TestTemplateValidate(t *testing.T) {
@@ -55,7 +56,7 @@ func TestTemplateValidate(t *testing.T) {
 }
 
 func TestTemplateConversion(t *testing.T) {
-	want := Template{VCPUs: 2, MemoryMiB: 128, Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0", Bridge: "br0", Accelerator: "tcg"}
+	want := pool.Template{VCPUs: 2, MemoryMiB: 128, Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0", Bridge: "br0", Accelerator: "tcg"}
 	m := templateFromSpec(want)
 	if !m.BaseImage.IsNull() || !m.OverlayDir.IsNull() {
 		t.Errorf("empty fields must read as null (as left out), got %v %v", m.BaseImage, m.OverlayDir)
@@ -63,7 +64,7 @@ func TestTemplateConversion(t *testing.T) {
 	if got := m.toSpec(); got != want {
 		t.Errorf("round trip\n got %+v\nwant %+v", got, want)
 	}
-	if got := templateFromSpec(Template{}).Accelerator.ValueString(); got != "auto" {
+	if got := templateFromSpec(pool.Template{}).Accelerator.ValueString(); got != "auto" {
 		t.Errorf("accelerator default %q, want auto", got)
 	}
 	ds, err := want.DomainSpec("vm", 0, map[string]string{"a": "b"})
@@ -78,11 +79,11 @@ func TestTemplateConversion(t *testing.T) {
 
 func TestMigrateOptions(t *testing.T) {
 	c := &Client{cfg: Config{MigrationBandwidthMiB: 1000, MigrationMaxDowntime: 50 * time.Millisecond}}
-	pol := defaultPolicy()
+	pol := pool.DefaultPolicy()
 	pol.BandwidthMiB, pol.MaxDowntimeMs, pol.AutoConverge = 300, 200, true
 	cases := []struct {
 		name string
-		pol  *PolicySpec
+		pol  *pool.Policy
 		disk bool
 		want driver.MigrateOptions
 	}{
@@ -92,7 +93,7 @@ func TestMigrateOptions(t *testing.T) {
 			AutoConverge: true, Persistent: true, UndefineSource: true, Unsafe: true}},
 	}
 	for _, cs := range cases {
-		if got := c.migrateOptions(cs.pol, cs.disk); got != cs.want {
+		if got := pool.MigrateOptions(c.migrationDefaults(), cs.pol, cs.disk); got != cs.want {
 			t.Errorf("%s:\n got %+v\nwant %+v", cs.name, got, cs.want)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/scheduler"
+	"github.com/virtpool/virtpool/pool"
 )
 
 var (
@@ -151,21 +151,21 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 func (r *hostResource) apply(ctx context.Context, m *hostModel) diag.Diagnostics {
 	var diags diag.Diagnostics
 	name := m.Name.ValueString()
-	old, err := r.client.hostState(ctx, name)
+	old, err := r.client.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		diags.AddAttributeError(path.Root("name"), "Cannot read host state", err.Error())
 		return diags
 	}
 	// The autoscaler's own standby mark (AutoStandby) is kept: it is not
 	// Terraform's to change.
-	st := HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), AutoStandby: old.AutoStandby,
+	st := pool.HostState{Maintenance: m.Maintenance.ValueBool(), Standby: m.Standby.ValueBool(), AutoStandby: old.AutoStandby,
 		Generation: old.Generation + 1}
-	if err := r.client.putHostState(ctx, name, st); err != nil {
+	if err := r.client.ops(ctx).PutHostState(ctx, name, st); err != nil {
 		diags.AddAttributeError(path.Root("name"), "Cannot store host state", err.Error())
 		return diags
 	}
 	if st.Maintenance {
-		if err := r.client.evacuate(ctx, name); err != nil {
+		if err := r.client.ops(ctx).Evacuate(ctx, name); err != nil {
 			diags.AddAttributeError(path.Root("maintenance"), "Host not emptied",
 				fmt.Sprintf("%v. The host stays marked for maintenance; guests not yet moved keep running there. Fix the cause and apply again.", err))
 			return diags
@@ -195,12 +195,12 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 func (r *hostResource) read(ctx context.Context, m *hostModel) diag.Diagnostics {
 	var diags diag.Diagnostics
 	name := m.Name.ValueString()
-	st, err := r.client.hostState(ctx, name)
+	st, err := r.client.ops(ctx).HostState(ctx, name)
 	if err != nil {
 		diags.AddError("Cannot read host "+name, err.Error())
 		return diags
 	}
-	all, err := r.client.listAll(ctx, []string{name})
+	all, err := r.client.ops(ctx).ListAll(ctx, []string{name})
 	if err != nil {
 		diags.AddError("Cannot read host "+name, err.Error())
 		return diags
@@ -245,73 +245,4 @@ func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 func (r *hostResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
-}
-
-// evacuate empties a host by live migration. The scheduler plans the
-// moves (Evacuate); a pool member only goes to its own pool's hosts. It
-// re-plans after each round until the host is empty, so guests started
-// meanwhile and a retry after an interruption are handled the same way.
-func (c *Client) evacuate(ctx context.Context, host string) error {
-	const rounds = 3
-	for round := 1; ; round++ {
-		view, err := c.cluster(ctx, nil)
-		if err != nil {
-			return err
-		}
-		var on []Located
-		for _, g := range view.Where {
-			if g.Host == host {
-				on = append(on, g)
-			}
-		}
-		if len(on) == 0 {
-			tflog.Info(ctx, "host empty", map[string]any{"host": host})
-			return nil
-		}
-		if round > rounds {
-			return fmt.Errorf("host %s still runs %d guests after %d rounds", host, len(on), rounds)
-		}
-		// A pool member may only go to its pool's hosts; other guests
-		// anywhere.
-		pools := map[string]PoolRecord{}
-		for _, g := range on {
-			p := g.Labels[labelPool]
-			if _, seen := pools[p]; p == "" || seen {
-				continue
-			}
-			pr, _, found, err := c.readPool(ctx, p)
-			if err != nil {
-				return err
-			}
-			if !found {
-				continue // a pool no record describes: no constraint known
-			}
-			pools[p] = pr
-		}
-		view.KeepInPools(pools, false) // maintenance moves every guest somewhere
-		// One migration at a time, as an operator would.
-		pol := scheduler.DefaultPolicy()
-		pol.MaxParallelPerHost = 1
-		plan, err := view.Evacuate(host, pol)
-		if err != nil {
-			return fmt.Errorf("plan evacuation of %s: %w", host, err)
-		}
-		if !plan.Feasible() {
-			return fmt.Errorf("cannot empty host %s: %s", host, plan.Infeasible)
-		}
-		if len(plan.PowerOn) > 0 {
-			tflog.Warn(ctx, "evacuation uses standby hosts", map[string]any{"host": host, "standby_hosts": plan.PowerOn})
-		}
-		tflog.Info(ctx, "evacuating host", map[string]any{"host": host, "guests": len(on), "moves": len(plan.Moves), "round": round})
-		// Each guest moves with its pool's migration policy.
-		opts := func(g Located) driver.MigrateOptions {
-			if pr, ok := pools[g.Labels[labelPool]]; ok {
-				return c.migrateOptions(pr.Policy, pr.Spec.HasDisk())
-			}
-			return c.migrateOptions(nil, false)
-		}
-		if _, err := c.ops(ctx).Apply(ctx, view, plan, opts); err != nil {
-			return fmt.Errorf("evacuate %s: %w", host, err)
-		}
-	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 var (
@@ -53,7 +55,7 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 }
 
 func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	def := defaultPolicy()
+	def := pool.DefaultPolicy()
 	frac := func(desc string, d float64) schema.Float64Attribute {
 		return schema.Float64Attribute{Description: desc, Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
 			Validators: []validator.Float64{float64validator.Between(0, 1)}}
@@ -73,7 +75,7 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators:    []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
 			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
-				Required: true, Validators: []validator.String{stringvalidator.OneOf("balance", "consolidate")}},
+				Required: true, Validators: []validator.String{stringvalidator.OneOf(pool.ModeBalance, pool.ModeConsolidate)}},
 			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),
 			"cpu_high":           frac("High CPU watermark: above it a host is hot, and no move makes a host exceed it.", def.CPUHigh),
 			"memory_low":         frac("Low memory watermark (fraction of a host's memory).", def.MemoryLow),
@@ -103,7 +105,7 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	def := defaultPolicy()
+	def := pool.DefaultPolicy()
 	val := func(v types.Float64, d float64) (float64, bool) {
 		if v.IsUnknown() {
 			return 0, false
@@ -157,8 +159,8 @@ func checkWatermarks(lowAttr, highAttr string, lo, hi float64, diags *diag.Diagn
 	}
 }
 
-func (m policyModel) spec() PolicySpec {
-	return PolicySpec{
+func (m policyModel) spec() pool.Policy {
+	return pool.Policy{
 		Mode: m.Mode.ValueString(), CPULow: m.CPULow.ValueFloat64(), CPUHigh: m.CPUHigh.ValueFloat64(),
 		MemoryLow: m.MemoryLow.ValueFloat64(), MemoryHigh: m.MemoryHigh.ValueFloat64(),
 		TargetUtilisation:     m.TargetUtilisation.ValueFloat64(),
@@ -168,9 +170,9 @@ func (m policyModel) spec() PolicySpec {
 	}
 }
 
-func policyFromSpec(pool string, p PolicySpec) policyModel {
+func policyFromSpec(poolName string, p pool.Policy) policyModel {
 	return policyModel{
-		ID: types.StringValue(pool), Pool: types.StringValue(pool), Mode: types.StringValue(p.Mode),
+		ID: types.StringValue(poolName), Pool: types.StringValue(poolName), Mode: types.StringValue(p.Mode),
 		CPULow: types.Float64Value(p.CPULow), CPUHigh: types.Float64Value(p.CPUHigh),
 		MemoryLow: types.Float64Value(p.MemoryLow), MemoryHigh: types.Float64Value(p.MemoryHigh),
 		TargetUtilisation:     types.Float64Value(p.TargetUtilisation),
@@ -182,14 +184,15 @@ func policyFromSpec(pool string, p PolicySpec) policyModel {
 
 // setPolicy writes (or with nil, removes) a pool's policy into its record,
 // keeping the spec as it is on the hosts.
-func (c *Client) setPolicy(ctx context.Context, pool string, p *PolicySpec) (found bool, err error) {
-	defer lockPool(pool)()
-	pr, _, found, err := c.readPool(ctx, pool)
+func (c *Client) setPolicy(ctx context.Context, poolName string, p *pool.Policy) (found bool, err error) {
+	defer lockPool(poolName)()
+	ops := c.ops(ctx)
+	pr, _, found, err := ops.ReadPool(ctx, poolName, nil)
 	if err != nil || !found {
 		return found, err
 	}
 	pr.Policy = p
-	_, err = c.writePool(ctx, pr, nil)
+	_, err = ops.WritePool(ctx, pr, nil)
 	return true, err
 }
 
@@ -230,20 +233,20 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	pool := m.Pool.ValueString()
-	if pool == "" {
-		pool = m.ID.ValueString()
+	name := m.Pool.ValueString()
+	if name == "" {
+		name = m.ID.ValueString()
 	}
-	pr, _, found, err := r.client.readPool(ctx, pool)
+	pr, _, found, err := r.client.ops(ctx).ReadPool(ctx, name, nil)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read pool "+pool, err.Error())
+		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
 		return
 	}
 	if !found || pr.Policy == nil {
 		resp.State.RemoveResource(ctx)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyFromSpec(pool, *pr.Policy))...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyFromSpec(name, *pr.Policy))...)
 }
 
 func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

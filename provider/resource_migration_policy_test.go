@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // The policy resource is exercised on the lab by TestAccPool (stored in the
@@ -33,8 +35,8 @@ func TestCheckWatermarks(t *testing.T) {
 }
 
 func TestPolicyModelRoundTrip(t *testing.T) {
-	p := defaultPolicy()
-	p.Mode, p.BandwidthMiB, p.AutoConverge, p.MaxParallel = "consolidate", 750, true, 3
+	p := pool.DefaultPolicy()
+	p.Mode, p.BandwidthMiB, p.AutoConverge, p.MaxParallel = pool.ModeConsolidate, 750, true, 3
 	if got := policyFromSpec("web", p).spec(); got != p {
 		t.Errorf("round trip\n got %+v\nwant %+v", got, p)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 var (
@@ -105,8 +107,8 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators: []validator.Int64{int64validator.AtLeast(1)}},
 			"placement": schema.StringAttribute{
 				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first).",
-				Optional:    true, Computed: true, Default: stringdefault.StaticString("spread"),
-				Validators: []validator.String{stringvalidator.OneOf("spread", "binpack")},
+				Optional:    true, Computed: true, Default: stringdefault.StaticString(pool.PlacementSpread),
+				Validators: []validator.String{stringvalidator.OneOf(pool.PlacementSpread, pool.PlacementBinpack)},
 			},
 			"anti_affinity": schema.BoolAttribute{
 				Description: "Never put two members on the same host.",
@@ -155,7 +157,7 @@ func (r *poolResource) ValidateConfig(ctx context.Context, req resource.Validate
 			"template.cmdline uses {ip}: set template.ip_base to member 1's address, e.g. 192.0.2.121/24.")
 	}
 	if !m.Template.IPBase.IsNull() && !m.Template.IPBase.IsUnknown() {
-		if _, err := memberIP(m.Template.IPBase.ValueString(), 1); err != nil {
+		if _, err := pool.MemberIP(m.Template.IPBase.ValueString(), 1); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", err.Error())
 		}
 	}
@@ -201,7 +203,7 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 }
 
 // checkHostNames reports every name of a host list that is not in the inventory.
-func checkHostNames(inv Inventory, hosts []string, at path.Path, diags *diag.Diagnostics) {
+func checkHostNames(inv pool.Inventory, hosts []string, at path.Path, diags *diag.Diagnostics) {
 	for i, h := range hosts {
 		if _, err := inv.Lookup(h); err != nil {
 			diags.AddAttributeError(at.AtListIndex(i), "Unknown host", err.Error())
@@ -220,8 +222,8 @@ func listStrings(l types.List) []string {
 }
 
 // specFromModel builds the pool spec from the plan.
-func (r *poolResource) specFromModel(m poolModel) (PoolSpec, error) {
-	s := PoolSpec{
+func (r *poolResource) specFromModel(m poolModel) (pool.Spec, error) {
+	s := pool.Spec{
 		Name: m.Name.ValueString(), Size: m.Size.ValueInt64(), MinSize: m.MinSize.ValueInt64(), MaxSize: m.MaxSize.ValueInt64(),
 		Placement: m.Placement.ValueString(), AntiAffinity: m.AntiAffinity.ValueBool(),
 		Template: m.Template.toSpec(),
@@ -255,21 +257,21 @@ func (r *poolResource) Create(ctx context.Context, req resource.CreateRequest, r
 	defer lockPool(spec.Name)()
 	// The record first: an interrupted create leaves a pool every tool can
 	// see, and the next apply adopts its members (found by their labels).
-	old, _, found, err := r.client.readPool(ctx, spec.Name)
+	old, _, found, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
 		return
 	}
-	pr := PoolRecord{Spec: spec}
+	pr := pool.Record{Spec: spec}
 	if found {
 		tflog.Info(ctx, "adopting existing pool record", map[string]any{"pool": spec.Name, "generation": old.Generation})
 		pr.Policy = old.Policy
 	}
-	if _, err := r.client.writePool(ctx, pr, nil); err != nil {
+	if _, err := r.client.ops(ctx).WritePool(ctx, pr, nil); err != nil {
 		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
 		return
 	}
-	if err := r.client.reconcilePool(ctx, spec, pr.Policy); err != nil {
+	if err := r.client.ops(ctx).Reconcile(ctx, spec, pr.Policy); err != nil {
 		// No state: the next apply creates again, adopting what exists.
 		resp.Diagnostics.AddError("Cannot start pool "+spec.Name, err.Error())
 		return
@@ -313,7 +315,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	if name == "" {
 		name = m.ID.ValueString()
 	}
-	pr, _, found, err := r.client.readPool(ctx, name)
+	pr, _, found, err := r.client.ops(ctx).ReadPool(ctx, name, nil)
 	if err != nil {
 		diags.AddError("Cannot read pool "+name, err.Error())
 		return false, diags
@@ -321,7 +323,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	if !found {
 		return false, diags
 	}
-	members, err := r.client.members(ctx, name)
+	members, err := r.client.ops(ctx).Members(ctx, name)
 	if err != nil {
 		diags.AddError("Cannot list members of pool "+name, err.Error())
 		return false, diags
@@ -331,7 +333,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	m.Hosts = stringList(s.HostNames())
 	m.Size = types.Int64Value(int64(len(members)))
 	m.MinSize, m.MaxSize = types.Int64Value(s.MinSize), types.Int64Value(s.MaxSize)
-	m.Placement = types.StringValue(orDefault(s.Placement, "spread"))
+	m.Placement = types.StringValue(orDefault(s.Placement, pool.PlacementSpread))
 	m.AntiAffinity = types.BoolValue(s.AntiAffinity)
 	m.Template = &poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
 	m.Members = membersList(members)
@@ -339,7 +341,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	return true, diags
 }
 
-func membersList(ms []Member) types.List {
+func membersList(ms []pool.Member) types.List {
 	vals := make([]attr.Value, len(ms))
 	for i, mb := range ms {
 		vals[i] = types.ObjectValueMust(memberAttrTypes, map[string]attr.Value{
@@ -374,18 +376,18 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	defer lockPool(spec.Name)()
-	old, _, _, err := r.client.readPool(ctx, spec.Name)
+	old, _, _, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+spec.Name, err.Error())
 		return
 	}
 	// Keep the policy: it belongs to virtpool_migration_policy.
-	pr := PoolRecord{Spec: spec, Policy: old.Policy}
-	if _, err := r.client.writePool(ctx, pr, listStrings(prior.Hosts)); err != nil {
+	pr := pool.Record{Spec: spec, Policy: old.Policy}
+	if _, err := r.client.ops(ctx).WritePool(ctx, pr, listStrings(prior.Hosts)); err != nil {
 		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
 		return
 	}
-	if err := r.client.reconcilePool(ctx, spec, pr.Policy); err != nil {
+	if err := r.client.ops(ctx).Reconcile(ctx, spec, pr.Policy); err != nil {
 		resp.Diagnostics.AddError("Cannot update pool "+spec.Name, err.Error())
 		// Report what is there now, so the next plan starts from reality
 		// (with a fresh deadline: the timeout may be what ended it).
@@ -428,30 +430,21 @@ func (r *poolResource) ImportState(ctx context.Context, req resource.ImportState
 // record from every host. Members go first: if interrupted, the record is
 // still there and a retry finds what is left.
 func (c *Client) deletePool(ctx context.Context, name string) error {
-	members, err := c.members(ctx, name)
+	ops := c.ops(ctx)
+	members, err := ops.Members(ctx, name)
 	if err != nil {
 		return err
 	}
 	for i, mb := range members {
 		tflog.Info(ctx, "removing pool member", map[string]any{"pool": name, "domain": mb.Name, "host": mb.Host,
 			"progress": fmt.Sprintf("%d/%d", i+1, len(members))})
-		if err := c.removeGuest(ctx, mb.Host, mb.Name); err != nil {
+		if err := ops.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
 			return err
 		}
 	}
-	_, where, _, err := c.readPool(ctx, name)
+	_, where, _, err := ops.ReadPool(ctx, name, nil)
 	if err != nil {
 		return err
 	}
-	return c.deletePoolRecord(ctx, name, where)
-}
-
-// reconcilePool makes the members match the spec: members on hosts the
-// pool may no longer use are live-migrated to hosts it may use, then
-// members are added (placed by the scheduler) or removed (chosen by it)
-// until there are spec.Size. It is package pool's Reconcile, the same code
-// the autoscaler's target plugin runs; each step re-reads the hosts, so an
-// interrupted run is simply run again.
-func (c *Client) reconcilePool(ctx context.Context, spec PoolSpec, pol *PolicySpec) error {
-	return c.ops(ctx).Reconcile(ctx, spec, pol)
+	return ops.DeletePoolRecord(ctx, name, where)
 }

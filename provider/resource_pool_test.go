@@ -2,10 +2,8 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -19,7 +17,7 @@ import (
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
-	"github.com/virtpool/virtpool/scheduler"
+	"github.com/virtpool/virtpool/pool"
 )
 
 func TestPoolSchemaValid(t *testing.T) {
@@ -61,121 +59,6 @@ func TestValidateSizes(t *testing.T) {
 	validateSizes(types.Int64Unknown(), types.Int64Value(3), types.Int64Value(1), &diags)
 	if diags.HasError() {
 		t.Errorf("unknown size: %v", diagText(diags))
-	}
-}
-
-func TestExpandCmdline(t *testing.T) {
-	tm := Template{Cmdline: "console=ttyS0 virtpool.ip={ip} virtpool.name={name} n={index}", IPBase: "192.0.2.151/24"}
-	cases := []struct {
-		t       Template
-		n       int
-		want    string
-		wantErr string
-	}{
-		{tm, 1, "console=ttyS0 virtpool.ip=192.0.2.151/24 virtpool.name=web-1 n=1", ""},
-		{tm, 3, "console=ttyS0 virtpool.ip=192.0.2.153/24 virtpool.name=web-3 n=3", ""},
-		{Template{Cmdline: "a {unknown} b"}, 2, "a {unknown} b", ""},
-		{Template{Cmdline: "ip={ip}"}, 1, "", "ip_base is not set"},
-		{Template{Cmdline: "ip={ip}", IPBase: "192.0.2.254/24"}, 3, "", "no room for member 3"},
-		{Template{Cmdline: "ip={ip}", IPBase: "192.0.2.7"}, 1, "", "prefix length"},
-	}
-	for _, c := range cases {
-		got, err := expandCmdline(c.t, memberName("web", c.n), c.n)
-		if c.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Errorf("%q member %d: error %v, want %q", c.t.Cmdline, c.n, err, c.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != c.want {
-			t.Errorf("%q member %d: %q, %v; want %q", c.t.Cmdline, c.n, got, err, c.want)
-		}
-	}
-}
-
-func TestPoolRecordRoundTrip(t *testing.T) {
-	spec := PoolSpec{
-		Name: "web", Size: 3, MinSize: 1, MaxSize: 6, Placement: "binpack", AntiAffinity: true,
-		Hosts:    []HostEntry{{Name: "h1", URI: "qemu:///system", PeerURI: "qemu+tcp://10.0.0.1/system", MigrationURI: "tcp://10.0.0.1"}},
-		Template: Template{VCPUs: 2, MemoryMiB: 512, Kernel: "/k", Cmdline: "ip={ip}", IPBase: "10.0.1.10/24", Bridge: "br0", Accelerator: "auto"},
-	}
-	pol := defaultPolicy()
-	pol.Mode, pol.BandwidthMiB, pol.PostCopy = "consolidate", 500, true
-	cases := []struct {
-		name string
-		pr   PoolRecord
-	}{
-		// The provider writes itself as the owner, and reads it back.
-		{"without policy", PoolRecord{Generation: 4, Spec: spec, Owner: ownerTerraform}},
-		{"with policy", PoolRecord{Generation: 5, Spec: spec, Policy: &pol, Owner: ownerTerraform}},
-	}
-	for _, c := range cases {
-		r, err := encodePoolRecord(c.pr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Kind != driver.RecordPool || r.Name != "web" || r.Generation != c.pr.Generation || r.Data[recordKeyOwner] != ownerTerraform {
-			t.Errorf("%s: record %+v", c.name, r)
-		}
-		// The JSON field names are the contract with the autoscaler plugins.
-		var raw map[string]any
-		if err := json.Unmarshal([]byte(r.Data[recordKeySpec]), &raw); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range []string{"name", "hosts", "size", "min_size", "max_size", "placement", "anti_affinity", "template"} {
-			if _, ok := raw[k]; !ok {
-				t.Errorf("%s: spec JSON lacks %q: %s", c.name, k, r.Data[recordKeySpec])
-			}
-		}
-		got, err := decodePoolRecord(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, c.pr) {
-			t.Errorf("%s: round trip\n got %+v\nwant %+v", c.name, got, c.pr)
-		}
-	}
-	if _, err := decodePoolRecord(driver.Record{Kind: "pool", Name: "x", Data: map[string]string{recordKeySpec: "{"}}); err == nil {
-		t.Error("decoding a corrupt spec succeeded")
-	}
-}
-
-func TestSchedulerPolicy(t *testing.T) {
-	p := defaultPolicy()
-	p.CPULow, p.CPUHigh, p.MemoryLow, p.MemoryHigh, p.TargetUtilisation = 0.2, 0.6, 0.3, 0.9, 0.95
-	cases := []struct {
-		name      string
-		placement string
-		pol       *PolicySpec
-		check     func(scheduler.Policy) error
-	}{
-		{"default spread", "spread", nil, func(sp scheduler.Policy) error {
-			if sp != scheduler.DefaultPolicy() {
-				return fmt.Errorf("%+v", sp)
-			}
-			return nil
-		}},
-		{"binpack", "binpack", nil, func(sp scheduler.Policy) error {
-			if sp.Placement != scheduler.BinpackPlacement {
-				return fmt.Errorf("placement %v", sp.Placement)
-			}
-			return nil
-		}},
-		{"watermarks, target clamped below high", "spread", &p, func(sp scheduler.Policy) error {
-			if sp.HighCPU != 0.6 || sp.LowMem != 0.3 || sp.TargetCPU > sp.HighCPU-sp.Hysteresis {
-				return fmt.Errorf("%+v", sp)
-			}
-			return nil
-		}},
-	}
-	for _, c := range cases {
-		sp := schedulerPolicy(c.placement, c.pol)
-		if err := sp.Validate(); err != nil {
-			t.Errorf("%s: planner refuses the policy: %v", c.name, err)
-		}
-		if err := c.check(sp); err != nil {
-			t.Errorf("%s: %v", c.name, err)
-		}
 	}
 }
 
@@ -267,9 +150,9 @@ func contains(s []string, v string) bool {
 // checkPoolRecord checks that exactly the hosts hold the pool's record, all
 // at the same generation, with the given size, and a policy of that mode
 // ("" for none).
-func checkPoolRecord(pool string, hosts []string, size int64, mode string) tfresource.TestCheckFunc {
+func checkPoolRecord(poolName string, hosts []string, size int64, mode string) tfresource.TestCheckFunc {
 	return func(*terraform.State) error {
-		on, recs, err := recordHosts(driver.RecordPool, pool)
+		on, recs, err := recordHosts(driver.RecordPool, poolName)
 		if err != nil {
 			return err
 		}
@@ -277,25 +160,25 @@ func checkPoolRecord(pool string, hosts []string, size int64, mode string) tfres
 		want := append([]string(nil), hosts...)
 		sort.Strings(want)
 		if !reflect.DeepEqual(on, want) {
-			return fmt.Errorf("pool %s record on %v, want %v", pool, on, want)
+			return fmt.Errorf("pool %s record on %v, want %v", poolName, on, want)
 		}
 		for _, r := range recs {
 			if r.Generation != recs[0].Generation {
-				return fmt.Errorf("pool %s records at generations %d and %d", pool, r.Generation, recs[0].Generation)
+				return fmt.Errorf("pool %s records at generations %d and %d", poolName, r.Generation, recs[0].Generation)
 			}
-			pr, err := decodePoolRecord(r)
+			pr, err := pool.DecodeRecord(r)
 			if err != nil {
 				return err
 			}
 			if pr.Spec.Size != size {
-				return fmt.Errorf("pool %s record size %d, want %d", pool, pr.Spec.Size, size)
+				return fmt.Errorf("pool %s record size %d, want %d", poolName, pr.Spec.Size, size)
 			}
 			got := ""
 			if pr.Policy != nil {
 				got = pr.Policy.Mode
 			}
 			if got != mode {
-				return fmt.Errorf("pool %s policy %q, want %q", pool, got, mode)
+				return fmt.Errorf("pool %s policy %q, want %q", poolName, got, mode)
 			}
 		}
 		return nil
@@ -475,23 +358,4 @@ func mustHost(t *testing.T, name string) lab.Host {
 		t.Fatal(err)
 	}
 	return h
-}
-
-func TestMemberMAC(t *testing.T) {
-	seen := map[string]string{}
-	for _, pool := range []string{"web", "workers", "vpt-pool"} {
-		for n := 1; n <= 50; n++ {
-			mac := memberMAC(pool, n)
-			if !regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`).MatchString(mac) {
-				t.Fatalf("%s/%d: %q is not a QEMU locally administered MAC", pool, n, mac)
-			}
-			if prev, dup := seen[mac]; dup {
-				t.Errorf("%s/%d and %s have the same MAC %s", pool, n, prev, mac)
-			}
-			seen[mac] = fmt.Sprintf("%s/%d", pool, n)
-			if memberMAC(pool, n) != mac {
-				t.Errorf("%s/%d: MAC not stable", pool, n)
-			}
-		}
-	}
 }

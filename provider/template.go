@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // templateModel is a guest template in Terraform: a pool's template block,
@@ -75,8 +77,8 @@ func templateAttributes(replace bool) map[string]schema.Attribute {
 	}
 }
 
-func (t templateModel) toSpec() Template {
-	return Template{
+func (t templateModel) toSpec() pool.Template {
+	return pool.Template{
 		VCPUs: t.VCPUs.ValueInt64(), MemoryMiB: t.MemoryMiB.ValueInt64(),
 		Kernel: t.Kernel.ValueString(), Initrd: t.Initrd.ValueString(), Cmdline: t.Cmdline.ValueString(),
 		BaseImage: t.BaseImage.ValueString(), OverlayDir: t.OverlayDir.ValueString(),
@@ -84,7 +86,7 @@ func (t templateModel) toSpec() Template {
 	}
 }
 
-func templateFromSpec(t Template) templateModel {
+func templateFromSpec(t pool.Template) templateModel {
 	acc := t.Accelerator
 	if acc == "" {
 		acc = "auto"
@@ -150,7 +152,7 @@ func (t templateModel) checkFiles(at path.Path, local bool, diags *diag.Diagnost
 }
 
 // allLocal reports whether every named host's URI is local.
-func allLocal(inv Inventory, hosts []string) bool {
+func allLocal(inv pool.Inventory, hosts []string) bool {
 	for _, n := range hosts {
 		h, ok := inv[n]
 		if !ok || !isLocalURI(h.URI) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // String validators of the provider's own formats. Each reports at the
@@ -24,7 +26,7 @@ func (hostNameValidator) ValidateString(_ context.Context, req validator.StringR
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if err := validHostName(req.ConfigValue.ValueString()); err != nil {
+	if err := pool.ValidHostName(req.ConfigValue.ValueString()); err != nil {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid host name", err.Error())
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // The hosts dimension without a pool: two pools, c1 on h1..h3 and c2 on
@@ -13,8 +15,8 @@ import (
 // three again, c2's member never leaving its pool's hosts.
 func TestAccClusterConsolidateAndSpread(t *testing.T) {
 	needLab(t)
-	c1 := newPool(t, "c1", []string{"h1", "h2", "h3"}, "192.0.2.181/24", 2, 2, 2, labPolicy("balance", 0.9))
-	c2 := newPool(t, "c2", []string{"h2", "h3"}, "192.0.2.186/24", 1, 1, 1, labPolicy("balance", 0.9))
+	c1 := newPool(t, "c1", []string{"h1", "h2", "h3"}, "192.0.2.181/24", 2, 2, 2, labPolicy(pool.ModeBalance, 0.9))
+	c2 := newPool(t, "c2", []string{"h2", "h3"}, "192.0.2.186/24", 1, 1, 1, labPolicy(pool.ModeBalance, 0.9))
 	c1.createOn("h1", "h2")
 	c2.createOn("h3")
 	w := watchMembers(t, c1, func() []string { return []string{"c1-1", "c1-2", "c2-1"} })

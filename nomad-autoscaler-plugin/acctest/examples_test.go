@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // The example agent configuration and policies (examples/autoscaler) load
@@ -15,7 +17,7 @@ import (
 // does not.
 func TestAccExamplesLoad(t *testing.T) {
 	needLab(t)
-	newPool(t, "lab-web", []string{"h1", "h2", "h3"}, "192.0.2.141/24", 0, 0, 3, labPolicy("balance", 0.8))
+	newPool(t, "lab-web", []string{"h1", "h2", "h3"}, "192.0.2.141/24", 0, 0, 3, labPolicy(pool.ModeBalance, 0.8))
 	dir, err := filepath.Abs("../../examples/autoscaler")
 	if err != nil {
 		t.Fatal(err)

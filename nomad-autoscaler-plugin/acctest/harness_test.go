@@ -56,7 +56,7 @@ func labPolicy(mode string, cpuHigh float64) *pool.Policy {
 func newPool(t *testing.T, name string, hosts []string, ipBase string, size, minSize, maxSize int64, pol *pool.Policy) *testPool {
 	t.Helper()
 	inv := theLab.Inventory()
-	spec := pool.Spec{Name: name, Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
+	spec := pool.Spec{Name: name, Size: size, MinSize: minSize, MaxSize: maxSize, Placement: pool.PlacementSpread,
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: theLab.Image.Kernel, Initrd: theLab.Image.Initrd,
 			Cmdline: theLab.Image.Cmdline + " virtpool.ip={ip} virtpool.name={name}", IPBase: ipBase,
 			Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}}
@@ -594,7 +594,7 @@ func hostPct(pct int) int { return int(math.Round(float64(pct) * theLab.Hosts[0]
 // hotAbove is a balance policy under which a host is hot above high of its
 // capacity (a fraction), with a small hysteresis below it.
 func hotAbove(high float64) *pool.Policy {
-	pol := labPolicy("balance", high)
+	pol := labPolicy(pool.ModeBalance, high)
 	pol.CPULow = high - 0.04
 	pol.TargetUtilisation = high - 0.02
 	return pol

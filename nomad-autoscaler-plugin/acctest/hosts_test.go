@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // hostsPolicy keeps the average load of the hosts in use near target% by
@@ -65,7 +67,7 @@ const (
 // are marked standby; load returns → it spreads onto them again.
 func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	needLab(t)
-	pol := labPolicy("consolidate", 0.9)
+	pol := labPolicy(pool.ModeConsolidate, 0.9)
 	pol.TargetUtilisation = 0.6
 	p := newPool(t, "t3", []string{"h1", "h2", "h3"}, "192.0.2.221/24", 3, 3, 3, pol)
 	p.createOn("h1", "h2", "h3")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/virtpool/virtpool/pool"
 )
 
 // sizePolicy keeps the average CPU of a pool's members near target% by
@@ -53,7 +55,7 @@ const (
 // spread over the hosts; the load falls → it shrinks to min_size.
 func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	needLab(t)
-	p := newPool(t, "t2", []string{"h1", "h2", "h3"}, "192.0.2.211/24", 1, 1, 3, labPolicy("balance", 0.9))
+	p := newPool(t, "t2", []string{"h1", "h2", "h3"}, "192.0.2.211/24", 1, 1, 3, labPolicy(pool.ModeBalance, 0.9))
 	p.createOn("h1")
 	setLoad := p.spreadLoad()
 	a := startAgent(t, map[string]string{"size.hcl": sizePolicy("t2-size", "t2", 1, 3, hostPct(sizeTargetPct))}, targetConfig(), apmConfig())

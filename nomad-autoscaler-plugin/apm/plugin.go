@@ -51,7 +51,7 @@ type Plugin struct {
 	mu     sync.Mutex
 	cfg    fleet.Config
 	fleet  *fleet.Fleet
-	sup    *fleet.Supervisor
+	sup    *vpplugin.Supervisor
 	cancel context.CancelFunc
 
 	// In-process tests set these: a driver instead of the driver process,
@@ -77,13 +77,13 @@ func (p *Plugin) SetConfig(config map[string]string) error {
 		return fmt.Errorf("%s: %w", PluginName, err)
 	}
 	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *fleet.Supervisor
+	var sup *vpplugin.Supervisor
 	if p.testDriver == nil {
 		path, err := vpplugin.FindBinary(cfg.DriverPath)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
 		}
-		sup = fleet.NewSupervisor(path, p.logger.Named("driver"))
+		sup = vpplugin.NewSupervisor(path, p.logger.Named("driver"))
 		getDriver = sup.Driver
 	}
 	f := &fleet.Fleet{Seeds: cfg.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,

@@ -149,7 +149,7 @@ type Plugin struct {
 	mu     sync.Mutex
 	cfg    config
 	fleet  *fleet.Fleet
-	sup    *fleet.Supervisor
+	sup    *vpplugin.Supervisor
 	cancel context.CancelFunc
 	nomad  *api.Client
 	// busy holds, by pool, the action in flight in this plugin.
@@ -188,13 +188,13 @@ func (p *Plugin) SetConfig(raw map[string]string) error {
 		return fmt.Errorf("%s: %w", PluginName, err)
 	}
 	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *fleet.Supervisor
+	var sup *vpplugin.Supervisor
 	if p.testDriver == nil {
 		path, err := vpplugin.FindBinary(c.DriverPath)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
 		}
-		sup = fleet.NewSupervisor(path, p.logger.Named("driver"))
+		sup = vpplugin.NewSupervisor(path, p.logger.Named("driver"))
 		getDriver = sup.Driver
 	}
 	f := &fleet.Fleet{Seeds: c.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,
@@ -350,7 +350,7 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 // dimension frees hosts only in that mode), with the target block's keys.
 func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
 	pol := pool.DefaultPolicy()
-	pol.Mode = "consolidate"
+	pol.Mode = pool.ModeConsolidate
 	for _, f := range []struct {
 		key string
 		v   *float64

@@ -213,12 +213,12 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, p
 	case want == have:
 		return false, nil
 	case want < have:
-		if rec.Policy == nil || rec.Policy.Mode != "consolidate" {
-			mode := "none (balance)"
+		if rec.Policy == nil || rec.Policy.Mode != pool.ModeConsolidate {
+			mode := "none (" + pool.ModeBalance + ")"
 			if rec.Policy != nil {
 				mode = rec.Policy.Mode
 			}
-			return false, fmt.Errorf("the pool's migration policy mode is %s: hosts are freed only with mode = \"consolidate\"", mode)
+			return false, fmt.Errorf("the pool's migration policy mode is %s: hosts are freed only with mode = %q", mode, pool.ModeConsolidate)
 		}
 		plan, err := v.Consolidate(int(max(want, 1)), pol)
 		if err != nil {

@@ -129,7 +129,7 @@ func subject(ctx context.Context, f *fleet.Fleet, pc policyConfig) (pool.Record,
 			return pool.Record{}, t, err
 		}
 	}
-	rec := pool.Record{Spec: pool.Spec{Placement: "spread"}, Policy: pc.Cluster}
+	rec := pool.Record{Spec: pool.Spec{Placement: pool.PlacementSpread}, Policy: pc.Cluster}
 	for _, n := range t.Hosts.Names() {
 		rec.Spec.Hosts = append(rec.Spec.Hosts, t.Hosts[n])
 	}

@@ -93,7 +93,7 @@ func TestParsePolicy(t *testing.T) {
 			"max_parallel_migrations": "2"}, "",
 			func(pc policyConfig) error {
 				c := pc.Cluster
-				if pc.Pool != "" || c == nil || c.Mode != "consolidate" || c.CPUHigh != 0.9 || c.TargetUtilisation != 0.75 ||
+				if pc.Pool != "" || c == nil || c.Mode != pool.ModeConsolidate || c.CPUHigh != 0.9 || c.TargetUtilisation != 0.75 ||
 					c.MaxParallel != 2 || c.MemoryHigh != pool.DefaultPolicy().MemoryHigh {
 					return fmt.Errorf("cluster policy %+v", c)
 				}
@@ -153,7 +153,7 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 	t.Helper()
 	// h4 is no host of the pool's.
 	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3", "fake:///h4")
-	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
+	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: pool.PlacementSpread,
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
 	for _, h := range []string{"h1", "h2", "h3"} {
 		spec.Hosts = append(spec.Hosts, pool.HostEntry{Name: h, URI: "fake:///" + h})
@@ -215,7 +215,7 @@ func (f *fixture) placement() string {
 }
 
 func hotPolicy() *pool.Policy {
-	return &pool.Policy{Mode: "balance", CPULow: 0.1, CPUHigh: 0.6, MemoryLow: 0.1, MemoryHigh: 0.85,
+	return &pool.Policy{Mode: pool.ModeBalance, CPULow: 0.1, CPUHigh: 0.6, MemoryLow: 0.1, MemoryHigh: 0.85,
 		TargetUtilisation: 0.5, MaxMigrationsPerRound: 2, MaxParallel: 1, BandwidthMiB: 500, MaxDowntimeMs: 40,
 		AutoConverge: true}
 }
@@ -371,7 +371,7 @@ func TestScaleSize(t *testing.T) {
 
 func TestScaleHosts(t *testing.T) {
 	pol := hotPolicy()
-	pol.Mode = "consolidate"
+	pol.Mode = pool.ModeConsolidate
 	pol.CPUHigh, pol.TargetUtilisation = 0.9, 0.8
 	f := newFixture(t, 3, 3, 3, pol)
 	f.member("h1", 1, 0.1)
@@ -427,7 +427,7 @@ func TestScaleHostsNeedsConsolidateMode(t *testing.T) {
 
 func TestDryRun(t *testing.T) {
 	pol := hotPolicy()
-	pol.Mode = "consolidate"
+	pol.Mode = pool.ModeConsolidate
 	for _, dim := range []string{DimensionHotHosts, DimensionSize, DimensionHosts} {
 		t.Run(dim, func(t *testing.T) {
 			f := newFixture(t, 2, 1, 3, pol)
@@ -540,7 +540,7 @@ func TestScaleAfterDriverFailure(t *testing.T) {
 func TestScaleClusterHosts(t *testing.T) {
 	f := newFixture(t, 2, 1, 3, nil)
 	ctx := context.Background()
-	db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: "spread",
+	db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: pool.PlacementSpread,
 		Hosts:    []pool.HostEntry{{Name: "h3", URI: "fake:///h3"}, {Name: "h4", URI: "fake:///h4"}},
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
 	dbOps := &pool.Ops{Hosts: db.Inventory(), Driver: f.ops.Driver}

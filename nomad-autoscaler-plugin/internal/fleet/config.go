@@ -1,6 +1,5 @@
 // Package fleet is what both virtpool autoscaler plugins need to look at
-// the hosts: the common configuration keys, the driver process (started
-// on first use and again after it died), the hosts and pools found through
+// the hosts: the common configuration keys, the hosts and pools found through
 // the pool records, and a bounded in-memory history of stats samples from
 // which CPU, memory, disk and network rates are derived.
 package fleet
@@ -8,7 +7,6 @@ package fleet
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,8 +86,6 @@ type Seed struct {
 	Capacity pool.Capacity
 }
 
-var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
 // ParseHosts parses ConfigKeyHosts.
 func ParseHosts(s string) ([]Seed, error) {
 	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })
@@ -111,8 +107,8 @@ func ParseHosts(s string) ([]Seed, error) {
 		// name=uri: a name has no ':' or '/', a URI always has "://".
 		if i := strings.Index(f, "="); i > 0 && !strings.ContainsAny(f[:i], ":/") {
 			sd.Name, sd.URI = f[:i], f[i+1:]
-			if !hostNameRE.MatchString(sd.Name) {
-				return nil, fmt.Errorf("%s: host name %q: use letters, digits, '_', '.', '-'", ConfigKeyHosts, sd.Name)
+			if err := pool.ValidHostName(sd.Name); err != nil {
+				return nil, fmt.Errorf("%s: %w", ConfigKeyHosts, err)
 			}
 		} else {
 			sd.URI = f

@@ -19,7 +19,8 @@ import (
 // pool records on them, sampled into a History.
 type Fleet struct {
 	Seeds []Seed
-	// Driver returns the driver (a Supervisor's, or a fake in tests).
+	// Driver returns the driver (a driver/plugin.Supervisor's, or a fake in
+	// tests).
 	Driver func(ctx context.Context) (driver.Driver, error)
 	Log    hclog.Logger
 	// Now is the clock rounds are stamped with (default time.Now).

@@ -30,7 +30,8 @@ func TestParseHosts(t *testing.T) {
 		{in: "", wantErr: "hosts: empty"},
 		{in: "h1=nouri", wantErr: `"h1=nouri" is not a libvirt URI`},
 		{in: "bad name!=qemu:///system", wantErr: `is not a libvirt URI`},
-		{in: "b@d=qemu:///system", wantErr: `host name "b@d"`},
+		{in: "b@d=qemu:///system", wantErr: `hosts: host name "b@d": use letters`},
+		{in: strings.Repeat("h", 64) + "=qemu:///system", wantErr: "hosts: host name \"hhhh"},
 		{in: "qemu:///system,qemu:///system", wantErr: "listed twice"},
 	}
 	for _, tc := range tests {

@@ -156,13 +156,7 @@ func frame(prev, cur Round) Frame {
 			continue // Sample refused it already, saying why
 		}
 		hf := &HostFrame{Name: name, Cores: cores, MemoryBytes: mem, State: hc.State}
-		busyA, busyB := a.CPUUserNs+a.CPUSystemNs, b.CPUUserNs+b.CPUSystemNs
-		allA, allB := busyA+a.CPUIdleNs+a.CPUIowaitNs, busyB+b.CPUIdleNs+b.CPUIowaitNs
-		if db, ok := delta(busyA, busyB); ok {
-			if dall, ok := delta(allA, allB); ok && dall > 0 {
-				hf.Busy = float64(db) / float64(dall)
-			}
-		}
+		hf.Busy, _ = driver.CPUBusy(a, b) // 0 without a rate (the host rebooted)
 		before := map[string]driver.DomainStats{}
 		for _, d := range a.Domains {
 			if active(d.State) {

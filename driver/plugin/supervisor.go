@@ -1,34 +1,39 @@
-package fleet
+package plugin
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/driver/plugin"
 )
 
-// Supervisor owns the driver process of a plugin: it starts it on first
-// use and again whenever it has died (killed, crashed), so that the next
-// call after a failure goes on with a fresh process.
+// Supervisor owns the driver process of one driver binary: it starts it on
+// first use and again whenever it has died (killed, crashed), so that the
+// next call after a failure goes on with a fresh process. It is safe for
+// concurrent use; callers that find no live process wait for one start.
 type Supervisor struct {
 	path string
 	log  hclog.Logger
 
 	mu     sync.Mutex
-	proc   *plugin.Process
+	proc   *Process
 	starts int
 }
 
-// NewSupervisor returns a supervisor of the driver binary at path.
+// NewSupervisor returns a supervisor of the driver binary at path (see
+// FindBinary). Its own messages and the process's log lines (see Start) go
+// to log; nil discards them. Nothing starts until Driver is called.
 func NewSupervisor(path string, log hclog.Logger) *Supervisor {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	return &Supervisor{path: path, log: log}
 }
 
-// Driver returns the driver, starting its process if needed.
+// Driver returns the driver, starting its process if there is none or the
+// last one exited. A ctx already done starts nothing.
 func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -43,9 +48,9 @@ func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, err := plugin.Start(s.path, s.log)
+	p, err := Start(s.path, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("driver: %w", err)
+		return nil, err
 	}
 	s.starts++
 	s.proc = p
@@ -53,7 +58,8 @@ func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 	return p.Driver, nil
 }
 
-// Close stops the driver process, if any.
+// Close stops the driver process, if any, and waits for it to exit. The
+// supervisor stays usable: the next Driver call starts a process again.
 func (s *Supervisor) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,45 @@
+package pool_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/virtpool/virtpool/pool"
+)
+
+func TestValidHostName(t *testing.T) {
+	cases := []struct {
+		name string
+		ok   bool
+	}{
+		{"h1", true},
+		{"rack-2.host_7", true},
+		{"H", true},
+		{"1h", true},
+		{strings.Repeat("h", 63), true},
+		{"", false},
+		{"-h", false},
+		{".h", false},
+		{"_h", false},
+		{"h/1", false},
+		{"h 1", false},
+		{"b@d", false},
+		{"h=1", false},
+		{strings.Repeat("h", 64), false},
+	}
+	for _, c := range cases {
+		err := pool.ValidHostName(c.name)
+		if (err == nil) != c.ok {
+			t.Errorf("ValidHostName(%q) = %v, want ok=%v", c.name, err, c.ok)
+			continue
+		}
+		// The message names the host and says what is allowed.
+		if err != nil {
+			for _, want := range []string{`host name "` + c.name + `"`, "letters, digits", "at most 63"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("ValidHostName(%q) = %q, does not say %q", c.name, err, want)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+// The pool record format, member naming and the policy translation, which
+// the provider and the autoscaler plugins share.
+
+func TestExpandCmdline(t *testing.T) {
+	tm := pool.Template{Cmdline: "console=ttyS0 virtpool.ip={ip} virtpool.name={name} n={index}", IPBase: "192.0.2.151/24"}
+	cases := []struct {
+		t       pool.Template
+		n       int
+		want    string
+		wantErr string
+	}{
+		{tm, 1, "console=ttyS0 virtpool.ip=192.0.2.151/24 virtpool.name=web-1 n=1", ""},
+		{tm, 3, "console=ttyS0 virtpool.ip=192.0.2.153/24 virtpool.name=web-3 n=3", ""},
+		{pool.Template{Cmdline: "a {unknown} b"}, 2, "a {unknown} b", ""},
+		{pool.Template{Cmdline: "ip={ip}"}, 1, "", "ip_base is not set"},
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.254/24"}, 3, "", "no room for member 3"},
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.7"}, 1, "", "prefix length"},
+	}
+	for _, c := range cases {
+		got, err := pool.ExpandCmdline(c.t, pool.MemberName("web", c.n), c.n)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q member %d: error %v, want %q", c.t.Cmdline, c.n, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q member %d: %q, %v; want %q", c.t.Cmdline, c.n, got, err, c.want)
+		}
+	}
+}
+
+// A record with every field of the spec and a policy: the JSON field names
+// are the contract with every reader of the hosts (the provider, the
+// autoscaler plugins), and what one writes the other reads whole.
+func TestRecordFullSpec(t *testing.T) {
+	spec := pool.Spec{
+		Name: "web", Size: 3, MinSize: 1, MaxSize: 6, Placement: pool.PlacementBinpack, AntiAffinity: true,
+		Hosts: []pool.HostEntry{{Name: "h1", URI: "qemu:///system", PeerURI: "qemu+tcp://10.0.0.1/system", MigrationURI: "tcp://10.0.0.1"},
+			{Name: "h2", URI: "qemu+tls://h2/system", Capacity: pool.Capacity{ReservedCPUs: 1}}},
+		Template: pool.Template{VCPUs: 2, MemoryMiB: 512, Kernel: "/k", Initrd: "/i", Cmdline: "ip={ip}", IPBase: "10.0.1.10/24",
+			Bridge: "br0", Accelerator: "auto"},
+	}
+	pol := pool.DefaultPolicy()
+	pol.Mode, pol.BandwidthMiB, pol.PostCopy = pool.ModeConsolidate, 500, true
+	cases := []struct {
+		name string
+		pr   pool.Record
+	}{
+		// The provider writes itself as the owner, and reads it back.
+		{"without policy", pool.Record{Generation: 4, Spec: spec, Owner: pool.OwnerTerraform}},
+		{"with policy", pool.Record{Generation: 5, Spec: spec, Policy: &pol, Owner: pool.OwnerTerraform}},
+	}
+	for _, c := range cases {
+		r, err := pool.EncodeRecord(c.pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != driver.RecordPool || r.Name != "web" || r.Generation != c.pr.Generation || r.Data[pool.RecordKeyOwner] != pool.OwnerTerraform {
+			t.Errorf("%s: record %+v", c.name, r)
+		}
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(r.Data[pool.RecordKeySpec]), &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"name", "hosts", "size", "min_size", "max_size", "placement", "anti_affinity", "template"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("%s: spec JSON lacks %q: %s", c.name, k, r.Data[pool.RecordKeySpec])
+			}
+		}
+		got, err := pool.DecodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c.pr) {
+			t.Errorf("%s: round trip\n got %+v\nwant %+v", c.name, got, c.pr)
+		}
+	}
+	if _, err := pool.DecodeRecord(driver.Record{Kind: "pool", Name: "x", Data: map[string]string{pool.RecordKeySpec: "{"}}); err == nil {
+		t.Error("decoding a corrupt spec succeeded")
+	}
+}
+
+func TestSchedulerPolicy(t *testing.T) {
+	p := pool.DefaultPolicy()
+	p.CPULow, p.CPUHigh, p.MemoryLow, p.MemoryHigh, p.TargetUtilisation = 0.2, 0.6, 0.3, 0.9, 0.95
+	cases := []struct {
+		name      string
+		placement string
+		pol       *pool.Policy
+		check     func(scheduler.Policy) error
+	}{
+		{"default spread", pool.PlacementSpread, nil, func(sp scheduler.Policy) error {
+			if sp != scheduler.DefaultPolicy() {
+				return fmt.Errorf("%+v", sp)
+			}
+			return nil
+		}},
+		{"binpack", pool.PlacementBinpack, nil, func(sp scheduler.Policy) error {
+			if sp.Placement != scheduler.BinpackPlacement {
+				return fmt.Errorf("placement %v", sp.Placement)
+			}
+			return nil
+		}},
+		{"watermarks, target clamped below high", pool.PlacementSpread, &p, func(sp scheduler.Policy) error {
+			if sp.HighCPU != 0.6 || sp.LowMem != 0.3 || sp.TargetCPU > sp.HighCPU-sp.Hysteresis {
+				return fmt.Errorf("%+v", sp)
+			}
+			return nil
+		}},
+	}
+	for _, c := range cases {
+		sp := pool.SchedulerPolicy(c.placement, c.pol)
+		if err := sp.Validate(); err != nil {
+			t.Errorf("%s: planner refuses the policy: %v", c.name, err)
+		}
+		if err := c.check(sp); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+func TestMemberMAC(t *testing.T) {
+	seen := map[string]string{}
+	for _, name := range []string{"web", "workers", "vpt-pool"} {
+		for n := 1; n <= 50; n++ {
+			mac := pool.MemberMAC(name, n)
+			if !regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`).MatchString(mac) {
+				t.Fatalf("%s/%d: %q is not a QEMU locally administered MAC", name, n, mac)
+			}
+			if prev, dup := seen[mac]; dup {
+				t.Errorf("%s/%d and %s have the same MAC %s", name, n, prev, mac)
+			}
+			seen[mac] = fmt.Sprintf("%s/%d", name, n)
+			if pool.MemberMAC(name, n) != mac {
+				t.Errorf("%s/%d: MAC not stable", name, n)
+			}
+		}
+	}
+}
+
+// The placement names are the scheduler's (which cannot import pool), and
+// a pool without a policy balances.
+func TestPlacementAndModeNames(t *testing.T) {
+	for _, c := range []struct {
+		placement string
+		want      scheduler.Strategy
+	}{
+		{pool.PlacementSpread, scheduler.SpreadPlacement},
+		{pool.PlacementBinpack, scheduler.BinpackPlacement},
+		{"", scheduler.SpreadPlacement},
+	} {
+		got := pool.SchedulerPolicy(c.placement, nil).Placement
+		if got != c.want {
+			t.Errorf("placement %q: scheduler placement %v, want %v", c.placement, got, c.want)
+		}
+		if c.placement != "" && got.String() != c.placement {
+			t.Errorf("placement %q is called %q by the scheduler", c.placement, got)
+		}
+	}
+	if m := pool.DefaultPolicy().Mode; m != pool.ModeBalance {
+		t.Errorf("default mode %q, want %q", m, pool.ModeBalance)
+	}
+}
