@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,8 +177,13 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 			tl.row(ctx)
 		}
 	}
+	// The work, in units of a host's capacity (the lab's hosts are
+	// budgets of a fraction of a core): 1.2 hosts' worth needs more than
+	// one member and more than one host under the demo's policies.
+	const workHosts = 1.2
+	work := int(math.Round(workHosts * 100 * l.Hosts[0].CPUs)) // % of a member's one vCPU
 	run("idle (no load)", 0, *phase)
-	run("load up (250% of a vCPU spread over the members)", 250, *phase)
+	run(fmt.Sprintf("load up (%.0f%% of a host, %d%% of a vCPU, spread over the members)", 100*workHosts, work), work, *phase)
 	run("load down", 0, *phase)
 	tl.summary()
 	return ctx.Err()
