@@ -279,9 +279,10 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 		hosts = o.Hosts.Names()
 	}
 	var (
-		mu    sync.Mutex
-		best  *driver.Record
-		where []string
+		mu     sync.Mutex
+		newest = Newest{}
+		bad    error // why the newest record kept is unreadable
+		where  []string
 	)
 	err = eachHost(hosts, func(n string) error {
 		h, err := o.Hosts.Lookup(n)
@@ -293,14 +294,16 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 			return fmt.Errorf("read pool records of host %s: %w", n, err)
 		}
 		for _, r := range rs {
-			if r.Kind == driver.RecordPool && r.Name == name {
-				mu.Lock()
-				where = append(where, n)
-				if best == nil || r.Generation > best.Generation {
-					best = &r
-				}
-				mu.Unlock()
+			if r.Kind != driver.RecordPool || r.Name != name {
+				continue
 			}
+			pr, err := DecodeRecord(r) // unreadable, it still has its generation
+			mu.Lock()
+			where = append(where, n)
+			if newest.Offer(name, pr) {
+				bad = err
+			}
+			mu.Unlock()
 		}
 		return nil
 	})
@@ -308,11 +311,11 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 		return Record{}, nil, false, err
 	}
 	sort.Strings(where)
-	if best == nil {
+	pr, found := newest[name]
+	if !found {
 		return Record{}, where, false, nil
 	}
-	pr, err := DecodeRecord(*best)
-	return pr, where, err == nil, err
+	return pr, where, bad == nil, bad
 }
 
 // WritePool stores a pool record, one generation up from the highest seen,

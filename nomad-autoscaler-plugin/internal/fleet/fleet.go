@@ -134,7 +134,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 		seeds = append(seeds, s.URI)
 	}
 	read(seeds)
-	// Pools from every host read; the highest generation wins.
+	// Pools from every host read, the newest of each.
 	collect := func() {
 		for _, rs := range records {
 			for _, r := range rs {
@@ -146,9 +146,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 					f.log().Warn("unreadable pool record", "pool", r.Name, "error", err)
 					continue
 				}
-				if old, ok := t.Pools[pr.Spec.Name]; !ok || pr.Generation > old.Generation {
-					t.Pools[pr.Spec.Name] = pr
-				}
+				pool.Newest(t.Pools).Offer(pr.Spec.Name, pr)
 			}
 		}
 	}
