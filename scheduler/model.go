@@ -41,7 +41,7 @@ type Host struct {
 	// OpenStack's cpu_allocation_ratio).
 	VCPURatio float64
 	State     HostState
-	Labels      map[string]string // informational; not used for decisions
+	Labels    map[string]string // informational; not used for decisions
 }
 
 // Guest is one virtual machine.
