@@ -142,10 +142,20 @@ type Member struct {
 // MembersOf picks a pool's members out of a listing of hosts, sorted by
 // index (then host: a member seen on two hosts is being migrated).
 func MembersOf(pool string, all map[string][]driver.Domain) []Member {
+	return membersOf(all, func(p string) bool { return p == pool })
+}
+
+// AllMembers picks the members of every pool out of a listing of hosts,
+// sorted by pool, then as MembersOf.
+func AllMembers(all map[string][]driver.Domain) []Member {
+	return membersOf(all, func(string) bool { return true })
+}
+
+func membersOf(all map[string][]driver.Domain, inPool func(string) bool) []Member {
 	var out []Member
 	for h, doms := range all {
 		for _, d := range doms {
-			if d.Labels[LabelPool] != pool || d.Labels[LabelRole] != RoleMember {
+			if d.Labels[LabelRole] != RoleMember || !inPool(d.Labels[LabelPool]) {
 				continue
 			}
 			n, _ := strconv.Atoi(d.Labels[LabelIndex])
@@ -153,12 +163,25 @@ func MembersOf(pool string, all map[string][]driver.Domain) []Member {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if pi, pj := out[i].Labels[LabelPool], out[j].Labels[LabelPool]; pi != pj {
+			return pi < pj
+		}
 		if out[i].Index != out[j].Index {
 			return out[i].Index < out[j].Index
 		}
 		return out[i].Host < out[j].Host
 	})
 	return out
+}
+
+// CountMembers counts members by name: a member seen on two hosts (in the
+// middle of a migration) is one member.
+func CountMembers(ms []Member) int {
+	names := map[string]bool{}
+	for _, m := range ms {
+		names[m.Name] = true
+	}
+	return len(names)
 }
 
 // Members returns a pool's members on every host, by index. Members are
@@ -335,10 +358,7 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 	if err != nil {
 		return pr, err
 	}
-	keep := map[string]bool{}
-	for _, h := range pr.Spec.Hosts {
-		keep[h.Name] = true
-	}
+	keep := pr.Spec.HostSet()
 	err = eachHost(pr.Spec.HostNames(), func(n string) error {
 		h, ok := o.Hosts[n]
 		if !ok {

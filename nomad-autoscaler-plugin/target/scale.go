@@ -99,14 +99,7 @@ func (p *Plugin) scaleSize(ctx context.Context, ops *pool.Ops, pc policyConfig, 
 	if err != nil {
 		return false, err
 	}
-	have := 0
-	seen := map[string]bool{}
-	for _, m := range members {
-		if !seen[m.Name] {
-			seen[m.Name] = true
-			have++
-		}
-	}
+	have := pool.CountMembers(members)
 	if dry {
 		capped := min(max(want, rec.Spec.MinSize), rec.Spec.MaxSize)
 		log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", rec.Spec.MinSize,
@@ -140,7 +133,7 @@ func migrateOpts(c config, rec pool.Record, pools map[string]pool.Record) func(p
 // cluster, guests that are no pool's member) count for load but stay put,
 // and nothing is planned while a migration runs.
 func view(ctx context.Context, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record) (*pool.View, error) {
-	v, err := ops.View(ctx, allowed(rec.Spec))
+	v, err := ops.View(ctx, rec.Spec.HostSet())
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
 	}
-	v, err := p.ops(c, f, rec, log).View(ctx, allowed(rec.Spec))
+	v, err := p.ops(c, f, rec, log).View(ctx, rec.Spec.HostSet())
 	if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
@@ -136,15 +136,6 @@ func subject(ctx context.Context, f *fleet.Fleet, pc policyConfig) (pool.Record,
 	return rec, t, nil
 }
 
-// allowed is the set of a pool's hosts.
-func allowed(s pool.Spec) map[string]bool {
-	m := map[string]bool{}
-	for _, h := range s.Hosts {
-		m[h.Name] = true
-	}
-	return m
-}
-
 // counted is a target's current value with what it was computed from.
 type counted struct {
 	Count   int64
@@ -157,17 +148,12 @@ type counted struct {
 // countOf measures a pool's dimension in a view.
 func countOf(dim string, rec pool.Record, v *pool.View) (counted, error) {
 	var c counted
-	names := map[string]bool{}
-	for _, doms := range v.Domains {
-		for _, d := range doms {
-			// A cluster's members are those of every pool.
-			if d.Labels[pool.LabelRole] == pool.RoleMember && (rec.Spec.Name == "" || d.Labels[pool.LabelPool] == rec.Spec.Name) {
-				names[d.Name] = true
-			}
-		}
+	members := pool.MembersOf(rec.Spec.Name, v.Domains)
+	if rec.Spec.Name == "" {
+		members = pool.AllMembers(v.Domains) // a cluster's members are those of every pool
 	}
-	c.Members = len(names)
-	mine := allowed(rec.Spec)
+	c.Members = pool.CountMembers(members)
+	mine := rec.Spec.HostSet()
 	for _, h := range v.Hosts {
 		if mine[h.Name] && h.State == scheduler.Active {
 			c.InUse = append(c.InUse, h.Name)
