@@ -131,7 +131,7 @@ func newFixture(t *testing.T, samples int) *fixture {
 		if i > 0 {
 			fd.Advance(time.Second)
 		}
-		if err := p.fleet.Sample(ctx); err != nil {
+		if err := p.sampler.Fleet.Sample(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,7 +200,7 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 	f.fd.SetLoad("web-1", 2) // h1 from 75% to 125%… of its 2 CPUs: 2.5 cores
 	for range 2 {
 		f.fd.Advance(time.Second)
-		if err := f.p.fleet.Sample(ctx); err != nil {
+		if err := f.p.sampler.Fleet.Sample(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +244,7 @@ func TestQueryHostCapacity(t *testing.T) {
 		if i > 0 {
 			fd.Advance(time.Second)
 		}
-		if err := p.fleet.Sample(context.Background()); err != nil {
+		if err := p.sampler.Fleet.Sample(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,7 +264,7 @@ func TestQueryHostCapacity(t *testing.T) {
 	if err := p.SetConfig(map[string]string{"hosts": "h3=fake:///h3;cpus=4", "sample_interval": "1s"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.fleet.Sample(context.Background()); err == nil {
+	if err := p.sampler.Fleet.Sample(context.Background()); err == nil {
 		t.Error("a host whose capacity exceeds it was sampled")
 	}
 }

@@ -20,27 +20,16 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
-	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
 )
 
-const (
-	// PluginName is the plugin's name: the agent's apm block must use it
-	// as driver, and the binary in plugin_dir must have it as file name.
-	PluginName = "virtpool-apm"
+// PluginName is the plugin's name: the agent's apm block must use it as
+// driver, and the binary in plugin_dir must have it as file name. Its
+// configuration keys (the agent's apm "config" block) are the common ones
+// of package fleet.
+const PluginName = "virtpool-apm"
 
-	// Configuration keys (the agent's apm "config" block).
-	configKeyHosts          = fleet.ConfigKeyHosts
-	configKeyDriverPath     = fleet.ConfigKeyDriverPath
-	configKeySampleInterval = fleet.ConfigKeySampleInterval
-	configKeyRetention      = fleet.ConfigKeyRetention
-	configKeyMaxSamples     = fleet.ConfigKeyMaxSamples
-)
-
-var (
-	pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeAPM}
-	configKeys = []string{configKeyHosts, configKeyDriverPath, configKeySampleInterval, configKeyRetention, configKeyMaxSamples}
-)
+var pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeAPM}
 
 var _ apm.APM = (*Plugin)(nil)
 
@@ -48,11 +37,9 @@ var _ apm.APM = (*Plugin)(nil)
 type Plugin struct {
 	logger hclog.Logger
 
-	mu     sync.Mutex
-	cfg    fleet.Config
-	fleet  *fleet.Fleet
-	sup    *fleet.Supervisor
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	cfg     fleet.Config
+	sampler *fleet.Sampler
 
 	// In-process tests set these: a driver instead of the driver process,
 	// a clock, and no background sampling (they call fleet.Sample).
@@ -69,56 +56,43 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling (again, if it was already running with an older config).
 func (p *Plugin) SetConfig(config map[string]string) error {
-	if err := fleet.CheckKeys(PluginName, config, configKeys...); err != nil {
+	cfg, s, err := fleet.Configure(PluginName, config, nil, fleet.ParseConfig, p.starter(), p.logger)
+	if err != nil {
 		return err
 	}
-	cfg, err := fleet.ParseConfig(config)
-	if err != nil {
-		return fmt.Errorf("%s: %w", PluginName, err)
-	}
-	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *fleet.Supervisor
-	if p.testDriver == nil {
-		path, err := vpplugin.FindBinary(cfg.DriverPath)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
-		}
-		sup = fleet.NewSupervisor(path, p.logger.Named("driver"))
-		getDriver = sup.Driver
-	}
-	f := &fleet.Fleet{Seeds: cfg.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,
-		History: fleet.NewHistory(cfg.MaxSamples, cfg.Retention), CallTimeout: max(cfg.SampleInterval, 2*time.Second)}
-
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stopLocked()
-	p.cfg, p.fleet, p.sup = cfg, f, sup
-	if p.testDriver == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
-		go f.Run(ctx, cfg.SampleInterval)
-	}
+	p.sampler.Stop()
+	p.cfg, p.sampler = cfg, s
 	p.logger.Info("sampling hosts", "seeds", len(cfg.Seeds), "interval", cfg.SampleInterval.String(),
 		"retention", cfg.Retention.String(), "max_samples", cfg.MaxSamples)
 	return nil
 }
 
-func (p *Plugin) stopLocked() {
-	if p.cancel != nil {
-		p.cancel()
-		p.cancel = nil
+func (p *Plugin) starter() fleet.Starter {
+	if p.testDriver == nil {
+		return fleet.Start
 	}
-	if p.sup != nil {
-		p.sup.Close()
-		p.sup = nil
+	return func(c fleet.Config, log hclog.Logger) (*fleet.Sampler, error) {
+		f := fleet.New(c, func(context.Context) (driver.Driver, error) { return p.testDriver, nil }, log)
+		f.Now = p.testNow
+		return &fleet.Sampler{Fleet: f}, nil
 	}
+}
+
+// state returns the fleet (nil until SetConfig) and its configuration.
+func (p *Plugin) state() (*fleet.Fleet, fleet.Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sampler == nil {
+		return nil, p.cfg
+	}
+	return p.sampler.Fleet, p.cfg
 }
 
 // Query implements apm.Looker.
 func (p *Plugin) Query(q string, r sdk.TimeRange) (sdk.TimestampedMetrics, error) {
-	p.mu.Lock()
-	f, cfg := p.fleet, p.cfg
-	p.mu.Unlock()
+	f, cfg := p.state()
 	if f == nil {
 		return nil, errors.New("virtpool-apm is not configured")
 	}

@@ -43,7 +43,6 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/virtpool/virtpool/driver"
-	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -53,12 +52,9 @@ const (
 	// it as driver, and the binary in plugin_dir must have it as file name.
 	PluginName = "virtpool-target"
 
-	// Configuration keys of the agent's target "config" block.
-	configKeyHosts          = fleet.ConfigKeyHosts
-	configKeyDriverPath     = fleet.ConfigKeyDriverPath
-	configKeySampleInterval = fleet.ConfigKeySampleInterval
-	configKeyRetention      = fleet.ConfigKeyRetention
-	configKeyMaxSamples     = fleet.ConfigKeyMaxSamples
+	// Configuration keys of the agent's target "config" block, besides
+	// the common ones of package fleet.
+	//
 	// configKeyLoadWindow: guests' CPU demand is averaged over this window
 	// to decide which hosts are hot and to plan moves.
 	configKeyLoadWindow = "load_window"
@@ -109,8 +105,7 @@ const (
 
 var (
 	pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeTarget}
-	configKeys = []string{configKeyHosts, configKeyDriverPath, configKeySampleInterval, configKeyRetention, configKeyMaxSamples,
-		configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime, configKeyScaleTimeout,
+	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime, configKeyScaleTimeout,
 		"nomad_config_inherit"}
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
@@ -146,12 +141,10 @@ type policyConfig struct {
 type Plugin struct {
 	logger hclog.Logger
 
-	mu     sync.Mutex
-	cfg    config
-	fleet  *fleet.Fleet
-	sup    *fleet.Supervisor
-	cancel context.CancelFunc
-	nomad  *api.Client
+	mu      sync.Mutex
+	cfg     config
+	sampler *fleet.Sampler
+	nomad   *api.Client
 	// busy holds, by pool, the action in flight in this plugin.
 	busy map[string]string
 	// lastEvent is when each policy target last changed something.
@@ -180,44 +173,28 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling the hosts (again, if it was running with an older config).
 func (p *Plugin) SetConfig(raw map[string]string) error {
-	if err := fleet.CheckKeys(PluginName, raw, configKeys...); err != nil {
+	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, p.starter(), p.logger)
+	if err != nil {
 		return err
 	}
-	c, err := parseConfig(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", PluginName, err)
-	}
-	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *fleet.Supervisor
-	if p.testDriver == nil {
-		path, err := vpplugin.FindBinary(c.DriverPath)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
-		}
-		sup = fleet.NewSupervisor(path, p.logger.Named("driver"))
-		getDriver = sup.Driver
-	}
-	f := &fleet.Fleet{Seeds: c.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,
-		History: fleet.NewHistory(c.MaxSamples, c.Retention), CallTimeout: max(c.SampleInterval, 2*time.Second)}
-
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cancel != nil {
-		p.cancel()
-		p.cancel = nil
-	}
-	if p.sup != nil {
-		p.sup.Close()
-	}
-	p.cfg, p.fleet, p.sup, p.nomad = c, f, sup, nil
-	if p.testDriver == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
-		go f.Run(ctx, c.SampleInterval)
-	}
+	p.sampler.Stop()
+	p.cfg, p.sampler, p.nomad = c, s, nil
 	p.logger.Info("configured", "seeds", len(c.Seeds), "sample_interval", c.SampleInterval.String(),
 		"load_window", c.LoadWindow.String())
 	return nil
+}
+
+func (p *Plugin) starter() fleet.Starter {
+	if p.testDriver == nil {
+		return fleet.Start
+	}
+	return func(c fleet.Config, log hclog.Logger) (*fleet.Sampler, error) {
+		f := fleet.New(c, func(context.Context) (driver.Driver, error) { return p.testDriver, nil }, log)
+		f.Now = p.testNow
+		return &fleet.Sampler{Fleet: f}, nil
+	}
 }
 
 func parseConfig(raw map[string]string) (config, error) {
@@ -231,10 +208,10 @@ func parseConfig(raw map[string]string) (config, error) {
 	}
 	if c.LoadWindow < c.SampleInterval {
 		return c, fmt.Errorf("%s: %s is shorter than %s %s: no load could be measured", configKeyLoadWindow, c.LoadWindow,
-			configKeySampleInterval, c.SampleInterval)
+			fleet.ConfigKeySampleInterval, c.SampleInterval)
 	}
 	if c.LoadWindow > c.Retention {
-		return c, fmt.Errorf("%s: %s is longer than %s %s", configKeyLoadWindow, c.LoadWindow, configKeyRetention, c.Retention)
+		return c, fmt.Errorf("%s: %s is longer than %s %s", configKeyLoadWindow, c.LoadWindow, fleet.ConfigKeyRetention, c.Retention)
 	}
 	c.ShutdownTimeout = defaultShutdownTimeout
 	if s := raw[configKeyShutdownTimeout]; s != "" {
@@ -403,10 +380,10 @@ func (pc policyConfig) logArgs() []any {
 func (p *Plugin) state() (config, *fleet.Fleet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fleet == nil {
+	if p.sampler == nil {
 		return config{}, nil, errors.New(PluginName + " is not configured")
 	}
-	return p.cfg, p.fleet, nil
+	return p.cfg, p.sampler.Fleet, nil
 }
 
 func (p *Plugin) now() time.Time {

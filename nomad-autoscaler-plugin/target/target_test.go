@@ -185,7 +185,7 @@ func (f *fixture) sample(n int) {
 		if i > 0 {
 			f.fd.Advance(time.Second)
 		}
-		if err := f.p.fleet.Sample(context.Background()); err != nil {
+		if err := f.p.sampler.Fleet.Sample(context.Background()); err != nil {
 			f.t.Fatal(err)
 		}
 	}
