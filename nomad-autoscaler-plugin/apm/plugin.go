@@ -6,7 +6,6 @@
 package apm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -19,7 +18,6 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/plugins/base"
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
-	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
 )
 
@@ -36,19 +34,19 @@ var _ apm.APM = (*Plugin)(nil)
 // Plugin is the virtpool-apm plugin.
 type Plugin struct {
 	logger hclog.Logger
+	start  fleet.Starter // fleet.Start; tests give one over a fake driver (newPlugin)
 
 	mu      sync.Mutex
 	cfg     fleet.Config
 	sampler *fleet.Sampler
-
-	// In-process tests set these: a driver instead of the driver process,
-	// a clock, and no background sampling (they call fleet.Sample).
-	testDriver driver.Driver
-	testNow    func() time.Time
 }
 
 // New returns the plugin; it does nothing until SetConfig.
-func New(log hclog.Logger) *Plugin { return &Plugin{logger: log} }
+func New(log hclog.Logger) *Plugin { return newPlugin(log, fleet.Start) }
+
+func newPlugin(log hclog.Logger, start fleet.Starter) *Plugin {
+	return &Plugin{logger: log, start: start}
+}
 
 // PluginInfo implements base.Base.
 func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil }
@@ -56,7 +54,7 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling (again, if it was already running with an older config).
 func (p *Plugin) SetConfig(config map[string]string) error {
-	cfg, s, err := fleet.Configure(PluginName, config, nil, fleet.ParseConfig, p.starter(), p.logger)
+	cfg, s, err := fleet.Configure(PluginName, config, nil, fleet.ParseConfig, p.start, p.logger)
 	if err != nil {
 		return err
 	}
@@ -67,17 +65,6 @@ func (p *Plugin) SetConfig(config map[string]string) error {
 	p.logger.Info("sampling hosts", "seeds", len(cfg.Seeds), "interval", cfg.SampleInterval.String(),
 		"retention", cfg.Retention.String(), "max_samples", cfg.MaxSamples)
 	return nil
-}
-
-func (p *Plugin) starter() fleet.Starter {
-	if p.testDriver == nil {
-		return fleet.Start
-	}
-	return func(c fleet.Config, log hclog.Logger) (*fleet.Sampler, error) {
-		f := fleet.New(c, func(context.Context) (driver.Driver, error) { return p.testDriver, nil }, log)
-		f.Now = p.testNow
-		return &fleet.Sampler{Fleet: f}, nil
-	}
 }
 
 // state returns the fleet (nil until SetConfig) and its configuration.

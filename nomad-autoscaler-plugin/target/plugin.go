@@ -26,7 +26,6 @@
 package target
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -140,6 +139,7 @@ type policyConfig struct {
 // Plugin is the virtpool-target plugin.
 type Plugin struct {
 	logger hclog.Logger
+	start  fleet.Starter // fleet.Start; tests give one over a fake driver (newPlugin)
 
 	mu      sync.Mutex
 	cfg     config
@@ -150,11 +150,6 @@ type Plugin struct {
 	// lastEvent is when each policy target last changed something.
 	lastEvent map[string]time.Time
 	policies  map[string]policyResult // parsed policy configs by canonical text
-
-	// In-process tests set these: a driver instead of the driver process,
-	// a clock, and no background sampling (they call fleet.Sample).
-	testDriver driver.Driver
-	testNow    func() time.Time
 }
 
 type policyResult struct {
@@ -163,8 +158,10 @@ type policyResult struct {
 }
 
 // New returns the plugin; it does nothing until SetConfig.
-func New(log hclog.Logger) *Plugin {
-	return &Plugin{logger: log, busy: map[string]string{}, lastEvent: map[string]time.Time{}, policies: map[string]policyResult{}}
+func New(log hclog.Logger) *Plugin { return newPlugin(log, fleet.Start) }
+
+func newPlugin(log hclog.Logger, start fleet.Starter) *Plugin {
+	return &Plugin{logger: log, start: start, busy: map[string]string{}, lastEvent: map[string]time.Time{}, policies: map[string]policyResult{}}
 }
 
 // PluginInfo implements base.Base.
@@ -173,7 +170,7 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling the hosts (again, if it was running with an older config).
 func (p *Plugin) SetConfig(raw map[string]string) error {
-	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, p.starter(), p.logger)
+	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, p.start, p.logger)
 	if err != nil {
 		return err
 	}
@@ -184,17 +181,6 @@ func (p *Plugin) SetConfig(raw map[string]string) error {
 	p.logger.Info("configured", "seeds", len(c.Seeds), "sample_interval", c.SampleInterval.String(),
 		"load_window", c.LoadWindow.String())
 	return nil
-}
-
-func (p *Plugin) starter() fleet.Starter {
-	if p.testDriver == nil {
-		return fleet.Start
-	}
-	return func(c fleet.Config, log hclog.Logger) (*fleet.Sampler, error) {
-		f := fleet.New(c, func(context.Context) (driver.Driver, error) { return p.testDriver, nil }, log)
-		f.Now = p.testNow
-		return &fleet.Sampler{Fleet: f}, nil
-	}
 }
 
 func parseConfig(raw map[string]string) (config, error) {
@@ -386,13 +372,6 @@ func (p *Plugin) state() (config, *fleet.Fleet, error) {
 	return p.cfg, p.sampler.Fleet, nil
 }
 
-func (p *Plugin) now() time.Time {
-	if p.testNow != nil {
-		return p.testNow()
-	}
-	return time.Now()
-}
-
 // ops returns operations on a pool's hosts (as its record lists them,
 // with their migration addresses and the capacity the plugin's hosts
 // setting may override; a host down elsewhere does not stop the pool),
@@ -445,10 +424,11 @@ func (p *Plugin) busyWith(poolName string) string {
 
 func eventKey(pc policyConfig) string { return pc.Pool + "/" + pc.Dimension }
 
-func (p *Plugin) event(pc policyConfig) {
+// event records that pc's target changed something at t.
+func (p *Plugin) event(pc policyConfig, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lastEvent[eventKey(pc)] = p.now()
+	p.lastEvent[eventKey(pc)] = t
 }
 
 func (p *Plugin) lastEventMeta(pc policyConfig, meta map[string]string) {

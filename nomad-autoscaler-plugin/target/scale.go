@@ -56,7 +56,7 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 		return fmt.Errorf("%s: %s: %s: %w", PluginName, pc.subject(), what, err)
 	}
 	if changed {
-		p.event(pc)
+		p.event(pc, f.Time())
 	}
 	log.Info("scale done", "count", want, "changed", changed, "dry_run", dry, "took", time.Since(start).String())
 	return nil

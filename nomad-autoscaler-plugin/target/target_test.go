@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
 )
@@ -47,8 +49,7 @@ func TestSetConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := New(hclog.NewNullLogger())
-			p.testDriver = pooltest.New(2, 8, "fake:///h1")
+			p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(pooltest.New(2, 8, "fake:///h1"), nil))
 			err := p.SetConfig(tc.cfg)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -162,8 +163,7 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec, Policy: pol}, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := New(hclog.NewNullLogger())
-	p.testDriver, p.testNow = fd, fd.Now
+	p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(fd, fd.Now))
 	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1, h4=fake:///h4", "sample_interval": "1s", "load_window": "5s",
 		"migration_bandwidth_mib": "100"}); err != nil {
 		t.Fatal(err)
@@ -314,6 +314,7 @@ func TestScaleHotHosts(t *testing.T) {
 	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
 		t.Fatal(err)
 	}
+	scaled := f.fd.Now()
 	if len(f.fd.Migrations) != 1 {
 		t.Fatalf("%d migrations, want 1", len(f.fd.Migrations))
 	}
@@ -332,8 +333,9 @@ func TestScaleHotHosts(t *testing.T) {
 	if st.Count != 0 {
 		t.Errorf("hot hosts after Scale: %d (%v)", st.Count, st.Meta)
 	}
-	if st.Meta[sdk.TargetStatusMetaKeyLastEvent] == "" {
-		t.Error("no last event after a scale that moved a guest")
+	// The last event is on the fleet's clock.
+	if got, want := st.Meta[sdk.TargetStatusMetaKeyLastEvent], strconv.FormatInt(scaled.UnixNano(), 10); got != want {
+		t.Errorf("last event %q after a scale that moved a guest, want %q", got, want)
 	}
 	// Nothing hot: Scale does nothing.
 	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
