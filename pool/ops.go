@@ -142,10 +142,20 @@ type Member struct {
 // MembersOf picks a pool's members out of a listing of hosts, sorted by
 // index (then host: a member seen on two hosts is being migrated).
 func MembersOf(pool string, all map[string][]driver.Domain) []Member {
+	return membersOf(all, func(p string) bool { return p == pool })
+}
+
+// AllMembers picks the members of every pool out of a listing of hosts,
+// sorted by pool, then as MembersOf.
+func AllMembers(all map[string][]driver.Domain) []Member {
+	return membersOf(all, func(string) bool { return true })
+}
+
+func membersOf(all map[string][]driver.Domain, inPool func(string) bool) []Member {
 	var out []Member
 	for h, doms := range all {
 		for _, d := range doms {
-			if d.Labels[LabelPool] != pool || d.Labels[LabelRole] != RoleMember {
+			if d.Labels[LabelRole] != RoleMember || !inPool(d.Labels[LabelPool]) {
 				continue
 			}
 			n, _ := strconv.Atoi(d.Labels[LabelIndex])
@@ -153,12 +163,25 @@ func MembersOf(pool string, all map[string][]driver.Domain) []Member {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if pi, pj := out[i].Labels[LabelPool], out[j].Labels[LabelPool]; pi != pj {
+			return pi < pj
+		}
 		if out[i].Index != out[j].Index {
 			return out[i].Index < out[j].Index
 		}
 		return out[i].Host < out[j].Host
 	})
 	return out
+}
+
+// CountMembers counts members by name: a member seen on two hosts (in the
+// middle of a migration) is one member.
+func CountMembers(ms []Member) int {
+	names := map[string]bool{}
+	for _, m := range ms {
+		names[m.Name] = true
+	}
+	return len(names)
 }
 
 // Members returns a pool's members on every host, by index. Members are
@@ -279,9 +302,10 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 		hosts = o.Hosts.Names()
 	}
 	var (
-		mu    sync.Mutex
-		best  *driver.Record
-		where []string
+		mu     sync.Mutex
+		newest = Newest{}
+		bad    error // why the newest record kept is unreadable
+		where  []string
 	)
 	err = eachHost(hosts, func(n string) error {
 		h, err := o.Hosts.Lookup(n)
@@ -293,14 +317,16 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 			return fmt.Errorf("read pool records of host %s: %w", n, err)
 		}
 		for _, r := range rs {
-			if r.Kind == driver.RecordPool && r.Name == name {
-				mu.Lock()
-				where = append(where, n)
-				if best == nil || r.Generation > best.Generation {
-					best = &r
-				}
-				mu.Unlock()
+			if r.Kind != driver.RecordPool || r.Name != name {
+				continue
 			}
+			pr, err := DecodeRecord(r) // unreadable, it still has its generation
+			mu.Lock()
+			where = append(where, n)
+			if newest.Offer(name, pr) {
+				bad = err
+			}
+			mu.Unlock()
 		}
 		return nil
 	})
@@ -308,11 +334,11 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 		return Record{}, nil, false, err
 	}
 	sort.Strings(where)
-	if best == nil {
+	pr, found := newest[name]
+	if !found {
 		return Record{}, where, false, nil
 	}
-	pr, err := DecodeRecord(*best)
-	return pr, where, err == nil, err
+	return pr, where, bad == nil, bad
 }
 
 // WritePool stores a pool record, one generation up from the highest seen,
@@ -332,10 +358,7 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 	if err != nil {
 		return pr, err
 	}
-	keep := map[string]bool{}
-	for _, h := range pr.Spec.Hosts {
-		keep[h.Name] = true
-	}
+	keep := pr.Spec.HostSet()
 	err = eachHost(pr.Spec.HostNames(), func(n string) error {
 		h, ok := o.Hosts[n]
 		if !ok {

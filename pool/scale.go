@@ -10,22 +10,13 @@ import (
 	"github.com/virtpool/virtpool/scheduler"
 )
 
-// allowedHosts is the set of a pool's hosts.
-func allowedHosts(spec Spec) map[string]bool {
-	allowed := map[string]bool{}
-	for _, h := range spec.Hosts {
-		allowed[h.Name] = true
-	}
-	return allowed
-}
-
 // Reconcile makes the members match the spec: members on hosts the pool may
 // no longer use are live-migrated to hosts it may use, then members are
 // added (placed by the scheduler) or removed (chosen by it) until there are
 // spec.Size. Each step re-reads the hosts, so an interrupted run is simply
 // run again.
 func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
-	allowed := allowedHosts(spec)
+	allowed := spec.HostSet()
 	sp := SchedulerPolicy(spec.Placement, pol)
 	members, err := o.Members(ctx, spec.Name)
 	if err != nil {
@@ -50,7 +41,7 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 	if members, err = o.Members(ctx, spec.Name); err != nil {
 		return err
 	}
-	n, want := countMembers(members), int(spec.Size)
+	n, want := CountMembers(members), int(spec.Size)
 	switch {
 	case n < want:
 		return o.ScaleUp(ctx, spec, pol, want-n)
@@ -59,16 +50,6 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 	}
 	o.log().Debug("pool at size", "pool", spec.Name, "size", n)
 	return nil
-}
-
-// countMembers counts members by name: a member seen on two hosts (in
-// the middle of a migration) is one member.
-func countMembers(ms []Member) int {
-	names := map[string]bool{}
-	for _, m := range ms {
-		names[m.Name] = true
-	}
-	return len(names)
 }
 
 // ScaleTo sets a pool's size to n (within its min_size and max_size) in
@@ -101,7 +82,7 @@ func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) 
 // When they do not fit on the active hosts, hosts the autoscaler put on
 // standby are brought back, one at a time.
 func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error {
-	allowed := allowedHosts(spec)
+	allowed := spec.HostSet()
 	sp := SchedulerPolicy(spec.Placement, pol)
 	var hosts []string
 	for {

@@ -154,6 +154,15 @@ func (s Spec) HostNames() []string {
 	return out
 }
 
+// HostSet returns the set of the pool's host names.
+func (s Spec) HostSet() map[string]bool {
+	set := make(map[string]bool, len(s.Hosts))
+	for _, h := range s.Hosts {
+		set[h.Name] = true
+	}
+	return set
+}
+
 // Inventory returns the pool's hosts by name.
 func (s Spec) Inventory() Inventory {
 	inv := make(Inventory, len(s.Hosts))

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
 )
@@ -76,8 +77,7 @@ func TestSetConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := New(hclog.NewNullLogger())
-			p.testDriver = pooltest.New(2, 8, "fake:///h1")
+			p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(pooltest.New(2, 8, "fake:///h1"), nil))
 			err := p.SetConfig(tc.cfg)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -122,8 +122,7 @@ func newFixture(t *testing.T, samples int) *fixture {
 	fd.AddDomain("fake:///h1", driver.Domain{Name: "web-2", VCPUs: 1, MemoryMiB: 1024, Labels: member("2")}, 0.5)
 	fd.AddDomain("fake:///h2", driver.Domain{Name: "web-3", VCPUs: 1, MemoryMiB: 1024, Labels: member("3")}, 0.25)
 	fd.AddDomain("fake:///h3", driver.Domain{Name: "other", VCPUs: 1, MemoryMiB: 2048}, 1)
-	p := New(hclog.NewNullLogger())
-	p.testDriver, p.testNow = fd, fd.Now
+	p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(fd, fd.Now))
 	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1, h3=fake:///h3", "sample_interval": "1s"}); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +130,7 @@ func newFixture(t *testing.T, samples int) *fixture {
 		if i > 0 {
 			fd.Advance(time.Second)
 		}
-		if err := p.fleet.Sample(ctx); err != nil {
+		if err := p.sampler.Fleet.Sample(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,7 +199,7 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 	f.fd.SetLoad("web-1", 2) // h1 from 75% to 125%… of its 2 CPUs: 2.5 cores
 	for range 2 {
 		f.fd.Advance(time.Second)
-		if err := f.p.fleet.Sample(ctx); err != nil {
+		if err := f.p.sampler.Fleet.Sample(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,8 +233,7 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 func TestQueryHostCapacity(t *testing.T) {
 	fd := pooltest.New(2, 8, "fake:///h3")
 	fd.AddDomain("fake:///h3", driver.Domain{Name: "other", VCPUs: 1, MemoryMiB: 2048}, 1)
-	p := New(hclog.NewNullLogger())
-	p.testDriver, p.testNow = fd, fd.Now
+	p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(fd, fd.Now))
 	if err := p.SetConfig(map[string]string{"hosts": "h3=fake:///h3;cpus=1.5;reserved_cpus=0.5;memory_mib=4096",
 		"sample_interval": "1s"}); err != nil {
 		t.Fatal(err)
@@ -244,7 +242,7 @@ func TestQueryHostCapacity(t *testing.T) {
 		if i > 0 {
 			fd.Advance(time.Second)
 		}
-		if err := p.fleet.Sample(context.Background()); err != nil {
+		if err := p.sampler.Fleet.Sample(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,7 +262,7 @@ func TestQueryHostCapacity(t *testing.T) {
 	if err := p.SetConfig(map[string]string{"hosts": "h3=fake:///h3;cpus=4", "sample_interval": "1s"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.fleet.Sample(context.Background()); err == nil {
+	if err := p.sampler.Fleet.Sample(context.Background()); err == nil {
 		t.Error("a host whose capacity exceeds it was sampled")
 	}
 }

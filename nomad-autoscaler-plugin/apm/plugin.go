@@ -6,7 +6,6 @@
 package apm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -19,49 +18,35 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/plugins/base"
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
-	"github.com/virtpool/virtpool/driver"
-	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
 )
 
-const (
-	// PluginName is the plugin's name: the agent's apm block must use it
-	// as driver, and the binary in plugin_dir must have it as file name.
-	PluginName = "virtpool-apm"
+// PluginName is the plugin's name: the agent's apm block must use it as
+// driver, and the binary in plugin_dir must have it as file name. Its
+// configuration keys (the agent's apm "config" block) are the common ones
+// of package fleet.
+const PluginName = "virtpool-apm"
 
-	// Configuration keys (the agent's apm "config" block).
-	configKeyHosts          = fleet.ConfigKeyHosts
-	configKeyDriverPath     = fleet.ConfigKeyDriverPath
-	configKeySampleInterval = fleet.ConfigKeySampleInterval
-	configKeyRetention      = fleet.ConfigKeyRetention
-	configKeyMaxSamples     = fleet.ConfigKeyMaxSamples
-)
-
-var (
-	pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeAPM}
-	configKeys = []string{configKeyHosts, configKeyDriverPath, configKeySampleInterval, configKeyRetention, configKeyMaxSamples}
-)
+var pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeAPM}
 
 var _ apm.APM = (*Plugin)(nil)
 
 // Plugin is the virtpool-apm plugin.
 type Plugin struct {
 	logger hclog.Logger
+	start  fleet.Starter // fleet.Start; tests give one over a fake driver (newPlugin)
 
-	mu     sync.Mutex
-	cfg    fleet.Config
-	fleet  *fleet.Fleet
-	sup    *vpplugin.Supervisor
-	cancel context.CancelFunc
-
-	// In-process tests set these: a driver instead of the driver process,
-	// a clock, and no background sampling (they call fleet.Sample).
-	testDriver driver.Driver
-	testNow    func() time.Time
+	mu      sync.Mutex
+	cfg     fleet.Config
+	sampler *fleet.Sampler
 }
 
 // New returns the plugin; it does nothing until SetConfig.
-func New(log hclog.Logger) *Plugin { return &Plugin{logger: log} }
+func New(log hclog.Logger) *Plugin { return newPlugin(log, fleet.Start) }
+
+func newPlugin(log hclog.Logger, start fleet.Starter) *Plugin {
+	return &Plugin{logger: log, start: start}
+}
 
 // PluginInfo implements base.Base.
 func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil }
@@ -69,56 +54,32 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling (again, if it was already running with an older config).
 func (p *Plugin) SetConfig(config map[string]string) error {
-	if err := fleet.CheckKeys(PluginName, config, configKeys...); err != nil {
+	cfg, s, err := fleet.Configure(PluginName, config, nil, fleet.ParseConfig, p.start, p.logger)
+	if err != nil {
 		return err
 	}
-	cfg, err := fleet.ParseConfig(config)
-	if err != nil {
-		return fmt.Errorf("%s: %w", PluginName, err)
-	}
-	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *vpplugin.Supervisor
-	if p.testDriver == nil {
-		path, err := vpplugin.FindBinary(cfg.DriverPath)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
-		}
-		sup = vpplugin.NewSupervisor(path, p.logger.Named("driver"))
-		getDriver = sup.Driver
-	}
-	f := &fleet.Fleet{Seeds: cfg.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,
-		History: fleet.NewHistory(cfg.MaxSamples, cfg.Retention), CallTimeout: max(cfg.SampleInterval, 2*time.Second)}
-
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stopLocked()
-	p.cfg, p.fleet, p.sup = cfg, f, sup
-	if p.testDriver == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
-		go f.Run(ctx, cfg.SampleInterval)
-	}
+	p.sampler.Stop()
+	p.cfg, p.sampler = cfg, s
 	p.logger.Info("sampling hosts", "seeds", len(cfg.Seeds), "interval", cfg.SampleInterval.String(),
 		"retention", cfg.Retention.String(), "max_samples", cfg.MaxSamples)
 	return nil
 }
 
-func (p *Plugin) stopLocked() {
-	if p.cancel != nil {
-		p.cancel()
-		p.cancel = nil
+// state returns the fleet (nil until SetConfig) and its configuration.
+func (p *Plugin) state() (*fleet.Fleet, fleet.Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sampler == nil {
+		return nil, p.cfg
 	}
-	if p.sup != nil {
-		p.sup.Close()
-		p.sup = nil
-	}
+	return p.sampler.Fleet, p.cfg
 }
 
 // Query implements apm.Looker.
 func (p *Plugin) Query(q string, r sdk.TimeRange) (sdk.TimestampedMetrics, error) {
-	p.mu.Lock()
-	f, cfg := p.fleet, p.cfg
-	p.mu.Unlock()
+	f, cfg := p.state()
 	if f == nil {
 		return nil, errors.New("virtpool-apm is not configured")
 	}

@@ -29,9 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,13 +36,9 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/plugins/base"
 	"github.com/hashicorp/nomad-autoscaler/plugins/target"
 	"github.com/hashicorp/nomad-autoscaler/sdk"
-	nomadhelper "github.com/hashicorp/nomad-autoscaler/sdk/helper/nomad"
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/virtpool/virtpool/driver"
-	vpplugin "github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
-	"github.com/virtpool/virtpool/pool"
 )
 
 const (
@@ -53,12 +46,9 @@ const (
 	// it as driver, and the binary in plugin_dir must have it as file name.
 	PluginName = "virtpool-target"
 
-	// Configuration keys of the agent's target "config" block.
-	configKeyHosts          = fleet.ConfigKeyHosts
-	configKeyDriverPath     = fleet.ConfigKeyDriverPath
-	configKeySampleInterval = fleet.ConfigKeySampleInterval
-	configKeyRetention      = fleet.ConfigKeyRetention
-	configKeyMaxSamples     = fleet.ConfigKeyMaxSamples
+	// Configuration keys of the agent's target "config" block, besides
+	// the common ones of package fleet.
+	//
 	// configKeyLoadWindow: guests' CPU demand is averaged over this window
 	// to decide which hosts are hot and to plan moves.
 	configKeyLoadWindow = "load_window"
@@ -71,6 +61,8 @@ const (
 	configKeyMaxDowntime = "migration_max_downtime"
 	// configKeyScaleTimeout bounds one Scale call.
 	configKeyScaleTimeout = "scale_timeout"
+	// configKeyNomadInherit is the agent's: the plugin accepts it.
+	configKeyNomadInherit = "nomad_config_inherit"
 
 	// Keys of a policy's target block.
 	policyKeyPool      = "pool"
@@ -107,71 +99,28 @@ const (
 	defaultStatusTimeout   = 10 * time.Second
 )
 
-var (
-	pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeTarget}
-	configKeys = []string{configKeyHosts, configKeyDriverPath, configKeySampleInterval, configKeyRetention, configKeyMaxSamples,
-		configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime, configKeyScaleTimeout,
-		"nomad_config_inherit"}
-	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
-		policyKeyMaxMigrations, policyKeyMaxParallel}
-	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
-		policyKeyDrainDeadline, policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}, clusterKeys...)
-	dimensions = []string{DimensionSize, DimensionHosts, DimensionHotHosts}
-)
+var pluginInfo = &base.PluginInfo{Name: PluginName, PluginType: sdk.PluginTypeTarget}
 
 var _ target.Target = (*Plugin)(nil)
 
-// config is the agent-level configuration, parsed.
-type config struct {
-	fleet.Config
-	LoadWindow      time.Duration
-	ShutdownTimeout time.Duration
-	Migration       driver.MigrateOptions
-	ScaleTimeout    time.Duration
-	Nomad           *api.Config
-}
-
-// policyConfig is one policy's target block, parsed.
-type policyConfig struct {
-	Pool          string       // "": the whole cluster
-	Cluster       *pool.Policy // the cluster's migration policy, without Pool
-	Dimension     string
-	NodeDrain     bool
-	DrainDeadline time.Duration
-	DrainIgnore   bool
-	StatusTimeout time.Duration
-}
-
 // Plugin is the virtpool-target plugin.
 type Plugin struct {
-	logger hclog.Logger
+	logger   hclog.Logger
+	start    fleet.Starter // fleet.Start; tests give one over a fake driver (newPlugin)
+	policies *policyCache
+	track    *tracker // actions in flight, last events
 
-	mu     sync.Mutex
-	cfg    config
-	fleet  *fleet.Fleet
-	sup    *vpplugin.Supervisor
-	cancel context.CancelFunc
-	nomad  *api.Client
-	// busy holds, by pool, the action in flight in this plugin.
-	busy map[string]string
-	// lastEvent is when each policy target last changed something.
-	lastEvent map[string]time.Time
-	policies  map[string]policyResult // parsed policy configs by canonical text
-
-	// In-process tests set these: a driver instead of the driver process,
-	// a clock, and no background sampling (they call fleet.Sample).
-	testDriver driver.Driver
-	testNow    func() time.Time
-}
-
-type policyResult struct {
-	pc  policyConfig
-	err error
+	mu      sync.Mutex
+	cfg     config
+	sampler *fleet.Sampler
+	nomad   *api.Client
 }
 
 // New returns the plugin; it does nothing until SetConfig.
-func New(log hclog.Logger) *Plugin {
-	return &Plugin{logger: log, busy: map[string]string{}, lastEvent: map[string]time.Time{}, policies: map[string]policyResult{}}
+func New(log hclog.Logger) *Plugin { return newPlugin(log, fleet.Start) }
+
+func newPlugin(log hclog.Logger, start fleet.Starter) *Plugin {
+	return &Plugin{logger: log, start: start, policies: newPolicyCache(), track: newTracker()}
 }
 
 // PluginInfo implements base.Base.
@@ -180,222 +129,105 @@ func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling the hosts (again, if it was running with an older config).
 func (p *Plugin) SetConfig(raw map[string]string) error {
-	if err := fleet.CheckKeys(PluginName, raw, configKeys...); err != nil {
+	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, p.start, p.logger)
+	if err != nil {
 		return err
 	}
-	c, err := parseConfig(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", PluginName, err)
-	}
-	getDriver := func(context.Context) (driver.Driver, error) { return p.testDriver, nil }
-	var sup *vpplugin.Supervisor
-	if p.testDriver == nil {
-		path, err := vpplugin.FindBinary(c.DriverPath)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", PluginName, configKeyDriverPath, err)
-		}
-		sup = vpplugin.NewSupervisor(path, p.logger.Named("driver"))
-		getDriver = sup.Driver
-	}
-	f := &fleet.Fleet{Seeds: c.Seeds, Driver: getDriver, Log: p.logger.Named("sampler"), Now: p.testNow,
-		History: fleet.NewHistory(c.MaxSamples, c.Retention), CallTimeout: max(c.SampleInterval, 2*time.Second)}
-
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cancel != nil {
-		p.cancel()
-		p.cancel = nil
-	}
-	if p.sup != nil {
-		p.sup.Close()
-	}
-	p.cfg, p.fleet, p.sup, p.nomad = c, f, sup, nil
-	if p.testDriver == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
-		go f.Run(ctx, c.SampleInterval)
-	}
+	p.sampler.Stop()
+	p.cfg, p.sampler, p.nomad = c, s, nil
 	p.logger.Info("configured", "seeds", len(c.Seeds), "sample_interval", c.SampleInterval.String(),
 		"load_window", c.LoadWindow.String())
 	return nil
 }
 
-func parseConfig(raw map[string]string) (config, error) {
-	var c config
-	var err error
-	if c.Config, err = fleet.ParseConfig(raw); err != nil {
-		return c, err
-	}
-	if c.LoadWindow, err = fleet.Duration(raw, configKeyLoadWindow, defaultLoadWindow); err != nil {
-		return c, err
-	}
-	if c.LoadWindow < c.SampleInterval {
-		return c, fmt.Errorf("%s: %s is shorter than %s %s: no load could be measured", configKeyLoadWindow, c.LoadWindow,
-			configKeySampleInterval, c.SampleInterval)
-	}
-	if c.LoadWindow > c.Retention {
-		return c, fmt.Errorf("%s: %s is longer than %s %s", configKeyLoadWindow, c.LoadWindow, configKeyRetention, c.Retention)
-	}
-	c.ShutdownTimeout = defaultShutdownTimeout
-	if s := raw[configKeyShutdownTimeout]; s != "" {
-		// 0 is allowed: guests without ACPI are simply stopped.
-		if c.ShutdownTimeout, err = time.ParseDuration(s); err != nil || c.ShutdownTimeout < 0 {
-			return c, fmt.Errorf("%s: %q is not a duration of 0 or more (e.g. 30s)", configKeyShutdownTimeout, s)
-		}
-	}
-	if c.ScaleTimeout, err = fleet.Duration(raw, configKeyScaleTimeout, defaultScaleTimeout); err != nil {
-		return c, err
-	}
-	bw, err := fleet.Int(raw, configKeyBandwidth, 0, 0, 1<<20)
+// Scale implements target.Controller. It runs the action to the end (the
+// agent waits, and Status says not ready meanwhile). With dry-run it plans
+// and logs what it would do, and changes nothing.
+func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
+	pc, err := p.policies.parse(raw)
 	if err != nil {
-		return c, err
+		return err
 	}
-	c.Migration.BandwidthMiBs = uint64(bw)
-	if _, ok := raw[configKeyMaxDowntime]; ok {
-		if c.Migration.MaxDowntime, err = fleet.Duration(raw, configKeyMaxDowntime, 0); err != nil {
-			return c, err
-		}
+	c, f, err := p.state()
+	if err != nil {
+		return err
 	}
-	if _, err := fleet.Bool(raw, "nomad_config_inherit", true); err != nil {
-		return c, err
+	dry := action.Count == sdk.StrategyActionMetaValueDryRunCount
+	want := action.Count
+	if dry {
+		want = dryRunCount(action.Meta)
 	}
-	c.Nomad = nomadhelper.ConfigFromNamespacedMap(raw)
-	return c, nil
-}
-
-// policy parses (once per distinct config) a policy's target block.
-func (p *Plugin) policy(raw map[string]string) (policyConfig, error) {
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
+	log := p.logger.Named("scale").With(pc.logArgs()...)
+	log.Info("scale requested", "count", want, "direction", action.Direction.String(), "reason", action.Reason, "dry_run", dry)
+	what := fmt.Sprintf("%s to %d", pc.Dimension, want)
+	if b, ok := p.track.try(pc, what); !ok {
+		return sdk.NewTargetScalingNoOpError("%s is busy (%s)", pc.subject(), b)
 	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%q=%q;", k, raw[k])
-	}
-	p.mu.Lock()
-	r, ok := p.policies[b.String()]
-	p.mu.Unlock()
-	if ok {
-		return r.pc, r.err
-	}
-	r.pc, r.err = parsePolicy(raw)
-	if r.err != nil {
-		r.err = fmt.Errorf("%s: policy target: %w", PluginName, r.err)
-	}
-	p.mu.Lock()
-	p.policies[b.String()] = r
-	p.mu.Unlock()
-	return r.pc, r.err
-}
-
-func parsePolicy(raw map[string]string) (policyConfig, error) {
-	var pc policyConfig
-	if err := fleet.CheckKeys("", raw, policyKeys...); err != nil {
-		return pc, err
-	}
-	pc.Dimension = raw[policyKeyDimension]
-	switch pc.Dimension {
-	case DimensionSize, DimensionHosts, DimensionHotHosts:
-	case "":
-		return pc, fmt.Errorf("%s missing: one of %s", policyKeyDimension, strings.Join(dimensions, ", "))
-	default:
-		return pc, fmt.Errorf("%s: %q is not one of %s", policyKeyDimension, pc.Dimension, strings.Join(dimensions, ", "))
-	}
-	var err error
-	pc.Pool = raw[policyKeyPool]
+	defer p.track.done(pc)
+	ctx, cancel := context.WithTimeout(context.Background(), c.ScaleTimeout)
+	defer cancel()
+	start := time.Now()
+	changed, err := p.scale(ctx, c, f, pc, request{want: want, dry: dry, log: log})
 	switch {
-	case pc.Pool == "" && pc.Dimension == DimensionSize:
-		return pc, fmt.Errorf("%s missing: name the virtpool pool whose size to scale", policyKeyPool)
-	case pc.Pool == "":
-		if pc.Cluster, err = parseClusterPolicy(raw); err != nil {
-			return pc, err
-		}
-	default:
-		for _, k := range clusterKeys {
-			if _, ok := raw[k]; ok {
-				return pc, fmt.Errorf("%s: only for the whole cluster (no %s); pool %s has its virtpool_migration_policy",
-					k, policyKeyPool, pc.Pool)
-			}
-		}
+	case errors.Is(err, errInFlight):
+		log.Info("not scaling now", "why", err)
+		return sdk.NewTargetScalingNoOpError("%s: %v", pc.subject(), err)
+	case err != nil:
+		log.Error("scale failed", "count", want, "took", time.Since(start).String(), "error", err)
+		return fmt.Errorf("%s: %s: %s: %w", PluginName, pc.subject(), what, err)
 	}
-	if _, err := fleet.Bool(raw, policyKeyDryRun, false); err != nil {
-		return pc, err
+	if changed {
+		p.track.event(pc, f.Time())
 	}
-	if pc.NodeDrain, err = fleet.Bool(raw, policyKeyNodeDrain, false); err != nil {
-		return pc, err
-	}
-	if pc.NodeDrain && pc.Dimension != DimensionSize {
-		return pc, fmt.Errorf("%s: only the %s dimension removes members", policyKeyNodeDrain, DimensionSize)
-	}
-	if pc.DrainDeadline, err = fleet.Duration(raw, policyKeyDrainDeadline, defaultDrainDeadline); err != nil {
-		return pc, err
-	}
-	if pc.DrainIgnore, err = fleet.Bool(raw, policyKeyDrainIgnoreSys, false); err != nil {
-		return pc, err
-	}
-	// The agent bounds Status by this; answer a little sooner.
-	pc.StatusTimeout = defaultStatusTimeout
-	if s := raw[policyKeyAgentGRPCTimeout]; s != "" {
-		if d, err := time.ParseDuration(s); err == nil && d > 0 {
-			pc.StatusTimeout = d * 9 / 10
-		}
-	}
-	return pc, nil
+	log.Info("scale done", "count", want, "changed", changed, "dry_run", dry, "took", time.Since(start).String())
+	return nil
 }
 
-// parseClusterPolicy reads a cluster policy's migration policy: the
-// defaults of virtpool_migration_policy, in consolidate mode (the hosts
-// dimension frees hosts only in that mode), with the target block's keys.
-func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
-	pol := pool.DefaultPolicy()
-	pol.Mode = pool.ModeConsolidate
-	for _, f := range []struct {
-		key string
-		v   *float64
-	}{{policyKeyCPULow, &pol.CPULow}, {policyKeyCPUHigh, &pol.CPUHigh}, {policyKeyMemoryLow, &pol.MemoryLow},
-		{policyKeyMemoryHigh, &pol.MemoryHigh}, {policyKeyTarget, &pol.TargetUtilisation}} {
-		s, ok := raw[f.key]
-		if !ok {
-			continue
-		}
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil || !(x > 0 && x <= 1) {
-			return nil, fmt.Errorf("%s: %q is not a fraction in (0, 1]", f.key, s)
-		}
-		*f.v = x
-	}
-	var err error
-	if pol.MaxMigrationsPerRound, err = fleet.Int(raw, policyKeyMaxMigrations, pol.MaxMigrationsPerRound, 0, 1000); err != nil {
+// Status implements target.Controller. Only a bad policy (a bad key, a
+// pool no host knows) is an error; while hosts cannot be read, or an
+// action or a migration is in flight, the target is not ready.
+func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
+	pc, err := p.policies.parse(raw)
+	if err != nil {
 		return nil, err
 	}
-	if pol.MaxParallel, err = fleet.Int(raw, policyKeyMaxParallel, pol.MaxParallel, 1, 100); err != nil {
+	c, f, err := p.state()
+	if err != nil {
 		return nil, err
 	}
-	if pol.CPULow >= pol.CPUHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyCPULow, pol.CPULow, policyKeyCPUHigh, pol.CPUHigh)
-	}
-	if pol.MemoryLow >= pol.MemoryHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyMemoryLow, pol.MemoryLow, policyKeyMemoryHigh, pol.MemoryHigh)
-	}
-	return &pol, nil
-}
+	log := p.logger.Named("status").With(pc.logArgs()...)
+	ctx, cancel := context.WithTimeout(context.Background(), pc.StatusTimeout)
+	defer cancel()
+	st := &sdk.TargetStatus{Meta: map[string]string{metaPool: pc.Pool}}
+	p.track.lastEventMeta(pc, st.Meta)
 
-// subject names what a policy acts on, for messages.
-func (pc policyConfig) subject() string {
-	if pc.Pool == "" {
-		return "the cluster"
+	s, err := resolve(ctx, f, pc)
+	if errors.Is(err, errPoolNotFound) {
+		return nil, fmt.Errorf("%s: %s %q: %w", PluginName, policyKeyPool, pc.Pool, err)
 	}
-	return "pool " + pc.Pool
-}
-
-// logArgs are a policy's key/value pairs for its log lines.
-func (pc policyConfig) logArgs() []any {
-	if pc.Pool == "" {
-		return []any{"cluster", true, "dimension", pc.Dimension}
+	if err != nil {
+		log.Warn("hosts unreadable; not ready", "error", err)
+		return st, nil
 	}
-	return []any{"pool", pc.Pool, "dimension", pc.Dimension}
+	v, err := s.newOps(c, f, log).View(ctx, s.allowed())
+	if err != nil {
+		log.Warn("hosts unreadable; not ready", "error", err)
+		return st, nil
+	}
+	cnt, err := countOf(pc.Dimension, s, v)
+	if err != nil {
+		log.Warn("cannot measure; not ready", "error", err)
+		return st, nil
+	}
+	busy := p.track.busy(pc)
+	measured := f.History.Len() >= 2
+	st.Ready = busy == "" && len(v.InFlight) == 0 && (measured || pc.Dimension == DimensionSize)
+	report(st, cnt, busy, v.InFlight)
+	log.Debug("status", "count", st.Count, "ready", st.Ready, "busy", busy, "in_flight", v.InFlight,
+		"hot", cnt.Hot, "loads", cnt.Loads)
+	return st, nil
 }
 
 // state returns what the plugin needs for an action, or an error if it is
@@ -403,81 +235,8 @@ func (pc policyConfig) logArgs() []any {
 func (p *Plugin) state() (config, *fleet.Fleet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fleet == nil {
+	if p.sampler == nil {
 		return config{}, nil, errors.New(PluginName + " is not configured")
 	}
-	return p.cfg, p.fleet, nil
-}
-
-func (p *Plugin) now() time.Time {
-	if p.testNow != nil {
-		return p.testNow()
-	}
-	return time.Now()
-}
-
-// ops returns operations on a pool's hosts (as its record lists them,
-// with their migration addresses and the capacity the plugin's hosts
-// setting may override; a host down elsewhere does not stop the pool),
-// with guests' demand measured over the load window.
-func (p *Plugin) ops(c config, f *fleet.Fleet, rec pool.Record, log hclog.Logger) *pool.Ops {
-	demand := f.History.Demand(c.LoadWindow)
-	return &pool.Ops{
-		Hosts: f.Topology().WithCapacity(rec.Spec.Inventory()), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
-		Demand: func(uuid string) (float64, int64, bool) {
-			d, ok := demand[uuid]
-			return d.CPU, d.RSSBytes, ok
-		},
-	}
-}
-
-// tryBusy marks a pool ("": the cluster) busy with what, unless it, or
-// anything an action on it would touch, already is.
-func (p *Plugin) tryBusy(poolName, what string) (string, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if b := p.busyLocked(poolName); b != "" {
-		return b, false
-	}
-	p.busy[poolName] = what
-	return "", true
-}
-
-// busyLocked is what keeps poolName busy: its own action, or one on the
-// cluster; for the cluster, any action. p.mu is held.
-func (p *Plugin) busyLocked(poolName string) string {
-	for k, b := range p.busy {
-		if k == poolName || k == "" || poolName == "" {
-			return b
-		}
-	}
-	return ""
-}
-
-func (p *Plugin) done(poolName string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.busy, poolName)
-}
-
-func (p *Plugin) busyWith(poolName string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.busyLocked(poolName)
-}
-
-func eventKey(pc policyConfig) string { return pc.Pool + "/" + pc.Dimension }
-
-func (p *Plugin) event(pc policyConfig) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.lastEvent[eventKey(pc)] = p.now()
-}
-
-func (p *Plugin) lastEventMeta(pc policyConfig, meta map[string]string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if t, ok := p.lastEvent[eventKey(pc)]; ok {
-		meta[sdk.TargetStatusMetaKeyLastEvent] = strconv.FormatInt(t.UnixNano(), 10)
-	}
+	return p.cfg, p.sampler.Fleet, nil
 }

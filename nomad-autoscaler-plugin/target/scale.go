@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
@@ -19,47 +17,15 @@ import (
 // errInFlight: something is moving; the next evaluation will see.
 var errInFlight = errors.New("a migration is in flight")
 
-// Scale implements target.Controller. It runs the action to the end (the
-// agent waits, and Status says not ready meanwhile). With dry-run it plans
-// and logs what it would do, and changes nothing.
-func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
-	pc, err := p.policy(raw)
-	if err != nil {
-		return err
-	}
-	c, f, err := p.state()
-	if err != nil {
-		return err
-	}
-	dry := action.Count == sdk.StrategyActionMetaValueDryRunCount
-	want := action.Count
-	if dry {
-		want = dryRunCount(action.Meta)
-	}
-	log := p.logger.Named("scale").With(pc.logArgs()...)
-	log.Info("scale requested", "count", want, "direction", action.Direction.String(), "reason", action.Reason, "dry_run", dry)
-	what := fmt.Sprintf("%s to %d", pc.Dimension, want)
-	if b, ok := p.tryBusy(pc.Pool, what); !ok {
-		return sdk.NewTargetScalingNoOpError("%s is busy (%s)", pc.subject(), b)
-	}
-	defer p.done(pc.Pool)
-	ctx, cancel := context.WithTimeout(context.Background(), c.ScaleTimeout)
-	defer cancel()
-	start := time.Now()
-	changed, err := p.scale(ctx, c, f, pc, want, dry, log)
-	switch {
-	case errors.Is(err, errInFlight):
-		log.Info("not scaling now", "why", err)
-		return sdk.NewTargetScalingNoOpError("%s: %v", pc.subject(), err)
-	case err != nil:
-		log.Error("scale failed", "count", want, "took", time.Since(start).String(), "error", err)
-		return fmt.Errorf("%s: %s: %s: %w", PluginName, pc.subject(), what, err)
-	}
-	if changed {
-		p.event(pc)
-	}
-	log.Info("scale done", "count", want, "changed", changed, "dry_run", dry, "took", time.Since(start).String())
-	return nil
+// request is one scale action: what it acts on (the scope, which says
+// whether that is the whole cluster), how, and to what count.
+type request struct {
+	scope
+	ops       *pool.Ops
+	migration driver.MigrateOptions // defaults where a pool's policy sets none
+	want      int64
+	dry       bool // plan and log, change nothing
+	log       hclog.Logger
 }
 
 // dryRunCount is the count the strategy wanted, which the agent keeps in
@@ -76,106 +42,88 @@ func dryRunCount(meta map[string]any) int64 {
 	return -1
 }
 
-// scale carries out one action and reports whether it changed anything.
-func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyConfig, want int64, dry bool, log hclog.Logger) (bool, error) {
-	rec, t, err := subject(ctx, f, pc)
-	if err != nil {
+// scale carries out one action (r with its count, dry-run flag and log)
+// and reports whether it changed anything.
+func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyConfig, r request) (bool, error) {
+	var err error
+	if r.scope, err = resolve(ctx, f, pc); err != nil {
 		return false, err
 	}
-	ops := p.ops(c, f, rec, log)
+	r.ops, r.migration = r.newOps(c, f, r.log), c.Migration
 	switch pc.Dimension {
 	case DimensionSize:
-		return p.scaleSize(ctx, ops, pc, rec, want, dry, log)
+		return p.scaleSize(ctx, r, pc)
 	case DimensionHotHosts:
-		return scaleHot(ctx, c, ops, rec, t.Pools, want, dry, log)
+		return scaleHot(ctx, r)
 	case DimensionHosts:
-		return scaleHosts(ctx, c, ops, rec, t.Pools, want, dry, log)
+		return scaleHosts(ctx, r)
 	}
 	return false, fmt.Errorf("unknown dimension %q", pc.Dimension)
 }
 
-func (p *Plugin) scaleSize(ctx context.Context, ops *pool.Ops, pc policyConfig, rec pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
-	members, err := ops.Members(ctx, rec.Spec.Name)
+// scaleSize sets the pool's size, draining the Nomad client of each member
+// it removes if the policy says so.
+func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (bool, error) {
+	spec := r.rec.Spec
+	members, err := r.ops.Members(ctx, spec.Name)
 	if err != nil {
 		return false, err
 	}
-	have := 0
-	seen := map[string]bool{}
-	for _, m := range members {
-		if !seen[m.Name] {
-			seen[m.Name] = true
-			have++
-		}
-	}
-	if dry {
-		capped := min(max(want, rec.Spec.MinSize), rec.Spec.MaxSize)
-		log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", rec.Spec.MinSize,
-			"max_size", rec.Spec.MaxSize)
+	have := pool.CountMembers(members)
+	if r.dry {
+		capped := min(max(r.want, spec.MinSize), spec.MaxSize)
+		r.log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", spec.MinSize,
+			"max_size", spec.MaxSize)
 		return false, nil
 	}
 	if pc.NodeDrain {
-		ops.BeforeRemove = p.drainer(pc, log)
+		r.ops.BeforeRemove = p.drainer(pc, r.log)
 	}
-	got, err := ops.ScaleTo(ctx, rec.Spec.Name, want)
+	got, err := r.ops.ScaleTo(ctx, spec.Name, r.want)
 	if err != nil {
 		return true, err
 	}
-	log.Info("pool scaled", "from", have, "to", got)
+	r.log.Info("pool scaled", "from", have, "to", got)
 	return int(got) != have, nil
 }
 
-// migrateOpts are the live-migration options of a guest: those of its
-// pool's record in pools (rec's, for a pool policy), else rec's.
-func migrateOpts(c config, rec pool.Record, pools map[string]pool.Record) func(pool.Located) driver.MigrateOptions {
-	return func(at pool.Located) driver.MigrateOptions {
-		r, ok := pools[at.Labels[pool.LabelPool]]
-		if !ok {
-			r = rec
-		}
-		return pool.MigrateOptions(c.Migration, r.Policy, r.Spec.HasDisk())
-	}
-}
-
-// view reads the pool's hosts for planning moves: other guests (for the
-// cluster, guests that are no pool's member) count for load but stay put,
-// and nothing is planned while a migration runs.
-func view(ctx context.Context, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record) (*pool.View, error) {
-	v, err := ops.View(ctx, allowed(rec.Spec))
+// view reads the scope's hosts for planning moves: guests a plan must not
+// move count for load but stay put (scope.pin), and nothing is planned
+// while a migration runs.
+func (r request) view(ctx context.Context) (*pool.View, error) {
+	v, err := r.ops.View(ctx, r.allowed())
 	if err != nil {
 		return nil, err
 	}
 	if len(v.InFlight) > 0 {
 		return nil, fmt.Errorf("%w: %s", errInFlight, strings.Join(v.InFlight, ", "))
 	}
-	v.PinOthers(rec.Spec.Name)
-	if rec.Spec.Name == "" {
-		v.KeepInPools(pools, true) // an automatic move goes only where it surely may
-	}
+	r.pin(v)
 	return v, nil
 }
 
-// scaleHot moves members off hot hosts (Balance) until at most want hosts
-// are hot.
-func scaleHot(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
-	v, err := view(ctx, ops, rec, pools)
+// scaleHot moves members off hot hosts (Balance) until at most r.want
+// hosts are hot.
+func scaleHot(ctx context.Context, r request) (bool, error) {
+	v, err := r.view(ctx)
 	if err != nil {
 		return false, err
 	}
-	cnt, err := countOf(DimensionHotHosts, rec, v)
+	cnt, err := countOf(DimensionHotHosts, r.scope, v)
 	if err != nil {
 		return false, err
 	}
-	if want >= cnt.Count {
-		log.Info("nothing to do: hosts are not made hot on purpose", "hot", cnt.Hot, "want", want)
+	log := r.log
+	if r.want >= cnt.Count {
+		log.Info("nothing to do: hosts are not made hot on purpose", "hot", cnt.Hot, "want", r.want)
 		return false, nil
 	}
-	pol := pool.SchedulerPolicy(rec.Spec.Placement, rec.Policy)
-	plan, err := v.Balance(pol)
+	plan, err := v.Balance(r.schedulerPolicy())
 	if err != nil {
 		return false, fmt.Errorf("plan balance: %w", err)
 	}
 	log = log.With("hot", cnt.Hot, "loads", cnt.Loads)
-	if dry {
+	if r.dry {
 		logPlan(log, "dry run: would balance", plan)
 		return false, nil
 	}
@@ -184,15 +132,15 @@ func scaleHot(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, poo
 		log.Warn("no move cools the hot hosts", "why", plan.Infeasible)
 		return false, nil
 	}
-	res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
+	res, err := r.ops.Apply(ctx, v, plan, r.migrateOpts(r.migration))
 	logMoves(log, res)
 	return true, err
 }
 
-// scaleHosts packs the pool onto fewer hosts and marks the freed ones
+// scaleHosts packs the scope onto fewer hosts and marks the freed ones
 // standby, or brings standby hosts back and spreads onto them.
-func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, pools map[string]pool.Record, want int64, dry bool, log hclog.Logger) (bool, error) {
-	v, err := view(ctx, ops, rec, pools)
+func scaleHosts(ctx context.Context, r request) (bool, error) {
+	v, err := r.view(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -202,41 +150,41 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, p
 			v.Hosts[i].State = scheduler.Maintenance
 		}
 	}
-	cnt, err := countOf(DimensionHosts, rec, v)
+	cnt, err := countOf(DimensionHosts, r.scope, v)
 	if err != nil {
 		return false, err
 	}
-	have := cnt.Count
-	pol := pool.SchedulerPolicy(rec.Spec.Placement, rec.Policy)
-	log = log.With("in_use", cnt.InUse, "loads", cnt.Loads)
+	want, have := r.want, cnt.Count
+	pol := r.schedulerPolicy()
+	log := r.log.With("in_use", cnt.InUse, "loads", cnt.Loads)
 	switch {
 	case want == have:
 		return false, nil
 	case want < have:
-		if rec.Policy == nil || rec.Policy.Mode != pool.ModeConsolidate {
-			mode := "none (" + pool.ModeBalance + ")"
-			if rec.Policy != nil {
-				mode = rec.Policy.Mode
+		if r.policy == nil || r.policy.Mode != pool.ModeConsolidate {
+			mode := "none (balance)"
+			if r.policy != nil {
+				mode = r.policy.Mode
 			}
-			return false, fmt.Errorf("the pool's migration policy mode is %s: hosts are freed only with mode = %q", mode, pool.ModeConsolidate)
+			return false, fmt.Errorf("the pool's migration policy mode is %s: hosts are freed only with mode = \"consolidate\"", mode)
 		}
 		plan, err := v.Consolidate(int(max(want, 1)), pol)
 		if err != nil {
 			return false, fmt.Errorf("plan consolidation: %w", err)
 		}
-		if dry {
+		if r.dry {
 			logPlan(log, "dry run: would consolidate", plan)
 			return false, nil
 		}
 		logPlan(log, "consolidating", plan)
-		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
+		res, err := r.ops.Apply(ctx, v, plan, r.migrateOpts(r.migration))
 		logMoves(log, res)
 		if err != nil {
 			return len(res) > 0, err
 		}
 		changed := len(res) > 0
 		for _, h := range plan.PowerOff {
-			if err := standbyIfEmpty(ctx, ops, h, log); err != nil {
+			if err := standbyIfEmpty(ctx, r.ops, h, log); err != nil {
 				return true, err
 			}
 			changed = true
@@ -247,17 +195,17 @@ func scaleHosts(ctx context.Context, c config, ops *pool.Ops, rec pool.Record, p
 		if err != nil {
 			return false, fmt.Errorf("plan spread: %w", err)
 		}
-		if dry {
+		if r.dry {
 			logPlan(log, "dry run: would spread", plan)
 			return false, nil
 		}
 		logPlan(log, "spreading", plan)
 		for _, h := range plan.PowerOn {
-			if err := ops.SetAutoStandby(ctx, h, false); err != nil {
+			if err := r.ops.SetAutoStandby(ctx, h, false); err != nil {
 				return true, err
 			}
 		}
-		res, err := ops.Apply(ctx, v, plan, migrateOpts(c, rec, pools))
+		res, err := r.ops.Apply(ctx, v, plan, r.migrateOpts(r.migration))
 		logMoves(log, res)
 		return len(plan.PowerOn) > 0 || len(res) > 0, err
 	}
@@ -287,4 +235,14 @@ func logMoves(log hclog.Logger, res []pool.Moved) {
 		log.Info("moved", "domain", r.Guest, "from", r.From, "to", r.To, "elapsed", r.Result.Elapsed.String(),
 			"downtime", r.Result.Downtime.String())
 	}
+}
+
+// logPlan logs a plan's moves.
+func logPlan(log hclog.Logger, msg string, plan scheduler.Plan) {
+	var moves []string
+	for _, m := range plan.Moves {
+		moves = append(moves, fmt.Sprintf("%s:%s>%s(w%d)", m.Guest, m.From, m.To, m.Wave+1))
+	}
+	log.Info(msg, "moves", strings.Join(moves, " "), "waves", len(plan.Waves), "power_on", plan.PowerOn,
+		"power_off", plan.PowerOff, "infeasible", plan.Infeasible)
 }

@@ -3,8 +3,8 @@ package target
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,131 +14,10 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
 )
-
-func TestSetConfig(t *testing.T) {
-	base := func(kv ...string) map[string]string {
-		m := map[string]string{"hosts": "h1=fake:///h1", "sample_interval": "1s"}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return m
-	}
-	tests := []struct {
-		name    string
-		cfg     map[string]string
-		wantErr string
-	}{
-		{"ok", base(), ""},
-		{"everything", base("load_window", "30s", "shutdown_timeout", "0s", "migration_bandwidth_mib", "2000",
-			"migration_max_downtime", "50ms", "scale_timeout", "5m", "retention", "10m", "max_samples", "100"), ""},
-		{"agent's nomad keys", base("nomad_address", "http://127.0.0.1:4646", "nomad_config_inherit", "true"), ""},
-		{"unknown key", base("load_windw", "5s"), `virtpool-target: unknown key "load_windw"`},
-		{"no hosts", map[string]string{}, "virtpool-target: hosts: empty"},
-		{"window shorter than a sample", base("sample_interval", "10s", "load_window", "5s"), "load_window: 5s is shorter than sample_interval 10s"},
-		{"window longer than retention", base("load_window", "2h"), "load_window: 2h0m0s is longer than retention"},
-		{"bad window", base("load_window", "fast"), `load_window: "fast" is not a duration`},
-		{"negative shutdown", base("shutdown_timeout", "-1s"), `shutdown_timeout: "-1s" is not a duration of 0 or more`},
-		{"bad bandwidth", base("migration_bandwidth_mib", "fast"), `migration_bandwidth_mib: "fast" is not an integer`},
-		{"bad downtime", base("migration_max_downtime", "0s"), "migration_max_downtime: 0s must be positive"},
-		{"bad inherit", base("nomad_config_inherit", "maybe"), `nomad_config_inherit: "maybe" is not true or false`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := New(hclog.NewNullLogger())
-			p.testDriver = pooltest.New(2, 8, "fake:///h1")
-			err := p.SetConfig(tc.cfg)
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-}
-
-func TestParsePolicy(t *testing.T) {
-	tests := []struct {
-		name    string
-		cfg     map[string]string
-		wantErr string
-		check   func(policyConfig) error
-	}{
-		{"size", map[string]string{"pool": "web", "dimension": "size", "_nomad_autoscaler_grpc_timeout": "1.5s"}, "",
-			func(pc policyConfig) error {
-				if pc.StatusTimeout != 1350*time.Millisecond {
-					return fmt.Errorf("status timeout %s, want 90%% of the agent's 1.5s", pc.StatusTimeout)
-				}
-				return nil
-			}},
-		{"drain", map[string]string{"pool": "web", "dimension": "size", "node_drain": "true", "node_drain_deadline": "2m",
-			"node_drain_ignore_system_jobs": "true", "dry-run": "false"}, "",
-			func(pc policyConfig) error {
-				if !pc.NodeDrain || pc.DrainDeadline != 2*time.Minute || !pc.DrainIgnore {
-					return fmt.Errorf("drain settings %+v", pc)
-				}
-				return nil
-			}},
-		{"hot_hosts", map[string]string{"pool": "web", "dimension": "hot_hosts"}, "", nil},
-		{"hosts", map[string]string{"pool": "web", "dimension": "hosts"}, "", nil},
-		{"unknown key", map[string]string{"pool": "web", "dimension": "size", "poool": "x"}, `unknown key "poool"`, nil},
-		{"no pool", map[string]string{"dimension": "size"}, "pool missing", nil},
-		{"cluster hosts", map[string]string{"dimension": "hosts", "cpu_high": "0.9", "target_utilisation": "0.75",
-			"max_parallel_migrations": "2"}, "",
-			func(pc policyConfig) error {
-				c := pc.Cluster
-				if pc.Pool != "" || c == nil || c.Mode != pool.ModeConsolidate || c.CPUHigh != 0.9 || c.TargetUtilisation != 0.75 ||
-					c.MaxParallel != 2 || c.MemoryHigh != pool.DefaultPolicy().MemoryHigh {
-					return fmt.Errorf("cluster policy %+v", c)
-				}
-				return nil
-			}},
-		{"cluster hot_hosts", map[string]string{"dimension": "hot_hosts"}, "", nil},
-		{"cluster key with a pool", map[string]string{"pool": "web", "dimension": "hosts", "cpu_high": "0.9"},
-			"cpu_high: only for the whole cluster (no pool); pool web has its virtpool_migration_policy", nil},
-		{"cluster bad fraction", map[string]string{"dimension": "hosts", "target_utilisation": "80"},
-			`target_utilisation: "80" is not a fraction in (0, 1]`, nil},
-		{"cluster low above high", map[string]string{"dimension": "hosts", "cpu_low": "0.9", "cpu_high": "0.5"},
-			"cpu_low 0.9 is not below cpu_high 0.5", nil},
-		{"no dimension", map[string]string{"pool": "web"}, "dimension missing: one of size, hosts, hot_hosts", nil},
-		{"bad dimension", map[string]string{"pool": "web", "dimension": "count"}, `dimension: "count" is not one of`, nil},
-		{"bad dry-run", map[string]string{"pool": "web", "dimension": "size", "dry-run": "yes"}, `dry-run: "yes" is not true or false`, nil},
-		{"drain on hosts", map[string]string{"pool": "web", "dimension": "hosts", "node_drain": "true"},
-			"node_drain: only the size dimension removes members", nil},
-		{"bad deadline", map[string]string{"pool": "web", "dimension": "size", "node_drain_deadline": "soon"},
-			`node_drain_deadline: "soon" is not a duration`, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := New(hclog.NewNullLogger())
-			pc, err := p.policy(tc.cfg)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want %q", err, tc.wantErr)
-				}
-				// Cached: the same answer again.
-				if _, err2 := p.policy(tc.cfg); err2 == nil || err2.Error() != err.Error() {
-					t.Errorf("second parse: %v", err2)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.check != nil {
-				if err := tc.check(pc); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
-}
 
 // fixture is the target plugin over three fake 2-CPU hosts and a pool web
 // on all of them.
@@ -153,7 +32,7 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 	t.Helper()
 	// h4 is no host of the pool's.
 	fd := pooltest.New(2, 8, "fake:///h1", "fake:///h2", "fake:///h3", "fake:///h4")
-	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: pool.PlacementSpread,
+	spec := pool.Spec{Name: "web", Size: size, MinSize: minSize, MaxSize: maxSize, Placement: "spread",
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
 	for _, h := range []string{"h1", "h2", "h3"} {
 		spec.Hosts = append(spec.Hosts, pool.HostEntry{Name: h, URI: "fake:///" + h})
@@ -162,8 +41,7 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec, Policy: pol}, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := New(hclog.NewNullLogger())
-	p.testDriver, p.testNow = fd, fd.Now
+	p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(fd, fd.Now))
 	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1, h4=fake:///h4", "sample_interval": "1s", "load_window": "5s",
 		"migration_bandwidth_mib": "100"}); err != nil {
 		t.Fatal(err)
@@ -185,7 +63,7 @@ func (f *fixture) sample(n int) {
 		if i > 0 {
 			f.fd.Advance(time.Second)
 		}
-		if err := f.p.fleet.Sample(context.Background()); err != nil {
+		if err := f.p.sampler.Fleet.Sample(context.Background()); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -215,7 +93,7 @@ func (f *fixture) placement() string {
 }
 
 func hotPolicy() *pool.Policy {
-	return &pool.Policy{Mode: pool.ModeBalance, CPULow: 0.1, CPUHigh: 0.6, MemoryLow: 0.1, MemoryHigh: 0.85,
+	return &pool.Policy{Mode: "balance", CPULow: 0.1, CPUHigh: 0.6, MemoryLow: 0.1, MemoryHigh: 0.85,
 		TargetUtilisation: 0.5, MaxMigrationsPerRound: 2, MaxParallel: 1, BandwidthMiB: 500, MaxDowntimeMs: 40,
 		AutoConverge: true}
 }
@@ -257,7 +135,7 @@ func TestStatus(t *testing.T) {
 				f.member("h1", 2, 0.8)
 			}},
 		{name: "busy pool is not ready", dim: DimensionSize, count: 0, ready: false, samples: 1,
-			setup: func(f *fixture) { f.p.tryBusy("web", "size to 3") }},
+			setup: func(f *fixture) { f.p.track.try(policyConfig{Pool: "web"}, "size to 3") }},
 		{name: "unreachable host: not ready, no error", dim: DimensionSize, count: 0, ready: false, samples: 1,
 			setup: func(f *fixture) { f.fd.Host("fake:///h2").Down = true }},
 		{name: "a host down outside the pool does not matter", dim: DimensionSize, count: 1, ready: true, samples: 1,
@@ -314,6 +192,7 @@ func TestScaleHotHosts(t *testing.T) {
 	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
 		t.Fatal(err)
 	}
+	scaled := f.fd.Now()
 	if len(f.fd.Migrations) != 1 {
 		t.Fatalf("%d migrations, want 1", len(f.fd.Migrations))
 	}
@@ -332,8 +211,9 @@ func TestScaleHotHosts(t *testing.T) {
 	if st.Count != 0 {
 		t.Errorf("hot hosts after Scale: %d (%v)", st.Count, st.Meta)
 	}
-	if st.Meta[sdk.TargetStatusMetaKeyLastEvent] == "" {
-		t.Error("no last event after a scale that moved a guest")
+	// The last event is on the fleet's clock.
+	if got, want := st.Meta[sdk.TargetStatusMetaKeyLastEvent], strconv.FormatInt(scaled.UnixNano(), 10); got != want {
+		t.Errorf("last event %q after a scale that moved a guest, want %q", got, want)
 	}
 	// Nothing hot: Scale does nothing.
 	if err := scale(t, f, DimensionHotHosts, 0); err != nil {
@@ -371,7 +251,7 @@ func TestScaleSize(t *testing.T) {
 
 func TestScaleHosts(t *testing.T) {
 	pol := hotPolicy()
-	pol.Mode = pool.ModeConsolidate
+	pol.Mode = "consolidate"
 	pol.CPUHigh, pol.TargetUtilisation = 0.9, 0.8
 	f := newFixture(t, 3, 3, 3, pol)
 	f.member("h1", 1, 0.1)
@@ -427,7 +307,7 @@ func TestScaleHostsNeedsConsolidateMode(t *testing.T) {
 
 func TestDryRun(t *testing.T) {
 	pol := hotPolicy()
-	pol.Mode = pool.ModeConsolidate
+	pol.Mode = "consolidate"
 	for _, dim := range []string{DimensionHotHosts, DimensionSize, DimensionHosts} {
 		t.Run(dim, func(t *testing.T) {
 			f := newFixture(t, 2, 1, 3, pol)
@@ -540,7 +420,7 @@ func TestScaleAfterDriverFailure(t *testing.T) {
 func TestScaleClusterHosts(t *testing.T) {
 	f := newFixture(t, 2, 1, 3, nil)
 	ctx := context.Background()
-	db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: pool.PlacementSpread,
+	db := pool.Spec{Name: "db", Size: 1, MinSize: 1, MaxSize: 1, Placement: "spread",
 		Hosts:    []pool.HostEntry{{Name: "h3", URI: "fake:///h3"}, {Name: "h4", URI: "fake:///h4"}},
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"}}
 	dbOps := &pool.Ops{Hosts: db.Inventory(), Driver: f.ops.Driver}

@@ -69,7 +69,8 @@ func (t Topology) WithCapacity(inv pool.Inventory) pool.Inventory {
 	return out
 }
 
-func (f *Fleet) now() time.Time {
+// Time is the time on the fleet's clock (Now).
+func (f *Fleet) Time() time.Time {
 	if f.Now != nil {
 		return f.Now()
 	}
@@ -106,7 +107,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 	if err != nil {
 		return Topology{}, err
 	}
-	t := Topology{Time: f.now(), Hosts: pool.Inventory{}, Pools: map[string]pool.Record{},
+	t := Topology{Time: f.Time(), Hosts: pool.Inventory{}, Pools: map[string]pool.Record{},
 		States: map[string]pool.HostState{}, Errors: map[string]error{}}
 	records := map[string][]driver.Record{} // by URI
 	var mu sync.Mutex
@@ -135,7 +136,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 		seeds = append(seeds, s.URI)
 	}
 	read(seeds)
-	// Pools from every host read; the highest generation wins.
+	// Pools from every host read, the newest of each.
 	collect := func() {
 		for _, rs := range records {
 			for _, r := range rs {
@@ -147,9 +148,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 					f.log().Warn("unreadable pool record", "pool", r.Name, "error", err)
 					continue
 				}
-				if old, ok := t.Pools[pr.Spec.Name]; !ok || pr.Generation > old.Generation {
-					t.Pools[pr.Spec.Name] = pr
-				}
+				pool.Newest(t.Pools).Offer(pr.Spec.Name, pr)
 			}
 		}
 	}
@@ -224,7 +223,7 @@ func (f *Fleet) Sample(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r := Round{Time: f.now(), Hosts: map[string]HostSample{}, Pools: map[string][]string{}}
+	r := Round{Time: f.Time(), Hosts: map[string]HostSample{}, Pools: map[string][]string{}}
 	for n, pr := range t.Pools {
 		r.Pools[n] = pr.Spec.HostNames()
 	}

@@ -258,3 +258,22 @@ func TestDemandFollowsMigratedGuest(t *testing.T) {
 		t.Errorf("h1 busy %.3f, want 0.1 (0.2 of 2 CPUs)", got)
 	}
 }
+
+func TestFleetTime(t *testing.T) {
+	fake := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name string
+		now  func() time.Time
+		want func(time.Time) bool
+	}{
+		{"its clock", func() time.Time { return fake }, func(got time.Time) bool { return got.Equal(fake) }},
+		{"the wall clock by default", nil, func(got time.Time) bool { return time.Since(got) < time.Minute }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Fleet{Now: tc.now}).Time(); !tc.want(got) {
+				t.Errorf("Time() = %s", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,245 @@
+package target
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	nomadhelper "github.com/hashicorp/nomad-autoscaler/sdk/helper/nomad"
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/pool"
+)
+
+var (
+	// configKeys are the plugin's own keys (fleet adds the common ones).
+	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime,
+		configKeyScaleTimeout, configKeyNomadInherit}
+	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
+		policyKeyMaxMigrations, policyKeyMaxParallel}
+	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
+		policyKeyDrainDeadline, policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}, clusterKeys...)
+	dimensions = []string{DimensionSize, DimensionHosts, DimensionHotHosts}
+)
+
+// config is the agent-level configuration, parsed.
+type config struct {
+	fleet.Config
+	LoadWindow      time.Duration
+	ShutdownTimeout time.Duration
+	Migration       driver.MigrateOptions
+	ScaleTimeout    time.Duration
+	Nomad           *api.Config
+}
+
+func parseConfig(raw map[string]string) (config, error) {
+	var c config
+	var err error
+	if c.Config, err = fleet.ParseConfig(raw); err != nil {
+		return c, err
+	}
+	if c.LoadWindow, err = fleet.Duration(raw, configKeyLoadWindow, defaultLoadWindow); err != nil {
+		return c, err
+	}
+	if c.LoadWindow < c.SampleInterval {
+		return c, fmt.Errorf("%s: %s is shorter than %s %s: no load could be measured", configKeyLoadWindow, c.LoadWindow,
+			fleet.ConfigKeySampleInterval, c.SampleInterval)
+	}
+	if c.LoadWindow > c.Retention {
+		return c, fmt.Errorf("%s: %s is longer than %s %s", configKeyLoadWindow, c.LoadWindow, fleet.ConfigKeyRetention, c.Retention)
+	}
+	c.ShutdownTimeout = defaultShutdownTimeout
+	if s := raw[configKeyShutdownTimeout]; s != "" {
+		// 0 is allowed: guests without ACPI are simply stopped.
+		if c.ShutdownTimeout, err = time.ParseDuration(s); err != nil || c.ShutdownTimeout < 0 {
+			return c, fmt.Errorf("%s: %q is not a duration of 0 or more (e.g. 30s)", configKeyShutdownTimeout, s)
+		}
+	}
+	if c.ScaleTimeout, err = fleet.Duration(raw, configKeyScaleTimeout, defaultScaleTimeout); err != nil {
+		return c, err
+	}
+	bw, err := fleet.Int(raw, configKeyBandwidth, 0, 0, 1<<20)
+	if err != nil {
+		return c, err
+	}
+	c.Migration.BandwidthMiBs = uint64(bw)
+	if _, ok := raw[configKeyMaxDowntime]; ok {
+		if c.Migration.MaxDowntime, err = fleet.Duration(raw, configKeyMaxDowntime, 0); err != nil {
+			return c, err
+		}
+	}
+	if _, err := fleet.Bool(raw, configKeyNomadInherit, true); err != nil {
+		return c, err
+	}
+	c.Nomad = nomadhelper.ConfigFromNamespacedMap(raw)
+	return c, nil
+}
+
+// policyConfig is one policy's target block, parsed.
+type policyConfig struct {
+	Pool string // the pool's name, unless Cluster
+	// Cluster: the block names no pool, and the policy acts on the whole
+	// cluster under ClusterPolicy, the migration policy the block gives.
+	Cluster       bool
+	ClusterPolicy *pool.Policy
+	Dimension     string
+	NodeDrain     bool
+	DrainDeadline time.Duration
+	DrainIgnore   bool
+	StatusTimeout time.Duration
+}
+
+// policyCache parses policies' target blocks, once per distinct block:
+// the agent passes the block with every Scale and Status call.
+type policyCache struct {
+	mu     sync.Mutex
+	byText map[string]policyResult // by canonical text
+}
+
+type policyResult struct {
+	pc  policyConfig
+	err error
+}
+
+func newPolicyCache() *policyCache { return &policyCache{byText: map[string]policyResult{}} }
+
+// parse returns a policy's target block, parsed.
+func (c *policyCache) parse(raw map[string]string) (policyConfig, error) {
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%q=%q;", k, raw[k])
+	}
+	c.mu.Lock()
+	r, ok := c.byText[b.String()]
+	c.mu.Unlock()
+	if ok {
+		return r.pc, r.err
+	}
+	r.pc, r.err = parsePolicy(raw)
+	if r.err != nil {
+		r.err = fmt.Errorf("%s: policy target: %w", PluginName, r.err)
+	}
+	c.mu.Lock()
+	c.byText[b.String()] = r
+	c.mu.Unlock()
+	return r.pc, r.err
+}
+
+func parsePolicy(raw map[string]string) (policyConfig, error) {
+	var pc policyConfig
+	if err := fleet.CheckKeys("", raw, policyKeys...); err != nil {
+		return pc, err
+	}
+	pc.Dimension = raw[policyKeyDimension]
+	switch pc.Dimension {
+	case DimensionSize, DimensionHosts, DimensionHotHosts:
+	case "":
+		return pc, fmt.Errorf("%s missing: one of %s", policyKeyDimension, strings.Join(dimensions, ", "))
+	default:
+		return pc, fmt.Errorf("%s: %q is not one of %s", policyKeyDimension, pc.Dimension, strings.Join(dimensions, ", "))
+	}
+	var err error
+	pc.Pool = raw[policyKeyPool]
+	pc.Cluster = pc.Pool == ""
+	switch {
+	case pc.Cluster && pc.Dimension == DimensionSize:
+		return pc, fmt.Errorf("%s missing: name the virtpool pool whose size to scale", policyKeyPool)
+	case pc.Cluster:
+		if pc.ClusterPolicy, err = parseClusterPolicy(raw); err != nil {
+			return pc, err
+		}
+	default:
+		for _, k := range clusterKeys {
+			if _, ok := raw[k]; ok {
+				return pc, fmt.Errorf("%s: only for the whole cluster (no %s); pool %s has its virtpool_migration_policy",
+					k, policyKeyPool, pc.Pool)
+			}
+		}
+	}
+	if _, err := fleet.Bool(raw, policyKeyDryRun, false); err != nil {
+		return pc, err
+	}
+	if pc.NodeDrain, err = fleet.Bool(raw, policyKeyNodeDrain, false); err != nil {
+		return pc, err
+	}
+	if pc.NodeDrain && pc.Dimension != DimensionSize {
+		return pc, fmt.Errorf("%s: only the %s dimension removes members", policyKeyNodeDrain, DimensionSize)
+	}
+	if pc.DrainDeadline, err = fleet.Duration(raw, policyKeyDrainDeadline, defaultDrainDeadline); err != nil {
+		return pc, err
+	}
+	if pc.DrainIgnore, err = fleet.Bool(raw, policyKeyDrainIgnoreSys, false); err != nil {
+		return pc, err
+	}
+	// The agent bounds Status by this; answer a little sooner.
+	pc.StatusTimeout = defaultStatusTimeout
+	if s := raw[policyKeyAgentGRPCTimeout]; s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d > 0 {
+			pc.StatusTimeout = d * 9 / 10
+		}
+	}
+	return pc, nil
+}
+
+// parseClusterPolicy reads a cluster policy's migration policy: the
+// defaults of virtpool_migration_policy, in consolidate mode (the hosts
+// dimension frees hosts only in that mode), with the target block's keys.
+func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
+	pol := pool.DefaultPolicy()
+	pol.Mode = pool.ModeConsolidate
+	for _, f := range []struct {
+		key string
+		v   *float64
+	}{{policyKeyCPULow, &pol.CPULow}, {policyKeyCPUHigh, &pol.CPUHigh}, {policyKeyMemoryLow, &pol.MemoryLow},
+		{policyKeyMemoryHigh, &pol.MemoryHigh}, {policyKeyTarget, &pol.TargetUtilisation}} {
+		s, ok := raw[f.key]
+		if !ok {
+			continue
+		}
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(x > 0 && x <= 1) {
+			return nil, fmt.Errorf("%s: %q is not a fraction in (0, 1]", f.key, s)
+		}
+		*f.v = x
+	}
+	var err error
+	if pol.MaxMigrationsPerRound, err = fleet.Int(raw, policyKeyMaxMigrations, pol.MaxMigrationsPerRound, 0, 1000); err != nil {
+		return nil, err
+	}
+	if pol.MaxParallel, err = fleet.Int(raw, policyKeyMaxParallel, pol.MaxParallel, 1, 100); err != nil {
+		return nil, err
+	}
+	if pol.CPULow >= pol.CPUHigh {
+		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyCPULow, pol.CPULow, policyKeyCPUHigh, pol.CPUHigh)
+	}
+	if pol.MemoryLow >= pol.MemoryHigh {
+		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyMemoryLow, pol.MemoryLow, policyKeyMemoryHigh, pol.MemoryHigh)
+	}
+	return &pol, nil
+}
+
+// subject names what a policy acts on, for messages.
+func (pc policyConfig) subject() string {
+	if pc.Cluster {
+		return "the cluster"
+	}
+	return "pool " + pc.Pool
+}
+
+// logArgs are a policy's key/value pairs for its log lines.
+func (pc policyConfig) logArgs() []any {
+	if pc.Cluster {
+		return []any{"cluster", true, "dimension", pc.Dimension}
+	}
+	return []any{"pool", pc.Pool, "dimension", pc.Dimension}
+}

@@ -1,0 +1,144 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/scheduler"
+)
+
+// errPoolNotFound: the pool record is on none of the hosts that answered.
+var errPoolNotFound = errors.New("pool not found")
+
+// scope is what a policy acts on: one pool, or the whole cluster.
+type scope struct {
+	// cluster: every host the plugin knows, and the members of every pool
+	// (each moved among its own pool's hosts, with its pool's options);
+	// other guests count for load and stay put.
+	cluster bool
+	rec     pool.Record    // the pool's record; zero for the cluster
+	hosts   pool.Inventory // the hosts acted on
+	// policy is the migration policy: the pool's, or the cluster's from
+	// the policy's target block; placement the pool's ("spread" for the
+	// cluster).
+	policy    *pool.Policy
+	placement string
+	pools     map[string]pool.Record // every pool found, by name
+}
+
+// resolve finds what a policy acts on, refreshing the topology if it does
+// not know the pool (or any host, for the cluster).
+func resolve(ctx context.Context, f *fleet.Fleet, pc policyConfig) (scope, error) {
+	if !pc.Cluster {
+		rec, t, err := findPool(ctx, f, pc.Pool)
+		if err != nil {
+			return scope{}, err
+		}
+		return scope{rec: rec, hosts: rec.Spec.Inventory(), policy: rec.Policy, placement: rec.Spec.Placement,
+			pools: t.Pools}, nil
+	}
+	t := f.Topology()
+	if len(t.Hosts) == 0 {
+		var err error
+		if t, err = f.Refresh(ctx); err != nil {
+			return scope{}, err
+		}
+	}
+	return scope{cluster: true, hosts: t.Hosts, policy: pc.ClusterPolicy, placement: pool.PlacementSpread, pools: t.Pools}, nil
+}
+
+// findPool returns a pool's record and the topology it was found in,
+// refreshing the topology if the pool is not in the last one.
+func findPool(ctx context.Context, f *fleet.Fleet, name string) (pool.Record, fleet.Topology, error) {
+	t := f.Topology()
+	if rec, ok := t.Pools[name]; ok {
+		return rec, t, nil
+	}
+	t, err := f.Refresh(ctx)
+	if err != nil {
+		return pool.Record{}, t, err
+	}
+	if rec, ok := t.Pools[name]; ok {
+		return rec, t, nil
+	}
+	if len(t.Errors) > 0 {
+		var down []string
+		for u := range t.Errors {
+			down = append(down, u)
+		}
+		sort.Strings(down)
+		return pool.Record{}, t, fmt.Errorf("pool %s not found; unreachable hosts: %s", name, strings.Join(down, ", "))
+	}
+	pools := t.PoolNames()
+	if len(pools) == 0 {
+		pools = []string{"none"}
+	}
+	return pool.Record{}, t, fmt.Errorf("%w on hosts %s (pools there: %s)", errPoolNotFound,
+		strings.Join(t.Hosts.Names(), ", "), strings.Join(pools, ", "))
+}
+
+// newOps returns operations on the scope's hosts (with their migration
+// addresses and the capacity the plugin's hosts setting may override; a
+// host down elsewhere does not stop a pool), with guests' demand measured
+// over the load window.
+func (s scope) newOps(c config, f *fleet.Fleet, log hclog.Logger) *pool.Ops {
+	demand := f.History.Demand(c.LoadWindow)
+	return &pool.Ops{
+		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
+		Demand: func(uuid string) (float64, int64, bool) {
+			d, ok := demand[uuid]
+			return d.CPU, d.RSSBytes, ok
+		},
+	}
+}
+
+// allowed is the set of hosts a plan may use: the pool's; nil (every host
+// of the scope's Ops) for the cluster.
+func (s scope) allowed() map[string]bool {
+	if s.cluster {
+		return nil
+	}
+	return s.rec.Spec.HostSet()
+}
+
+// members picks the scope's members out of a listing of hosts.
+func (s scope) members(all map[string][]driver.Domain) []pool.Member {
+	if s.cluster {
+		return pool.AllMembers(all)
+	}
+	return pool.MembersOf(s.rec.Spec.Name, all)
+}
+
+// schedulerPolicy is what the planner plans the scope with.
+func (s scope) schedulerPolicy() scheduler.Policy { return pool.SchedulerPolicy(s.placement, s.policy) }
+
+// pin tells a view of the scope's hosts what a plan may move: only the
+// pool's members (for the cluster, any pool's, each only among its own
+// pool's hosts); other guests count for load and stay put.
+func (s scope) pin(v *pool.View) {
+	if !s.cluster {
+		v.PinOthers(s.rec.Spec.Name)
+		return
+	}
+	v.PinOthers("")              // "": members of any pool move
+	v.KeepInPools(s.pools, true) // an automatic move goes only where it surely may
+}
+
+// migrateOpts are the live-migration options of a guest: those of its
+// pool's record, else the scope's (for the cluster: its policy, no disk).
+func (s scope) migrateOpts(defaults driver.MigrateOptions) func(pool.Located) driver.MigrateOptions {
+	return func(at pool.Located) driver.MigrateOptions {
+		if r, ok := s.pools[at.Labels[pool.LabelPool]]; ok {
+			return pool.MigrateOptions(defaults, r.Policy, r.Spec.HasDisk())
+		}
+		return pool.MigrateOptions(defaults, s.policy, s.rec.Spec.HasDisk())
+	}
+}
