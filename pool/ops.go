@@ -55,8 +55,9 @@ func (o *Ops) driver(ctx context.Context) (driver.Driver, error) {
 	return o.Driver(ctx)
 }
 
-// eachHost runs fn for every named host in parallel and joins the errors.
-func eachHost(names []string, fn func(name string) error) error {
+// EachHost runs fn for every named host in parallel and joins the errors:
+// one slow host does not delay the others.
+func EachHost(names []string, fn func(name string) error) error {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, n := range names {
@@ -87,7 +88,7 @@ func (o *Ops) ListAll(ctx context.Context, hosts []string) (map[string][]driver.
 	}
 	var mu sync.Mutex
 	out := make(map[string][]driver.Domain, len(hosts))
-	err = eachHost(hosts, func(n string) error {
+	err = EachHost(hosts, func(n string) error {
 		h, err := o.Hosts.Lookup(n)
 		if err != nil {
 			return err
@@ -307,7 +308,7 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 		bad    error // why the newest record kept is unreadable
 		where  []string
 	)
-	err = eachHost(hosts, func(n string) error {
+	err = EachHost(hosts, func(n string) error {
 		h, err := o.Hosts.Lookup(n)
 		if err != nil {
 			return err
@@ -359,7 +360,7 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 		return pr, err
 	}
 	keep := pr.Spec.HostSet()
-	err = eachHost(pr.Spec.HostNames(), func(n string) error {
+	err = EachHost(pr.Spec.HostNames(), func(n string) error {
 		h, ok := o.Hosts[n]
 		if !ok {
 			h, ok = pr.Spec.Inventory()[n]
@@ -392,7 +393,7 @@ func (o *Ops) DeletePoolRecord(ctx context.Context, name string, hosts []string)
 	if err != nil {
 		return err
 	}
-	return eachHost(dedupe(hosts), func(n string) error {
+	return EachHost(dedupe(hosts), func(n string) error {
 		h, err := o.Hosts.Lookup(n)
 		if err != nil {
 			return err

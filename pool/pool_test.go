@@ -337,3 +337,30 @@ func TestViewHostCapacity(t *testing.T) {
 		t.Errorf("View with too large a capacity: %v", err)
 	}
 }
+
+// EachHost calls every host at once (a slow host does not hold the others
+// back) and reports every failure.
+func TestEachHost(t *testing.T) {
+	names := []string{"h1", "h2", "h3"}
+	started := make(chan struct{}, len(names))
+	release := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- pool.EachHost(names, func(n string) error {
+			started <- struct{}{}
+			<-release // each call waits until all have started
+			if n == "h1" {
+				return nil
+			}
+			return fmt.Errorf("host %s down", n)
+		})
+	}()
+	for range names {
+		<-started
+	}
+	close(release)
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "host h2 down") || !strings.Contains(err.Error(), "host h3 down") {
+		t.Errorf("EachHost = %v, want both failures", err)
+	}
+}

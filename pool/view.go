@@ -43,7 +43,7 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 	for i, n := range names {
 		idx[n] = i
 	}
-	err = eachHost(names, func(n string) error {
+	err = EachHost(names, func(n string) error {
 		i := idx[n]
 		h := o.Hosts[n]
 		hi, err := d.HostInfo(ctx, h.URI)

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -98,20 +97,6 @@ func lockPool(name string) func() {
 	return mu.Unlock
 }
 
-// eachHost runs fn for every named host in parallel and joins the errors.
-func eachHost(names []string, fn func(name string) error) error {
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn(n)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
 
 // ops returns the shared pool operations (package pool) over the
 // provider's hosts and driver, logging to Terraform's log through ctx.

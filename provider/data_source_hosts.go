@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
 )
 
 var _ datasource.DataSourceWithConfigure = (*hostsDataSource)(nil)
@@ -159,7 +160,7 @@ func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, 
 	for i, n := range names {
 		idx[n] = i
 	}
-	err := eachHost(names, func(n string) error {
+	err := pool.EachHost(names, func(n string) error {
 		hl, err := d.client.measureHost(ctx, n)
 		mu.Lock()
 		loads[idx[n]] = hl
