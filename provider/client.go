@@ -97,7 +97,6 @@ func lockPool(name string) func() {
 	return mu.Unlock
 }
 
-
 // ops returns the shared pool operations (package pool) over the
 // provider's hosts and driver, logging to Terraform's log through ctx.
 func (c *Client) ops(ctx context.Context) *pool.Ops {
