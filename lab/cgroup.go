@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -68,31 +67,37 @@ func groupDir(mount, root, path string) string {
 	return filepath.Join(mount, rel)
 }
 
-// cgroupHierarchies finds the cpu and memory hierarchies from
-// /proc/self/mountinfo and /proc/self/cgroup. It detects v1 and v2; on a
-// hybrid machine (v1 controllers, an empty v2) v1 is used, since the v2
-// tree then has no controllers.
+// cgroupHierarchies finds the cpu and memory hierarchies of this process.
 func cgroupHierarchies() (version int, hs []hierarchy, err error) {
-	self := map[string]string{} // controller list ("cpu,cpuacct", "" for v2) → own path
-	f, err := os.Open("/proc/self/cgroup")
+	self, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return 0, nil, err
 	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) == 3 {
-			self[parts[1]] = parts[2]
-		}
-	}
-	f.Close()
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return 0, nil, err
 	}
+	return parseHierarchies(string(self), string(mi), func(mount string) []string {
+		b, _ := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
+		return strings.Fields(string(b))
+	})
+}
+
+// parseHierarchies reads /proc/self/cgroup and /proc/self/mountinfo;
+// v2Controllers lists what a cgroup2 mount offers. It detects v1 and v2;
+// on a hybrid machine (v1 controllers, an empty v2) v1 is used, since the
+// v2 tree then has no controllers.
+func parseHierarchies(selfCgroup, mountinfo string, v2Controllers func(mount string) []string) (int, []hierarchy, error) {
+	self := map[string]string{} // controller list ("cpu,cpuacct", "" for v2) → own path
+	for _, line := range strings.Split(selfCgroup, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 {
+			self[parts[1]] = parts[2]
+		}
+	}
 	var v1 []hierarchy
 	var v2 *hierarchy
-	for _, line := range strings.Split(string(mi), "\n") {
+	for _, line := range strings.Split(mountinfo, "\n") {
 		// id parent dev root mount opts... - fstype source superopts
 		pre, post, ok := strings.Cut(line, " - ")
 		if !ok {
@@ -105,8 +110,7 @@ func cgroupHierarchies() (version int, hs []hierarchy, err error) {
 		root, mount := pf[3], pf[4]
 		switch qf[0] {
 		case "cgroup2":
-			ctl, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
-			if err == nil && hasAll(strings.Fields(string(ctl)), "cpu", "memory") {
+			if hasAll(v2Controllers(mount), "cpu", "memory") {
 				v2 = &hierarchy{self: groupDir(mount, root, self[""]), controllers: []string{"cpu", "memory"}}
 			}
 		case "cgroup":
