@@ -41,14 +41,14 @@ func TestRT2RT3StreamsAndSequenceSurviveTwoMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitStreamAdvance(t, httpS, 20)
-	waitStreamAdvance(t, tcpS, 20)
+	waitStreamAdvance(t, g, httpS, 20)
+	waitStreamAdvance(t, g, tcpS, 20)
 	before := g.seqCheck(t)
 	for _, to := range []struct{ name string }{{b.Name}, {a.Name}} {
 		h, _ := theLab.Host(to.name)
 		m := migrate(t, g, h, labOpts)
-		waitStreamAdvance(t, httpS, 50)
-		waitStreamAdvance(t, tcpS, 50)
+		waitStreamAdvance(t, g, httpS, 50)
+		waitStreamAdvance(t, g, tcpS, 50)
 		t.Logf("%s→%s: elapsed %s, downtime %s", m.From, m.To, m.Elapsed, m.Downtime)
 	}
 	after := g.seqCheck(t)
@@ -117,7 +117,7 @@ func runLoadCases(t *testing.T, cases []loadCase) {
 		if o.PostCopyAfter > 0 && !m.PostCopy {
 			t.Errorf("R-T4 %s: the migration did not switch to post-copy", c.name)
 		}
-		waitStreamAdvance(t, s, 20)
+		waitStreamAdvance(t, g, s, 20)
 		rows = append(rows, fmt.Sprintf("%-40s %-6s %10s %10s %12d %v", c.name, m.From+"→"+m.To,
 			m.Elapsed, m.Downtime, m.Bytes, m.PostCopy))
 	}

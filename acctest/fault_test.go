@@ -112,7 +112,7 @@ func TestFaultsDuringMigration(t *testing.T) {
 				t.Fatalf("guest runs on %v after a failed migration, want the source %s", on, a.Name)
 			}
 			g.Host, _ = theLab.Host(on[0])
-			waitStreamAdvance(t, s, 20)
+			waitStreamAdvance(t, g, s, 20)
 			if r := s.Stop(); r.Err != nil {
 				t.Fatalf("stream broken by %q: %v", c.name, r.Err)
 			}

@@ -2,6 +2,8 @@ package acctest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,11 +119,24 @@ func (w *watcher) stop() int {
 }
 
 // waitStreamAdvance fails the test unless the stream still flows.
-func waitStreamAdvance(t testing.TB, s *probe.Stream, n int) {
+func waitStreamAdvance(t testing.TB, g *guest, s *probe.Stream, n int) {
 	t.Helper()
 	if err := s.WaitAdvance(n, 20*time.Second); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; the guest then: %s", err, g.describe(t))
 	}
+}
+
+// describe says where the guest runs and whether it answers a new request
+// (its /stat: load settings, loadavg, CPU counters), for failure messages:
+// a stalled stream from a guest that answers is a stuck connection, from
+// one that does not, a stuck guest or network.
+func (g *guest) describe(t testing.TB) string {
+	t.Helper()
+	stat, err := client.Get(requestCtx(), g.IP, "/stat")
+	if err != nil {
+		stat = "no answer: " + err.Error()
+	}
+	return fmt.Sprintf("running on %v; GET /stat: %s", g.where(t), strings.ReplaceAll(strings.TrimSpace(stat), "\n", "; "))
 }
 
 func hostsAB() (lab.Host, lab.Host) {

@@ -93,6 +93,9 @@ type Lab struct {
 	Image           Image  `json:"image"`
 	// Accelerator guests should use ("" = let the driver choose).
 	Accelerator string `json:"accelerator,omitempty"`
+	// SavedSliceUs is the kernel's CFS bandwidth slice before the lab
+	// narrowed it (0: untouched); Down restores it.
+	SavedSliceUs int `json:"saved_slice_us,omitempty"`
 }
 
 func stateFile() string { return filepath.Join(Dir, "lab.json") }

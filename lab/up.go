@@ -48,11 +48,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 	}
 	l := &Lab{ClientNamespace: clientNS, ClientIP: clientIP, ImageDir: filepath.Join(Dir, "images")}
-	old, err := Load()
-	if err == nil && len(old.Hosts) != cfg.Hosts {
+	old, loadErr := Load()
+	up := loadErr == nil // a lab (or part of one) is up already
+	if up && len(old.Hosts) != cfg.Hosts {
 		return nil, fmt.Errorf("a lab with %d hosts is up; run 'virtpool lab down' first", len(old.Hosts))
 	}
-	if err == nil && cfg.GuestDir == "" {
+	var err error
+	if up && cfg.GuestDir == "" {
 		l.Image = old.Image // keep the image the lab was started with
 	} else {
 		if err := os.MkdirAll(l.ImageDir, 0o755); err != nil {
@@ -64,6 +66,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 
 	start := time.Now()
+	if up {
+		l.SavedSliceUs = old.SavedSliceUs // narrowed already
+	} else if l.SavedSliceUs, err = narrowSlice(); err != nil {
+		return nil, err
+	}
 	if err := ensureNS(ctx, switchNS); err != nil {
 		return nil, err
 	}
