@@ -70,7 +70,7 @@ func BenchmarkMigration(b *testing.B) {
 					}
 					p, err := client.StartPing(g.IP)
 					if err != nil {
-						b.Fatal(err)
+						b.Fatalf("%v; the guest: %s", err, g.describe(b))
 					}
 					m := migrate(b, g, to, o)
 					pr, err := p.Stop()

@@ -1,8 +1,11 @@
 package acctest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -136,7 +139,23 @@ func (g *guest) describe(t testing.TB) string {
 	if err != nil {
 		stat = "no answer: " + err.Error()
 	}
-	return fmt.Sprintf("running on %v; GET /stat: %s", g.where(t), strings.ReplaceAll(strings.TrimSpace(stat), "\n", "; "))
+	return fmt.Sprintf("running on %v; GET /stat: %s%s", g.where(t), strings.ReplaceAll(strings.TrimSpace(stat), "\n", "; "),
+		g.console())
+}
+
+// console is the end of the guest's serial console on each lab host that
+// has one (the guest kernel says "quiet" there until it oopses or panics).
+func (g *guest) console() string {
+	var b strings.Builder
+	for _, h := range theLab.Hosts {
+		data, err := os.ReadFile(filepath.Join(h.StateDir, "log", "qemu", g.Name+"-console.log"))
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&b, "\nconsole of %s on %s (last lines):\n%s", g.Name, h.Name, strings.Join(lines[max(0, len(lines)-12):], "\n"))
+	}
+	return b.String()
 }
 
 func hostsAB() (lab.Host, lab.Host) {

@@ -60,12 +60,12 @@ func TestRT7Downtime(t *testing.T) {
 		}
 		p, err := client.StartPing(g.IP)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("run %d: %v; the guest: %s", i+1, err, g.describe(t))
 		}
 		m := migrate(t, g, to, labOpts)
 		pr, err := p.Stop()
 		if err != nil {
-			t.Fatalf("run %d: %v", i+1, err)
+			t.Fatalf("run %d: %v; the guest: %s", i+1, err, g.describe(t))
 		}
 		if pr.Received < pr.Sent-200 || pr.Received < 20 {
 			t.Fatalf("run %d: guest stopped answering pings: %d of %d", i+1, pr.Received, pr.Sent)
