@@ -49,7 +49,13 @@ func runWithLab(m *testing.M) int {
 	logger = hclog.New(&hclog.LoggerOptions{Name: "acctest", Level: hclog.LevelFromString(labtest.EnvOr("VIRTPOOL_LOG", "warn"))})
 	var down func()
 	var err error
-	if theLab, down, err = labtest.Up(ctx, "acctest", logger); err != nil {
+	// The campaign measures migration, not placement, and runs one guest at
+	// a time: its hosts share the machine (no budgets). A budget freezes a
+	// busy vCPU in the middle of kernel paths while QEMU's migration thread
+	// syncs the dirty bitmap, and QEMU 7.2's TCG then loses guest writes
+	// (see lab/guest/kernel.config): R-T4's memory-dirtying guest crashed
+	// in about one migration in a hundred with budgets.
+	if theLab, down, err = labtest.Up(ctx, "acctest", false, logger); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -172,52 +172,6 @@ func hasAll(list []string, want ...string) bool {
 	return true
 }
 
-// bandwidthSlice is where the kernel says how much of a group's CPU quota
-// one CPU takes from the group's pool at a time (default 5 ms).
-const bandwidthSlice = "/proc/sys/kernel/sched_cfs_bandwidth_slice_us"
-
-// labSliceUs is the slice the lab runs with. With the default 5 ms, as much
-// as a host's whole quota per period, one thread of a host (a vCPU) may run
-// out the period while another (QEMU's migration thread) waits, and the
-// next period the other way round: a vCPU then sits frozen in the middle
-// of a kernel path for milliseconds while the migration thread syncs the
-// dirty bitmap, which is when QEMU 7.2's TCG loses guest writes (see
-// "page-table isolation" in guest/kernel.config). Measured with a guest
-// dirtying memory, auto-converge, migrated back and forth: a guest kernel
-// crashed after 1 migration in ~95 with 5 ms slices, none in 240 with 1 ms.
-const labSliceUs = 1000
-
-// narrowSlice sets the bandwidth slice to labSliceUs if it is wider, and
-// returns the value to restore (0: nothing changed).
-func narrowSlice() (int, error) {
-	b, err := os.ReadFile(bandwidthSlice)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil // a kernel without it hands out quota its own way
-	}
-	if err != nil {
-		return 0, err
-	}
-	old, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || old <= labSliceUs {
-		return 0, nil
-	}
-	if err := os.WriteFile(bandwidthSlice, []byte(strconv.Itoa(labSliceUs)), 0o644); err != nil {
-		return 0, fmt.Errorf("set %s to %d: %w", bandwidthSlice, labSliceUs, err)
-	}
-	return old, nil
-}
-
-// restoreSlice puts back what narrowSlice changed.
-func restoreSlice(old int) error {
-	if old <= 0 {
-		return nil
-	}
-	if err := os.WriteFile(bandwidthSlice, []byte(strconv.Itoa(old)), 0o644); err != nil {
-		return fmt.Errorf("restore %s to %d: %w", bandwidthSlice, old, err)
-	}
-	return nil
-}
-
 // makeCgroups creates host's groups with its budget and returns them.
 func makeCgroups(host string) (Cgroups, error) {
 	version, hs, err := cgroupHierarchies()

@@ -27,12 +27,10 @@ func Down(ctx context.Context, log hclog.Logger) error {
 		return err
 	}
 	var cgs []Cgroups
-	slice := 0
 	if l, err := Load(); err == nil {
 		for _, h := range l.Hosts {
 			cgs = append(cgs, h.Cgroups)
 		}
-		slice = l.SavedSliceUs
 	}
 	var errs []error
 	for _, ns := range nss {
@@ -46,9 +44,6 @@ func Down(ctx context.Context, log hclog.Logger) error {
 		}
 	}
 	if err := removeCgroups(cgs); err != nil {
-		errs = append(errs, err)
-	}
-	if err := restoreSlice(slice); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(Dir); err != nil {

@@ -93,9 +93,9 @@ type Lab struct {
 	Image           Image  `json:"image"`
 	// Accelerator guests should use ("" = let the driver choose).
 	Accelerator string `json:"accelerator,omitempty"`
-	// SavedSliceUs is the kernel's CFS bandwidth slice before the lab
-	// narrowed it (0: untouched); Down restores it.
-	SavedSliceUs int `json:"saved_slice_us,omitempty"`
+	// Budgets says whether the hosts have CPU and memory budgets of their
+	// own (cgroups, and the capacity they declare), or share the machine.
+	Budgets bool `json:"budgets"`
 }
 
 func stateFile() string { return filepath.Join(Dir, "lab.json") }

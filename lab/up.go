@@ -24,7 +24,11 @@ type Config struct {
 	// GuestDir holds the guest image (vmlinux, initramfs.img, cmdline),
 	// built by BuildGuest if empty.
 	GuestDir string
-	Log      hclog.Logger
+	// NoBudgets lets every host use the whole machine: no cgroups, and
+	// virtpool plans with what libvirt reports. For runs that measure
+	// migration rather than placement: see lab/cgroup.go.
+	NoBudgets bool
+	Log       hclog.Logger
 }
 
 // Up brings the lab up, or completes a partial one: it is idempotent.
@@ -53,6 +57,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if up && len(old.Hosts) != cfg.Hosts {
 		return nil, fmt.Errorf("a lab with %d hosts is up; run 'virtpool lab down' first", len(old.Hosts))
 	}
+	l.Budgets = !cfg.NoBudgets
+	if up && old.Budgets != l.Budgets {
+		return nil, fmt.Errorf("a lab %s host budgets is up, this needs one %s; run 'virtpool lab down' first",
+			withOrWithout(old.Budgets), withOrWithout(l.Budgets))
+	}
 	var err error
 	if up && cfg.GuestDir == "" {
 		l.Image = old.Image // keep the image the lab was started with
@@ -66,11 +75,6 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 
 	start := time.Now()
-	if up {
-		l.SavedSliceUs = old.SavedSliceUs // narrowed already
-	} else if l.SavedSliceUs, err = narrowSlice(); err != nil {
-		return nil, err
-	}
 	if err := ensureNS(ctx, switchNS); err != nil {
 		return nil, err
 	}
@@ -81,9 +85,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	for i := 1; i <= cfg.Hosts; i++ {
-		h := newHost(i)
-		if h.Cgroups, err = makeCgroups(h.Name); err != nil {
-			return nil, err
+		h := newHost(i, l.Budgets)
+		if l.Budgets {
+			if h.Cgroups, err = makeCgroups(h.Name); err != nil {
+				return nil, err
+			}
 		}
 		if err := plug(ctx, h.Namespace, h.Name, h.IP, true); err != nil {
 			return nil, err
@@ -108,11 +114,20 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	return l, nil
 }
 
-func newHost(i int) Host {
+func withOrWithout(budgets bool) string {
+	if budgets {
+		return "with"
+	}
+	return "without"
+}
+
+// newHost describes lab host i; with budgets it declares its budget as its
+// capacity, without it plans with what libvirt reports (the machine).
+func newHost(i int, budgets bool) Host {
 	name := fmt.Sprintf("h%d", i)
 	ip := fmt.Sprintf("%s%d", subnet, hostIPBase+i)
 	state := filepath.Join(Dir, "hosts", name)
-	return Host{
+	h := Host{
 		Name:      name,
 		Namespace: nsPrefix + name,
 		IP:        ip,
@@ -123,10 +138,11 @@ func newHost(i int) Host {
 		MigrateTo: "tcp://" + ip,
 		Bridge:    GuestBridge,
 		StateDir:  state,
-		CPUs:      HostCPUs,
-		MemoryMiB: hostPlannedMemoryMiB,
-		VCPURatio: hostVCPURatio,
 	}
+	if budgets {
+		h.CPUs, h.MemoryMiB, h.VCPURatio = HostCPUs, hostPlannedMemoryMiB, hostVCPURatio
+	}
+	return h
 }
 
 func run(ctx context.Context, name string, args ...string) error {

@@ -69,7 +69,7 @@ func runWithLab(m *testing.M) int {
 	os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "virtpool")
 	var down func()
 	var err error
-	if theLab, down, err = labtest.Up(ctx, "provider acc", log); err != nil {
+	if theLab, down, err = labtest.Up(ctx, "provider acc", true, log); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -46,7 +46,11 @@ func demoCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
 	} else {
 		step("bringing the lab up (%d hosts, a client, a shared segment)", *hosts)
 	}
-	if l, err = lab.Up(ctx, lab.Config{Hosts: *hosts, Log: log.Named("lab")}); err != nil {
+	cfg := lab.Config{Hosts: *hosts, Log: log.Named("lab")}
+	if loadErr == nil {
+		cfg.NoBudgets = !l.Budgets // as it is
+	}
+	if l, err = lab.Up(ctx, cfg); err != nil {
 		return err
 	}
 	if !*keep && loadErr != nil {

@@ -18,10 +18,11 @@ func labCmd(ctx context.Context, log hclog.Logger, sub string, args []string) er
 		fs := newFlags("lab up")
 		hosts := fs.Int("hosts", 3, "number of hosts")
 		guestDir := fs.String("guest-dir", "", "prebuilt guest image directory (default: build into the cache)")
+		noBudgets := fs.Bool("no-budgets", false, "let every host use the whole machine (no per-host CPU and memory budget)")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		l, err := lab.Up(ctx, lab.Config{Hosts: *hosts, GuestDir: *guestDir, Log: log})
+		l, err := lab.Up(ctx, lab.Config{Hosts: *hosts, GuestDir: *guestDir, NoBudgets: *noBudgets, Log: log})
 		if err != nil {
 			return err
 		}

@@ -15,12 +15,13 @@ import (
 // demo, make bench-migration) holds it, so that two never share the lab.
 const Lock = "/tmp/virtpool-lab.lock"
 
-// Up brings a three-host lab up for a test suite and returns it with the
+// Up brings a three-host lab up for a test suite (with host budgets or
+// without, see lab.Config.NoBudgets) and returns it with the
 // function that undoes what Up did. It holds the lab lock until then,
 // unless VIRTPOOL_LAB_LOCK_HELD=1 says the caller (make, through flock -o)
 // already holds it. A lab that was already up, or VIRTPOOL_LAB_KEEP=1,
 // stays up afterwards: Up does not tear down what it did not start.
-func Up(ctx context.Context, suite string, log hclog.Logger) (*lab.Lab, func(), error) {
+func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab.Lab, func(), error) {
 	unlock := func() {}
 	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
 		var err error
@@ -38,7 +39,7 @@ func Up(ctx context.Context, suite string, log hclog.Logger) (*lab.Lab, func(), 
 		}
 		unlock()
 	}
-	l, err := lab.Up(ctx, lab.Config{Hosts: 3, Log: log.Named("lab")})
+	l, err := lab.Up(ctx, lab.Config{Hosts: 3, NoBudgets: !budgets, Log: log.Named("lab")})
 	if err != nil {
 		down()
 		return nil, nil, fmt.Errorf("%s: lab up: %w", suite, err)

@@ -38,7 +38,7 @@ type testPool struct {
 func seeds() string {
 	var s []string
 	for _, h := range theLab.Hosts {
-		s = append(s, h.Name+"="+h.URI+";"+h.Capacity().String())
+		s = append(s, h.Name+"="+h.URI+";"+h.Capacity().String()) // the lab hosts have budgets
 	}
 	return strings.Join(s, ", ")
 }

@@ -60,7 +60,7 @@ func runWithLab(m *testing.M) int {
 		return 1
 	}
 	var down func()
-	if theLab, down, err = labtest.Up(ctx, "autoscaler acc", logger); err != nil {
+	if theLab, down, err = labtest.Up(ctx, "autoscaler acc", true, logger); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
