@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	lv "libvirt.org/go/libvirt"
 
 	"github.com/virtpool/virtpool/driver"
@@ -92,7 +94,15 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	tick := time.NewTicker(progressInterval)
 	defer tick.Stop()
 	start := time.Now()
-	postCopy := false
+	var switched atomic.Bool
+	if o.PostCopy && o.PostCopyAfter > 0 {
+		stop, exited := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(exited)
+			switchToPostCopy(dom, o.PostCopyAfter, stop, &switched, log)
+		}()
+		defer func() { close(stop); <-exited }() // before dom is freed
+	}
 	aborted := false
 	var lastProcessed uint64
 	for {
@@ -109,7 +119,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 			if err != nil {
 				return fail(req.DestURI, err)
 			}
-			res.PostCopy = res.PostCopy || postCopy
+			res.PostCopy = res.PostCopy || switched.Load()
 			// libvirt keeps no completed-job statistics for some
 			// migrations (post-copy among them): fall back to what this
 			// call saw, leaving the downtime unknown (0).
@@ -141,17 +151,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				DataTotal:     js.DataTotal,
 				DataProcessed: js.DataProcessed,
 				DataRemaining: js.DataRemaining,
-				PostCopy:      postCopy,
-			}
-			// QEMU refuses the switch until the migration has really
-			// started; a refusal is retried at the next tick.
-			if o.PostCopy && o.PostCopyAfter > 0 && !postCopy && time.Since(start) > o.PostCopyAfter {
-				if err := dom.MigrateStartPostCopy(0); err != nil {
-					log.Debug("switch to post-copy refused; will retry", "error", err)
-				} else {
-					log.Info("switched to post-copy", "after", time.Since(start).String())
-					postCopy = true
-				}
+				PostCopy:      switched.Load(),
 			}
 			if progress != nil {
 				progress(p)
@@ -260,4 +260,31 @@ func (d *Driver) AbortMigration(ctx context.Context, uri, name string) error {
 	return d.withDomain(ctx, "abort migration", uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
 		return dom.AbortJob()
 	})
+}
+
+// switchToPostCopy asks for the switch to post-copy after `after`, and
+// again every progress interval while QEMU refuses it (it does until the
+// migration has really started), until it is accepted or stop closes. It
+// runs apart from the progress loop: a statistics query can wait seconds
+// for a QEMU monitor busy with a guest that dirties memory, long enough for
+// pre-copy to end without the switch the caller asked for.
+func switchToPostCopy(dom *lv.Domain, after time.Duration, stop <-chan struct{}, switched *atomic.Bool, log hclog.Logger) {
+	start := time.Now()
+	t := time.NewTimer(after)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if err := dom.MigrateStartPostCopy(0); err != nil {
+			log.Debug("switch to post-copy refused; will retry", "error", err)
+			t.Reset(progressInterval)
+			continue
+		}
+		log.Info("switched to post-copy", "after", time.Since(start).String())
+		switched.Store(true)
+		return
+	}
 }
