@@ -21,7 +21,11 @@ const Lock = "/tmp/virtpool-lab.lock"
 // unless VIRTPOOL_LAB_LOCK_HELD=1 says the caller (make, through flock -o)
 // already holds it. A lab that was already up, or VIRTPOOL_LAB_KEEP=1,
 // stays up afterwards: Up does not tear down what it did not start.
+// A lab of another shape (host count, budgets), such as one a killed run
+// of another suite left, is taken down and replaced: with the lock held
+// nothing else uses it, and refusing would leave every later run red.
 func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab.Lab, func(), error) {
+	const hosts = 3
 	unlock := func() {}
 	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
 		var err error
@@ -29,7 +33,16 @@ func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab
 			return nil, nil, err
 		}
 	}
-	_, loadErr := lab.Load()
+	old, loadErr := lab.Load()
+	if loadErr == nil && (old.Budgets != budgets || len(old.Hosts) != hosts) {
+		fmt.Fprintf(os.Stderr, "%s: replacing the lab that is up (%d hosts, budgets %t) with one of %d hosts, budgets %t\n",
+			suite, len(old.Hosts), old.Budgets, hosts, budgets)
+		if err := lab.Down(ctx, log); err != nil {
+			unlock()
+			return nil, nil, fmt.Errorf("%s: lab down: %w", suite, err)
+		}
+		loadErr = os.ErrNotExist
+	}
 	keep := loadErr == nil || os.Getenv("VIRTPOOL_LAB_KEEP") == "1"
 	down := func() {
 		if !keep {
@@ -39,7 +52,7 @@ func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab
 		}
 		unlock()
 	}
-	l, err := lab.Up(ctx, lab.Config{Hosts: 3, NoBudgets: !budgets, Log: log.Named("lab")})
+	l, err := lab.Up(ctx, lab.Config{Hosts: hosts, NoBudgets: !budgets, Log: log.Named("lab")})
 	if err != nil {
 		down()
 		return nil, nil, fmt.Errorf("%s: lab up: %w", suite, err)
