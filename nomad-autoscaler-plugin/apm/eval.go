@@ -5,7 +5,7 @@ import (
 
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 )
 
 // Eval computes the query over frames: one point per frame in which the
@@ -87,30 +87,22 @@ func values(q Query, f fleet.Frame) []float64 {
 }
 
 func hostValue(metric string, h *fleet.HostFrame) float64 {
-	var cpu, disk, net float64
-	var mem, rss uint64
-	for _, g := range h.Guests {
-		cpu += g.CPU
-		disk += g.DiskBps
-		net += g.NetBps
-		mem += g.MemoryBytes
-		rss += g.RSSBytes
-	}
+	t := h.Totals()
 	switch metric {
 	case MetricCPU:
-		return pct(cpu, h.Cores)
+		return pct(t.CPU, h.Cores)
 	case MetricCPUCores:
-		return cpu
+		return t.CPU
 	case MetricHostCPU:
 		return 100 * h.Busy
 	case MetricMemory:
-		return pct(float64(mem), float64(h.MemoryBytes))
+		return pct(float64(t.MemoryBytes), float64(h.MemoryBytes))
 	case MetricMemoryBytes:
-		return float64(rss)
+		return float64(t.RSSBytes)
 	case MetricDisk:
-		return disk
+		return t.DiskBps
 	case MetricNet:
-		return net
+		return t.NetBps
 	case MetricGuests:
 		return float64(len(h.Guests))
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/plugins/base"
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 )
 
 // PluginName is the plugin's name: the agent's apm block must use it as

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet/fleettest"
+	"github.com/virtpool/virtpool/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
 )

@@ -38,7 +38,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 )
 
 const (

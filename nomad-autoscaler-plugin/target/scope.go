@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
 )

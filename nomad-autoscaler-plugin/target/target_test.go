@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet/fleettest"
+	"github.com/virtpool/virtpool/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
 )

@@ -1,7 +1,7 @@
-// Package fleet is what both virtpool autoscaler plugins need to look at
-// the hosts: the common configuration keys, the hosts and pools found through
-// the pool records, and a bounded in-memory history of stats samples from
-// which CPU, memory, disk and network rates are derived.
+// Package fleet is what the virtpool agent and both autoscaler plugins need
+// to look at the hosts: the common configuration keys, the hosts and pools
+// found through the pool records, and a bounded in-memory history of stats
+// samples from which CPU, memory, disk and network rates are derived.
 package fleet
 
 import (
@@ -94,36 +94,60 @@ func ParseHosts(s string) ([]Seed, error) {
 			"h1=qemu+tls://h1.example/system, h2=qemu+tls://h2.example/system")
 	}
 	var out []Seed
-	seen := map[string]bool{}
 	for _, f := range fields {
-		var sd Seed
-		if i := strings.Index(f, ";"); i >= 0 {
-			c, err := pool.ParseCapacity(f[i+1:])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: capacity: %w", ConfigKeyHosts, f, err)
-			}
-			sd.Capacity, f = c, f[:i]
+		entry, capa, _ := strings.Cut(f, ";")
+		c, err := pool.ParseCapacity(capa)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: capacity: %w", ConfigKeyHosts, f, err)
 		}
 		// name=uri: a name has no ':' or '/', a URI always has "://".
-		if i := strings.Index(f, "="); i > 0 && !strings.ContainsAny(f[:i], ":/") {
-			sd.Name, sd.URI = f[:i], f[i+1:]
-			if err := pool.ValidHostName(sd.Name); err != nil {
-				return nil, fmt.Errorf("%s: %w", ConfigKeyHosts, err)
-			}
-		} else {
-			sd.URI = f
+		name, uri := "", entry
+		if i := strings.Index(entry, "="); i > 0 && !strings.ContainsAny(entry[:i], ":/") {
+			name, uri = entry[:i], entry[i+1:]
 		}
-		u, err := url.Parse(sd.URI)
-		if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(sd.URI, "://") {
-			return nil, fmt.Errorf("%s: %q is not a libvirt URI (want e.g. qemu+tls://host/system or name=URI)", ConfigKeyHosts, f)
+		sd, err := NewSeed(name, uri, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", ConfigKeyHosts, f, err)
 		}
-		if seen[sd.URI] {
-			return nil, fmt.Errorf("%s: %s listed twice", ConfigKeyHosts, sd.URI)
-		}
-		seen[sd.URI] = true
 		out = append(out, sd)
 	}
+	if err := checkSeeds(out); err != nil {
+		return nil, fmt.Errorf("%s: %w", ConfigKeyHosts, err)
+	}
 	return out, nil
+}
+
+// NewSeed checks a host entry, however the configuration spells it: a
+// valid host name (or none) and a libvirt URI.
+func NewSeed(name, uri string, c pool.Capacity) (Seed, error) {
+	if name != "" {
+		if err := pool.ValidHostName(name); err != nil {
+			return Seed{}, err
+		}
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(uri, "://") {
+		return Seed{}, fmt.Errorf("%q is not a libvirt URI (want e.g. qemu+tls://host/system or name=URI)", uri)
+	}
+	return Seed{Name: name, URI: uri, Capacity: c}, nil
+}
+
+// checkSeeds fails on a URI or name listed twice.
+func checkSeeds(seeds []Seed) error {
+	seen := map[string]bool{}
+	for _, sd := range seeds {
+		if seen[sd.URI] {
+			return fmt.Errorf("%s listed twice", sd.URI)
+		}
+		seen[sd.URI] = true
+		if sd.Name != "" {
+			if seen["name "+sd.Name] {
+				return fmt.Errorf("host name %s given twice", sd.Name)
+			}
+			seen["name "+sd.Name] = true
+		}
+	}
+	return nil
 }
 
 // Duration parses a positive duration value of key (def if absent).
@@ -185,12 +209,25 @@ var CommonKeys = []string{ConfigKeyHosts, ConfigKeyDriverPath, ConfigKeySampleIn
 
 // ParseConfig reads the common keys.
 func ParseConfig(cfg map[string]string) (Config, error) {
-	var c Config
-	var err error
-	if c.Seeds, err = ParseHosts(cfg[ConfigKeyHosts]); err != nil {
-		return c, err
+	seeds, err := ParseHosts(cfg[ConfigKeyHosts])
+	if err != nil {
+		return Config{}, err
 	}
-	c.DriverPath = cfg[ConfigKeyDriverPath]
+	return ParseSettings(cfg, seeds)
+}
+
+// ParseSettings reads the common keys but ConfigKeyHosts, whose seeds the
+// caller parsed (the agent's configuration file spells hosts as the
+// provider does).
+func ParseSettings(cfg map[string]string, seeds []Seed) (Config, error) {
+	c := Config{Seeds: seeds, DriverPath: cfg[ConfigKeyDriverPath]}
+	if len(seeds) == 0 {
+		return c, fmt.Errorf("%s: none given", ConfigKeyHosts)
+	}
+	if err := checkSeeds(seeds); err != nil {
+		return c, fmt.Errorf("%s: %w", ConfigKeyHosts, err)
+	}
+	var err error
 	if c.SampleInterval, err = Duration(cfg, ConfigKeySampleInterval, DefaultSampleInterval); err != nil {
 		return c, err
 	}

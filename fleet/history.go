@@ -104,6 +104,39 @@ type HostFrame struct {
 	Guests []GuestFrame
 }
 
+// Totals are a host's guests summed over a frame.
+type Totals struct {
+	CPU                   float64 // cores
+	DiskBps, NetBps       float64
+	MemoryBytes, RSSBytes uint64
+}
+
+// Totals sums the host's guests.
+func (h *HostFrame) Totals() Totals {
+	var t Totals
+	for _, g := range h.Guests {
+		t.CPU += g.CPU
+		t.DiskBps += g.DiskBps
+		t.NetBps += g.NetBps
+		t.MemoryBytes += g.MemoryBytes
+		t.RSSBytes += g.RSSBytes
+	}
+	return t
+}
+
+// Load is the guests' CPU and configured memory as fractions of the
+// host's capacity: the host load virtpool plans with.
+func (h *HostFrame) Load() (cpu, memory float64) {
+	t := h.Totals()
+	if h.Cores > 0 {
+		cpu = t.CPU / h.Cores
+	}
+	if h.MemoryBytes > 0 {
+		memory = float64(t.MemoryBytes) / float64(h.MemoryBytes)
+	}
+	return cpu, memory
+}
+
 // GuestFrame is one running guest in a frame.
 type GuestFrame struct {
 	Name   string

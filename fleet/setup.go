@@ -38,21 +38,30 @@ func (s *Sampler) Stop() {
 // driver.
 type Starter func(c Config, log hclog.Logger) (*Sampler, error)
 
-// Start runs the virtpool-driver binary (ConfigKeyDriverPath, else beside
-// the plugin binary, else $PATH) under a Supervisor and samples the fleet
-// every SampleInterval until Stop.
-func Start(c Config, log hclog.Logger) (*Sampler, error) {
+// Open returns the fleet c describes, reached through the virtpool-driver
+// binary (ConfigKeyDriverPath, else beside the running binary, else
+// $PATH) run under a Supervisor, and the function that stops that process.
+func Open(c Config, log hclog.Logger) (*Fleet, func(), error) {
 	path, err := plugin.FindBinary(c.DriverPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ConfigKeyDriverPath, err)
+		return nil, nil, fmt.Errorf("%s: %w", ConfigKeyDriverPath, err)
 	}
 	sup := plugin.NewSupervisor(path, log.Named("driver"))
-	f := New(c, sup.Driver, log)
+	return New(c, sup.Driver, log), sup.Close, nil
+}
+
+// Start opens the fleet (Open) and samples it every SampleInterval until
+// Stop.
+func Start(c Config, log hclog.Logger) (*Sampler, error) {
+	f, closeDriver, err := Open(c, log)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go f.Run(ctx, c.SampleInterval)
 	return &Sampler{Fleet: f, stop: func() {
 		cancel()
-		sup.Close()
+		closeDriver()
 	}}, nil
 }
 

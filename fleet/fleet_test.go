@@ -28,11 +28,12 @@ func TestParseHosts(t *testing.T) {
 		{in: "h1=qemu+tls://h1/system;cpus=-1", wantErr: "cpus = -1: want a number of cores"},
 		{in: "qemu+tls://a/system\n  qemu+tls://b/system", want: []Seed{{URI: "qemu+tls://a/system"}, {URI: "qemu+tls://b/system"}}},
 		{in: "", wantErr: "hosts: empty"},
-		{in: "h1=nouri", wantErr: `"h1=nouri" is not a libvirt URI`},
+		{in: "h1=nouri", wantErr: `hosts: h1=nouri: "nouri" is not a libvirt URI`},
 		{in: "bad name!=qemu:///system", wantErr: `is not a libvirt URI`},
-		{in: "b@d=qemu:///system", wantErr: `hosts: host name "b@d": use letters`},
-		{in: strings.Repeat("h", 64) + "=qemu:///system", wantErr: "hosts: host name \"hhhh"},
+		{in: "b@d=qemu:///system", wantErr: `hosts: b@d=qemu:///system: host name "b@d": use letters`},
+		{in: strings.Repeat("h", 64) + "=qemu:///system", wantErr: "=qemu:///system: host name \"hhhh"},
 		{in: "qemu:///system,qemu:///system", wantErr: "listed twice"},
+		{in: "h1=qemu:///system,h1=qemu+tcp://b/system", wantErr: "hosts: host name h1 given twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -275,5 +276,49 @@ func TestFleetTime(t *testing.T) {
 				t.Errorf("Time() = %s", got)
 			}
 		})
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	a := Seed{Name: "a", URI: "qemu+tls://a/system"}
+	tests := []struct {
+		name    string
+		seeds   []Seed
+		wantErr string
+	}{
+		{"one", []Seed{a}, ""},
+		{"none", nil, "hosts: none given"},
+		{"same URI twice", []Seed{a, {Name: "b", URI: a.URI}}, "hosts: qemu+tls://a/system listed twice"},
+		{"same name twice", []Seed{a, {Name: "a", URI: "qemu+tls://b/system"}}, "hosts: host name a given twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseSettings(map[string]string{ConfigKeySampleInterval: "1s"}, tc.seeds)
+			if tc.wantErr == "" {
+				if err != nil || len(c.Seeds) != len(tc.seeds) || c.SampleInterval != time.Second {
+					t.Fatalf("%+v, %v", c, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHostFrameLoad(t *testing.T) {
+	h := &HostFrame{Cores: 2, MemoryBytes: 8 << 30, Guests: []GuestFrame{
+		{CPU: 0.5, MemoryBytes: 1 << 30, RSSBytes: 1 << 29, DiskBps: 100, NetBps: 10},
+		{CPU: 0.25, MemoryBytes: 3 << 30, RSSBytes: 1 << 29, DiskBps: 50, NetBps: 5},
+	}}
+	if got, want := h.Totals(), (Totals{CPU: 0.75, DiskBps: 150, NetBps: 15, MemoryBytes: 4 << 30, RSSBytes: 1 << 30}); got != want {
+		t.Errorf("Totals = %+v, want %+v", got, want)
+	}
+	if cpu, mem := h.Load(); cpu != 0.375 || mem != 0.5 {
+		t.Errorf("Load = %v, %v; want 0.375, 0.5", cpu, mem)
+	}
+	if cpu, mem := (&HostFrame{Guests: h.Guests}).Load(); cpu != 0 || mem != 0 {
+		t.Errorf("Load without capacity = %v, %v; want 0, 0", cpu, mem)
 	}
 }

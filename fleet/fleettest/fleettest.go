@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
-	"github.com/virtpool/virtpool/nomad-autoscaler-plugin/internal/fleet"
+	"github.com/virtpool/virtpool/fleet"
 )
 
 // Starter returns a fleet.Starter that uses d instead of the driver
