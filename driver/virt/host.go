@@ -184,9 +184,12 @@ func (d *Driver) Stats(ctx context.Context, uri string) (driver.HostStats, error
 		d.conns.check(uri, err)
 		return hs, wrap(op, uri, "", err)
 	}
+	// NOWAIT: a domain in a job (the destination of a migration) would
+	// otherwise hold the whole host's sample until the job ends; libvirt
+	// then leaves out what it cannot read at once.
 	all, err := c.GetAllDomainStats(nil,
 		lv.DOMAIN_STATS_STATE|lv.DOMAIN_STATS_CPU_TOTAL|lv.DOMAIN_STATS_BALLOON|
-			lv.DOMAIN_STATS_VCPU|lv.DOMAIN_STATS_INTERFACE|lv.DOMAIN_STATS_BLOCK, 0)
+			lv.DOMAIN_STATS_VCPU|lv.DOMAIN_STATS_INTERFACE|lv.DOMAIN_STATS_BLOCK, lv.CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
 	if err != nil {
 		d.conns.check(uri, err)
 		return hs, wrap(op, uri, "", err)
