@@ -1,5 +1,6 @@
-// Command virtpool runs virtpool's local lab and its demo.
+// Command virtpool runs virtpool's agent, its local lab and its demo.
 //
+//	virtpool agent -config FILE
 //	virtpool lab up [--hosts N] [--guest-dir DIR]
 //	virtpool lab status
 //	virtpool lab down
@@ -36,6 +37,7 @@ func envOr(k, def string) string {
 }
 
 const usage = `usage:
+  virtpool agent -config FILE                     sample the hosts, serve the live page, API and /metrics
   virtpool lab up [--hosts N] [--guest-dir DIR]   bring the local lab up (idempotent)
   virtpool lab status                             show the lab's hosts and guests
   virtpool lab down                               remove everything the lab made
@@ -52,6 +54,8 @@ func run(ctx context.Context, log hclog.Logger, args []string) error {
 			return fmt.Errorf("lab: missing subcommand\n%s", usage)
 		}
 		return labCmd(ctx, log.Named("lab"), args[1], args[2:])
+	case "agent":
+		return agentCmd(ctx, log.Named("agent"), args[1:])
 	case "demo":
 		return demoCmd(ctx, log, args[1:])
 	case "story":

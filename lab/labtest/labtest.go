@@ -12,17 +12,29 @@ import (
 // DriverBinary is $VIRTPOOL_DRIVER, or virtpool-driver built from this
 // module into a temporary directory.
 func DriverBinary() (string, error) {
-	if p := os.Getenv("VIRTPOOL_DRIVER"); p != "" {
+	return Binary("VIRTPOOL_DRIVER", "github.com/virtpool/virtpool/cmd/virtpool-driver")
+}
+
+// VirtpoolBinary is $VIRTPOOL_BIN, or the virtpool command built from this
+// module into a temporary directory.
+func VirtpoolBinary() (string, error) {
+	return Binary("VIRTPOOL_BIN", "github.com/virtpool/virtpool/cmd/virtpool")
+}
+
+// Binary is the path in the environment variable env, or the command pkg
+// built into a temporary directory.
+func Binary(env, pkg string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
-	dir, err := os.MkdirTemp("", "virtpool-driver-")
+	dir, err := os.MkdirTemp("", "virtpool-bin-")
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "virtpool-driver")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/virtpool/virtpool/cmd/virtpool-driver").CombinedOutput()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build virtpool-driver: %w\n%s", err, out)
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

@@ -124,3 +124,55 @@ func CheckSequence(r io.Reader) (int, error) {
 	}
 	return want - 1, nil
 }
+
+// CPUTicks are a guest's CPU counters, as its own kernel counts them
+// (/proc/stat's aggregate line, in clock ticks).
+type CPUTicks struct{ Busy, Total uint64 }
+
+// BusySince is the fraction of CPU time the guest spent busy since an
+// earlier reading, over all its vCPUs (1 = every vCPU busy).
+func (t CPUTicks) BusySince(before CPUTicks) float64 {
+	if t.Total <= before.Total {
+		return 0
+	}
+	return float64(t.Busy-before.Busy) / float64(t.Total-before.Total)
+}
+
+// CPU reads the guest's CPU counters from its /stat.
+func (c *Client) CPU(ctx context.Context, ip string) (CPUTicks, error) {
+	body, err := c.Get(ctx, ip, "/stat")
+	if err != nil {
+		return CPUTicks{}, fmt.Errorf("read /stat of %s: %w", ip, err)
+	}
+	t, err := ParseCPUTicks(body)
+	if err != nil {
+		return t, fmt.Errorf("/stat of %s: %w", ip, err)
+	}
+	return t, nil
+}
+
+// ParseCPUTicks reads the "stat: cpu user nice system idle iowait …" line
+// of a guest's /stat: busy is everything but idle and iowait.
+func ParseCPUTicks(stat string) (CPUTicks, error) {
+	for _, line := range strings.Split(stat, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[0] != "stat:" || f[1] != "cpu" {
+			continue
+		}
+		var t CPUTicks
+		var idle uint64
+		for i, s := range f[2:] {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return CPUTicks{}, fmt.Errorf("cpu line %q: %q is not a counter", line, s)
+			}
+			t.Total += n
+			if i == 3 || i == 4 { // idle, iowait
+				idle += n
+			}
+		}
+		t.Busy = t.Total - idle
+		return t, nil
+	}
+	return CPUTicks{}, fmt.Errorf("no \"stat: cpu\" line in %q", stat)
+}

@@ -99,3 +99,32 @@ func ended(t *testing.T, s *Stream) {
 		t.Fatalf("stream still followed after its fault (%d lines)", s.Lines())
 	}
 }
+
+func TestParseCPUTicks(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    CPUTicks
+		wantErr string
+	}{
+		{in: "load: cpu=50 mem=0 rate=0 workers=1\nstat: cpu  10 0 5 80 5 0 0 0 0 0\nstat_cpu0: cpu0 10 0 5 80 5 0 0 0 0 0\n",
+			want: CPUTicks{Busy: 15, Total: 100}},
+		{in: "stat: cpu 1 2 3 4 5", want: CPUTicks{Busy: 6, Total: 15}},
+		{in: "stat: cpu 1 x 3 4 5", wantErr: `"x" is not a counter`},
+		{in: "load: cpu=0\n", wantErr: `no "stat: cpu" line`},
+	}
+	for _, tc := range tests {
+		got, err := ParseCPUTicks(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+	if f := (CPUTicks{Busy: 65, Total: 200}).BusySince(CPUTicks{Busy: 15, Total: 100}); f != 0.5 {
+		t.Errorf("BusySince = %v, want 0.5", f)
+	}
+}

@@ -1,0 +1,254 @@
+package acctest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab/autoscaler"
+	"github.com/virtpool/virtpool/lab/labtest"
+)
+
+// agentInterval is the test agent's sample interval.
+const agentInterval = 500 * time.Millisecond
+
+// runningAgent is a `virtpool agent` process and its API.
+type runningAgent struct {
+	proc *autoscaler.Agent // the lab's process runner: lines kept, group stopped
+	url  string
+}
+
+// startAgent runs the real `virtpool agent` binary against the lab hosts,
+// with the driver process the tests use, and stops it when the test ends.
+func startAgent(t *testing.T) *runningAgent {
+	t.Helper()
+	bin, err := labtest.VirtpoolBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	drvBin, err := labtest.DriverBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, h := range theLab.Hosts {
+		line := fmt.Sprintf("  %s = { uri = %q", h.Name, h.URI)
+		if c := h.Capacity(); c.CPUs > 0 {
+			line += fmt.Sprintf(", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
+		}
+		hosts = append(hosts, line+" }")
+	}
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n",
+		agentInterval, drvBin, strings.Join(hosts, "\n"))
+	path := filepath.Join(t.TempDir(), "agent.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := autoscaler.Start(autoscaler.Config{Bin: bin, Args: []string{"agent", "-config", path},
+		Env: append(os.Environ(), "VIRTPOOL_LOG=debug"), Grace: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &runningAgent{proc: p}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("agent output:\n%s", a.tail(60))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := p.WaitLine(ctx, regexp.MustCompile(`agent listening: url=(http://\S+/)`), time.Time{})
+	if err != nil {
+		t.Fatalf("agent did not start listening: %v\n%s", err, a.tail(30))
+	}
+	a.url = regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(l.Text)[1]
+	return a
+}
+
+func (a *runningAgent) tail(n int) string {
+	lines := a.proc.Lines(0)
+	var b strings.Builder
+	for _, l := range lines[max(0, len(lines)-n):] {
+		b.WriteString(l.String() + "\n")
+	}
+	return b.String()
+}
+
+func (a *runningAgent) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(a.url + strings.TrimPrefix(path, "/"))
+	if err != nil {
+		t.Fatalf("agent GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("agent GET %s: %d %v\n%s", path, resp.StatusCode, err, body)
+	}
+	if s, ok := v.(*string); ok {
+		*s = string(body)
+		return
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("agent GET %s: %v\n%s", path, err, body)
+	}
+}
+
+// after returns the agent's state once it has taken n more samples than
+// the state it served when called. The deadline only keeps a stuck agent
+// from hanging the suite: the wait is counted in samples.
+func (a *runningAgent) after(t *testing.T, n int) agent.State {
+	t.Helper()
+	var s agent.State
+	a.get(t, "/api/v1/state", &s)
+	seen := map[time.Time]bool{s.Time: true}
+	deadline := time.Now().Add(time.Duration(n)*agentInterval*20 + 30*time.Second)
+	for len(seen) <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent took %d samples, not %d, by %s\n%s", len(seen)-1, n, deadline.Format(time.TimeOnly), a.tail(30))
+		}
+		time.Sleep(agentInterval / 5)
+		a.get(t, "/api/v1/state", &s)
+		seen[s.Time] = true
+	}
+	return s
+}
+
+func findGuest(s agent.State, name string) (agent.Guest, bool) {
+	for _, g := range s.Guests() {
+		if g.Name == name && g.State == driver.StateRunning {
+			return g, true
+		}
+	}
+	return agent.Guest{}, false
+}
+
+// TestAgentFollowsGuests runs `virtpool agent` against the lab hosts, as an
+// operator would, and checks what it serves against the guest itself: the
+// CPU a guest's load generator burns (as the guest's own kernel counts it)
+// shows in the API and in /metrics, its memory as it fills, and a live
+// migration first in flight, then finished with the guest on its new host.
+func TestAgentFollowsGuests(t *testing.T) {
+	needLab(t)
+	src, dst := hostsAB()
+	ag := startAgent(t)
+	g := startGuest(t, src, 256)
+
+	s := ag.after(t, 1)
+	got, ok := findGuest(s, g.Name)
+	if !ok || got.Host != src.Name || got.UUID != g.UUID || got.MemoryBytes != 256<<20 {
+		t.Fatalf("agent shows %s as %+v (found %v), want running on %s with 256 MiB", g.Name, got, ok, src.Name)
+	}
+
+	// CPU: the agent's rate over 6 samples against the guest's own count.
+	g.setLoad(t, 50, 0)
+	ag.after(t, 1) // the first interval with the load on its whole length starts now
+	before, err := client.CPU(requestCtx(), g.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	const n = 6
+	for range n {
+		s = ag.after(t, 1)
+		got, _ = findGuest(s, g.Name)
+		sum += got.CPUCores
+	}
+	after, err := client.CPU(requestCtx(), g.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentCores, guestBusy := sum/n, after.BusySince(before)
+	// Tolerance 0.15 core: the agent counts QEMU's threads for the guest
+	// (TCG's emulation, the NIC), the guest its own vCPU; the two windows
+	// differ by up to a sample.
+	t.Logf("CPU at load 50%%: agent %.3f cores, guest's own count %.3f", agentCores, guestBusy)
+	if guestBusy < 0.3 || math.Abs(agentCores-guestBusy) > 0.15 {
+		t.Errorf("agent shows %.3f cores for %s, the guest counts %.3f busy: want within 0.15", agentCores, g.Name, guestBusy)
+	}
+	var metrics string
+	ag.get(t, "/metrics", &metrics)
+	re := regexp.MustCompile(fmt.Sprintf(`(?m)^virtpool_guest_cpu_cores\{guest="%s",host="%s",pool=""\} (\S+)$`, g.Name, src.Name))
+	if m := re.FindStringSubmatch(metrics); m == nil {
+		t.Errorf("/metrics has no virtpool_guest_cpu_cores for %s on %s", g.Name, src.Name)
+	} else if v := parseFloat(t, m[1]); v < 0.3 {
+		t.Errorf("/metrics: virtpool_guest_cpu_cores of %s = %v, want the load (about %.2f)", g.Name, v, guestBusy)
+	}
+	g.setLoad(t, 0, 0)
+
+	// Memory: 64 MiB written shows in the guest's resident memory. Some
+	// of the pages the guest takes may be resident already (touched at
+	// boot), hence the lower bound of 48 MiB.
+	rssBefore := got.RSSBytes
+	if _, err := client.Get(requestCtx(), g.IP, "/load?mem=64&rate=0"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; got.RSSBytes < rssBefore+48<<20; i++ {
+		if i == 120 {
+			t.Fatalf("after 120 samples the agent shows %d MiB resident for %s, %d MiB before it wrote 64 MiB",
+				got.RSSBytes>>20, g.Name, rssBefore>>20)
+		}
+		got, _ = findGuest(ag.after(t, 1), g.Name)
+	}
+	t.Logf("resident memory: %d MiB before, %d MiB after writing 64 MiB", rssBefore>>20, got.RSSBytes>>20)
+	if got.RSSBytes > rssBefore+96<<20 {
+		t.Errorf("agent shows %d MiB resident for %s after it wrote 64 MiB, before %d MiB", got.RSSBytes>>20, g.Name, rssBefore>>20)
+	}
+	if _, err := client.Get(requestCtx(), g.IP, "/load?rate=1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A migration slow enough to be sampled in flight: 64 MiB at 8 MiB/s.
+	var evs []agent.Event
+	ag.get(t, "/api/v1/events", &evs)
+	seq := int64(0)
+	if len(evs) > 0 {
+		seq = evs[len(evs)-1].Seq
+	}
+	o := labOpts
+	o.BandwidthMiBs = 8
+	m := migrate(t, g, dst, o)
+	t.Logf("migration %s→%s took %s", src.Name, dst.Name, m.Elapsed.Round(time.Millisecond))
+	s = ag.after(t, 2)
+	if got, ok := findGuest(s, g.Name); !ok || got.Host != dst.Name {
+		t.Errorf("after the migration the agent shows %s as %+v, want running on %s", g.Name, got, dst.Name)
+	}
+	ag.get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
+	var kinds []string
+	for _, e := range evs {
+		if e.Kind == agent.EventHostDown {
+			// A migration's destination holds its domain in a job; a
+			// sample that waited for it would miss the host.
+			t.Errorf("during the migration: %s", e.Message)
+		}
+		if e.Guest == g.Name {
+			kinds = append(kinds, fmt.Sprintf("%s %s→%s", e.Kind, e.From, e.To))
+		}
+	}
+	want := []string{fmt.Sprintf("%s %s→%s", agent.EventMigrationStarted, src.Name, dst.Name),
+		fmt.Sprintf("%s %s→%s", agent.EventMigrationFinished, src.Name, dst.Name)}
+	if strings.Join(kinds, "; ") != strings.Join(want, "; ") {
+		t.Errorf("events of %s: %q, want %q", g.Name, kinds, want)
+	}
+}
+
+func parseFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	var v float64
+	if _, err := fmt.Sscan(s, &v); err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return v
+}

@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/pool/pooltest"
+)
+
+const (
+	uri1 = "test:///h1"
+	uri2 = "test:///h2"
+)
+
+// lab is two fake hosts of 2 CPUs, each planned with 1 core (cpus = 1),
+// a pool "web" of two members on h1, and an agent over them.
+type lab struct {
+	d *pooltest.Driver
+	a *Agent
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	d := pooltest.New(2, 8, uri1, uri2)
+	spec := pool.Spec{Name: "web", Size: 2, MinSize: 1, MaxSize: 4,
+		Hosts: []pool.HostEntry{{Name: "h1", URI: uri1}, {Name: "h2", URI: uri2}}}
+	rec, err := pool.EncodeRecord(pool.Record{Generation: 1, Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutRecord(context.Background(), uri1, rec); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 2; n++ {
+		d.AddDomain(uri1, driver.Domain{Name: pool.MemberName("web", n), VCPUs: 1, MemoryMiB: 1024,
+			Labels: pool.MemberLabels(spec, n)}, 0.25)
+	}
+	cfg := Config{Config: fleet.Config{
+		Seeds:          []fleet.Seed{{Name: "h1", URI: uri1, Capacity: pool.Capacity{CPUs: 1}}, {Name: "h2", URI: uri2, Capacity: pool.Capacity{CPUs: 1}}},
+		SampleInterval: time.Second, Retention: time.Minute, MaxSamples: 100,
+	}, Listen: "127.0.0.1:0", MaxEvents: 100}
+	f := fleet.New(cfg.Config, func(context.Context) (driver.Driver, error) { return d, nil }, hclog.NewNullLogger())
+	f.Now = d.Now
+	return &lab{d: d, a: New(cfg, f, hclog.NewNullLogger())}
+}
+
+// step advances the clock a second and samples.
+func (l *lab) step(t *testing.T) State {
+	t.Helper()
+	l.d.Advance(time.Second)
+	if err := l.a.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l.a.State()
+}
+
+func host(t *testing.T, s State, name string) Host {
+	t.Helper()
+	for _, h := range s.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	t.Fatalf("no host %s in %+v", name, s.Hosts)
+	return Host{}
+}
+
+func kinds(evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Kind+":"+e.Guest+e.Host+e.Pool)
+	}
+	return out
+}
+
+func TestStateFollowsLoad(t *testing.T) {
+	l := newLab(t)
+	l.step(t)
+	s := l.step(t)
+	h1 := host(t, s, "h1")
+	// Two guests at 0.25 core on a host planned with 1 core.
+	if h1.State != HostActive || h1.CapacityCPUs != 1 || h1.CPURatio < 0.499 || h1.CPURatio > 0.501 {
+		t.Errorf("h1 = %+v, want active, 1 core, cpu 0.5", h1)
+	}
+	if want := 2048.0 / 8192; h1.MemoryRatio != want {
+		t.Errorf("h1 memory ratio %v, want %v", h1.MemoryRatio, want)
+	}
+	if len(h1.Guests) != 2 || h1.Guests[0].Pool != "web" || h1.Guests[0].CPUCores < 0.249 {
+		t.Errorf("h1 guests %+v", h1.Guests)
+	}
+	if p := s.Pools; len(p) != 1 || p[0].Size != 2 || p[0].Min != 1 || p[0].Max != 4 {
+		t.Errorf("pools %+v", p)
+	}
+	l.d.SetLoad("web-1", 0.75)
+	s = l.step(t)
+	if h1 := host(t, s, "h1"); h1.CPURatio < 0.999 || h1.CPURatio > 1.001 {
+		t.Errorf("after load: h1 cpu %v, want 1", h1.CPURatio)
+	}
+	hist := l.a.History()["h1"]
+	if len(hist) != 2 || hist[0].CPURatio > 0.501 || hist[1].CPURatio < 0.999 {
+		t.Errorf("history %+v", hist)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t)
+	l.step(t)
+	if evs := l.a.Events().Since(0); len(evs) != 0 {
+		t.Fatalf("first sample made events: %v", kinds(evs))
+	}
+	// A migration seen in flight, then finished.
+	l.d.DuringMigrate = func(driver.MigrateRequest) error {
+		s := l.step(t)
+		if len(s.Migrations) != 1 || s.Migrations[0].From != "h1" || s.Migrations[0].To != "h2" {
+			t.Errorf("in flight: %+v", s.Migrations)
+		}
+		return nil
+	}
+	if _, err := l.d.Migrate(ctx, driver.MigrateRequest{Domain: "web-2", SourceURI: uri1, DestURI: uri2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.d.DuringMigrate = nil
+	l.step(t)
+	// A host down: its guests are unknown, not stopped; then up again.
+	l.d.Host(uri2).Down = true
+	s := l.step(t)
+	if h2 := host(t, s, "h2"); h2.State != HostDown || h2.Error == "" {
+		t.Errorf("h2 = %+v, want down with its error", h2)
+	}
+	l.d.Host(uri2).Down = false
+	l.step(t)
+	// A member stops: the pool shrinks.
+	if err := l.d.ShutdownDomain(ctx, uri1, "web-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	l.step(t)
+	got := kinds(l.a.Events().Since(0))
+	want := []string{"migration_started:web-2", "migration_finished:web-2web", "host_down:h2", "host_up:h2",
+		"guest_stopped:web-1h1web", "pool_resized:web"}
+	if len(got) != len(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d = %s, want %s (all: %v)", i, got[i], want[i], got)
+		}
+	}
+	evs := l.a.Events().Since(0)
+	if e := evs[1]; e.From != "h1" || e.To != "h2" || e.Message != "web-2 moved h1 → h2" {
+		t.Errorf("migration event %+v", e)
+	}
+	if e := evs[5]; e.Size != 1 {
+		t.Errorf("pool event %+v, want size 1", e)
+	}
+	if n := len(l.a.Events().Since(evs[3].Seq)); n != 2 {
+		t.Errorf("since seq %d: %d events, want 2", evs[3].Seq, n)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	l := newLab(t)
+	if err := l.a.Health(); err == nil {
+		t.Error("healthy before any sample")
+	}
+	l.step(t)
+	if err := l.a.Health(); err != nil {
+		t.Errorf("after a sample: %v", err)
+	}
+	l.d.Host(uri1).Down = true
+	l.d.Host(uri2).Down = true
+	for range 4 {
+		l.d.Advance(time.Second)
+		if err := l.a.Step(context.Background()); err == nil {
+			t.Fatal("a sample of no host succeeded")
+		}
+	}
+	if err := l.a.Health(); err == nil {
+		t.Error("healthy with every host down for 4 intervals")
+	}
+	s := l.a.State()
+	for _, h := range s.Hosts {
+		if h.State != HostDown {
+			t.Errorf("%s is %s, want down", h.Name, h.State)
+		}
+	}
+}
+
+func TestEventsBoundedAndSlowSubscriber(t *testing.T) {
+	e := NewEvents(10)
+	past, next, cancel := e.Subscribe(0)
+	defer cancel()
+	if len(past) != 0 {
+		t.Fatalf("past %v", past)
+	}
+	for i := range 300 { // more than the subscriber's buffer (256)
+		e.Add(Event{Kind: EventGuestStarted, Guest: string(rune('a' + i%26))})
+	}
+	if got := e.Since(0); len(got) != 10 || got[0].Seq != 291 {
+		t.Errorf("kept %d events from seq %d, want 10 from 291", len(got), got[0].Seq)
+	}
+	n := 0
+	for range next {
+		n++
+	}
+	if n != 256 {
+		t.Errorf("slow subscriber got %d events before being dropped, want 256", n)
+	}
+}

@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// Keys of the agent's configuration file. The hosts, sampling and driver
+// keys are the autoscaler plugins' (package fleet), so that one fleet
+// configuration reads the same everywhere; hosts are written as the
+// provider's hosts attribute is:
+//
+//	hosts = {
+//	  h1 = { uri = "qemu+tls://h1.example/system", reserved_cpus = 2 }
+//	}
+const (
+	// KeyListen is the address the HTTP server listens on.
+	KeyListen = "listen"
+	// KeyHosts maps host names to their uri and capacity settings
+	// (pool.Capacity: cpus, memory_mib, reserved_cpus, reserved_memory_mib,
+	// vcpu_ratio). Pool records found on them add their pools' hosts.
+	KeyHosts = fleet.ConfigKeyHosts
+	// KeyHostURI is a host's libvirt URI, inside KeyHosts.
+	KeyHostURI = "uri"
+	// KeyEvents bounds the events kept for the API and the page.
+	KeyEvents = "max_events"
+)
+
+// Defaults.
+const (
+	DefaultListen = "127.0.0.1:8480"
+	DefaultEvents = 1000
+)
+
+// Config is the agent's parsed configuration.
+type Config struct {
+	fleet.Config
+	Listen    string
+	MaxEvents int
+}
+
+var knownKeys = []string{KeyListen, KeyHosts, KeyEvents, fleet.ConfigKeyDriverPath,
+	fleet.ConfigKeySampleInterval, fleet.ConfigKeyRetention, fleet.ConfigKeyMaxSamples}
+
+// LoadConfig reads the agent's configuration file.
+func LoadConfig(path string) (Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent config: %w", err)
+	}
+	c, err := ParseConfig(src, path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent config: %w", err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses the HCL source of a configuration file named
+// filename (for error positions). Errors name the key and where it is.
+func ParseConfig(src []byte, filename string) (Config, error) {
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return Config{}, diags
+	}
+	attrs, diags := f.Body.JustAttributes()
+	if diags.HasErrors() {
+		// JustAttributes refuses blocks: say which keys are allowed.
+		return Config{}, fmt.Errorf("%w (keys: %s)", diags, strings.Join(sorted(knownKeys), ", "))
+	}
+	known := map[string]bool{}
+	for _, k := range knownKeys {
+		known[k] = true
+	}
+	raw := map[string]string{}
+	var seeds []fleet.Seed
+	for _, name := range sortedKeys(attrs) {
+		a := attrs[name]
+		at := func(err error) error { return fmt.Errorf("%s: %s: %w", a.NameRange, name, err) }
+		if !known[name] {
+			return Config{}, fmt.Errorf("%s: unknown key %q (keys: %s)", a.NameRange, name, strings.Join(sorted(knownKeys), ", "))
+		}
+		v, diags := a.Expr.Value(nil)
+		if diags.HasErrors() {
+			return Config{}, diags
+		}
+		var err error
+		if name == KeyHosts {
+			if seeds, err = parseHosts(v); err == nil && len(seeds) == 0 {
+				err = errors.New("no host given")
+			}
+		} else {
+			raw[name], err = scalar(v)
+		}
+		if err != nil {
+			return Config{}, at(err)
+		}
+	}
+	if len(seeds) == 0 {
+		return Config{}, fmt.Errorf("%s: %s missing: name the hosts to watch, e.g. hosts = { h1 = { uri = \"qemu+tls://h1.example/system\" } }",
+			filename, KeyHosts)
+	}
+	fc, err := fleet.ParseSettings(raw, seeds)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", filename, err)
+	}
+	c := Config{Config: fc, Listen: DefaultListen}
+	if s, ok := raw[KeyListen]; ok {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return Config{}, fmt.Errorf("%s: %s: %q is not host:port: %w", filename, KeyListen, s, err)
+		}
+		c.Listen = s
+	}
+	n, err := fleet.Int(raw, KeyEvents, DefaultEvents, 10, 1_000_000)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", filename, err)
+	}
+	c.MaxEvents = int(n)
+	return c, nil
+}
+
+// parseHosts reads hosts = { NAME = { uri = …, capacity settings… } }.
+func parseHosts(v cty.Value) ([]fleet.Seed, error) {
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		return nil, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
+	}
+	var out []fleet.Seed
+	hosts := v.AsValueMap()
+	for _, name := range sortedKeys(hosts) {
+		h := hosts[name]
+		if !h.Type().IsObjectType() && !h.Type().IsMapType() {
+			return nil, fmt.Errorf("%s: want { %s = …, … }", name, KeyHostURI)
+		}
+		var uri string
+		var settings []string // capacity, as pool.ParseCapacity reads it
+		attrs := h.AsValueMap()
+		for _, k := range sortedKeys(attrs) {
+			s, err := scalar(attrs[k])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", name, k, err)
+			}
+			if k == KeyHostURI {
+				uri = s
+				continue
+			}
+			settings = append(settings, k+"="+s)
+		}
+		if uri == "" {
+			return nil, fmt.Errorf("%s: %s missing", name, KeyHostURI)
+		}
+		capa, err := pool.ParseCapacity(strings.Join(settings, ";"))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		sd, err := fleet.NewSeed(name, uri, capa)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, sd)
+	}
+	return out, nil
+}
+
+// scalar is a string, number or bool value as text.
+func scalar(v cty.Value) (string, error) {
+	if v.IsNull() || !v.IsKnown() {
+		return "", errors.New("no value")
+	}
+	switch t := v.Type(); t {
+	case cty.String, cty.Number, cty.Bool:
+		s, err := convert.Convert(v, cty.String)
+		if err != nil {
+			return "", err
+		}
+		return s.AsString(), nil
+	default:
+		return "", fmt.Errorf("want a string, number or bool, not %s", t.FriendlyName())
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}

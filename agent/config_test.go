@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/pool"
+)
+
+func TestParseConfig(t *testing.T) {
+	const hosts = `hosts = { h1 = { uri = "qemu+tls://h1.example/system" } }` + "\n"
+	tests := []struct {
+		name    string
+		src     string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{name: "defaults", src: hosts, check: func(t *testing.T, c Config) {
+			if c.Listen != DefaultListen || c.SampleInterval != 10*time.Second || c.MaxEvents != DefaultEvents || len(c.Seeds) != 1 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "everything", src: `
+listen          = "0.0.0.0:9000"
+sample_interval = "1s"
+retention       = "10m"
+max_samples     = 700
+max_events      = 50
+driver_path     = "/opt/virtpool/virtpool-driver"
+hosts = {
+  h1 = { uri = "qemu+tls://h1.example/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+  h2 = { uri = "qemu+unix:///system?socket=/run/h2.sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16 }
+}`, check: func(t *testing.T, c Config) {
+			if c.Listen != "0.0.0.0:9000" || c.SampleInterval != time.Second || c.Retention != 10*time.Minute ||
+				c.MaxSamples != 700 || c.MaxEvents != 50 || c.DriverPath != "/opt/virtpool/virtpool-driver" {
+				t.Errorf("settings: %+v", c)
+			}
+			want := map[string]pool.Capacity{"h1": {ReservedCPUs: 2, ReservedMemoryMiB: 4096},
+				"h2": {CPUs: 0.5, MemoryMiB: 2048, VCPURatio: 16}}
+			if len(c.Seeds) != 2 {
+				t.Fatalf("seeds %+v", c.Seeds)
+			}
+			for _, s := range c.Seeds {
+				if s.Capacity != want[s.Name] {
+					t.Errorf("%s: capacity %+v, want %+v", s.Name, s.Capacity, want[s.Name])
+				}
+			}
+		}},
+		{name: "unknown key", src: hosts + `sample_intervall = "1s"`, wantErr: `agent.hcl:2,1-17: unknown key "sample_intervall" (keys: driver_path, hosts, listen`},
+		{name: "block", src: hosts + `host "h2" {}`, wantErr: "Unexpected \"host\" block"},
+		{name: "no hosts", src: `listen = "127.0.0.1:1"`, wantErr: "agent.hcl: hosts missing"},
+		{name: "empty hosts", src: `hosts = {}`, wantErr: "hosts: no host given"},
+		{name: "host without uri", src: `hosts = { h1 = { cpus = 1 } }`, wantErr: "hosts: h1: uri missing"},
+		{name: "bad capacity key", src: `hosts = { h1 = { uri = "qemu:///system", cpu = 1 } }`, wantErr: `hosts: h1: unknown setting "cpu"`},
+		{name: "bad capacity", src: `hosts = { h1 = { uri = "qemu:///system", reserved_cpus = 2, cpus = 1 } }`, wantErr: "h1: reserved_cpus = 2 leaves nothing of cpus = 1"},
+		{name: "bad uri", src: `hosts = { h1 = { uri = "h1.example" } }`, wantErr: `h1: "h1.example" is not a libvirt URI`},
+		{name: "bad host name", src: `hosts = { "b@d" = { uri = "qemu:///system" } }`, wantErr: `host name "b@d"`},
+		{name: "same uri twice", src: `hosts = { a = { uri = "qemu:///system" }, b = { uri = "qemu:///system" } }`, wantErr: "qemu:///system listed twice"},
+		{name: "not a duration", src: hosts + `sample_interval = "often"`, wantErr: `sample_interval: "often" is not a duration`},
+		{name: "retention too short", src: hosts + "sample_interval = \"10s\"\nretention = \"15s\"", wantErr: "retention: 15s keeps fewer than two samples"},
+		{name: "bad listen", src: hosts + `listen = "8480"`, wantErr: `listen: "8480" is not host:port`},
+		{name: "list value", src: hosts + `listen = ["a"]`, wantErr: "listen: want a string, number or bool, not tuple"},
+		{name: "syntax", src: `hosts = {`, wantErr: "agent.hcl:1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(tc.src), "agent.hcl")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}

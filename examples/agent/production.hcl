@@ -1,0 +1,16 @@
+# virtpool agent for real KVM hosts, reached over TLS (libvirt's default
+# PKI in /etc/pki: CA, client certificate and key). Keys are documented in
+# docs/agent.md.
+
+listen          = "0.0.0.0:8480"
+sample_interval = "10s"
+retention       = "1h"
+driver_path     = "/usr/local/libexec/virtpool/virtpool-driver"
+
+hosts = {
+  # 2 cores and 4 GiB kept for the hypervisor itself on each host.
+  kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+  kvm2 = { uri = "qemu+tls://kvm2.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+  # Over SSH, with the host key checked against known_hosts.
+  kvm3 = { uri = "qemu+ssh://virtpool@kvm3.example.com/system?keyfile=/etc/virtpool/id_ed25519", reserved_cpus = 2, reserved_memory_mib = 4096 }
+}
