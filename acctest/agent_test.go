@@ -188,26 +188,11 @@ func TestAgentFollowsGuests(t *testing.T) {
 	}
 	g.setLoad(t, 0, 0)
 
-	// Memory: 64 MiB written shows in the guest's resident memory. Some
-	// of the pages the guest takes may be resident already (touched at
-	// boot), hence the lower bound of 48 MiB.
-	rssBefore := got.RSSBytes
-	if _, err := client.Get(requestCtx(), g.IP, "/load?mem=64&rate=0"); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; got.RSSBytes < rssBefore+48<<20; i++ {
-		if i == 120 {
-			t.Fatalf("after 120 samples the agent shows %d MiB resident for %s, %d MiB before it wrote 64 MiB",
-				got.RSSBytes>>20, g.Name, rssBefore>>20)
-		}
-		got, _ = findGuest(ag.after(t, 1), g.Name)
-	}
-	t.Logf("resident memory: %d MiB before, %d MiB after writing 64 MiB", rssBefore>>20, got.RSSBytes>>20)
-	if got.RSSBytes > rssBefore+96<<20 {
-		t.Errorf("agent shows %d MiB resident for %s after it wrote 64 MiB, before %d MiB", got.RSSBytes>>20, g.Name, rssBefore>>20)
-	}
-	if _, err := client.Get(requestCtx(), g.IP, "/load?rate=1"); err != nil {
-		t.Fatal(err)
+	// Memory: 64 MiB written shows in the guest's resident memory.
+	rssBefore, rssAfter := writeMemory(t, ag, g, 64)
+	t.Logf("resident memory: %d MiB before, %d MiB after writing 64 MiB", rssBefore>>20, rssAfter>>20)
+	if rssAfter > rssBefore+96<<20 {
+		t.Errorf("agent shows %d MiB resident for %s after it wrote 64 MiB, before %d MiB", rssAfter>>20, g.Name, rssBefore>>20)
 	}
 
 	// A migration slow enough to be sampled in flight: 64 MiB at 8 MiB/s.
@@ -236,12 +221,41 @@ func TestAgentFollowsGuests(t *testing.T) {
 		if e.Guest == g.Name {
 			kinds = append(kinds, fmt.Sprintf("%s %s→%s", e.Kind, e.From, e.To))
 		}
+		// The destination's completed job: what the driver's Migrate reported.
+		if e.Kind == agent.EventMigrationFinished && (e.ElapsedMs != m.Elapsed.Milliseconds() || e.DowntimeMs != m.Downtime.Milliseconds()) {
+			t.Errorf("finished migration: the agent shows %d ms, downtime %d ms; the migration reported %d ms, downtime %d ms",
+				e.ElapsedMs, e.DowntimeMs, m.Elapsed.Milliseconds(), m.Downtime.Milliseconds())
+		}
 	}
 	want := []string{fmt.Sprintf("%s %s→%s", agent.EventMigrationStarted, src.Name, dst.Name),
 		fmt.Sprintf("%s %s→%s", agent.EventMigrationFinished, src.Name, dst.Name)}
 	if strings.Join(kinds, "; ") != strings.Join(want, "; ") {
 		t.Errorf("events of %s: %q, want %q", g.Name, kinds, want)
 	}
+}
+
+// writeMemory has the guest write mib MiB once (then dirty 1 MiB/s, so
+// that a migration has that much to copy), and returns its resident memory
+// as the agent shows it before and once it has grown by 3/4 of that: some
+// pages the guest takes may be resident already (touched at boot).
+func writeMemory(t *testing.T, ag *runningAgent, g *guest, mib int) (before, after uint64) {
+	t.Helper()
+	got, _ := findGuest(ag.after(t, 1), g.Name)
+	before = got.RSSBytes
+	if _, err := client.Get(requestCtx(), g.IP, fmt.Sprintf("/load?mem=%d&rate=0", mib)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; got.RSSBytes < before+uint64(mib)<<20*3/4; i++ {
+		if i == 120 {
+			t.Fatalf("after 120 samples the agent shows %d MiB resident for %s, %d MiB before it wrote %d MiB",
+				got.RSSBytes>>20, g.Name, before>>20, mib)
+		}
+		got, _ = findGuest(ag.after(t, 1), g.Name)
+	}
+	if _, err := client.Get(requestCtx(), g.IP, "/load?rate=1"); err != nil {
+		t.Fatal(err)
+	}
+	return before, got.RSSBytes
 }
 
 func parseFloat(t *testing.T, s string) float64 {

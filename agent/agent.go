@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/fleet"
 )
@@ -35,12 +36,16 @@ type Agent struct {
 	moves    int64 // migrations seen to finish
 	took     time.Duration
 	watchers map[chan State]bool
+
+	durations, downtimes prometheus.Histogram
 }
 
 // New returns an agent over f, configured by cfg.
 func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
-	return &Agent{cfg: cfg, fleet: f, log: log, events: NewEvents(cfg.MaxEvents), now: f.Time,
+	a := &Agent{cfg: cfg, fleet: f, log: log, events: NewEvents(cfg.MaxEvents), now: f.Time,
 		watchers: map[chan State]bool{}}
+	a.durations, a.downtimes = newHistograms()
+	return a
 }
 
 // Step takes one sample of every host and updates the state and events.
@@ -64,7 +69,12 @@ func (a *Agent) Step(ctx context.Context) error {
 		}
 		cur = buildState(t, r, f, prev)
 	}
+	cur.Finished = prev.Finished
 	evs := diff(prev, cur)
+	if d, derr := a.fleet.Driver(ctx); derr == nil && err == nil {
+		a.progress(ctx, d, &cur)
+		a.finish(ctx, d, &cur, evs)
+	}
 	for _, e := range evs {
 		a.log.Info("event", "kind", e.Kind, "message", e.Message)
 	}

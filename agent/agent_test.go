@@ -118,8 +118,9 @@ func TestEvents(t *testing.T) {
 	// A migration seen in flight, then finished.
 	l.d.DuringMigrate = func(driver.MigrateRequest) error {
 		s := l.step(t)
-		if len(s.Migrations) != 1 || s.Migrations[0].From != "h1" || s.Migrations[0].To != "h2" {
-			t.Errorf("in flight: %+v", s.Migrations)
+		if len(s.Migrations) != 1 || s.Migrations[0].From != "h1" || s.Migrations[0].To != "h2" ||
+			s.Migrations[0].DataProcessed != 512<<20 || s.Migrations[0].DataTotal != 1<<30 || s.Migrations[0].ExpectedDowntimeMs != 30 {
+			t.Errorf("in flight: %+v, want h1→h2, 512 MiB of 1 GiB sent, 30 ms expected", s.Migrations)
 		}
 		return nil
 	}
@@ -153,8 +154,11 @@ func TestEvents(t *testing.T) {
 		}
 	}
 	evs := l.a.Events().Since(0)
-	if e := evs[1]; e.From != "h1" || e.To != "h2" || e.Message != "web-2 moved h1 → h2" {
+	if e := evs[1]; e.From != "h1" || e.To != "h2" || e.DowntimeMs != 20 || e.Message != "web-2 moved h1 → h2 in 500 ms, downtime 20 ms" {
 		t.Errorf("migration event %+v", e)
+	}
+	if f := l.a.State().Finished; len(f) != 1 || f[0].Guest != "web-2" || f[0].DowntimeMs != 20 || f[0].ElapsedMs != 500 {
+		t.Errorf("finished migrations %+v", f)
 	}
 	if e := evs[5]; e.Size != 1 {
 		t.Errorf("pool event %+v, want size 1", e)

@@ -21,17 +21,21 @@ const (
 // Event is one thing that changed between two samples. Tools read these
 // records (the API, the page's timeline), never the agent's log text.
 type Event struct {
-	Seq     int64     `json:"seq"`
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"`
-	Host    string    `json:"host,omitempty"`
-	From    string    `json:"from,omitempty"`
-	To      string    `json:"to,omitempty"`
-	Guest   string    `json:"guest,omitempty"`
-	Pool    string    `json:"pool,omitempty"`
-	State   string    `json:"state,omitempty"` // a host's new state
-	Size    int       `json:"size,omitempty"`  // a pool's new size
-	Message string    `json:"message"`
+	Seq   int64     `json:"seq"`
+	Time  time.Time `json:"time"`
+	Kind  string    `json:"kind"`
+	Host  string    `json:"host,omitempty"`
+	From  string    `json:"from,omitempty"`
+	To    string    `json:"to,omitempty"`
+	Guest string    `json:"guest,omitempty"`
+	Pool  string    `json:"pool,omitempty"`
+	State string    `json:"state,omitempty"` // a host's new state
+	Size  int       `json:"size,omitempty"`  // a pool's new size
+	// A finished migration's measured time, downtime and bytes.
+	ElapsedMs  int64  `json:"elapsed_ms,omitempty"`
+	DowntimeMs int64  `json:"downtime_ms,omitempty"`
+	Bytes      uint64 `json:"bytes,omitempty"`
+	Message    string `json:"message"`
 }
 
 // diff lists what changed from prev to cur, in a stable order: hosts,

@@ -22,19 +22,24 @@ func Serve(ctx context.Context, cfg Config, log hclog.Logger, ready func(addr st
 		return err
 	}
 	defer closeDriver()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	return New(cfg, f, log).Serve(ctx, ready)
+}
+
+// Serve samples and serves HTTP on the configured address until ctx ends;
+// ready is as for the package's Serve.
+func (a *Agent) Serve(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("%s: %w", KeyListen, err)
 	}
-	a := New(cfg, f, log)
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Requests end with the agent: event streams never hold it up.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	log.Info("agent listening", "url", "http://"+ln.Addr().String()+"/", "hosts", len(cfg.Seeds),
-		"sample_interval", cfg.SampleInterval, "retention", cfg.Retention)
+	a.log.Info("agent listening", "url", "http://"+ln.Addr().String()+"/", "hosts", len(a.cfg.Seeds),
+		"sample_interval", a.cfg.SampleInterval, "retention", a.cfg.Retention)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -30,7 +30,7 @@ var web embed.FS
 //	/health                200 while samples reach a host, 503 otherwise
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{a}, collectors.NewGoCollector(),
+	reg.MustRegister(collector{a}, a.durations, a.downtimes, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	static, _ := fs.Sub(web, "web") // cannot fail: the directory is embedded
 	mux := http.NewServeMux()

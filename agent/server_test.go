@@ -175,4 +175,11 @@ func TestStream(t *testing.T) {
 	if !strings.Contains(got["event"], `"kind":"migration_finished"`) || !strings.Contains(got["state"], `"host":"h2"`) {
 		t.Errorf("after the move: %v", got)
 	}
+	_, metrics := get(t, srv.URL+"/metrics")
+	for _, want := range []string{"virtpool_migration_downtime_seconds_count 1", "virtpool_migration_duration_seconds_sum 0.5",
+		"virtpool_migrations_total 1"} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

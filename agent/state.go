@@ -28,6 +28,7 @@ type State struct {
 	Hosts      []Host      `json:"hosts"`
 	Pools      []Pool      `json:"pools"`
 	Migrations []Migration `json:"migrations"`
+	Finished   []Finished  `json:"finished"` // the last ones, newest first
 }
 
 // Host is one host. Ratios are of the capacity virtpool plans with
@@ -79,14 +80,36 @@ type Pool struct {
 }
 
 // Migration is a guest seen on two hosts at once: running on its source,
-// paused on its destination while its memory is copied.
+// paused on its destination while its memory is copied. The numbers are
+// the source's job stats (zero when they could not be read).
 type Migration struct {
-	Guest string    `json:"guest"`
-	UUID  string    `json:"uuid"`
-	From  string    `json:"from"`
-	To    string    `json:"to"`
-	Since time.Time `json:"since"`
+	Guest              string    `json:"guest"`
+	UUID               string    `json:"uuid"`
+	From               string    `json:"from"`
+	To                 string    `json:"to"`
+	Since              time.Time `json:"since"`
+	ElapsedMs          int64     `json:"elapsed_ms"`
+	DataTotal          uint64    `json:"data_total_bytes"`
+	DataProcessed      uint64    `json:"data_processed_bytes"`
+	DataRemaining      uint64    `json:"data_remaining_bytes"`
+	ExpectedDowntimeMs int64     `json:"expected_downtime_ms"`
+	DirtyRate          uint64    `json:"dirty_bytes_per_second"`
 }
+
+// Finished is a migration seen to end, with what the destination measured
+// (zero when it could not be read).
+type Finished struct {
+	Guest      string    `json:"guest"`
+	From       string    `json:"from"`
+	To         string    `json:"to"`
+	Time       time.Time `json:"time"`
+	ElapsedMs  int64     `json:"elapsed_ms"`
+	DowntimeMs int64     `json:"downtime_ms"`
+	Bytes      uint64    `json:"bytes"`
+}
+
+// keepFinished is how many finished migrations the state lists.
+const keepFinished = 20
 
 // Guests lists every guest of every host.
 func (s State) Guests() []Guest {

@@ -36,6 +36,11 @@ type Driver interface {
 	Migrate(ctx context.Context, req MigrateRequest, progress func(MigrateProgress)) (MigrateResult, error)
 	// AbortMigration aborts the migration job running for a domain on its source.
 	AbortMigration(ctx context.Context, uri, name string) error
+	// JobStats reports a domain's job on a host: the one running (a
+	// migration's progress, on either side), else the last one that
+	// completed there (the destination of a migration keeps it, with the
+	// downtime measured), else JobNone. It does not wait for the job to end.
+	JobStats(ctx context.Context, uri, name string) (Job, error)
 
 	// PutRecord stores r on a host, replacing any record of the same kind
 	// and name. Records are how virtpool keeps its own objects (pool specs,
@@ -212,6 +217,26 @@ type MigrateProgress struct {
 	DataProcessed uint64
 	DataRemaining uint64
 	PostCopy      bool
+}
+
+// Job states.
+const (
+	JobNone      = "none"      // no job running, none completed kept
+	JobRunning   = "running"   // a job runs (Progress so far)
+	JobCompleted = "completed" // the last job completed (its totals)
+	JobFailed    = "failed"    // the last job failed or was cancelled
+)
+
+// Job is a domain's job as JobStats reports it.
+type Job struct {
+	State string
+	// Progress of the job (running) or its totals (completed).
+	Progress MigrateProgress
+	// Downtime is what QEMU expects while a migration runs, and what it
+	// measured once it completed.
+	Downtime time.Duration
+	// DirtyRate is how fast the guest dirties memory, bytes/s (running).
+	DirtyRate uint64
 }
 
 // MigrateResult is what libvirt reports of a completed migration.

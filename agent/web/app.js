@@ -52,7 +52,7 @@ function hostCard(h) {
   card.append(gauge("CPU", h.cpu_ratio, pct(h.cpu_ratio) + " of " + h.capacity_cpus.toFixed(1)));
   card.append(gauge("memory", h.memory_ratio, pct(h.memory_ratio) + " of " + bytes(h.capacity_memory_bytes)));
   card.append(chart(history[h.name] || []));
-  const rows = (h.guests || []).map((g) => el("tr", { "data-guest": g.name },
+  const rows = (h.guests || []).map((g) => el("tr", { "data-guest": g.name, "data-state": g.state },
     el("td", {}, g.name), el("td", {}, g.pool || ""), el("td", {}, g.state),
     el("td", { class: "num" }, g.cpu_cores.toFixed(2)), el("td", { class: "num" }, bytes(g.memory_bytes))));
   const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "guest"), el("th", {}, "pool"),
@@ -73,9 +73,21 @@ function render(s) {
   const guests = (s.hosts || []).reduce((n, h) => n + (h.guests || []).length, 0);
   document.getElementById("summary").textContent =
     `${(s.hosts || []).length} hosts · ${guests} guests · ${(s.pools || []).length} pools · sampled ${clock(s.time)}`;
-  const migs = (s.migrations || []).map((m) => el("div", { class: "migration", "data-guest": m.guest },
-    `${m.guest}: ${m.from} → ${m.to}, since ${clock(m.since)}`));
+  const migs = (s.migrations || []).map((m) => {
+    const done = m.data_total_bytes ? m.data_processed_bytes / m.data_total_bytes : 0;
+    return el("div", { class: "migration", "data-guest": m.guest, "data-progress": done.toFixed(2) },
+      el("div", {}, el("b", {}, m.guest), ` ${m.from} → ${m.to}, since ${clock(m.since)}`),
+      el("div", { class: "bar" }, el("div", { style: `width:${Math.min(100, 100 * done)}%` })),
+      el("div", { class: "detail" }, m.data_total_bytes
+        ? `${bytes(m.data_processed_bytes)} of ${bytes(m.data_total_bytes)} sent, ${bytes(m.data_remaining_bytes)} left` +
+          ` · expected downtime ${m.expected_downtime_ms} ms` + (m.dirty_bytes_per_second ? ` · dirtying ${bytes(m.dirty_bytes_per_second)}/s` : "")
+        : "starting"));
+  });
   document.getElementById("migrations").replaceChildren(...(migs.length ? migs : [el("p", { class: "none" }, "none in flight")]));
+  document.querySelector("#finished tbody").replaceChildren(...(s.finished || []).map((f) => el("tr", { "data-guest": f.guest },
+    el("td", {}, clock(f.time)), el("td", {}, f.guest), el("td", {}, `${f.from} → ${f.to}`),
+    el("td", { class: "num" }, f.elapsed_ms ? (f.elapsed_ms / 1000).toFixed(1) + " s" : "?"),
+    el("td", { class: "num" }, f.elapsed_ms ? f.downtime_ms + " ms" : "?"))));
   document.querySelector("#pools tbody").replaceChildren(...(s.pools || []).map((p) => el("tr", { "data-pool": p.name },
     el("td", {}, p.name), el("td", { class: "num" }, String(p.size)), el("td", { class: "num" }, String(p.desired)),
     el("td", { class: "num" }, String(p.min)), el("td", { class: "num" }, String(p.max)), el("td", {}, (p.hosts || []).join(" ")))));

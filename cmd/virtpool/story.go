@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
+	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/probe"
@@ -165,8 +168,17 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	}
 	defer ag.Stop()
 
+	// virtpool's own agent: the live page, and the events the timeline
+	// shows.
+	// Its events are the timeline's rows: its log says only what goes wrong.
+	va, err := startStoryAgent(ctx, l, drv, hclog.New(&hclog.LoggerOptions{Name: "virtpool.agent", Level: hclog.Warn}))
+	if err != nil {
+		return err
+	}
+	step("live view: %s (virtpool agent: the page, /api/v1, /metrics)", va.url)
+
 	c := probe.New(l.ClientNamespace)
-	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, agent: ag, start: time.Now()}
+	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, agent: ag, events: va.Events(), start: time.Now()}
 	run := func(name string, total int, d time.Duration) {
 		step("%s for %s", name, d)
 		tl.header()
@@ -191,12 +203,14 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 
 // storyTimeline prints one row every couple of seconds.
 type storyTimeline struct {
-	pool  storyPool
-	ops   *pool.Ops
-	drv   driver.Driver
-	agent *autoscaler.Agent
-	start time.Time
-	seen  int // the agent's log lines read so far
+	pool   storyPool
+	ops    *pool.Ops
+	drv    driver.Driver
+	agent  *autoscaler.Agent // its scale decisions
+	events *agent.Events     // what changed on the hosts
+	start  time.Time
+	seen   int   // the autoscaler's log lines read so far
+	seq    int64 // the last event shown
 
 	prev       map[string][2]float64 // member → (cpu ns, s)
 	migrations int
@@ -235,13 +249,7 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 	wg.Wait()
 }
 
-var (
-	reScale    = regexp.MustCompile(`scale requested:`)
-	reMigrated = regexp.MustCompile(`live migration done:`)
-	reCreated  = regexp.MustCompile(`creating pool member:`)
-	reRemoved  = regexp.MustCompile(`removing pool member:`)
-	reStandby  = regexp.MustCompile(`host standby changed:`)
-)
+var reScale = regexp.MustCompile(`scale requested:`)
 
 func (tl *storyTimeline) row(ctx context.Context) {
 	ms, _ := tl.ops.Members(ctx, tl.pool.Name)
@@ -285,30 +293,16 @@ func (tl *storyTimeline) row(ctx context.Context) {
 	var events []string
 	lines := tl.agent.Lines(tl.seen)
 	tl.seen += len(lines)
-	field := autoscaler.Field
 	for _, line := range lines {
-		l := line.Text
-		switch {
-		case reScale.MatchString(l):
+		if l := line.Text; reScale.MatchString(l) {
 			tl.decisions++
-			events = append(events, fmt.Sprintf("decision: %s→%s", field(l, "dimension"), field(l, "count")))
-		case reMigrated.MatchString(l):
-			tl.migrations++
-			if d, err := time.ParseDuration(field(l, "downtime")); err == nil {
-				tl.downtimes = append(tl.downtimes, d)
-			}
-			events = append(events, fmt.Sprintf("moved %s %s→%s (downtime %s)", field(l, "domain"), field(l, "from"), field(l, "to"),
-				field(l, "downtime")))
-		case reCreated.MatchString(l):
-			events = append(events, fmt.Sprintf("created %s on %s", field(l, "domain"), field(l, "host")))
-		case reRemoved.MatchString(l):
-			events = append(events, "removed "+field(l, "domain"))
-		case reStandby.MatchString(l):
-			if field(l, "standby") == "true" {
-				events = append(events, field(l, "host")+" on standby")
-			} else {
-				events = append(events, field(l, "host")+" back in use")
-			}
+			events = append(events, fmt.Sprintf("decision: %s→%s", autoscaler.Field(l, "dimension"), autoscaler.Field(l, "count")))
+		}
+	}
+	for _, e := range tl.events.Since(tl.seq) {
+		tl.seq = e.Seq
+		if s := tl.event(e); s != "" {
+			events = append(events, s)
 		}
 	}
 	// Quiet rows only now and then.
@@ -322,6 +316,28 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		strings.Join(inUse, ","), strings.Join(events, "; "))
 }
 
+// event is how the timeline shows one of the agent's events of the pool
+// and its hosts ("" for the others).
+func (tl *storyTimeline) event(e agent.Event) string {
+	inPool := e.Pool == tl.pool.Name
+	switch {
+	case e.Kind == agent.EventMigrationFinished && inPool:
+		tl.migrations++
+		d := time.Duration(e.DowntimeMs) * time.Millisecond
+		tl.downtimes = append(tl.downtimes, d)
+		return fmt.Sprintf("moved %s %s→%s (downtime %s)", e.Guest, e.From, e.To, d)
+	case e.Kind == agent.EventGuestStarted && inPool:
+		return fmt.Sprintf("created %s on %s", e.Guest, e.Host)
+	case e.Kind == agent.EventGuestStopped && inPool:
+		return "removed " + e.Guest
+	case e.Kind == agent.EventHostState && e.State == agent.HostStandby:
+		return e.Host + " on standby"
+	case e.Kind == agent.EventHostState && e.State == agent.HostActive:
+		return e.Host + " back in use"
+	}
+	return ""
+}
+
 func (tl *storyTimeline) summary() {
 	sort.Slice(tl.downtimes, func(i, j int) bool { return tl.downtimes[i] < tl.downtimes[j] })
 	fmt.Printf("\n%d scale decisions, %d live migrations", tl.decisions, tl.migrations)
@@ -330,4 +346,39 @@ func (tl *storyTimeline) summary() {
 		fmt.Printf(" (downtime median %s, max %s)", median, tl.downtimes[n-1])
 	}
 	fmt.Printf(", largest pool size %d\n", tl.maxSize)
+}
+
+// storyAgent is the virtpool agent the story runs beside the autoscaler.
+type storyAgent struct {
+	*agent.Agent
+	url string
+}
+
+// startStoryAgent runs a virtpool agent over the lab's hosts (through the
+// story's driver process), sampling every second, on 127.0.0.1:8480 or,
+// if that is taken, a free port. It stops with ctx.
+func startStoryAgent(ctx context.Context, l *lab.Lab, drv driver.Driver, log hclog.Logger) (*storyAgent, error) {
+	var seeds []fleet.Seed
+	for _, h := range l.Hosts {
+		seeds = append(seeds, fleet.Seed{Name: h.Name, URI: h.URI, Capacity: h.Capacity()})
+	}
+	cfg := agent.Config{Config: fleet.Config{Seeds: seeds, SampleInterval: time.Second, Retention: 15 * time.Minute,
+		MaxSamples: 1000}, Listen: agent.DefaultListen, MaxEvents: agent.DefaultEvents}
+	if ln, err := net.Listen("tcp", cfg.Listen); err != nil {
+		cfg.Listen = "127.0.0.1:0"
+	} else {
+		ln.Close()
+	}
+	f := fleet.New(cfg.Config, func(context.Context) (driver.Driver, error) { return drv, nil }, log)
+	a := &storyAgent{Agent: agent.New(cfg, f, log)}
+	addr := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- a.Serve(ctx, func(s string) { addr <- s }) }()
+	select {
+	case s := <-addr:
+		a.url = "http://" + s + "/"
+		return a, nil
+	case err := <-errc:
+		return nil, fmt.Errorf("virtpool agent: %w", err)
+	}
 }

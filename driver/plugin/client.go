@@ -102,6 +102,14 @@ func (c *Client) AbortMigration(ctx context.Context, uri, name string) error {
 	return fromStatus(ctx, err)
 }
 
+func (c *Client) JobStats(ctx context.Context, uri, name string) (driver.Job, error) {
+	j, err := c.rpc.JobStats(ctx, &pb.JobStatsRequest{Uri: uri, Name: name})
+	if err != nil {
+		return driver.Job{}, fromStatus(ctx, err)
+	}
+	return jobFromPB(j), nil
+}
+
 func (c *Client) PutRecord(ctx context.Context, uri string, r driver.Record) error {
 	_, err := c.rpc.PutRecord(ctx, &pb.PutRecordRequest{Uri: uri, Record: recordToPB(r)})
 	return fromStatus(ctx, err)

@@ -386,6 +386,15 @@ func progressFromPB(p *pb.MigrateProgress) driver.MigrateProgress {
 	}
 }
 
+func jobToPB(j driver.Job) *pb.Job {
+	return &pb.Job{State: j.State, Progress: progressToPB(j.Progress), DowntimeNs: int64(j.Downtime), DirtyRate: j.DirtyRate}
+}
+
+func jobFromPB(j *pb.Job) driver.Job {
+	return driver.Job{State: j.GetState(), Progress: progressFromPB(j.GetProgress()), Downtime: time.Duration(j.GetDowntimeNs()),
+		DirtyRate: j.GetDirtyRate()}
+}
+
 func resultToPB(r driver.MigrateResult) *pb.MigrateResult {
 	return &pb.MigrateResult{
 		Uuid:       r.UUID,

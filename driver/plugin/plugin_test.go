@@ -26,6 +26,7 @@ type fakeDriver struct {
 	progress []driver.MigrateProgress
 	result   driver.MigrateResult
 	records  []driver.Record
+	job      driver.Job
 	err      error
 	// block makes Migrate wait, after its progress reports, until its ctx
 	// ends; it then closes ctxDone.
@@ -115,6 +116,11 @@ func (f *fakeDriver) AbortMigration(_ context.Context, uri, name string) error {
 	return f.err
 }
 
+func (f *fakeDriver) JobStats(_ context.Context, uri, name string) (driver.Job, error) {
+	f.record(uri, name)
+	return f.job, f.err
+}
+
 func (f *fakeDriver) PutRecord(_ context.Context, uri string, r driver.Record) error {
 	f.record(uri, r)
 	return f.err
@@ -187,6 +193,8 @@ func TestRoundTrip(t *testing.T) {
 			{Elapsed: 3 * time.Second, DataTotal: 1200, DataProcessed: 1150, DataRemaining: 50, PostCopy: true},
 		},
 		result: driver.MigrateResult{UUID: "u1", Elapsed: 3200 * time.Millisecond, Downtime: 42 * time.Millisecond, Bytes: 1 << 33, PostCopy: true},
+		job: driver.Job{State: driver.JobRunning, Progress: driver.MigrateProgress{Elapsed: 2 * time.Second, DataTotal: 1 << 30,
+			DataProcessed: 1 << 29, DataRemaining: 1 << 29}, Downtime: 35 * time.Millisecond, DirtyRate: 3 << 20},
 		records: []driver.Record{
 			{Kind: driver.RecordHost, Name: "h1", Generation: 1, Data: map[string]string{"maintenance": "true"}},
 			{Kind: driver.RecordPool, Name: "web", Generation: 1 << 40, Data: map[string]string{"spec": `{"size":3}`, "policy": ""}},
@@ -238,6 +246,8 @@ func TestRoundTrip(t *testing.T) {
 		}, migration{fake.progress, fake.result}, []any{req}},
 		{"AbortMigration", func() (any, error) { return nil, d.AbortMigration(ctx, "qemu:///system", "web-1") },
 			nil, []any{"qemu:///system", "web-1"}},
+		{"JobStats", func() (any, error) { return d.JobStats(ctx, "qemu:///system", "web-1") },
+			fake.job, []any{"qemu:///system", "web-1"}},
 		{"PutRecord", func() (any, error) { return nil, d.PutRecord(ctx, "qemu:///system", rec) },
 			nil, []any{"qemu:///system", rec}},
 		{"ListRecords", func() (any, error) { return d.ListRecords(ctx, "qemu:///system") },
@@ -295,6 +305,10 @@ func TestErrors(t *testing.T) {
 			return err
 		}},
 		{"AbortMigration", func(ctx context.Context, d driver.Driver) error { return d.AbortMigration(ctx, "u", "x") }},
+		{"JobStats", func(ctx context.Context, d driver.Driver) error {
+			_, err := d.JobStats(ctx, "u", "x")
+			return err
+		}},
 		{"PutRecord", func(ctx context.Context, d driver.Driver) error {
 			return d.PutRecord(ctx, "u", driver.Record{Kind: "pool", Name: "x"})
 		}},

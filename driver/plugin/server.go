@@ -100,6 +100,14 @@ func (s *Server) AbortMigration(ctx context.Context, req *pb.AbortMigrationReque
 	return &pb.Empty{}, nil
 }
 
+func (s *Server) JobStats(ctx context.Context, req *pb.JobStatsRequest) (*pb.Job, error) {
+	j, err := s.Impl.JobStats(ctx, req.GetUri(), req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return jobToPB(j), nil
+}
+
 func (s *Server) PutRecord(ctx context.Context, req *pb.PutRecordRequest) (*pb.Empty, error) {
 	if err := s.Impl.PutRecord(ctx, req.GetUri(), recordFromPB(req.GetRecord())); err != nil {
 		return nil, toStatus(err)

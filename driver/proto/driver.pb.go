@@ -1612,6 +1612,126 @@ func (x *AbortMigrationRequest) GetName() string {
 	return ""
 }
 
+type JobStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatsRequest) Reset() {
+	*x = JobStatsRequest{}
+	mi := &file_driver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatsRequest) ProtoMessage() {}
+
+func (x *JobStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatsRequest.ProtoReflect.Descriptor instead.
+func (*JobStatsRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JobStatsRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *JobStatsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type Job struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Progress      *MigrateProgress       `protobuf:"bytes,2,opt,name=progress,proto3" json:"progress,omitempty"`
+	DowntimeNs    int64                  `protobuf:"varint,3,opt,name=downtime_ns,json=downtimeNs,proto3" json:"downtime_ns,omitempty"`
+	DirtyRate     uint64                 `protobuf:"varint,4,opt,name=dirty_rate,json=dirtyRate,proto3" json:"dirty_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_driver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Job) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Job) GetProgress() *MigrateProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *Job) GetDowntimeNs() int64 {
+	if x != nil {
+		return x.DowntimeNs
+	}
+	return 0
+}
+
+func (x *Job) GetDirtyRate() uint64 {
+	if x != nil {
+		return x.DirtyRate
+	}
+	return 0
+}
+
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -1624,7 +1744,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1756,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1769,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{21}
+	return file_driver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Record) GetKind() string {
@@ -1690,7 +1810,7 @@ type PutRecordRequest struct {
 
 func (x *PutRecordRequest) Reset() {
 	*x = PutRecordRequest{}
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1822,7 @@ func (x *PutRecordRequest) String() string {
 func (*PutRecordRequest) ProtoMessage() {}
 
 func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1835,7 @@ func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
 func (*PutRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{22}
+	return file_driver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutRecordRequest) GetUri() string {
@@ -1741,7 +1861,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1873,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1886,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{23}
+	return file_driver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRecordsRequest) GetUri() string {
@@ -1785,7 +1905,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1917,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1930,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{24}
+	return file_driver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*Record {
@@ -1831,7 +1951,7 @@ type DeleteRecordRequest struct {
 
 func (x *DeleteRecordRequest) Reset() {
 	*x = DeleteRecordRequest{}
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1963,7 @@ func (x *DeleteRecordRequest) String() string {
 func (*DeleteRecordRequest) ProtoMessage() {}
 
 func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1976,7 @@ func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{25}
+	return file_driver_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteRecordRequest) GetUri() string {
@@ -2038,7 +2158,17 @@ const file_driver_proto_rawDesc = "" +
 	"\x05event\"=\n" +
 	"\x15AbortMigrationRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xc3\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"7\n" +
+	"\x0fJobStatsRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x9c\x01\n" +
+	"\x03Job\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12?\n" +
+	"\bprogress\x18\x02 \x01(\v2#.virtpool.driver.v1.MigrateProgressR\bprogress\x12\x1f\n" +
+	"\vdowntime_ns\x18\x03 \x01(\x03R\n" +
+	"downtimeNs\x12\x1d\n" +
+	"\n" +
+	"dirty_rate\x18\x04 \x01(\x04R\tdirtyRate\"\xc3\x01\n" +
 	"\x06Record\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
@@ -2059,7 +2189,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x13DeleteRecordRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name2\xbb\a\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name2\x85\b\n" +
 	"\x06Driver\x12U\n" +
 	"\bHostInfo\x12#.virtpool.driver.v1.HostInfoRequest\x1a$.virtpool.driver.v1.HostInfoResponse\x12^\n" +
 	"\vListDomains\x12&.virtpool.driver.v1.ListDomainsRequest\x1a'.virtpool.driver.v1.ListDomainsResponse\x12S\n" +
@@ -2068,7 +2198,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x0eUndefineDomain\x12).virtpool.driver.v1.UndefineDomainRequest\x1a\x19.virtpool.driver.v1.Empty\x12H\n" +
 	"\x05Stats\x12 .virtpool.driver.v1.StatsRequest\x1a\x1d.virtpool.driver.v1.HostStats\x12Q\n" +
 	"\aMigrate\x12\".virtpool.driver.v1.MigrateRequest\x1a .virtpool.driver.v1.MigrateEvent0\x01\x12V\n" +
-	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.Empty\x12L\n" +
+	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.Empty\x12H\n" +
+	"\bJobStats\x12#.virtpool.driver.v1.JobStatsRequest\x1a\x17.virtpool.driver.v1.Job\x12L\n" +
 	"\tPutRecord\x12$.virtpool.driver.v1.PutRecordRequest\x1a\x19.virtpool.driver.v1.Empty\x12^\n" +
 	"\vListRecords\x12&.virtpool.driver.v1.ListRecordsRequest\x1a'.virtpool.driver.v1.ListRecordsResponse\x12R\n" +
 	"\fDeleteRecord\x12'.virtpool.driver.v1.DeleteRecordRequest\x1a\x19.virtpool.driver.v1.EmptyB+Z)github.com/virtpool/virtpool/driver/protob\x06proto3"
@@ -2085,7 +2216,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_driver_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: virtpool.driver.v1.Empty
 	(*Timestamp)(nil),             // 1: virtpool.driver.v1.Timestamp
@@ -2108,57 +2239,62 @@ var file_driver_proto_goTypes = []any{
 	(*MigrateResult)(nil),         // 18: virtpool.driver.v1.MigrateResult
 	(*MigrateEvent)(nil),          // 19: virtpool.driver.v1.MigrateEvent
 	(*AbortMigrationRequest)(nil), // 20: virtpool.driver.v1.AbortMigrationRequest
-	(*Record)(nil),                // 21: virtpool.driver.v1.Record
-	(*PutRecordRequest)(nil),      // 22: virtpool.driver.v1.PutRecordRequest
-	(*ListRecordsRequest)(nil),    // 23: virtpool.driver.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),   // 24: virtpool.driver.v1.ListRecordsResponse
-	(*DeleteRecordRequest)(nil),   // 25: virtpool.driver.v1.DeleteRecordRequest
-	nil,                           // 26: virtpool.driver.v1.Domain.LabelsEntry
-	nil,                           // 27: virtpool.driver.v1.DomainSpec.LabelsEntry
-	nil,                           // 28: virtpool.driver.v1.DomainStats.LabelsEntry
-	nil,                           // 29: virtpool.driver.v1.Record.DataEntry
+	(*JobStatsRequest)(nil),       // 21: virtpool.driver.v1.JobStatsRequest
+	(*Job)(nil),                   // 22: virtpool.driver.v1.Job
+	(*Record)(nil),                // 23: virtpool.driver.v1.Record
+	(*PutRecordRequest)(nil),      // 24: virtpool.driver.v1.PutRecordRequest
+	(*ListRecordsRequest)(nil),    // 25: virtpool.driver.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),   // 26: virtpool.driver.v1.ListRecordsResponse
+	(*DeleteRecordRequest)(nil),   // 27: virtpool.driver.v1.DeleteRecordRequest
+	nil,                           // 28: virtpool.driver.v1.Domain.LabelsEntry
+	nil,                           // 29: virtpool.driver.v1.DomainSpec.LabelsEntry
+	nil,                           // 30: virtpool.driver.v1.DomainStats.LabelsEntry
+	nil,                           // 31: virtpool.driver.v1.Record.DataEntry
 }
 var file_driver_proto_depIdxs = []int32{
 	7,  // 0: virtpool.driver.v1.ListDomainsResponse.domains:type_name -> virtpool.driver.v1.Domain
-	26, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
-	27, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
+	28, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
+	29, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
 	8,  // 3: virtpool.driver.v1.CreateDomainRequest.spec:type_name -> virtpool.driver.v1.DomainSpec
 	1,  // 4: virtpool.driver.v1.HostStats.time:type_name -> virtpool.driver.v1.Timestamp
 	14, // 5: virtpool.driver.v1.HostStats.domains:type_name -> virtpool.driver.v1.DomainStats
-	28, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
+	30, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
 	15, // 7: virtpool.driver.v1.MigrateRequest.options:type_name -> virtpool.driver.v1.MigrateOptions
 	17, // 8: virtpool.driver.v1.MigrateEvent.progress:type_name -> virtpool.driver.v1.MigrateProgress
 	18, // 9: virtpool.driver.v1.MigrateEvent.result:type_name -> virtpool.driver.v1.MigrateResult
-	29, // 10: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
-	21, // 11: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
-	21, // 12: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
-	3,  // 13: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
-	5,  // 14: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
-	9,  // 15: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
-	10, // 16: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
-	11, // 17: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
-	12, // 18: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
-	16, // 19: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
-	20, // 20: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
-	22, // 21: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
-	23, // 22: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
-	25, // 23: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
-	4,  // 24: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
-	6,  // 25: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
-	7,  // 26: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
-	0,  // 27: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
-	0,  // 28: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
-	13, // 29: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
-	19, // 30: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
-	0,  // 31: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
-	0,  // 32: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
-	24, // 33: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
-	0,  // 34: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 10: virtpool.driver.v1.Job.progress:type_name -> virtpool.driver.v1.MigrateProgress
+	31, // 11: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
+	23, // 12: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
+	23, // 13: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
+	3,  // 14: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
+	5,  // 15: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
+	9,  // 16: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
+	10, // 17: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
+	11, // 18: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
+	12, // 19: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
+	16, // 20: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
+	20, // 21: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
+	21, // 22: virtpool.driver.v1.Driver.JobStats:input_type -> virtpool.driver.v1.JobStatsRequest
+	24, // 23: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
+	25, // 24: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
+	27, // 25: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
+	4,  // 26: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
+	6,  // 27: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
+	7,  // 28: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
+	0,  // 29: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
+	0,  // 30: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
+	13, // 31: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
+	19, // 32: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
+	0,  // 33: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
+	22, // 34: virtpool.driver.v1.Driver.JobStats:output_type -> virtpool.driver.v1.Job
+	0,  // 35: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
+	26, // 36: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
+	0,  // 37: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -2176,7 +2312,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Driver_Stats_FullMethodName          = "/virtpool.driver.v1.Driver/Stats"
 	Driver_Migrate_FullMethodName        = "/virtpool.driver.v1.Driver/Migrate"
 	Driver_AbortMigration_FullMethodName = "/virtpool.driver.v1.Driver/AbortMigration"
+	Driver_JobStats_FullMethodName       = "/virtpool.driver.v1.Driver/JobStats"
 	Driver_PutRecord_FullMethodName      = "/virtpool.driver.v1.Driver/PutRecord"
 	Driver_ListRecords_FullMethodName    = "/virtpool.driver.v1.Driver/ListRecords"
 	Driver_DeleteRecord_FullMethodName   = "/virtpool.driver.v1.Driver/DeleteRecord"
@@ -53,6 +54,7 @@ type DriverClient interface {
 	// aborts the migration.
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
 	AbortMigration(ctx context.Context, in *AbortMigrationRequest, opts ...grpc.CallOption) (*Empty, error)
+	JobStats(ctx context.Context, in *JobStatsRequest, opts ...grpc.CallOption) (*Job, error)
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -157,6 +159,16 @@ func (c *driverClient) AbortMigration(ctx context.Context, in *AbortMigrationReq
 	return out, nil
 }
 
+func (c *driverClient) JobStats(ctx context.Context, in *JobStatsRequest, opts ...grpc.CallOption) (*Job, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Job)
+	err := c.cc.Invoke(ctx, Driver_JobStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *driverClient) PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -201,6 +213,7 @@ type DriverServer interface {
 	// aborts the migration.
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
 	AbortMigration(context.Context, *AbortMigrationRequest) (*Empty, error)
+	JobStats(context.Context, *JobStatsRequest) (*Job, error)
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(context.Context, *PutRecordRequest) (*Empty, error)
@@ -239,6 +252,9 @@ func (UnimplementedDriverServer) Migrate(*MigrateRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedDriverServer) AbortMigration(context.Context, *AbortMigrationRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AbortMigration not implemented")
+}
+func (UnimplementedDriverServer) JobStats(context.Context, *JobStatsRequest) (*Job, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JobStats not implemented")
 }
 func (UnimplementedDriverServer) PutRecord(context.Context, *PutRecordRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PutRecord not implemented")
@@ -407,6 +423,24 @@ func _Driver_AbortMigration_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_JobStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).JobStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_JobStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).JobStats(ctx, req.(*JobStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Driver_PutRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PutRecordRequest)
 	if err := dec(in); err != nil {
@@ -495,6 +529,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AbortMigration",
 			Handler:    _Driver_AbortMigration_Handler,
+		},
+		{
+			MethodName: "JobStats",
+			Handler:    _Driver_JobStats_Handler,
 		},
 		{
 			MethodName: "PutRecord",

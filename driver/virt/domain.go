@@ -30,7 +30,7 @@ func (d *Driver) ListDomains(ctx context.Context, uri string) ([]driver.Domain, 
 		dom := &doms[i]
 		dd, err := describe(dom)
 		// Records are virtpool's own data, not guests (see record.go).
-		if err == nil && isRecord(dom, dd.Name, dd.State != driver.StateShutoff) {
+		if err == nil && internal(dom, dd.Name, dd.State != driver.StateShutoff) {
 			dom.Free()
 			continue
 		}

@@ -108,11 +108,14 @@ func kvmAdvertised(c *lv.Connect) bool {
 	return err == nil && x != ""
 }
 
+// kvmProbePrefix names probeKVM's guests, which listings leave out.
+const kvmProbePrefix = "virtpool-kvm-probe-"
+
 // probeKVM starts a small transient KVM guest (firmware only, no disk) and
 // checks that it is still running shortly after: on hosts where KVM cannot
 // run guests, QEMU fails to start or the guest stops with an emulation error.
 func probeKVM(ctx context.Context, c *lv.Connect) (bool, string) {
-	name := fmt.Sprintf("virtpool-kvm-probe-%d", time.Now().UnixNano())
+	name := fmt.Sprintf("%s%d", kvmProbePrefix, time.Now().UnixNano())
 	x, err := (&libvirtxml.Domain{
 		Type:   "kvm",
 		Name:   name,
@@ -196,7 +199,7 @@ func (d *Driver) Stats(ctx context.Context, uri string) (driver.HostStats, error
 	}
 	for _, s := range all {
 		ds := domainStats(s)
-		if isRecord(s.Domain, ds.Name, ds.State != driver.StateShutoff) {
+		if internal(s.Domain, ds.Name, ds.State != driver.StateShutoff) {
 			s.Domain.Free()
 			continue
 		}

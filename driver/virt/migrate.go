@@ -146,13 +146,8 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 				continue
 			}
 			lastProcessed = js.DataProcessed
-			p := driver.MigrateProgress{
-				Elapsed:       time.Duration(js.TimeElapsed) * time.Millisecond,
-				DataTotal:     js.DataTotal,
-				DataProcessed: js.DataProcessed,
-				DataRemaining: js.DataRemaining,
-				PostCopy:      switched.Load(),
-			}
+			p := progressOf(js)
+			p.PostCopy = switched.Load()
 			if progress != nil {
 				progress(p)
 			}
@@ -245,7 +240,8 @@ func completed(src, dst *lv.Connect, name string) (driver.MigrateResult, error) 
 			return res, errors.New("after migration the domain still runs on the source")
 		}
 	}
-	js, err := dd.GetJobStats(lv.DOMAIN_JOB_STATS_COMPLETED)
+	// Kept: the agent reads them too, to show what the migration measured.
+	js, err := dd.GetJobStats(lv.DOMAIN_JOB_STATS_COMPLETED | lv.DOMAIN_JOB_STATS_KEEP_COMPLETED)
 	if err != nil {
 		return res, nil // stats are best effort; the move itself succeeded
 	}
@@ -253,6 +249,56 @@ func completed(src, dst *lv.Connect, name string) (driver.MigrateResult, error) 
 	res.Downtime = time.Duration(js.Downtime) * time.Millisecond
 	res.Bytes = js.DataProcessed
 	return res, nil
+}
+
+// progressOf is the progress libvirt's job stats report.
+func progressOf(js *lv.DomainJobInfo) driver.MigrateProgress {
+	return driver.MigrateProgress{
+		Elapsed:       time.Duration(js.TimeElapsed) * time.Millisecond,
+		DataTotal:     js.DataTotal,
+		DataProcessed: js.DataProcessed,
+		DataRemaining: js.DataRemaining,
+	}
+}
+
+// jobOf turns libvirt's job stats into a driver.Job.
+func jobOf(js *lv.DomainJobInfo) driver.Job {
+	j := driver.Job{State: driver.JobNone, Progress: progressOf(js), Downtime: time.Duration(js.Downtime) * time.Millisecond}
+	switch js.Type {
+	case lv.DOMAIN_JOB_BOUNDED, lv.DOMAIN_JOB_UNBOUNDED:
+		j.State = driver.JobRunning
+	case lv.DOMAIN_JOB_COMPLETED:
+		j.State = driver.JobCompleted
+	case lv.DOMAIN_JOB_FAILED, lv.DOMAIN_JOB_CANCELLED:
+		j.State = driver.JobFailed
+	}
+	page := uint64(4096)
+	if js.MemPageSizeSet && js.MemPageSize > 0 {
+		page = js.MemPageSize
+	}
+	j.DirtyRate = js.MemDirtyRate * page // libvirt counts pages per second
+	return j
+}
+
+// JobStats reports a domain's running job, else the last completed one
+// (kept: reading it does not take it from the driver's own Migrate, which
+// reads it on the destination for its result).
+func (d *Driver) JobStats(ctx context.Context, uri, name string) (driver.Job, error) {
+	var j driver.Job
+	err := d.withDomain(ctx, "job stats", uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
+		js, err := dom.GetJobStats(0)
+		if err != nil {
+			return err
+		}
+		if js.Type == lv.DOMAIN_JOB_NONE {
+			if js, err = dom.GetJobStats(lv.DOMAIN_JOB_STATS_COMPLETED | lv.DOMAIN_JOB_STATS_KEEP_COMPLETED); err != nil {
+				return err
+			}
+		}
+		j = jobOf(js)
+		return nil
+	})
+	return j, err
 }
 
 // AbortMigration aborts the migration job of a domain on its source host.

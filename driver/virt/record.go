@@ -174,6 +174,12 @@ func isRecord(dom *lv.Domain, name string, active bool) bool {
 	return err == nil && ok
 }
 
+// internal reports whether a domain is virtpool's own business, not a
+// guest: a record, or the short-lived guest that probes KVM.
+func internal(dom *lv.Domain, name string, active bool) bool {
+	return strings.HasPrefix(name, kvmProbePrefix) || isRecord(dom, name, active)
+}
+
 // PutRecord defines (or redefines) the domain holding r.
 func (d *Driver) PutRecord(ctx context.Context, uri string, r driver.Record) error {
 	const op = "put record"

@@ -175,3 +175,14 @@ func TestRecordValidation(t *testing.T) {
 		t.Errorf("delete with a bad name: %v, want invalid argument", err)
 	}
 }
+
+func TestInternal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{{kvmProbePrefix + "1764601234", true}, {"web-1", false}, {"virtpool-kvm", false}} {
+		if got := internal(nil, tc.name, true); got != tc.want {
+			t.Errorf("internal(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

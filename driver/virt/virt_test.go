@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	lv "libvirt.org/go/libvirt"
+
 	"github.com/virtpool/virtpool/driver"
 )
 
@@ -208,5 +210,32 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 	if want := `<domain><label key="a">1</label><label key="b">2</label><overlay>/img/x.qcow2</overlay></domain>`; s != want {
 		t.Fatalf("marshal = %s, want %s (sorted, stable)", s, want)
+	}
+}
+
+func TestJobOf(t *testing.T) {
+	tests := []struct {
+		name string
+		in   lv.DomainJobInfo
+		want driver.Job
+	}{
+		{"none", lv.DomainJobInfo{Type: lv.DOMAIN_JOB_NONE}, driver.Job{State: driver.JobNone}},
+		{"running", lv.DomainJobInfo{Type: lv.DOMAIN_JOB_UNBOUNDED, TimeElapsed: 1500, DataTotal: 300, DataProcessed: 100,
+			DataRemaining: 200, Downtime: 40, MemDirtyRate: 256, MemPageSizeSet: true, MemPageSize: 4096},
+			driver.Job{State: driver.JobRunning, Progress: driver.MigrateProgress{Elapsed: 1500 * time.Millisecond, DataTotal: 300,
+				DataProcessed: 100, DataRemaining: 200}, Downtime: 40 * time.Millisecond, DirtyRate: 1 << 20}},
+		{"page size unknown", lv.DomainJobInfo{Type: lv.DOMAIN_JOB_BOUNDED, MemDirtyRate: 2},
+			driver.Job{State: driver.JobRunning, DirtyRate: 8192}},
+		{"completed", lv.DomainJobInfo{Type: lv.DOMAIN_JOB_COMPLETED, TimeElapsed: 800, DataProcessed: 1 << 20, Downtime: 25},
+			driver.Job{State: driver.JobCompleted, Progress: driver.MigrateProgress{Elapsed: 800 * time.Millisecond, DataProcessed: 1 << 20},
+				Downtime: 25 * time.Millisecond}},
+		{"cancelled", lv.DomainJobInfo{Type: lv.DOMAIN_JOB_CANCELLED}, driver.Job{State: driver.JobFailed}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := jobOf(&tc.in); got != tc.want {
+				t.Errorf("jobOf = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -23,6 +23,8 @@ type Domain struct {
 	Load      float64
 	CPUTimeNs uint64
 	RSSKiB    uint64
+	// Job is what JobStats reports: Migrate sets it on both sides.
+	Job driver.Job
 }
 
 // Host is a fake hypervisor.
@@ -291,8 +293,10 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		return driver.MigrateResult{}, &driver.Error{Op: "migrate", Host: req.SourceURI, Domain: req.Domain, Code: driver.CodeNoDomain,
 			Err: fmt.Errorf("domain not found")}
 	}
-	// In flight: paused copy on the destination.
-	incoming := &Domain{Domain: dom.Domain, Load: dom.Load}
+	// In flight: paused copy on the destination, half the memory sent.
+	half := driver.MigrateProgress{DataTotal: dom.MemoryMiB << 20, DataProcessed: dom.MemoryMiB << 19, DataRemaining: dom.MemoryMiB << 19}
+	dom.Job = driver.Job{State: driver.JobRunning, Progress: half, Downtime: 30 * time.Millisecond}
+	incoming := &Domain{Domain: dom.Domain, Load: dom.Load, Job: dom.Job}
 	incoming.State = driver.StatePaused
 	incoming.Labels = copyLabels(dom.Labels)
 	dst.Domains[req.Domain] = incoming
@@ -313,11 +317,14 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if herr != nil {
+		dom.Job = driver.Job{State: driver.JobFailed, Progress: half}
 		delete(dst.Domains, req.Domain) // rolled back: the guest stays on the source
 		return driver.MigrateResult{}, &driver.Error{Op: "migrate", Host: req.SourceURI, Domain: req.Domain,
 			Code: driver.CodeOperationAborted, Err: herr}
 	}
 	incoming.State = driver.StateRunning
+	incoming.Job = driver.Job{State: driver.JobCompleted, Downtime: 20 * time.Millisecond,
+		Progress: driver.MigrateProgress{Elapsed: 500 * time.Millisecond, DataTotal: dom.MemoryMiB << 20, DataProcessed: dom.MemoryMiB << 20}}
 	incoming.CPUTimeNs = 0
 	incoming.RSSKiB = dom.RSSKiB
 	delete(src.Domains, req.Domain)
@@ -332,6 +339,24 @@ func (d *Driver) AbortMigration(_ context.Context, uri, name string) error {
 	defer d.mu.Unlock()
 	_, err := d.enter("AbortMigration", uri, name)
 	return err
+}
+
+// JobStats implements driver.Driver: the job Migrate left on the domain.
+func (d *Driver) JobStats(_ context.Context, uri, name string) (driver.Job, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, err := d.enter("JobStats", uri, name)
+	if err != nil {
+		return driver.Job{}, err
+	}
+	dom, ok := h.Domains[name]
+	if !ok {
+		return driver.Job{}, &driver.Error{Op: "job stats", Host: uri, Domain: name, Code: driver.CodeNoDomain, Err: fmt.Errorf("domain not found")}
+	}
+	if dom.Job.State == "" {
+		return driver.Job{State: driver.JobNone}, nil
+	}
+	return dom.Job, nil
 }
 
 func recordKey(kind, name string) string { return kind + "/" + name }
