@@ -97,7 +97,7 @@ func waitText(t *testing.T, ctx context.Context, sel, text string, stop <-chan s
 func TestAgentPage(t *testing.T) {
 	needLab(t)
 	src, dst := hostsAB()
-	ag := startAgent(t)
+	ag := startAgent(t, agentInterval)
 	g := startGuest(t, src, 256)
 	ctx := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(ag.url)); err != nil {

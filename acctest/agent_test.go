@@ -20,18 +20,20 @@ import (
 	"github.com/virtpool/virtpool/lab/labtest"
 )
 
-// agentInterval is the test agent's sample interval.
+// agentInterval is the tests' agent sample interval.
 const agentInterval = 500 * time.Millisecond
 
 // runningAgent is a `virtpool agent` process and its API.
 type runningAgent struct {
-	proc *autoscaler.Agent // the lab's process runner: lines kept, group stopped
-	url  string
+	proc     *autoscaler.Agent // the lab's process runner: lines kept, group stopped
+	url      string
+	interval time.Duration
 }
 
 // startAgent runs the real `virtpool agent` binary against the lab hosts,
-// with the driver process the tests use, and stops it when the test ends.
-func startAgent(t *testing.T) *runningAgent {
+// sampling every interval with the driver the tests use, and stops it
+// when the test ends.
+func startAgent(t testing.TB, interval time.Duration) *runningAgent {
 	t.Helper()
 	bin, err := labtest.VirtpoolBinary()
 	if err != nil {
@@ -50,7 +52,7 @@ func startAgent(t *testing.T) *runningAgent {
 		hosts = append(hosts, line+" }")
 	}
 	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n",
-		agentInterval, drvBin, strings.Join(hosts, "\n"))
+		interval, drvBin, strings.Join(hosts, "\n"))
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func startAgent(t *testing.T) *runningAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &runningAgent{proc: p}
+	a := &runningAgent{proc: p, interval: interval}
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
@@ -86,7 +88,7 @@ func (a *runningAgent) tail(n int) string {
 	return b.String()
 }
 
-func (a *runningAgent) get(t *testing.T, path string, v any) {
+func (a *runningAgent) get(t testing.TB, path string, v any) {
 	t.Helper()
 	resp, err := http.Get(a.url + strings.TrimPrefix(path, "/"))
 	if err != nil {
@@ -109,17 +111,17 @@ func (a *runningAgent) get(t *testing.T, path string, v any) {
 // after returns the agent's state once it has taken n more samples than
 // the state it served when called. The deadline only keeps a stuck agent
 // from hanging the suite: the wait is counted in samples.
-func (a *runningAgent) after(t *testing.T, n int) agent.State {
+func (a *runningAgent) after(t testing.TB, n int) agent.State {
 	t.Helper()
 	var s agent.State
 	a.get(t, "/api/v1/state", &s)
 	seen := map[time.Time]bool{s.Time: true}
-	deadline := time.Now().Add(time.Duration(n)*agentInterval*20 + 30*time.Second)
+	deadline := time.Now().Add(time.Duration(n)*a.interval*20 + 30*time.Second)
 	for len(seen) <= n {
 		if time.Now().After(deadline) {
 			t.Fatalf("agent took %d samples, not %d, by %s\n%s", len(seen)-1, n, deadline.Format(time.TimeOnly), a.tail(30))
 		}
-		time.Sleep(agentInterval / 5)
+		time.Sleep(a.interval / 5)
 		a.get(t, "/api/v1/state", &s)
 		seen[s.Time] = true
 	}
@@ -143,7 +145,7 @@ func findGuest(s agent.State, name string) (agent.Guest, bool) {
 func TestAgentFollowsGuests(t *testing.T) {
 	needLab(t)
 	src, dst := hostsAB()
-	ag := startAgent(t)
+	ag := startAgent(t, agentInterval)
 	g := startGuest(t, src, 256)
 
 	s := ag.after(t, 1)
