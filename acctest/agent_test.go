@@ -16,6 +16,7 @@ import (
 
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/labtest"
 )
@@ -197,20 +198,33 @@ func TestAgentFollowsGuests(t *testing.T) {
 		t.Errorf("agent shows %d MiB resident for %s after it wrote 64 MiB, before %d MiB", rssAfter>>20, g.Name, rssBefore>>20)
 	}
 
-	// A migration slow enough to be sampled in flight: 64 MiB at 8 MiB/s.
+	// A migration slow enough to be sampled in flight (64 MiB at 8 MiB/s),
+	// then a fast one back, shorter than a sample interval: the agent
+	// knows of its start from the destination's libvirt events.
+	o := labOpts
+	o.BandwidthMiBs = 8
+	migrateWatched(t, ag, g, dst, o)
+	migrateWatched(t, ag, g, src, labOpts)
+}
+
+// migrateWatched migrates g to `to` and checks what the agent made of it:
+// the guest on its new host, its start and end as events (the end with
+// the time and downtime the migration itself reported), and no host
+// missed meanwhile.
+func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o driver.MigrateOptions) {
+	t.Helper()
 	var evs []agent.Event
 	ag.get(t, "/api/v1/events", &evs)
 	seq := int64(0)
 	if len(evs) > 0 {
 		seq = evs[len(evs)-1].Seq
 	}
-	o := labOpts
-	o.BandwidthMiBs = 8
-	m := migrate(t, g, dst, o)
-	t.Logf("migration %s→%s took %s", src.Name, dst.Name, m.Elapsed.Round(time.Millisecond))
-	s = ag.after(t, 2)
-	if got, ok := findGuest(s, g.Name); !ok || got.Host != dst.Name {
-		t.Errorf("after the migration the agent shows %s as %+v, want running on %s", g.Name, got, dst.Name)
+	from := g.Host
+	m := migrate(t, g, to, o)
+	t.Logf("migration %s→%s took %s", from.Name, to.Name, m.Elapsed.Round(time.Millisecond))
+	s := ag.after(t, 2)
+	if got, ok := findGuest(s, g.Name); !ok || got.Host != to.Name {
+		t.Errorf("after the migration the agent shows %s as %+v, want running on %s", g.Name, got, to.Name)
 	}
 	ag.get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
 	var kinds []string
@@ -229,8 +243,8 @@ func TestAgentFollowsGuests(t *testing.T) {
 				e.ElapsedMs, e.DowntimeMs, m.Elapsed.Milliseconds(), m.Downtime.Milliseconds())
 		}
 	}
-	want := []string{fmt.Sprintf("%s %s→%s", agent.EventMigrationStarted, src.Name, dst.Name),
-		fmt.Sprintf("%s %s→%s", agent.EventMigrationFinished, src.Name, dst.Name)}
+	want := []string{fmt.Sprintf("%s %s→%s", agent.EventMigrationStarted, from.Name, to.Name),
+		fmt.Sprintf("%s %s→%s", agent.EventMigrationFinished, from.Name, to.Name)}
 	if strings.Join(kinds, "; ") != strings.Join(want, "; ") {
 		t.Errorf("events of %s: %q, want %q", g.Name, kinds, want)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/fleet"
 )
 
@@ -38,12 +39,20 @@ type Agent struct {
 	watchers map[chan State]bool
 
 	durations, downtimes prometheus.Histogram
+
+	// Events (watch.go).
+	kick      chan struct{}         // a sample is asked for
+	watching  map[string]bool       // host URIs followed
+	announced map[string]int        // guest UUID → step when its migration's start was announced
+	completed map[string]driver.Job // guest UUID → its last completed job, as an event told
+	steps     int
 }
 
 // New returns an agent over f, configured by cfg.
 func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 	a := &Agent{cfg: cfg, fleet: f, log: log, events: NewEvents(cfg.MaxEvents), now: f.Time,
-		watchers: map[chan State]bool{}}
+		watchers: map[chan State]bool{}, kick: make(chan struct{}, 1), watching: map[string]bool{},
+		announced: map[string]int{}, completed: map[string]driver.Job{}}
 	a.durations, a.downtimes = newHistograms()
 	return a
 }
@@ -70,7 +79,10 @@ func (a *Agent) Step(ctx context.Context) error {
 		cur = buildState(t, r, f, prev)
 	}
 	cur.Finished = prev.Finished
-	evs := diff(prev, cur)
+	a.mu.Lock()
+	a.steps++
+	evs := a.unannounced(diff(prev, cur), cur)
+	a.mu.Unlock()
 	if d, derr := a.fleet.Driver(ctx); derr == nil && err == nil {
 		a.progress(ctx, d, &cur)
 		a.finish(ctx, d, &cur, evs)
@@ -117,7 +129,8 @@ func allDown(prev State, now time.Time, err error) State {
 	return s
 }
 
-// Run samples every SampleInterval until ctx ends.
+// Run samples every SampleInterval, and when a host's events say
+// something changed, until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
 	t := time.NewTicker(a.cfg.SampleInterval)
 	defer t.Stop()
@@ -125,10 +138,17 @@ func (a *Agent) Run(ctx context.Context) {
 		if err := a.Step(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("sampling failed", "error", err)
 		}
+		a.watchHosts(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.kick:
+			select { // the events that come with it
+			case <-ctx.Done():
+				return
+			case <-time.After(coalesce):
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -215,5 +216,54 @@ func TestEventsBoundedAndSlowSubscriber(t *testing.T) {
 	}
 	if n != 256 {
 		t.Errorf("slow subscriber got %d events before being dropped, want 256", n)
+	}
+}
+
+// TestWatchAnnouncesMigration follows the hosts' events: a migration no
+// sample sees in flight is announced when its incoming side starts, once,
+// even when a sample then sees it in flight too; an event asks for a
+// sample.
+func TestWatchAnnouncesMigration(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.step(t)
+	l.a.watchHosts(ctx)
+	started := func() int {
+		n := 0
+		for _, e := range l.a.Events().Since(0) {
+			if e.Kind == EventMigrationStarted && e.Guest == "web-1" && e.From == "h1" && e.To == "h2" {
+				n++
+			}
+		}
+		return n
+	}
+	// The watches are registered asynchronously: the hook waits for the
+	// announcement, and fails the migration (the guest stays on h1) if
+	// it does not come, for another try.
+	l.d.DuringMigrate = func(driver.MigrateRequest) error {
+		for range 100 {
+			if started() > 0 {
+				l.step(t) // sees it in flight: no second announcement
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return errors.New("no announcement")
+	}
+	for i := 0; started() == 0; i++ {
+		if i == 20 {
+			t.Fatal("no migration start announced in 20 migrations")
+		}
+		_, _ = l.d.Migrate(ctx, driver.MigrateRequest{Domain: "web-1", SourceURI: uri1, DestURI: uri2}, nil)
+	}
+	l.step(t)
+	if n := started(); n != 1 {
+		t.Errorf("%d announcements of the migration, want 1: %v", n, kinds(l.a.Events().Since(0)))
+	}
+	select {
+	case <-l.a.kick:
+	default:
+		t.Error("the migration's events asked for no sample")
 	}
 }

@@ -18,8 +18,9 @@ const (
 	EventPoolResized       = "pool_resized"
 )
 
-// Event is one thing that changed between two samples. Tools read these
-// records (the API, the page's timeline), never the agent's log text.
+// Event is one thing that changed between two samples, or that a host's
+// libvirt events told (a migration's start). Tools read these records (the
+// API, the page's timeline), never the agent's log text.
 type Event struct {
 	Seq   int64     `json:"seq"`
 	Time  time.Time `json:"time"`
@@ -28,6 +29,7 @@ type Event struct {
 	From  string    `json:"from,omitempty"`
 	To    string    `json:"to,omitempty"`
 	Guest string    `json:"guest,omitempty"`
+	UUID  string    `json:"uuid,omitempty"` // the guest's
 	Pool  string    `json:"pool,omitempty"`
 	State string    `json:"state,omitempty"` // a host's new state
 	Size  int       `json:"size,omitempty"`  // a pool's new size
@@ -72,15 +74,15 @@ func diff(prev, cur State) []Event {
 		p, ok := was[u]
 		switch {
 		case !ok:
-			add(Event{Kind: EventGuestStarted, Host: g.Host, Guest: g.Name, Pool: g.Pool, Message: fmt.Sprintf("%s started on %s", g.Name, g.Host)})
+			add(Event{Kind: EventGuestStarted, Host: g.Host, Guest: g.Name, UUID: u, Pool: g.Pool, Message: fmt.Sprintf("%s started on %s", g.Name, g.Host)})
 		case p.Host != g.Host:
-			add(Event{Kind: EventMigrationFinished, From: p.Host, To: g.Host, Guest: g.Name, Pool: g.Pool,
+			add(Event{Kind: EventMigrationFinished, From: p.Host, To: g.Host, Guest: g.Name, UUID: u, Pool: g.Pool,
 				Message: fmt.Sprintf("%s moved %s → %s", g.Name, p.Host, g.Host)})
 		}
 	}
 	for _, u := range sortedKeys(was) {
 		if g := was[u]; is[u].UUID == "" {
-			add(Event{Kind: EventGuestStopped, Host: g.Host, Guest: g.Name, Pool: g.Pool, Message: fmt.Sprintf("%s stopped on %s", g.Name, g.Host)})
+			add(Event{Kind: EventGuestStopped, Host: g.Host, Guest: g.Name, UUID: u, Pool: g.Pool, Message: fmt.Sprintf("%s stopped on %s", g.Name, g.Host)})
 		}
 	}
 	inFlight := map[string]bool{}
@@ -89,7 +91,7 @@ func diff(prev, cur State) []Event {
 	}
 	for _, m := range cur.Migrations {
 		if !inFlight[m.UUID] {
-			add(Event{Kind: EventMigrationStarted, From: m.From, To: m.To, Guest: m.Guest,
+			add(Event{Kind: EventMigrationStarted, From: m.From, To: m.To, Guest: m.Guest, UUID: m.UUID,
 				Message: fmt.Sprintf("%s migrating %s → %s", m.Guest, m.From, m.To)})
 		}
 	}

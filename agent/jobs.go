@@ -62,6 +62,12 @@ func (a *Agent) finish(ctx context.Context, d driver.Driver, s *State, evs []Eve
 		}
 		f := Finished{Guest: e.Guest, From: e.From, To: e.To, Time: e.Time}
 		j, err := a.job(ctx, d, *s, e.To, e.Guest)
+		a.mu.Lock()
+		if told, ok := a.completed[e.UUID]; ok && (err != nil || j.State != driver.JobCompleted) {
+			j, err = told, nil // the source's job-completed event
+		}
+		delete(a.completed, e.UUID)
+		a.mu.Unlock()
 		if err == nil && j.State == driver.JobCompleted {
 			f.ElapsedMs, f.DowntimeMs, f.Bytes = j.Progress.Elapsed.Milliseconds(), j.Downtime.Milliseconds(), j.Progress.DataProcessed
 			e.ElapsedMs, e.DowntimeMs, e.Bytes = f.ElapsedMs, f.DowntimeMs, f.Bytes

@@ -41,6 +41,11 @@ type Driver interface {
 	// completed there (the destination of a migration keeps it, with the
 	// downtime measured), else JobNone. It does not wait for the job to end.
 	JobStats(ctx context.Context, uri, name string) (Job, error)
+	// Watch calls fn with each event libvirt reports of the host's
+	// domains (virtpool's records and probes left out) until ctx ends
+	// (nil) or the host is lost (an error). fn runs in Watch's goroutine,
+	// one event at a time; events a slow fn cannot take are dropped.
+	Watch(ctx context.Context, uri string, fn func(DomainEvent)) error
 
 	// PutRecord stores r on a host, replacing any record of the same kind
 	// and name. Records are how virtpool keeps its own objects (pool specs,
@@ -237,6 +242,43 @@ type Job struct {
 	Downtime time.Duration
 	// DirtyRate is how fast the guest dirties memory, bytes/s (running).
 	DirtyRate uint64
+}
+
+// Kinds of DomainEvent.
+const (
+	EventLifecycle    = "lifecycle"     // Event and Detail say what happened
+	EventJobCompleted = "job_completed" // Job holds the job's totals
+)
+
+// Lifecycle events and the details virtpool names (libvirt's others are
+// reported with an empty Detail).
+const (
+	LifecycleDefined   = "defined"
+	LifecycleUndefined = "undefined"
+	LifecycleStarted   = "started"
+	LifecycleSuspended = "suspended"
+	LifecycleResumed   = "resumed"
+	LifecycleStopped   = "stopped"
+	LifecycleShutdown  = "shutdown"
+	LifecycleCrashed   = "crashed"
+	LifecycleOther     = "other"
+
+	DetailBooted    = "booted"
+	DetailMigrated  = "migrated" // the start, pause, resume or stop of a migration's side
+	DetailPostCopy  = "postcopy"
+	DetailDestroyed = "destroyed"
+	DetailShutdown  = "shutdown"
+	DetailCrashed   = "crashed"
+	DetailFailed    = "failed"
+)
+
+// DomainEvent is one event libvirt reported of a domain.
+type DomainEvent struct {
+	Time          time.Time
+	Domain, UUID  string
+	Kind          string
+	Event, Detail string // EventLifecycle
+	Job           Job    // EventJobCompleted
 }
 
 // MigrateResult is what libvirt reports of a completed migration.

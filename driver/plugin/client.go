@@ -110,6 +110,29 @@ func (c *Client) JobStats(ctx context.Context, uri, name string) (driver.Job, er
 	return jobFromPB(j), nil
 }
 
+// Watch ends without an error when ctx does.
+func (c *Client) Watch(ctx context.Context, uri string, fn func(driver.DomainEvent)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.Watch(ctx, &pb.WatchRequest{Uri: uri})
+	if err != nil {
+		return fromStatus(ctx, err)
+	}
+	for {
+		e, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fromStatus(ctx, err)
+		}
+		fn(domainEventFromPB(e))
+	}
+}
+
 func (c *Client) PutRecord(ctx context.Context, uri string, r driver.Record) error {
 	_, err := c.rpc.PutRecord(ctx, &pb.PutRecordRequest{Uri: uri, Record: recordToPB(r)})
 	return fromStatus(ctx, err)

@@ -395,6 +395,16 @@ func jobFromPB(j *pb.Job) driver.Job {
 		DirtyRate: j.GetDirtyRate()}
 }
 
+func domainEventToPB(e driver.DomainEvent) *pb.DomainEvent {
+	return &pb.DomainEvent{Time: timeToPB(e.Time), Domain: e.Domain, Uuid: e.UUID, Kind: e.Kind, Event: e.Event, Detail: e.Detail,
+		Job: jobToPB(e.Job)}
+}
+
+func domainEventFromPB(e *pb.DomainEvent) driver.DomainEvent {
+	return driver.DomainEvent{Time: timeFromPB(e.GetTime()), Domain: e.GetDomain(), UUID: e.GetUuid(), Kind: e.GetKind(),
+		Event: e.GetEvent(), Detail: e.GetDetail(), Job: jobFromPB(e.GetJob())}
+}
+
 func resultToPB(r driver.MigrateResult) *pb.MigrateResult {
 	return &pb.MigrateResult{
 		Uuid:       r.UUID,

@@ -27,6 +27,7 @@ type fakeDriver struct {
 	result   driver.MigrateResult
 	records  []driver.Record
 	job      driver.Job
+	events   []driver.DomainEvent
 	err      error
 	// block makes Migrate wait, after its progress reports, until its ctx
 	// ends; it then closes ctxDone.
@@ -119,6 +120,18 @@ func (f *fakeDriver) AbortMigration(_ context.Context, uri, name string) error {
 func (f *fakeDriver) JobStats(_ context.Context, uri, name string) (driver.Job, error) {
 	f.record(uri, name)
 	return f.job, f.err
+}
+
+func (f *fakeDriver) Watch(ctx context.Context, uri string, fn func(driver.DomainEvent)) error {
+	f.record(uri)
+	for _, e := range f.events {
+		fn(e)
+	}
+	if f.err != nil {
+		return f.err
+	}
+	<-ctx.Done()
+	return nil
 }
 
 func (f *fakeDriver) PutRecord(_ context.Context, uri string, r driver.Record) error {
@@ -422,5 +435,37 @@ func TestMigrateNilProgress(t *testing.T) {
 	}
 	if got != fake.result {
 		t.Errorf("got %+v, want %+v", got, fake.result)
+	}
+}
+
+// TestWatch streams events through gRPC until the caller cancels, and
+// passes the driver's error when the host is lost.
+func TestWatch(t *testing.T) {
+	evs := []driver.DomainEvent{
+		{Time: time.Unix(1700000000, 5), Domain: "web-1", UUID: "u1", Kind: driver.EventLifecycle,
+			Event: driver.LifecycleStarted, Detail: driver.DetailMigrated},
+		{Time: time.Unix(1700000001, 0), Domain: "web-1", UUID: "u1", Kind: driver.EventJobCompleted,
+			Job: driver.Job{State: driver.JobCompleted, Downtime: 25 * time.Millisecond, Progress: driver.MigrateProgress{DataProcessed: 1 << 20}}},
+	}
+	d := connect(t, &fakeDriver{events: evs})
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []driver.DomainEvent
+	err := d.Watch(ctx, "qemu:///system", func(e driver.DomainEvent) {
+		got = append(got, e)
+		if len(got) == len(evs) {
+			cancel()
+		}
+	})
+	if err != nil {
+		t.Fatalf("Watch ended with %v after its caller cancelled", err)
+	}
+	if !reflect.DeepEqual(got, evs) {
+		t.Errorf("got  %+v\nwant %+v", got, evs)
+	}
+	lost := &driver.Error{Op: "watch", Host: "qemu+tls://h9/system", Code: driver.CodeNoConnect, Err: errors.New("connection to the host lost")}
+	err = connect(t, &fakeDriver{err: lost}).Watch(context.Background(), "qemu+tls://h9/system", func(driver.DomainEvent) {})
+	var de *driver.Error
+	if !errors.As(err, &de) || de.Code != driver.CodeNoConnect || de.Host != lost.Host {
+		t.Errorf("Watch of a lost host: %v, want %v", err, lost)
 	}
 }

@@ -108,6 +108,23 @@ func (s *Server) JobStats(ctx context.Context, req *pb.JobStatsRequest) (*pb.Job
 	return jobToPB(j), nil
 }
 
+func (s *Server) Watch(req *pb.WatchRequest, stream pb.Driver_WatchServer) error {
+	var sendErr error
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	err := s.Impl.Watch(ctx, req.GetUri(), func(e driver.DomainEvent) {
+		if sendErr == nil {
+			if sendErr = stream.Send(domainEventToPB(e)); sendErr != nil {
+				cancel() // the client is gone
+			}
+		}
+	})
+	if sendErr != nil {
+		return sendErr
+	}
+	return toStatus(err)
+}
+
 func (s *Server) PutRecord(ctx context.Context, req *pb.PutRecordRequest) (*pb.Empty, error) {
 	if err := s.Impl.PutRecord(ctx, req.GetUri(), recordFromPB(req.GetRecord())); err != nil {
 		return nil, toStatus(err)

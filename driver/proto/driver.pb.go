@@ -1732,6 +1732,142 @@ func (x *Job) GetDirtyRate() uint64 {
 	return 0
 }
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_driver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+type DomainEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Time          *Timestamp             `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Domain        string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	Uuid          string                 `protobuf:"bytes,3,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Kind          string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Event         string                 `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	Detail        string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Job           *Job                   `protobuf:"bytes,7,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DomainEvent) Reset() {
+	*x = DomainEvent{}
+	mi := &file_driver_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DomainEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DomainEvent) ProtoMessage() {}
+
+func (x *DomainEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DomainEvent.ProtoReflect.Descriptor instead.
+func (*DomainEvent) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DomainEvent) GetTime() *Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DomainEvent) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *DomainEvent) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *DomainEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DomainEvent) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *DomainEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *DomainEvent) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -1744,7 +1880,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1892,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1905,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{23}
+	return file_driver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Record) GetKind() string {
@@ -1810,7 +1946,7 @@ type PutRecordRequest struct {
 
 func (x *PutRecordRequest) Reset() {
 	*x = PutRecordRequest{}
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1958,7 @@ func (x *PutRecordRequest) String() string {
 func (*PutRecordRequest) ProtoMessage() {}
 
 func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1971,7 @@ func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
 func (*PutRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{24}
+	return file_driver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutRecordRequest) GetUri() string {
@@ -1861,7 +1997,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2009,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2022,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{25}
+	return file_driver_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRecordsRequest) GetUri() string {
@@ -1905,7 +2041,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2053,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2066,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{26}
+	return file_driver_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*Record {
@@ -1951,7 +2087,7 @@ type DeleteRecordRequest struct {
 
 func (x *DeleteRecordRequest) Reset() {
 	*x = DeleteRecordRequest{}
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2099,7 @@ func (x *DeleteRecordRequest) String() string {
 func (*DeleteRecordRequest) ProtoMessage() {}
 
 func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2112,7 @@ func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{27}
+	return file_driver_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteRecordRequest) GetUri() string {
@@ -2168,7 +2304,17 @@ const file_driver_proto_rawDesc = "" +
 	"\vdowntime_ns\x18\x03 \x01(\x03R\n" +
 	"downtimeNs\x12\x1d\n" +
 	"\n" +
-	"dirty_rate\x18\x04 \x01(\x04R\tdirtyRate\"\xc3\x01\n" +
+	"dirty_rate\x18\x04 \x01(\x04R\tdirtyRate\" \n" +
+	"\fWatchRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\"\xd9\x01\n" +
+	"\vDomainEvent\x121\n" +
+	"\x04time\x18\x01 \x01(\v2\x1d.virtpool.driver.v1.TimestampR\x04time\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05event\x18\x05 \x01(\tR\x05event\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12)\n" +
+	"\x03job\x18\a \x01(\v2\x17.virtpool.driver.v1.JobR\x03job\"\xc3\x01\n" +
 	"\x06Record\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
@@ -2189,7 +2335,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x13DeleteRecordRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name2\x85\b\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name2\xd3\b\n" +
 	"\x06Driver\x12U\n" +
 	"\bHostInfo\x12#.virtpool.driver.v1.HostInfoRequest\x1a$.virtpool.driver.v1.HostInfoResponse\x12^\n" +
 	"\vListDomains\x12&.virtpool.driver.v1.ListDomainsRequest\x1a'.virtpool.driver.v1.ListDomainsResponse\x12S\n" +
@@ -2200,6 +2346,7 @@ const file_driver_proto_rawDesc = "" +
 	"\aMigrate\x12\".virtpool.driver.v1.MigrateRequest\x1a .virtpool.driver.v1.MigrateEvent0\x01\x12V\n" +
 	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.Empty\x12H\n" +
 	"\bJobStats\x12#.virtpool.driver.v1.JobStatsRequest\x1a\x17.virtpool.driver.v1.Job\x12L\n" +
+	"\x05Watch\x12 .virtpool.driver.v1.WatchRequest\x1a\x1f.virtpool.driver.v1.DomainEvent0\x01\x12L\n" +
 	"\tPutRecord\x12$.virtpool.driver.v1.PutRecordRequest\x1a\x19.virtpool.driver.v1.Empty\x12^\n" +
 	"\vListRecords\x12&.virtpool.driver.v1.ListRecordsRequest\x1a'.virtpool.driver.v1.ListRecordsResponse\x12R\n" +
 	"\fDeleteRecord\x12'.virtpool.driver.v1.DeleteRecordRequest\x1a\x19.virtpool.driver.v1.EmptyB+Z)github.com/virtpool/virtpool/driver/protob\x06proto3"
@@ -2216,7 +2363,7 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_driver_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: virtpool.driver.v1.Empty
 	(*Timestamp)(nil),             // 1: virtpool.driver.v1.Timestamp
@@ -2241,60 +2388,66 @@ var file_driver_proto_goTypes = []any{
 	(*AbortMigrationRequest)(nil), // 20: virtpool.driver.v1.AbortMigrationRequest
 	(*JobStatsRequest)(nil),       // 21: virtpool.driver.v1.JobStatsRequest
 	(*Job)(nil),                   // 22: virtpool.driver.v1.Job
-	(*Record)(nil),                // 23: virtpool.driver.v1.Record
-	(*PutRecordRequest)(nil),      // 24: virtpool.driver.v1.PutRecordRequest
-	(*ListRecordsRequest)(nil),    // 25: virtpool.driver.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),   // 26: virtpool.driver.v1.ListRecordsResponse
-	(*DeleteRecordRequest)(nil),   // 27: virtpool.driver.v1.DeleteRecordRequest
-	nil,                           // 28: virtpool.driver.v1.Domain.LabelsEntry
-	nil,                           // 29: virtpool.driver.v1.DomainSpec.LabelsEntry
-	nil,                           // 30: virtpool.driver.v1.DomainStats.LabelsEntry
-	nil,                           // 31: virtpool.driver.v1.Record.DataEntry
+	(*WatchRequest)(nil),          // 23: virtpool.driver.v1.WatchRequest
+	(*DomainEvent)(nil),           // 24: virtpool.driver.v1.DomainEvent
+	(*Record)(nil),                // 25: virtpool.driver.v1.Record
+	(*PutRecordRequest)(nil),      // 26: virtpool.driver.v1.PutRecordRequest
+	(*ListRecordsRequest)(nil),    // 27: virtpool.driver.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),   // 28: virtpool.driver.v1.ListRecordsResponse
+	(*DeleteRecordRequest)(nil),   // 29: virtpool.driver.v1.DeleteRecordRequest
+	nil,                           // 30: virtpool.driver.v1.Domain.LabelsEntry
+	nil,                           // 31: virtpool.driver.v1.DomainSpec.LabelsEntry
+	nil,                           // 32: virtpool.driver.v1.DomainStats.LabelsEntry
+	nil,                           // 33: virtpool.driver.v1.Record.DataEntry
 }
 var file_driver_proto_depIdxs = []int32{
 	7,  // 0: virtpool.driver.v1.ListDomainsResponse.domains:type_name -> virtpool.driver.v1.Domain
-	28, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
-	29, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
+	30, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
+	31, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
 	8,  // 3: virtpool.driver.v1.CreateDomainRequest.spec:type_name -> virtpool.driver.v1.DomainSpec
 	1,  // 4: virtpool.driver.v1.HostStats.time:type_name -> virtpool.driver.v1.Timestamp
 	14, // 5: virtpool.driver.v1.HostStats.domains:type_name -> virtpool.driver.v1.DomainStats
-	30, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
+	32, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
 	15, // 7: virtpool.driver.v1.MigrateRequest.options:type_name -> virtpool.driver.v1.MigrateOptions
 	17, // 8: virtpool.driver.v1.MigrateEvent.progress:type_name -> virtpool.driver.v1.MigrateProgress
 	18, // 9: virtpool.driver.v1.MigrateEvent.result:type_name -> virtpool.driver.v1.MigrateResult
 	17, // 10: virtpool.driver.v1.Job.progress:type_name -> virtpool.driver.v1.MigrateProgress
-	31, // 11: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
-	23, // 12: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
-	23, // 13: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
-	3,  // 14: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
-	5,  // 15: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
-	9,  // 16: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
-	10, // 17: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
-	11, // 18: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
-	12, // 19: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
-	16, // 20: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
-	20, // 21: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
-	21, // 22: virtpool.driver.v1.Driver.JobStats:input_type -> virtpool.driver.v1.JobStatsRequest
-	24, // 23: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
-	25, // 24: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
-	27, // 25: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
-	4,  // 26: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
-	6,  // 27: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
-	7,  // 28: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
-	0,  // 29: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
-	0,  // 30: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
-	13, // 31: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
-	19, // 32: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
-	0,  // 33: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
-	22, // 34: virtpool.driver.v1.Driver.JobStats:output_type -> virtpool.driver.v1.Job
-	0,  // 35: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
-	26, // 36: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
-	0,  // 37: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 11: virtpool.driver.v1.DomainEvent.time:type_name -> virtpool.driver.v1.Timestamp
+	22, // 12: virtpool.driver.v1.DomainEvent.job:type_name -> virtpool.driver.v1.Job
+	33, // 13: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
+	25, // 14: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
+	25, // 15: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
+	3,  // 16: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
+	5,  // 17: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
+	9,  // 18: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
+	10, // 19: virtpool.driver.v1.Driver.ShutdownDomain:input_type -> virtpool.driver.v1.ShutdownDomainRequest
+	11, // 20: virtpool.driver.v1.Driver.UndefineDomain:input_type -> virtpool.driver.v1.UndefineDomainRequest
+	12, // 21: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
+	16, // 22: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
+	20, // 23: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
+	21, // 24: virtpool.driver.v1.Driver.JobStats:input_type -> virtpool.driver.v1.JobStatsRequest
+	23, // 25: virtpool.driver.v1.Driver.Watch:input_type -> virtpool.driver.v1.WatchRequest
+	26, // 26: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
+	27, // 27: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
+	29, // 28: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
+	4,  // 29: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
+	6,  // 30: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
+	7,  // 31: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
+	0,  // 32: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
+	0,  // 33: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
+	13, // 34: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
+	19, // 35: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
+	0,  // 36: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
+	22, // 37: virtpool.driver.v1.Driver.JobStats:output_type -> virtpool.driver.v1.Job
+	24, // 38: virtpool.driver.v1.Driver.Watch:output_type -> virtpool.driver.v1.DomainEvent
+	0,  // 39: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
+	28, // 40: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
+	0,  // 41: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -2312,7 +2465,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	Driver_Migrate_FullMethodName        = "/virtpool.driver.v1.Driver/Migrate"
 	Driver_AbortMigration_FullMethodName = "/virtpool.driver.v1.Driver/AbortMigration"
 	Driver_JobStats_FullMethodName       = "/virtpool.driver.v1.Driver/JobStats"
+	Driver_Watch_FullMethodName          = "/virtpool.driver.v1.Driver/Watch"
 	Driver_PutRecord_FullMethodName      = "/virtpool.driver.v1.Driver/PutRecord"
 	Driver_ListRecords_FullMethodName    = "/virtpool.driver.v1.Driver/ListRecords"
 	Driver_DeleteRecord_FullMethodName   = "/virtpool.driver.v1.Driver/DeleteRecord"
@@ -55,6 +56,8 @@ type DriverClient interface {
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
 	AbortMigration(ctx context.Context, in *AbortMigrationRequest, opts ...grpc.CallOption) (*Empty, error)
 	JobStats(ctx context.Context, in *JobStatsRequest, opts ...grpc.CallOption) (*Job, error)
+	// Watch streams a host's domain events until the caller cancels.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DomainEvent], error)
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -169,6 +172,25 @@ func (c *driverClient) JobStats(ctx context.Context, in *JobStatsRequest, opts .
 	return out, nil
 }
 
+func (c *driverClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DomainEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Driver_ServiceDesc.Streams[1], Driver_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, DomainEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_WatchClient = grpc.ServerStreamingClient[DomainEvent]
+
 func (c *driverClient) PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -214,6 +236,8 @@ type DriverServer interface {
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
 	AbortMigration(context.Context, *AbortMigrationRequest) (*Empty, error)
 	JobStats(context.Context, *JobStatsRequest) (*Job, error)
+	// Watch streams a host's domain events until the caller cancels.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[DomainEvent]) error
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(context.Context, *PutRecordRequest) (*Empty, error)
@@ -255,6 +279,9 @@ func (UnimplementedDriverServer) AbortMigration(context.Context, *AbortMigration
 }
 func (UnimplementedDriverServer) JobStats(context.Context, *JobStatsRequest) (*Job, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method JobStats not implemented")
+}
+func (UnimplementedDriverServer) Watch(*WatchRequest, grpc.ServerStreamingServer[DomainEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedDriverServer) PutRecord(context.Context, *PutRecordRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PutRecord not implemented")
@@ -441,6 +468,17 @@ func _Driver_JobStats_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DriverServer).Watch(m, &grpc.GenericServerStream[WatchRequest, DomainEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_WatchServer = grpc.ServerStreamingServer[DomainEvent]
+
 func _Driver_PutRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PutRecordRequest)
 	if err := dec(in); err != nil {
@@ -551,6 +589,11 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Migrate",
 			Handler:       _Driver_Migrate_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _Driver_Watch_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -3,6 +3,7 @@ package virt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,71 @@ func TestJobOf(t *testing.T) {
 				t.Errorf("jobOf = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestWatch(t *testing.T) {
+	d := newTestDriver(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan driver.DomainEvent, 16)
+	done := make(chan error, 1)
+	go func() { done <- d.Watch(ctx, testURI, func(e driver.DomainEvent) { events <- e }) }()
+	// The watch is registered once an event of a domain created after it
+	// arrives; create until one does (registration is asynchronous).
+	var got driver.DomainEvent
+	for i := 0; got.Domain == ""; i++ {
+		if i == 50 {
+			t.Fatal("no event for 50 domains created")
+		}
+		name := fmt.Sprintf("watched-%d", i)
+		if _, err := d.CreateDomain(ctx, testURI, kernelSpec(name)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got = <-events:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if got.Kind != driver.EventLifecycle || !strings.HasPrefix(got.Domain, "watched-") || got.UUID == "" {
+		t.Errorf("event %+v, want a lifecycle event of a watched-N domain", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Watch after cancel: %v", err)
+	}
+}
+
+func TestLifecycleNames(t *testing.T) {
+	tests := []struct {
+		ev             lv.DomainEventType
+		detail         int
+		event, detail2 string
+	}{
+		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_MIGRATED), driver.LifecycleStarted, driver.DetailMigrated},
+		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_BOOTED), driver.LifecycleStarted, driver.DetailBooted},
+		{lv.DOMAIN_EVENT_STOPPED, int(lv.DOMAIN_EVENT_STOPPED_MIGRATED), driver.LifecycleStopped, driver.DetailMigrated},
+		{lv.DOMAIN_EVENT_STOPPED, int(lv.DOMAIN_EVENT_STOPPED_DESTROYED), driver.LifecycleStopped, driver.DetailDestroyed},
+		{lv.DOMAIN_EVENT_RESUMED, int(lv.DOMAIN_EVENT_RESUMED_POSTCOPY), driver.LifecycleResumed, driver.DetailPostCopy},
+		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_IOERROR), driver.LifecycleSuspended, ""},
+		{lv.DOMAIN_EVENT_PMSUSPENDED, 0, driver.LifecycleOther, ""},
+	}
+	for _, tc := range tests {
+		if e, d := lifecycleNames(tc.ev, tc.detail); e != tc.event || d != tc.detail2 {
+			t.Errorf("lifecycleNames(%v, %d) = %s/%s, want %s/%s", tc.ev, tc.detail, e, d, tc.event, tc.detail2)
+		}
+	}
+	for _, tc := range []struct {
+		name, event string
+		want        bool
+	}{
+		{kvmProbePrefix + "1", driver.LifecycleStarted, true},
+		{recordPrefix + "pool-web", driver.LifecycleDefined, true},
+		{recordPrefix + "guest", driver.LifecycleStarted, false},
+		{"web-1", driver.LifecycleDefined, false},
+	} {
+		if got := internalName(tc.name, tc.event); got != tc.want {
+			t.Errorf("internalName(%q, %s) = %v, want %v", tc.name, tc.event, got, tc.want)
+		}
 	}
 }

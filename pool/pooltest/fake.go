@@ -53,7 +53,9 @@ type Driver struct {
 	Calls map[string]int
 	// Fail, if set, is asked before each call (method name, host URI,
 	// domain name or "") and fails it with the error it returns.
-	Fail func(method, uri, domain string) error
+	Fail     func(method, uri, domain string) error
+	watchers map[string][]chan driver.DomainEvent // by URI
+
 	// DuringMigrate, if set, runs while a migration is in flight (the
 	// domain is on both hosts: running on the source, paused on the
 	// destination). Returning an error aborts the migration.
@@ -212,6 +214,7 @@ func (d *Driver) CreateDomain(_ context.Context, uri string, spec driver.DomainS
 	dom := driver.Domain{Name: spec.Name, UUID: fmt.Sprintf("00000000-0000-0000-0000-%012d", d.uuid), State: driver.StateRunning,
 		Persistent: true, VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB, Labels: copyLabels(spec.Labels)}
 	h.Domains[spec.Name] = &Domain{Domain: dom, RSSKiB: spec.MemoryMiB << 10 / 2}
+	d.emit(uri, dom.Name, dom.UUID, driver.LifecycleStarted, driver.DetailBooted)
 	return dom, nil
 }
 
@@ -223,8 +226,9 @@ func (d *Driver) ShutdownDomain(_ context.Context, uri, name string, _ time.Dura
 	if err != nil {
 		return err
 	}
-	if dom, ok := h.Domains[name]; ok {
+	if dom, ok := h.Domains[name]; ok && dom.State != driver.StateShutoff {
 		dom.State = driver.StateShutoff
+		d.emit(uri, name, dom.UUID, driver.LifecycleStopped, driver.DetailDestroyed)
 	}
 	return nil
 }
@@ -300,6 +304,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	incoming.State = driver.StatePaused
 	incoming.Labels = copyLabels(dom.Labels)
 	dst.Domains[req.Domain] = incoming
+	d.emit(req.DestURI, req.Domain, dom.UUID, driver.LifecycleStarted, driver.DetailMigrated)
 	hook := d.DuringMigrate
 	d.mu.Unlock()
 
@@ -328,6 +333,8 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	incoming.CPUTimeNs = 0
 	incoming.RSSKiB = dom.RSSKiB
 	delete(src.Domains, req.Domain)
+	d.emit(req.SourceURI, req.Domain, dom.UUID, driver.LifecycleStopped, driver.DetailMigrated)
+	d.emit(req.DestURI, req.Domain, dom.UUID, driver.LifecycleResumed, driver.DetailMigrated)
 	d.Migrations = append(d.Migrations, req)
 	return driver.MigrateResult{UUID: dom.UUID, Elapsed: 500 * time.Millisecond, Downtime: 20 * time.Millisecond,
 		Bytes: dom.MemoryMiB << 20}, nil
@@ -339,6 +346,53 @@ func (d *Driver) AbortMigration(_ context.Context, uri, name string) error {
 	defer d.mu.Unlock()
 	_, err := d.enter("AbortMigration", uri, name)
 	return err
+}
+
+// emit sends a lifecycle event to the host's watchers (d.mu held); a
+// watcher that is behind misses it, as with libvirt.
+func (d *Driver) emit(uri, name, uuid, event, detail string) {
+	e := driver.DomainEvent{Time: d.now, Domain: name, UUID: uuid, Kind: driver.EventLifecycle, Event: event, Detail: detail}
+	for _, ch := range d.watchers[uri] {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+// Watch implements driver.Driver: the events of CreateDomain,
+// ShutdownDomain and Migrate, until ctx ends or the host goes down.
+func (d *Driver) Watch(ctx context.Context, uri string, fn func(driver.DomainEvent)) error {
+	d.mu.Lock()
+	if _, err := d.enter("Watch", uri, ""); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	ch := make(chan driver.DomainEvent, 64)
+	if d.watchers == nil {
+		d.watchers = map[string][]chan driver.DomainEvent{}
+	}
+	d.watchers[uri] = append(d.watchers[uri], ch)
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		ws := d.watchers[uri]
+		for i, w := range ws {
+			if w == ch {
+				d.watchers[uri] = append(ws[:i:i], ws[i+1:]...)
+				break
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-ch:
+			fn(e)
+		}
+	}
 }
 
 // JobStats implements driver.Driver: the job Migrate left on the domain.
