@@ -46,6 +46,8 @@ type Driver struct {
 	hosts map[string]*Host
 	now   time.Time
 	uuid  int
+	// watchers get the hosts' events (Watch), by URI.
+	watchers map[string][]chan driver.DomainEvent
 
 	// Migrations records every Migrate request that moved a domain.
 	Migrations []driver.MigrateRequest
@@ -53,8 +55,7 @@ type Driver struct {
 	Calls map[string]int
 	// Fail, if set, is asked before each call (method name, host URI,
 	// domain name or "") and fails it with the error it returns.
-	Fail     func(method, uri, domain string) error
-	watchers map[string][]chan driver.DomainEvent // by URI
+	Fail func(method, uri, domain string) error
 
 	// DuringMigrate, if set, runs while a migration is in flight (the
 	// domain is on both hosts: running on the source, paused on the
