@@ -122,7 +122,7 @@ node_drain = "yes"`), `node_drain: "yes" is not true or false`},
 		{"target unknown key", with(targetConfig(), "load_windw", "5s"), apmConfig(), `unknown key "load_windw"`},
 		{"target bad duration", with(targetConfig(), "load_window", "fast"), apmConfig(), `load_window: "fast" is not a duration`},
 		{"apm unknown key", targetConfig(), with(apmConfig(), "sample_intervall", "1s"), `unknown key "sample_intervall"`},
-		{"apm bad hosts", targetConfig(), with(apmConfig(), "hosts", "h1=not-a-uri"), `hosts: "h1=not-a-uri" is not a libvirt URI`},
+		{"apm bad hosts", targetConfig(), with(apmConfig(), "hosts", "h1=not-a-uri"), `hosts: h1=not-a-uri: "not-a-uri" is not a libvirt URI`},
 	}
 	for _, pc := range plugins {
 		t.Run(pc.name, func(t *testing.T) {
