@@ -14,6 +14,8 @@ import (
 
 	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtpool/virtpool/lab"
 )
 
 // BenchmarkAgent measures the agent on the lab (make bench-agent):
@@ -191,14 +193,11 @@ func statFields(stat string) []string {
 // cpuSeconds is a process's user + system CPU time.
 func cpuSeconds(b *testing.B, pid int) float64 {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := lab.ProcessCPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := statFields(string(data))
-	utime, _ := strconv.ParseFloat(f[11], 64) // fields 14 and 15 of stat
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ
+	return d.Seconds()
 }
 
 // rss is a process's resident memory.

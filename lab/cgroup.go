@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Every lab host has a CPU and memory budget of its own, so that one host's
@@ -244,4 +245,67 @@ func removeCgroups(known []Cgroups) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CPUUsage is the CPU time the host's processes have used: the sum of
+// their user and system time (/proc/PID/stat), which every cgroup version
+// and layout has (v1 may have no cpuacct group for the host).
+func (c Cgroups) CPUUsage() (time.Duration, error) {
+	if len(c.Dirs) == 0 {
+		return 0, errors.New("no cgroup")
+	}
+	procs, err := os.ReadFile(filepath.Join(c.Dirs[0], "cgroup.procs"))
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, f := range strings.Fields(string(procs)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			return 0, fmt.Errorf("cgroup.procs: %q is not a pid", f)
+		}
+		d, err := ProcessCPU(pid)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // it exited
+		}
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// ProcessCPU is a process's user and system time so far.
+func ProcessCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	d, err := parseProcCPU(string(stat))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat's times on Linux.
+const clockTick = 10 * time.Millisecond
+
+// parseProcCPU is a process's user + system time from its /proc/PID/stat
+// (fields 14 and 15; the command name, field 2, may hold spaces).
+func parseProcCPU(stat string) (time.Duration, error) {
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%d fields after the command name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a tick count", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
 }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseHierarchies(t *testing.T) {
@@ -62,5 +63,24 @@ func TestParseHierarchies(t *testing.T) {
 				t.Errorf("version %d, groups %v; want %d, %v", v, dirs, tc.wantVersion, tc.wantDirs)
 			}
 		})
+	}
+}
+
+func TestParseProcCPU(t *testing.T) {
+	tests := []struct {
+		stat    string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"4242 (qemu-system-x86) S 1 4242 4242 0 -1 4194560 9000 0 0 0 150 50 0 0 20 0 5 0 100 0 0", 2 * time.Second, false},
+		{"7 (a b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0", 70 * time.Millisecond, false},
+		{"7 (x) R 1 7", 0, true},
+		{"7 (x) R 1 7 7 0 -1 0 0 0 0 0 x 4 0 0", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := parseProcCPU(tc.stat)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("parseProcCPU(%q) = %v, %v; want %v (error %v)", tc.stat, got, err, tc.want, tc.wantErr)
+		}
 	}
 }

@@ -515,8 +515,32 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool,
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("timed out after %s waiting for %s; at the end: %s", timeout, what, show())
+	t.Fatalf("timed out after %s waiting for %s; at the end: %s; %s", timeout, what, show(), budgets())
 	return time.Time{}
+}
+
+// budgets says what CPU each lab host got over a second against its
+// budget: a host that is given less than its budget while its guests want
+// more (a machine busy with something else) cannot show the loads the
+// tests set, whatever virtpool does.
+func budgets() string {
+	before := map[string]time.Duration{}
+	for _, h := range theLab.Hosts {
+		before[h.Name], _ = h.Cgroups.CPUUsage()
+	}
+	start := time.Now()
+	time.Sleep(time.Second) // the window measured
+	var parts []string
+	for _, h := range theLab.Hosts {
+		u, err := h.Cgroups.CPUUsage()
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", h.Name, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", h.Name, (u-before[h.Name]).Seconds()/time.Since(start).Seconds()))
+	}
+	return fmt.Sprintf("CPU the lab hosts got over the last second, in cores of their %v-core budgets: %s",
+		theLab.Hosts[0].Capacity().CPUs, strings.Join(parts, ", "))
 }
 
 // placementOf shows where the members of pools run, for failure messages.
