@@ -234,9 +234,12 @@ func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o dri
 			// sample that waited for it would miss the host.
 			t.Errorf("during the migration: %s", e.Message)
 		}
-		if e.Guest == g.Name {
-			kinds = append(kinds, fmt.Sprintf("%s %s→%s", e.Kind, e.From, e.To))
+		// This migration's own events: the end of the one before may be
+		// seen after its caller's samples (a sample then was slow).
+		if e.Guest != g.Name || e.From != from.Name || e.To != to.Name {
+			continue
 		}
+		kinds = append(kinds, fmt.Sprintf("%s %s→%s", e.Kind, e.From, e.To))
 		// The destination's completed job: what the driver's Migrate reported.
 		if e.Kind == agent.EventMigrationFinished && (e.ElapsedMs != m.Elapsed.Milliseconds() || e.DowntimeMs != m.Downtime.Milliseconds()) {
 			t.Errorf("finished migration: the agent shows %d ms, downtime %d ms; the migration reported %d ms, downtime %d ms",
