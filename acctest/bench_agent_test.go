@@ -174,7 +174,7 @@ func driverChild(b *testing.B, pid int) int {
 		if err != nil {
 			continue
 		}
-		f := statFields(string(data))
+		f := lab.ProcStatFields(string(data))
 		if len(f) > 2 && f[1] == strconv.Itoa(pid) && strings.Contains(string(data), "(virtpool-driver") {
 			n, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 			return n
@@ -182,12 +182,6 @@ func driverChild(b *testing.B, pid int) int {
 	}
 	b.Fatalf("no virtpool-driver child of the agent (pid %d)", pid)
 	return 0
-}
-
-// statFields are /proc/PID/stat's fields after the command name: state,
-// ppid, …
-func statFields(stat string) []string {
-	return strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
 }
 
 // cpuSeconds is a process's user + system CPU time.

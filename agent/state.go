@@ -121,7 +121,8 @@ func (s State) Guests() []Guest {
 }
 
 // buildState turns a round (and the frame that ends with it, if any) into
-// a State. prev is the state before, for how long migrations have run.
+// a State. prev is the state before: the guests last seen on a host that is
+// now down, where a migration started and how long it has run.
 func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) State {
 	s := State{Time: r.Time}
 	for _, name := range sortedKeys(t.Hosts) {

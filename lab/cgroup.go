@@ -292,10 +292,16 @@ func ProcessCPU(pid int) (time.Duration, error) {
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times on Linux.
 const clockTick = 10 * time.Millisecond
 
+// ProcStatFields are /proc/PID/stat's fields after the command name
+// (field 2, which may hold spaces): state, ppid, …
+func ProcStatFields(stat string) []string {
+	return strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+}
+
 // parseProcCPU is a process's user + system time from its /proc/PID/stat
-// (fields 14 and 15; the command name, field 2, may hold spaces).
+// (fields 14 and 15).
 func parseProcCPU(stat string) (time.Duration, error) {
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	f := ProcStatFields(stat)
 	if len(f) < 13 {
 		return 0, fmt.Errorf("%d fields after the command name", len(f))
 	}
