@@ -11,12 +11,15 @@ func TestDiff(t *testing.T) {
 	g := func(name, host, state string) Guest {
 		return Guest{Name: name, UUID: "uuid-" + name, Host: host, State: state, Pool: "web", Role: "member"}
 	}
-	st := func(hosts ...Host) State {
+	h := func(name, state string, gs ...Guest) Host { return Host{Name: name, State: state, Guests: gs} }
+	after := func(prev State, hosts ...Host) State {
 		s := State{Time: t0, Hosts: hosts}
-		s.Migrations = migrations(s, State{})
+		s.Migrations = migrations(s, prev)
 		return s
 	}
-	h := func(name, state string, gs ...Guest) Host { return Host{Name: name, State: state, Guests: gs} }
+	st := func(hosts ...Host) State { return after(State{}, hosts...) }
+	inFlight := st(h("h1", HostActive, g("a", "h1", "running")), h("h2", HostActive, g("a", "h2", "paused")))
+	switched := after(inFlight, h("h1", HostActive, g("a", "h1", "paused")), h("h2", HostActive, g("a", "h2", "running")))
 	tests := []struct {
 		name      string
 		prev, cur State
@@ -34,9 +37,14 @@ func TestDiff(t *testing.T) {
 		{name: "migration starts", prev: st(h("h1", HostActive, g("a", "h1", "running")), h("h2", HostActive)),
 			cur:  st(h("h1", HostActive, g("a", "h1", "running")), h("h2", HostActive, g("a", "h2", "paused"))),
 			want: []string{"a migrating h1 → h2"}},
-		{name: "migration ends", prev: st(h("h1", HostActive, g("a", "h1", "running")), h("h2", HostActive, g("a", "h2", "paused"))),
-			cur:  st(h("h1", HostActive), h("h2", HostActive, g("a", "h2", "running"))),
+		{name: "migration ends", prev: inFlight, cur: st(h("h1", HostActive), h("h2", HostActive, g("a", "h2", "running"))),
 			want: []string{"a moved h1 → h2"}},
+		// libvirt resumes the destination (Finish) before the source lets go
+		// (Confirm); the destination's job is not over yet.
+		{name: "destination resumed, source still there", prev: inFlight, cur: switched},
+		{name: "source let go after the switch", prev: switched, cur: st(h("h1", HostActive), h("h2", HostActive, g("a", "h2", "running"))),
+			want: []string{"a moved h1 → h2"}},
+		{name: "migration failed", prev: inFlight, cur: st(h("h1", HostActive, g("a", "h1", "running")), h("h2", HostActive))},
 		{name: "host down: guests unknown, not stopped", prev: st(h("h1", HostActive, g("a", "h1", "running"))),
 			cur:  st(Host{Name: "h1", State: HostDown, Error: "no route", Guests: []Guest{g("a", "h1", GuestUnknown)}}),
 			want: []string{"host h1 down: no route"}},
@@ -74,6 +82,9 @@ func TestMigrations(t *testing.T) {
 	}{
 		{name: "pre-copy", prev: onH1, cur: []Host{h("h1", g("h1", "running")), h("h2", g("h2", "paused"))}, want: "h1→h2"},
 		{name: "post-copy, after the switch", prev: onH1, cur: []Host{h("h1", g("h1", "paused")), h("h2", g("h2", "running"))}, want: "h1→h2"},
+		{name: "after the switch, seen again", prev: State{Hosts: []Host{h("h1", g("h1", "paused")), h("h2", g("h2", "running"))},
+			Migrations: []Migration{{UUID: "u", From: "h1", To: "h2"}}},
+			cur: []Host{h("h1", g("h1", "paused")), h("h2", g("h2", "running"))}, want: "h1→h2"},
 		{name: "first seen in flight", cur: []Host{h("h1", g("h1", "paused")), h("h2", g("h2", "running"))}, want: "h2→h1"},
 		{name: "stopped copy left on the source", prev: onH1, cur: []Host{h("h1", g("h1", "shutoff")), h("h2", g("h2", "running"))}},
 		{name: "one host", prev: onH1, cur: []Host{h("h1", g("h1", "running"))}},

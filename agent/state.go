@@ -160,8 +160,8 @@ func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) Sta
 		sort.Slice(h.Guests, func(i, j int) bool { return h.Guests[i].Name < h.Guests[j].Name })
 		s.Hosts = append(s.Hosts, h)
 	}
-	s.Pools = pools(t, s)
 	s.Migrations = migrations(s, prev)
+	s.Pools = pools(t, s)
 	return s
 }
 
@@ -233,11 +233,25 @@ func pools(t fleet.Topology, s State) []Pool {
 }
 
 // running returns, by UUID, every guest that runs as far as anyone knows,
-// where it surely runs (see rank).
+// where it runs: a guest in migration on its source until only one copy is
+// left, since libvirt resumes the destination before the source lets go
+// (Finish before Confirm) and post-copy runs it there before the end;
+// any other guest where it surely runs (see rank).
 func running(s State) map[string]Guest {
+	from := map[string]string{}
+	for _, m := range s.Migrations {
+		from[m.UUID] = m.From
+	}
 	out := map[string]Guest{}
 	for _, g := range s.Guests() {
-		if o, ok := out[g.UUID]; g.rank() > 0 && (!ok || g.rank() > o.rank()) {
+		o, ok := out[g.UUID]
+		switch src := from[g.UUID]; {
+		case g.rank() == 0:
+		case src != "":
+			if g.Host == src {
+				out[g.UUID] = g
+			}
+		case !ok || g.rank() > o.rank():
 			out[g.UUID] = g
 		}
 	}
