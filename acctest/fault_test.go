@@ -97,7 +97,7 @@ func TestFaultsDuringMigration(t *testing.T) {
 			// Repair what the fault broke, as an operator (or the next
 			// evaluation) would.
 			if c.breaksDest {
-				if err := lab.RestartHost(context.Background(), b); err != nil {
+				if err := lab.Start(context.Background(), b); err != nil {
 					t.Fatalf("restart %s: %v", b.Name, err)
 				}
 			}

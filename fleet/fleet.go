@@ -231,6 +231,11 @@ func (f *Fleet) Sample(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var failed []string
 	for name, h := range t.Hosts {
+		if err, bad := t.Errors[h.URI]; bad {
+			r.Down = append(r.Down, name) // Refresh could not read it
+			failed = append(failed, fmt.Sprintf("%s (%v)", name, err))
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -243,6 +248,7 @@ func (f *Fleet) Sample(ctx context.Context) error {
 				_, _, err = h.Capacity.Of(st.CPUs, st.MemoryTotalBytes)
 			}
 			if err != nil {
+				r.Down = append(r.Down, name)
 				failed = append(failed, fmt.Sprintf("%s (%v)", name, err))
 				return
 			}
@@ -250,6 +256,7 @@ func (f *Fleet) Sample(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	sort.Strings(r.Down)
 	if len(failed) > 0 {
 		sort.Strings(failed)
 		f.log().Warn("hosts not sampled", "hosts", strings.Join(failed, "; "))

@@ -15,6 +15,8 @@ type Round struct {
 	Hosts map[string]HostSample // by host name
 	// Pools maps each pool found in the records to its hosts.
 	Pools map[string][]string
+	// Down lists the hosts of the topology that did not answer.
+	Down []string
 }
 
 // HostSample is one host's stats and state in a round, with the capacity
@@ -88,6 +90,9 @@ type Frame struct {
 	Dt    time.Duration
 	Hosts map[string]*HostFrame
 	Pools map[string][]string
+	// Up tells, for every host of the topology, whether it answered the
+	// frame's round (a host with no rate yet is up but not in Hosts).
+	Up map[string]bool
 }
 
 // HostFrame is one host in a frame.
@@ -173,7 +178,13 @@ func delta(a, b uint64) (uint64, bool) {
 // frame derives the rates between two rounds. A guest counts on a host
 // only if it ran there in both rounds with counters that did not restart.
 func frame(prev, cur Round) Frame {
-	f := Frame{Time: cur.Time, Dt: cur.Time.Sub(prev.Time), Hosts: map[string]*HostFrame{}, Pools: cur.Pools}
+	f := Frame{Time: cur.Time, Dt: cur.Time.Sub(prev.Time), Hosts: map[string]*HostFrame{}, Pools: cur.Pools, Up: map[string]bool{}}
+	for _, n := range cur.Down {
+		f.Up[n] = false
+	}
+	for name := range cur.Hosts {
+		f.Up[name] = true
+	}
 	for name, hc := range cur.Hosts {
 		hp, ok := prev.Hosts[name]
 		if !ok {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,7 +16,10 @@ import (
 
 // Down stops every process in the lab's namespaces, deletes the namespaces
 // and the hosts' cgroups, and removes Dir. It needs no state file, so it also cleans up after a
-// crash or a killed test. Running it on a machine without a lab is a no-op.
+// crash or a killed test, and after any host failure (see fail.go): a
+// partitioned host's stopped libvirtd is resumed to take its SIGTERM, and a
+// switch port set down goes with the switch's namespace. Running it on a
+// machine without a lab is a no-op.
 func Down(ctx context.Context, log hclog.Logger) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -34,7 +36,7 @@ func Down(ctx context.Context, log hclog.Logger) error {
 	}
 	var errs []error
 	for _, ns := range nss {
-		if err := killNamespace(ctx, ns); err != nil {
+		if err := killNamespace(ctx, ns, syscall.SIGTERM, syscall.SIGKILL); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -70,33 +72,71 @@ func labNamespaces(ctx context.Context) ([]string, error) {
 	return nss, nil
 }
 
-// killNamespace terminates every process in ns (libvirtd, virtlogd, QEMU),
-// politely first, then with SIGKILL.
-func killNamespace(ctx context.Context, ns string) error {
-	pids := func() []int {
-		out, _ := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
-		var ps []int
-		for _, f := range strings.Fields(string(out)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				ps = append(ps, p)
+// killNamespace sends each signal in turn to every process in ns, waiting
+// up to 5 s after each for them to be gone, and fails if any outlive the
+// last. Gone means done exiting (see Process.exited), not just out of the
+// namespace, so that what they held is free when it returns. A catchable
+// signal is followed by SIGCONT, as init systems do: a stopped process (a
+// partitioned host's libvirtd) then handles it now instead of whenever it
+// is resumed. SIGKILL needs no SIGCONT: it ends a stopped process too.
+func killNamespace(ctx context.Context, ns string, sigs ...syscall.Signal) error {
+	var signalled []Process
+	// survivors are the processes in ns and those signalled that have not
+	// done exiting.
+	survivors := func() ([]int, error) {
+		ps, err := nsProcesses(ns)
+		if err != nil {
+			return nil, err
+		}
+		var out []int
+		in := map[int]bool{}
+		for _, p := range ps {
+			out, in[p.PID] = append(out, p.PID), true
+		}
+		for _, p := range signalled {
+			if !in[p.PID] && !p.exited() {
+				out = append(out, p.PID)
 			}
 		}
-		return ps
+		return out, nil
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		ps := pids()
-		if len(ps) == 0 {
-			return nil
+	for _, sig := range sigs {
+		ps, err := nsProcesses(ns)
+		if err != nil {
+			return err
 		}
 		for _, p := range ps {
-			_ = syscall.Kill(p, sig) // it may have exited meanwhile; pids() tells
+			// It may have exited meanwhile; survivors() tells.
+			_ = syscall.Kill(p.PID, sig)
+			if sig != syscall.SIGKILL {
+				_ = syscall.Kill(p.PID, syscall.SIGCONT)
+			}
 		}
-		for i := 0; i < 50 && len(pids()) > 0; i++ {
-			time.Sleep(100 * time.Millisecond)
+		signalled = append(signalled, ps...)
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			left, err := survivors()
+			if err != nil {
+				return err
+			}
+			if len(left) == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("namespace %s: %w", ns, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	}
-	if ps := pids(); len(ps) > 0 {
-		return fmt.Errorf("namespace %s: processes %v survive SIGKILL", ns, ps)
+	left, err := survivors()
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("namespace %s: processes %v survive %s", ns, left, sigs[len(sigs)-1])
 	}
 	return nil
 }

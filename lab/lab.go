@@ -57,6 +57,13 @@ type Host struct {
 	Cgroups Cgroups `json:"cgroups"`
 }
 
+// Socket is the unix socket of the host's libvirtd, which URI names.
+func (h Host) Socket() string { return socketIn(h.StateDir) }
+
+// socketIn is the libvirtd socket of a host whose state is in dir: run/ is
+// its /run/libvirt.
+func socketIn(dir string) string { return filepath.Join(dir, "run", "libvirt-sock") }
+
 // Capacity is the host's capacity as virtpool's host entries declare it.
 func (h Host) Capacity() pool.Capacity {
 	return pool.Capacity{CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, VCPURatio: h.VCPURatio}

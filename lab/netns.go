@@ -2,12 +2,15 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,4 +79,95 @@ func ListenIn(ns, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s in namespace %s: %w", addr, ns, err)
 	}
 	return l, nil
+}
+
+// Process is one process of a lab namespace.
+type Process struct {
+	PID   int
+	Name  string // its command name (/proc/PID/comm): libvirtd, virtlogd, tini, qemu-system-x86
+	State string // /proc/PID/stat's state: R, S, D, T (stopped), …
+	start string // its start time (/proc/PID/stat), which tells a reused PID
+}
+
+// Stopped reports whether the process is stopped by a signal (SIGSTOP).
+func (p Process) Stopped() bool { return p.State == "T" }
+
+// Processes lists what the host runs: every process in its network
+// namespace (its daemons and QEMU processes, and whatever they started).
+func (h Host) Processes() ([]Process, error) {
+	ps, err := nsProcesses(h.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("processes of host %s: %w", h.Name, err)
+	}
+	return ps, nil
+}
+
+// nsProcesses lists the processes in network namespace ns, as 'ip netns
+// pids' does (the same namespace inode), without a process of its own and
+// with an error when /proc cannot be read: a fence must not take "cannot
+// tell" for "nothing runs". A namespace that does not exist runs nothing.
+// A process leaves the list early in its exit, when it drops its
+// namespaces (zombies are not listed): see exited for when it is done.
+// This process is left out: inNamespace visits ns on one of its threads,
+// and when that is the main thread /proc shows the whole process there
+// meanwhile (and for as long as a dial from ns lingers), and Down would
+// kill its caller.
+func nsProcesses(ns string) ([]Process, error) {
+	var want unix.Stat_t
+	if err := unix.Stat(filepath.Join("/run/netns", ns), &want); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var ps []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue // not a process, or this one
+		}
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || st.Dev != want.Dev || st.Ino != want.Ino {
+			continue // another namespace's, or it exited meanwhile
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		p := Process{PID: pid}
+		if f := ProcStatFields(string(stat)); len(f) > 19 {
+			p.State, p.start = f[0], f[19]
+		}
+		if i, j := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')'); i >= 0 && j > i {
+			p.Name = string(stat[i+1 : j])
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// exited reports whether the process has done exiting: reaped (or its PID
+// reused), or a zombie with no thread left. Only then has it let go of
+// all it held: a process killed drops its namespaces first and closes
+// its files last (libvirtd's socket accepts connections until then), and
+// a multithreaded one ends with its last thread, not its main one.
+func (p Process) exited() bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return true
+	}
+	f := ProcStatFields(string(stat))
+	if len(f) <= 19 || f[19] != p.start {
+		return true // another process now
+	}
+	if f[0] != "Z" {
+		return false
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID))
+	return err != nil || len(tasks) <= 1
 }

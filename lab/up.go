@@ -94,13 +94,18 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		if err := plug(ctx, h.Namespace, h.Name, h.IP, true); err != nil {
 			return nil, err
 		}
+		// A partitioned host is up only once healed (plug has set its
+		// switch port up again; its libvirtd is still stopped).
+		if err := Heal(ctx, h); err != nil {
+			return nil, err
+		}
 		if err := startDaemons(ctx, h); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.Name, err)
 		}
 		l.Hosts = append(l.Hosts, h)
 	}
 	for _, h := range l.Hosts {
-		if err := waitSocket(ctx, filepath.Join(h.StateDir, "run", "libvirt-sock")); err != nil {
+		if err := waitSocket(ctx, h.Socket()); err != nil {
 			return nil, fmt.Errorf("host %s: libvirtd did not start (see %s): %w", h.Name, filepath.Join(h.StateDir, "log", "libvirtd.log"), err)
 		}
 	}
@@ -133,7 +138,7 @@ func newHost(i int, budgets bool) Host {
 		IP:        ip,
 		// Distinct host UUIDs: libvirt refuses to migrate to "the same host".
 		UUID:      fmt.Sprintf("7669f0a1-1ab0-4000-8000-%012d", i),
-		URI:       "qemu+unix:///system?socket=" + filepath.Join(state, "run", "libvirt-sock"),
+		URI:       "qemu+unix:///system?socket=" + socketIn(state),
 		PeerURI:   "qemu+tcp://" + ip + "/system",
 		MigrateTo: "tcp://" + ip,
 		Bridge:    GuestBridge,
@@ -188,7 +193,7 @@ func plug(ctx context.Context, ns, name, ip string, bridged bool) error {
 	if err := ensureNS(ctx, ns); err != nil {
 		return err
 	}
-	swEnd := name + "-sw"
+	swEnd := switchPort(name)
 	if !linkExists(ctx, switchNS, swEnd) {
 		if err := run(ctx, "ip", "-n", switchNS, "link", "add", swEnd, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
 			return err
@@ -231,6 +236,10 @@ func plug(ctx context.Context, ns, name, ip string, bridged bool) error {
 	}
 	return nil
 }
+
+// switchPort is the switch's end of the veth pair that plugs namespace
+// name (h1, client) into the switch: its port on bridge sw0.
+func switchPort(name string) string { return name + "-sw" }
 
 // hostMAC is the lab's MAC for a namespace address: locally administered,
 // 02:00 then the four address bytes.
@@ -313,20 +322,10 @@ func warm(ctx context.Context, hosts []Host) error {
 	return errors.Join(errs...)
 }
 
-// RestartHost starts a host's daemons again if they died (a test killed
-// them) and waits until libvirtd answers.
-func RestartHost(ctx context.Context, h Host) error {
-	if err := startDaemons(ctx, h); err != nil {
-		return err
-	}
-	return waitSocket(ctx, filepath.Join(h.StateDir, "run", "libvirt-sock"))
-}
-
 // startDaemons starts the host's libvirtd and virtlogd unless its libvirtd
 // already answers.
 func startDaemons(ctx context.Context, h Host) error {
-	sock := filepath.Join(h.StateDir, "run", "libvirt-sock")
-	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+	if c, err := net.DialTimeout("unix", h.Socket(), time.Second); err == nil {
 		c.Close()
 		return nil
 	}

@@ -83,7 +83,7 @@ const evacuateRounds = 3
 func (o *Ops) Evacuate(ctx context.Context, host string) error {
 	for round := 1; ; round++ {
 		view, err := o.View(ctx, nil)
-		if err != nil {
+		if err := Needed(err, []string{host}); err != nil {
 			return err
 		}
 		var on []Located
@@ -106,8 +106,8 @@ func (o *Ops) Evacuate(ctx context.Context, host string) error {
 				continue
 			}
 			pr, _, found, err := o.ReadPool(ctx, p, nil)
-			if err != nil {
-				return err
+			if err != nil && !found {
+				return err // its hosts, which bound its members' moves, are unknown
 			}
 			if !found {
 				continue // a pool no record describes: no constraint known

@@ -39,6 +39,10 @@ type Ops struct {
 	// scale-in (for example to drain the Nomad client in it). An error
 	// stops the scale-in before that member is touched.
 	BeforeRemove func(ctx context.Context, m Member) error
+	// HostTimeout bounds each host's part of a read or of a record write
+	// (DefaultHostTimeout if zero); a host that does not answer in time is
+	// down for that read (see HostsDown).
+	HostTimeout time.Duration
 }
 
 func (o *Ops) log() hclog.Logger {
@@ -77,7 +81,9 @@ type Located struct {
 	driver.Domain
 }
 
-// ListAll lists the domains of the given hosts (all hosts if nil).
+// ListAll lists the domains of the given hosts (all hosts if nil). Hosts
+// that do not answer are missing from the listing, which then comes with
+// the HostsDown error that names them.
 func (o *Ops) ListAll(ctx context.Context, hosts []string) (map[string][]driver.Domain, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
@@ -86,30 +92,23 @@ func (o *Ops) ListAll(ctx context.Context, hosts []string) (map[string][]driver.
 	if hosts == nil {
 		hosts = o.Hosts.Names()
 	}
-	var mu sync.Mutex
-	out := make(map[string][]driver.Domain, len(hosts))
-	err = EachHost(hosts, func(n string) error {
-		h, err := o.Hosts.Lookup(n)
-		if err != nil {
-			return err
-		}
+	return readEach(ctx, o, hosts, func(ctx context.Context, h HostEntry) ([]driver.Domain, error) {
 		doms, err := d.ListDomains(ctx, h.URI)
 		if err != nil {
-			return fmt.Errorf("list guests of host %s: %w", n, err)
+			return nil, fmt.Errorf("list guests: %w", err)
 		}
-		mu.Lock()
-		out[n] = doms
-		mu.Unlock()
-		return nil
+		return doms, nil
 	})
-	return out, err
 }
 
 // FindDomain looks for a domain by name on every host. A running copy wins
 // over a defined, stopped one (a leftover definition); running on two
-// hosts is reported, never guessed about.
+// hosts is reported, never guessed about. With hosts down, only a running
+// copy elsewhere is an answer: the domain may run on a host that did not
+// answer.
 func (o *Ops) FindDomain(ctx context.Context, name string) (Located, bool, error) {
 	all, err := o.ListAll(ctx, nil)
+	down, err := Partial(err)
 	if err != nil {
 		return Located{}, false, err
 	}
@@ -121,15 +120,17 @@ func (o *Ops) FindDomain(ctx context.Context, name string) (Located, bool, error
 			}
 		}
 	}
-	if len(found) == 0 {
-		return Located{}, false, nil
-	}
 	sort.SliceStable(found, func(i, j int) bool {
 		return found[i].State == driver.StateRunning && found[j].State != driver.StateRunning
 	})
-	if len(found) > 1 && found[1].State == driver.StateRunning {
+	switch {
+	case len(found) > 1 && found[1].State == driver.StateRunning:
 		return Located{}, false, fmt.Errorf("domain %s runs on both %s and %s: resolve by hand before touching it",
 			name, found[0].Host, found[1].Host)
+	case len(down) > 0 && (len(found) == 0 || found[0].State != driver.StateRunning):
+		return Located{}, false, fmt.Errorf("domain %s: cannot tell where it runs: %w", name, down)
+	case len(found) == 0:
+		return Located{}, false, nil
 	}
 	return found[0], true, nil
 }
@@ -187,11 +188,16 @@ func CountMembers(ms []Member) int {
 
 // Members returns a pool's members on every host, by index. Members are
 // found by their labels, wherever they are, so a member the autoscaler
-// moved is where this says it is.
+// moved is where this says it is. With hosts down, it returns the members
+// on the others and the HostsDown error.
 func (o *Ops) Members(ctx context.Context, pool string) ([]Member, error) {
 	all, err := o.ListAll(ctx, nil)
+	down, err := Partial(err)
 	if err != nil {
 		return nil, err
+	}
+	if len(down) > 0 {
+		return MembersOf(pool, all), down
 	}
 	return MembersOf(pool, all), nil
 }
@@ -245,7 +251,9 @@ func (o *Ops) HostState(ctx context.Context, name string) (HostState, error) {
 	if err != nil {
 		return HostState{}, err
 	}
-	rs, err := d.ListRecords(ctx, h.URI)
+	hctx, cancel := context.WithTimeout(ctx, o.hostTimeout())
+	defer cancel()
+	rs, err := d.ListRecords(hctx, h.URI)
 	if err != nil {
 		return HostState{}, fmt.Errorf("read state of host %s: %w", name, err)
 	}
@@ -268,7 +276,9 @@ func (o *Ops) PutHostState(ctx context.Context, name string, s HostState) error 
 	if s.AutoStandby {
 		r.Data[hostKeyAutoStandby] = "true"
 	}
-	if err := d.PutRecord(ctx, h.URI, r); err != nil {
+	hctx, cancel := context.WithTimeout(ctx, o.hostTimeout())
+	defer cancel()
+	if err := d.PutRecord(hctx, h.URI, r); err != nil {
 		return fmt.Errorf("store state of host %s: %w", name, err)
 	}
 	return nil
@@ -293,7 +303,9 @@ func (o *Ops) SetAutoStandby(ctx context.Context, name string, on bool) error {
 // ReadPool finds a pool's record on the given hosts (every host if nil) and
 // returns the highest generation, and the hosts that hold any generation
 // of it: a write that reached only some hosts before it was interrupted is
-// then still seen.
+// then still seen. With hosts down, the record the others hold comes with
+// the HostsDown error: a caller that needs none of those hosts goes on
+// with it (see Needed); none found then is no answer either.
 func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record, []string, bool, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
@@ -302,44 +314,43 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 	if hosts == nil {
 		hosts = o.Hosts.Names()
 	}
+	records, err := readEach(ctx, o, hosts, func(ctx context.Context, h HostEntry) ([]driver.Record, error) {
+		rs, err := d.ListRecords(ctx, h.URI)
+		if err != nil {
+			return nil, fmt.Errorf("read pool records: %w", err)
+		}
+		return rs, nil
+	})
+	down, err := Partial(err)
+	if err != nil {
+		return Record{}, nil, false, err
+	}
 	var (
-		mu     sync.Mutex
 		newest = Newest{}
 		bad    error // why the newest record kept is unreadable
 		where  []string
 	)
-	err = EachHost(hosts, func(n string) error {
-		h, err := o.Hosts.Lookup(n)
-		if err != nil {
-			return err
-		}
-		rs, err := d.ListRecords(ctx, h.URI)
-		if err != nil {
-			return fmt.Errorf("read pool records of host %s: %w", n, err)
-		}
-		for _, r := range rs {
+	for _, n := range hosts {
+		for _, r := range records[n] {
 			if r.Kind != driver.RecordPool || r.Name != name {
 				continue
 			}
 			pr, err := DecodeRecord(r) // unreadable, it still has its generation
-			mu.Lock()
 			where = append(where, n)
 			if newest.Offer(name, pr) {
 				bad = err
 			}
-			mu.Unlock()
 		}
-		return nil
-	})
-	if err != nil {
-		return Record{}, nil, false, err
 	}
 	sort.Strings(where)
 	pr, found := newest[name]
-	if !found {
-		return Record{}, where, false, nil
+	switch {
+	case found && bad != nil:
+		return pr, where, false, bad
+	case len(down) > 0:
+		return pr, where, found, down
 	}
-	return pr, where, bad == nil, bad
+	return pr, where, found, nil
 }
 
 // WritePool stores a pool record, one generation up from the highest seen,
@@ -350,8 +361,10 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 	if err != nil {
 		return pr, err
 	}
+	// A host outside the pool that does not answer keeps a stale copy,
+	// of an older generation, until a write after it is back.
 	old, where, _, err := o.ReadPool(ctx, pr.Spec.Name, nil)
-	if err != nil {
+	if err := Needed(err, pr.Spec.HostNames()); err != nil {
 		return pr, err
 	}
 	pr.Generation = max(pr.Generation, old.Generation) + 1
@@ -368,7 +381,9 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 		if !ok {
 			return fmt.Errorf("store pool %s: unknown host %q", pr.Spec.Name, n)
 		}
-		if err := d.PutRecord(ctx, h.URI, r); err != nil {
+		hctx, cancel := context.WithTimeout(ctx, o.hostTimeout())
+		defer cancel()
+		if err := d.PutRecord(hctx, h.URI, r); err != nil {
 			return fmt.Errorf("store pool %s on host %s: %w", pr.Spec.Name, n, err)
 		}
 		return nil
@@ -398,7 +413,9 @@ func (o *Ops) DeletePoolRecord(ctx context.Context, name string, hosts []string)
 		if err != nil {
 			return err
 		}
-		if err := d.DeleteRecord(ctx, h.URI, driver.RecordPool, name); err != nil {
+		hctx, cancel := context.WithTimeout(ctx, o.hostTimeout())
+		defer cancel()
+		if err := d.DeleteRecord(hctx, h.URI, driver.RecordPool, name); err != nil {
 			return fmt.Errorf("remove pool %s from host %s: %w", name, n, err)
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
@@ -19,7 +20,7 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 	allowed := spec.HostSet()
 	sp := SchedulerPolicy(spec.Placement, pol)
 	members, err := o.Members(ctx, spec.Name)
-	if err != nil {
+	if err := need(spec, err); err != nil {
 		return err
 	}
 	for _, mb := range members {
@@ -27,7 +28,7 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 			continue
 		}
 		view, err := o.View(ctx, allowed)
-		if err != nil {
+		if err := need(spec, err); err != nil {
 			return err
 		}
 		to, err := view.Place(spec.GuestTemplate(), 1, sp)
@@ -38,7 +39,8 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 			return err
 		}
 	}
-	if members, err = o.Members(ctx, spec.Name); err != nil {
+	members, err = o.Members(ctx, spec.Name)
+	if err := need(spec, err); err != nil {
 		return err
 	}
 	n, want := CountMembers(members), int(spec.Size)
@@ -57,6 +59,9 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 // set.
 func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) {
 	pr, _, found, err := o.ReadPool(ctx, name, nil)
+	if found {
+		err = need(pr.Spec, err)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -87,7 +92,7 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 	var hosts []string
 	for {
 		view, err := o.View(ctx, allowed)
-		if err != nil {
+		if err := need(spec, err); err != nil {
 			return err
 		}
 		hosts, err = view.Place(spec.GuestTemplate(), k, sp)
@@ -112,7 +117,7 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 	// New members take the lowest free numbers; a name used by any domain
 	// on any host is never reused, so no guest can be created twice.
 	all, err := o.ListAll(ctx, nil)
-	if err != nil {
+	if err := need(spec, err); err != nil {
 		return err
 	}
 	used := map[string]bool{}
@@ -194,7 +199,7 @@ func (o *Ops) Victims(ctx context.Context, spec Spec, members []Member, k int) (
 		return victims, nil
 	}
 	view, err := o.View(ctx, nil)
-	if err != nil {
+	if err := need(spec, err); err != nil {
 		return nil, err
 	}
 	names, err := view.Victims(spec.Name, rest)
@@ -209,4 +214,17 @@ func (o *Ops) Victims(ctx context.Context, spec Spec, members []Member, k int) (
 		victims = append(victims, mb)
 	}
 	return victims, nil
+}
+
+// need returns the error of a read unless only hosts the pool does not use
+// are down. A pool with a host down does not change: its members there
+// are unknown, and only the agent restarts them elsewhere, once the host
+// is fenced.
+func need(spec Spec, err error) error {
+	err = Needed(err, spec.HostNames())
+	var down HostsDown
+	if errors.As(err, &down) {
+		return fmt.Errorf("pool %s: its members on %s are unknown: %w", spec.Name, strings.Join(down.Names(), ", "), err)
+	}
+	return err
 }

@@ -23,42 +23,56 @@ type View struct {
 	// running (or a leftover needs repair). Nothing should plan moves for
 	// them until it is over.
 	InFlight []string
+	// Down holds the hosts that did not answer, left out of the view.
+	Down HostsDown
 }
 
 // View builds the planner's view of every host: capacity from the host as
 // its HostEntry.Capacity says, state from its host record, guests (running
 // or paused) from libvirt with their measured demand (Ops.Demand). Hosts
 // outside allowed (nil: all) are shown in maintenance so that no decision
-// puts anything there.
+// puts anything there. Hosts that do not answer are left out (nothing is
+// placed there, their guests are unknown) and named in the HostsDown error
+// that then comes with the view, and in View.Down.
 func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := o.Hosts.Names()
-	hosts := make([]scheduler.Host, len(names))
-	states := make([]HostState, len(names))
-	doms := make([][]driver.Domain, len(names))
-	idx := map[string]int{}
-	for i, n := range names {
-		idx[n] = i
+	type answer struct {
+		info driver.HostInfo
+		rs   []driver.Record
+		doms []driver.Domain
 	}
-	err = EachHost(names, func(n string) error {
-		i := idx[n]
+	answers, err := readEach(ctx, o, o.Hosts.Names(), func(ctx context.Context, h HostEntry) (a answer, err error) {
+		if a.info, err = d.HostInfo(ctx, h.URI); err != nil {
+			return a, err
+		}
+		if a.rs, err = d.ListRecords(ctx, h.URI); err != nil {
+			return a, fmt.Errorf("read host state: %w", err)
+		}
+		if a.doms, err = d.ListDomains(ctx, h.URI); err != nil {
+			return a, fmt.Errorf("list guests: %w", err)
+		}
+		return a, nil
+	})
+	down, err := Partial(err)
+	if err != nil {
+		return nil, err
+	}
+	v := &View{Where: map[string]Located{}, States: map[string]HostState{}, Domains: map[string][]driver.Domain{}, Down: down}
+	var names []string
+	for _, n := range o.Hosts.Names() {
+		a, ok := answers[n]
+		if !ok {
+			continue
+		}
 		h := o.Hosts[n]
-		hi, err := d.HostInfo(ctx, h.URI)
+		st := HostStateOf(n, a.rs)
+		v.States[n], v.Domains[n] = st, a.doms
+		cores, mem, err := h.Capacity.Of(a.info.CPUs, a.info.MemoryBytes)
 		if err != nil {
-			return fmt.Errorf("host %s: %w", n, err)
-		}
-		rs, err := d.ListRecords(ctx, h.URI)
-		if err != nil {
-			return fmt.Errorf("read state of host %s: %w", n, err)
-		}
-		st := HostStateOf(n, rs)
-		states[i] = st
-		cores, mem, err := h.Capacity.Of(hi.CPUs, hi.MemoryBytes)
-		if err != nil {
-			return fmt.Errorf("host %s: capacity: %w", n, err)
+			return nil, fmt.Errorf("host %s: capacity: %w", n, err)
 		}
 		sh := scheduler.Host{Name: n, Cores: cores, MemoryBytes: mem, VCPURatio: h.Capacity.VCPURatio, State: scheduler.Active}
 		switch {
@@ -67,22 +81,11 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 		case st.InStandby():
 			sh.State = scheduler.Standby
 		}
-		hosts[i] = sh
-		if doms[i], err = d.ListDomains(ctx, h.URI); err != nil {
-			return fmt.Errorf("list guests of host %s: %w", n, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		names, v.Hosts = append(names, n), append(v.Hosts, sh)
 	}
-	v := &View{Cluster: scheduler.Cluster{Hosts: hosts}, Where: map[string]Located{}, States: map[string]HostState{},
-		Domains: map[string][]driver.Domain{}}
 	seen := map[string]int{}
-	for i, n := range names {
-		v.States[n] = states[i]
-		v.Domains[n] = doms[i]
-		for _, dd := range doms[i] {
+	for _, n := range names {
+		for _, dd := range v.Domains[n] {
 			if dd.State == driver.StateShutoff || dd.State == driver.StateCrashed {
 				continue // takes no resources
 			}
@@ -115,6 +118,9 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 		if seen[v.Where[v.Guests[i].Name].Name] > 1 {
 			v.Guests[i].Pinned = true
 		}
+	}
+	if len(down) > 0 {
+		return v, down
 	}
 	return v, nil
 }

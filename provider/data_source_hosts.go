@@ -38,6 +38,7 @@ var hostInfoAttrTypes = map[string]attr.Type{
 	"cpu_utilisation": types.Float64Type, "memory_utilisation": types.Float64Type,
 	"vcpus_allocated": types.Int64Type, "memory_allocated_bytes": types.Int64Type,
 	"guests": types.ListType{ElemType: types.StringType},
+	"error":  types.StringType,
 }
 
 func (d *hostsDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -52,9 +53,11 @@ func (d *hostsDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 			"hosts": schema.ListNestedAttribute{
 				Computed: true, Description: "The hosts, by name.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"name":              schema.StringAttribute{Computed: true, Description: "Name in the provider's hosts."},
-					"uri":               schema.StringAttribute{Computed: true, Description: "libvirt URI."},
-					"state":             schema.StringAttribute{Computed: true, Description: "`active`, `standby` or `maintenance`."},
+					"name": schema.StringAttribute{Computed: true, Description: "Name in the provider's hosts."},
+					"uri":  schema.StringAttribute{Computed: true, Description: "libvirt URI."},
+					"state": schema.StringAttribute{Computed: true,
+						Description: "`active`, `standby`, `maintenance`, or `down` when it did not answer (see `error`; its other attributes are then zero)."},
+					"error":             schema.StringAttribute{Computed: true, Description: "Why the host is `down`; empty otherwise."},
 					"hostname":          schema.StringAttribute{Computed: true, Description: "Host name as the host reports it."},
 					"hypervisor":        schema.StringAttribute{Computed: true, Description: "QEMU, Xen, …"},
 					"accelerators":      schema.ListAttribute{Computed: true, ElementType: types.StringType, Description: "Accelerators that really work there, best first."},
@@ -93,6 +96,7 @@ type hostLoad struct {
 	memoryFree  uint64
 	capCores    float64
 	capMemory   int64
+	err         string // why the host is down
 }
 
 func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error) {
@@ -160,17 +164,23 @@ func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, 
 	for i, n := range names {
 		idx[n] = i
 	}
-	err := pool.EachHost(names, func(n string) error {
-		hl, err := d.client.measureHost(ctx, n)
+	// A host that does not answer is shown down, with a warning: the
+	// others are read all the same, each within its own deadline.
+	_ = pool.EachHost(names, func(n string) error {
+		hctx, cancel := context.WithTimeout(ctx, pool.DefaultHostTimeout)
+		defer cancel()
+		hl, err := d.client.measureHost(hctx, n)
+		if err != nil {
+			hl = hostLoad{state: "down", err: err.Error()}
+		}
 		mu.Lock()
+		defer mu.Unlock()
 		loads[idx[n]] = hl
-		mu.Unlock()
-		return err
+		if err != nil {
+			resp.Diagnostics.AddWarning("Host "+n+" down", err.Error())
+		}
+		return nil
 	})
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read hosts", err.Error())
-		return
-	}
 	vals := make([]attr.Value, len(names))
 	for i, n := range names {
 		hl := loads[i]
@@ -183,7 +193,7 @@ func (d *hostsDataSource) Read(ctx context.Context, req datasource.ReadRequest, 
 			"capacity_cpus":     types.Float64Value(hl.capCores), "capacity_memory_bytes": types.Int64Value(hl.capMemory),
 			"cpu_utilisation": types.Float64Value(hl.cpuBusy), "memory_utilisation": types.Float64Value(hl.memUsed),
 			"vcpus_allocated": types.Int64Value(hl.vcpus), "memory_allocated_bytes": types.Int64Value(hl.memAlloc),
-			"guests": stringList(hl.guests),
+			"guests": stringList(hl.guests), "error": types.StringValue(hl.err),
 		})
 	}
 	m := hostsModel{ID: types.StringValue("hosts"),

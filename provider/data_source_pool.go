@@ -83,6 +83,9 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	}
 	name := m.Name.ValueString()
 	pr, _, found, err := d.client.ops(ctx).ReadPool(ctx, name, nil)
+	if found {
+		err = pool.Needed(err, nil) // what the hosts that answered hold will do
+	}
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
 		return
@@ -93,9 +96,13 @@ func (d *poolDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		return
 	}
 	members, err := d.client.ops(ctx).Members(ctx, name)
+	down, err := pool.Partial(err)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot list members of pool "+name, err.Error())
 		return
+	}
+	if len(down) > 0 {
+		resp.Diagnostics.AddWarning("Pool "+name+": hosts down", fmt.Sprintf("%v. size and members count only the hosts that answered.", down))
 	}
 	s := pr.Spec
 	m.ID = types.StringValue(name)

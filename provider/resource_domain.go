@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -201,6 +202,10 @@ func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, res
 		name = m.ID.ValueString() // import
 	}
 	at, found, err := r.client.ops(ctx).FindDomain(ctx, name)
+	if errors.As(err, new(pool.HostsDown)) && !m.ID.IsNull() {
+		resp.Diagnostics.AddWarning("Domain "+name+" not checked", fmt.Sprintf("%v; its state is kept as last read.", err))
+		return
+	}
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read domain "+name, err.Error())
 		return

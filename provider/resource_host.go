@@ -188,7 +188,16 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 		resp.Diagnostics.AddAttributeError(path.Root("name"), "Unknown host", err.Error())
 		return
 	}
-	resp.Diagnostics.Append(r.read(ctx, &m)...)
+	diags := r.read(ctx, &m)
+	if diags.HasError() && !m.ID.IsNull() {
+		// A host down is no reason to drop it from state, or to stop the
+		// plan of everything else.
+		for _, d := range diags.Errors() {
+			resp.Diagnostics.AddWarning("Host "+m.Name.ValueString()+" not checked", d.Detail()+"; its state is kept as last read.")
+		}
+		return
+	}
+	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
 }
 

@@ -188,6 +188,9 @@ func (c *Client) setPolicy(ctx context.Context, poolName string, p *pool.Policy)
 	defer lockPool(poolName)()
 	ops := c.ops(ctx)
 	pr, _, found, err := ops.ReadPool(ctx, poolName, nil)
+	if found {
+		err = pool.Needed(err, pr.Spec.HostNames()) // the hosts WritePool writes to
+	}
 	if err != nil || !found {
 		return found, err
 	}
@@ -238,8 +241,14 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		name = m.ID.ValueString()
 	}
 	pr, _, found, err := r.client.ops(ctx).ReadPool(ctx, name, nil)
+	down, err := pool.Partial(err)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+name, err.Error())
+		return
+	}
+	if !found && len(down) > 0 {
+		resp.Diagnostics.AddWarning("Migration policy of pool "+name+" not checked",
+			fmt.Sprintf("its pool record is not on the hosts that answered, and %v; its state is kept as last read", down))
 		return
 	}
 	if !found || pr.Policy == nil {

@@ -3,6 +3,8 @@ package provider
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -22,6 +24,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -257,8 +260,10 @@ func (r *poolResource) Create(ctx context.Context, req resource.CreateRequest, r
 	defer lockPool(spec.Name)()
 	// The record first: an interrupted create leaves a pool every tool can
 	// see, and the next apply adopts its members (found by their labels).
+	// Hosts the pool does not use may be down: a record there would be of
+	// an older pool that was moved off them.
 	old, _, found, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
-	if err != nil {
+	if err := pool.Needed(err, spec.HostNames()); err != nil {
 		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
 		return
 	}
@@ -309,24 +314,47 @@ func (r *poolResource) read(ctx context.Context, m *poolModel) diag.Diagnostics 
 
 // readFound fills m from the hosts: the spec from the pool record (highest
 // generation on any host), size and members from the members that exist.
+// A host that does not answer changes nothing it could have told: the
+// members last seen there stay in state (and count for size), with a
+// warning naming the host, so that a plan does not replace them.
 func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	name := m.Name.ValueString()
 	if name == "" {
 		name = m.ID.ValueString()
 	}
-	pr, _, found, err := r.client.ops(ctx).ReadPool(ctx, name, nil)
+	ops := r.client.ops(ctx)
+	pr, _, found, err := ops.ReadPool(ctx, name, nil)
+	down, err := pool.Partial(err)
 	if err != nil {
 		diags.AddError("Cannot read pool "+name, err.Error())
 		return false, diags
 	}
 	if !found {
+		if len(down) > 0 && !m.ID.IsNull() {
+			diags.AddWarning("Pool "+name+" not checked", fmt.Sprintf("its record was not found on the hosts that answered, "+
+				"and %v; its state is kept as last read", down))
+			return true, diags
+		}
 		return false, diags
 	}
-	members, err := r.client.ops(ctx).Members(ctx, name)
-	if err != nil {
+	members, err := ops.Members(ctx, name)
+	if down, err = pool.Partial(err); err != nil {
 		diags.AddError("Cannot list members of pool "+name, err.Error())
 		return false, diags
+	}
+	if len(down) > 0 {
+		var kept []string
+		for _, mb := range priorMembers(ctx, m.Members) {
+			if _, ok := down[mb.Host]; ok {
+				members = append(members, mb)
+				kept = append(kept, mb.Name+"@"+mb.Host)
+			}
+		}
+		sort.Slice(members, func(i, j int) bool { return members[i].Index < members[j].Index })
+		diags.AddWarning("Pool "+name+": hosts down", fmt.Sprintf("%v. Members last seen there are kept as they were (%s): "+
+			"a change of this pool waits until the host answers, or is fenced and the pool restored by virtpool agent.",
+			down, strings.Join(kept, ", ")))
 	}
 	s := pr.Spec
 	m.ID, m.Name = types.StringValue(name), types.StringValue(name)
@@ -339,6 +367,26 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	m.Members = membersList(members)
 	m.Generation = types.Int64Value(pr.Generation)
 	return true, diags
+}
+
+// priorMembers reads the members a state holds.
+func priorMembers(ctx context.Context, l types.List) []pool.Member {
+	var vals []struct {
+		Name  string `tfsdk:"name"`
+		Host  string `tfsdk:"host"`
+		UUID  string `tfsdk:"uuid"`
+		State string `tfsdk:"state"`
+		Index int64  `tfsdk:"index"`
+	}
+	if l.IsNull() || l.IsUnknown() || l.ElementsAs(ctx, &vals, false).HasError() {
+		return nil
+	}
+	out := make([]pool.Member, len(vals))
+	for i, v := range vals {
+		out[i] = pool.Member{Located: pool.Located{Host: v.Host, Domain: driver.Domain{Name: v.Name, UUID: v.UUID, State: v.State}},
+			Index: int(v.Index)}
+	}
+	return out
 }
 
 func membersList(ms []pool.Member) types.List {
@@ -376,8 +424,9 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	defer lockPool(spec.Name)()
+	// The hosts it leaves count too: its members there must move.
 	old, _, _, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
-	if err != nil {
+	if err := pool.Needed(err, append(spec.HostNames(), listStrings(prior.Hosts)...)); err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+spec.Name, err.Error())
 		return
 	}
@@ -431,8 +480,13 @@ func (r *poolResource) ImportState(ctx context.Context, req resource.ImportState
 // still there and a retry finds what is left.
 func (c *Client) deletePool(ctx context.Context, name string) error {
 	ops := c.ops(ctx)
+	pr, where, _, err := ops.ReadPool(ctx, name, nil)
+	need := append(pr.Spec.HostNames(), where...) // where its members and records may be
+	if err := pool.Needed(err, need); err != nil {
+		return err
+	}
 	members, err := ops.Members(ctx, name)
-	if err != nil {
+	if err := pool.Needed(err, need); err != nil {
 		return err
 	}
 	for i, mb := range members {
@@ -441,10 +495,6 @@ func (c *Client) deletePool(ctx context.Context, name string) error {
 		if err := ops.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
 			return err
 		}
-	}
-	_, where, _, err := ops.ReadPool(ctx, name, nil)
-	if err != nil {
-		return err
 	}
 	return ops.DeletePoolRecord(ctx, name, where)
 }

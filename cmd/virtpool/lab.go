@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -36,7 +37,45 @@ func labCmd(ctx context.Context, log hclog.Logger, sub string, args []string) er
 	case "down":
 		return lab.Down(ctx, log)
 	}
+	if op, ok := hostOps[sub]; ok {
+		return hostOp(ctx, log, sub, op, args)
+	}
 	return fmt.Errorf("lab: unknown subcommand %q\n%s", sub, usage)
+}
+
+// hostOps are the lab's host failure modes and their repairs, by
+// subcommand (see lab/fail.go).
+var hostOps = map[string]func(context.Context, lab.Host) error{
+	"crash":     lab.Crash,
+	"fence":     lab.Fence,
+	"partition": lab.Partition,
+	"heal":      lab.Heal,
+	"start":     lab.Start,
+}
+
+// hostOp runs one of hostOps on the host args name.
+func hostOp(ctx context.Context, log hclog.Logger, sub string, op func(context.Context, lab.Host) error, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("lab %s: want one host name (h1, h2, …)\n%s", sub, usage)
+	}
+	l, err := lab.Load()
+	if err != nil {
+		return err
+	}
+	h, err := l.Host(args[0])
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := op(ctx, h); err != nil {
+		return err
+	}
+	st, err := h.State()
+	if err != nil {
+		return err
+	}
+	log.Info("lab "+sub, "host", h.Name, "state", st.String(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // printLab lists hosts and their guests. It talks to libvirt in-process:
@@ -45,19 +84,29 @@ func printLab(ctx context.Context, log hclog.Logger, l *lab.Lab) error {
 	d := virt.New(log.Named("driver"))
 	defer d.Close()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "HOST\tADDRESS\tURI\tGUESTS")
+	fmt.Fprintln(w, "HOST\tSTATE\tADDRESS\tURI\tGUESTS")
 	for _, h := range l.Hosts {
-		var guests string
-		if doms, err := d.ListDomains(ctx, h.URI); err == nil {
-			guests = ""
-			for _, dom := range doms {
-				guests += fmt.Sprintf("%s(%s) ", dom.Name, dom.State)
+		var state, guests string
+		st, err := h.State()
+		switch {
+		case err != nil:
+			state, guests = "?", "error: "+err.Error()
+		case st.Frozen || !st.Libvirtd:
+			// Its libvirtd would not answer: asking would hang (a
+			// partitioned host) or fail.
+			state, guests = st.String(), "-"
+		default:
+			state = st.String()
+			if doms, err := d.ListDomains(ctx, h.URI); err == nil {
+				for _, dom := range doms {
+					guests += fmt.Sprintf("%s(%s) ", dom.Name, dom.State)
+				}
+			} else {
+				guests = "error: " + err.Error()
 			}
-		} else {
-			guests = "error: " + err.Error()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Name, h.IP, h.URI, guests)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", h.Name, state, h.IP, h.URI, guests)
 	}
-	fmt.Fprintf(w, "client\t%s\tnetns %s\t\n", l.ClientIP, l.ClientNamespace)
+	fmt.Fprintf(w, "client\t\t%s\tnetns %s\t\n", l.ClientIP, l.ClientNamespace)
 	return w.Flush()
 }

@@ -4,6 +4,7 @@
 //	virtpool lab up [--hosts N] [--guest-dir DIR]
 //	virtpool lab status
 //	virtpool lab down
+//	virtpool lab crash|fence|partition|heal|start HOST
 //	virtpool demo [--hosts N] [--keep]
 //	virtpool story [--keep] [--dir DIR] [--phase D]
 package main
@@ -41,6 +42,11 @@ const usage = `usage:
   virtpool lab up [--hosts N] [--guest-dir DIR]   bring the local lab up (idempotent)
   virtpool lab status                             show the lab's hosts and guests
   virtpool lab down                               remove everything the lab made
+  virtpool lab crash HOST                         kill everything the host runs at once (SIGKILL), guests too
+  virtpool lab fence HOST                         power the host off: then nothing of it runs, whatever its state
+  virtpool lab partition HOST                     cut the host off (switch port down, libvirtd stopped); its guests run on
+  virtpool lab heal HOST                          undo partition
+  virtpool lab start HOST                         power the host on again after crash or fence
   virtpool demo [--hosts N] [--keep]              live-migrate a streaming guest A→B→A
   virtpool story [--keep] [--dir DIR] [--phase D] terraform + the Nomad Autoscaler drive a pool as its load goes up and down`
 

@@ -226,6 +226,44 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 	}
 }
 
+// TestQueryHostsUp: metric=up counts the hosts that answer, standby ones
+// too, and a host down is 0 from the first sample it misses.
+func TestQueryHostsUp(t *testing.T) {
+	f := newFixture(t, 3)
+	ctx := context.Background()
+	ops := &pool.Ops{Hosts: pool.Inventory{"h2": {Name: "h2", URI: "fake:///h2"}},
+		Driver: func(context.Context) (driver.Driver, error) { return f.fd, nil }}
+	if err := ops.SetAutoStandby(ctx, "h2", true); err != nil {
+		t.Fatal(err)
+	}
+	f.fd.Host("fake:///h3").Down = true
+	f.fd.Advance(time.Second)
+	if err := f.p.sampler.Fleet.Sample(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query string
+		want  float64
+	}{
+		{"metric=up agg=sum", 2},
+		{"metric=up agg=min", 0},
+		{"host=h3 metric=up", 0},
+		{"host=h2 metric=up", 1},
+		{"pool=web of=hosts metric=up agg=sum", 2}, // h1, and h2 on standby
+	} {
+		ms, err := f.p.Query(tc.query, f.window(500*time.Millisecond))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.query, err)
+		}
+		if got := ms[len(ms)-1].Value; len(ms) != 1 || got != tc.want {
+			t.Errorf("%s = %v, want one point of %v", tc.query, ms, tc.want)
+		}
+	}
+	if _, err := ParseQuery("pool=web metric=up"); err == nil || !strings.Contains(err.Error(), "metric=up measures hosts") {
+		t.Errorf("up of a pool's members: error %v", err)
+	}
+}
+
 // A host's capacity (pool.Capacity, from the plugin's hosts key here)
 // is what its load is measured against: h3 given 1.5 of its 2 CPUs and 4
 // of its 8 GiB, less 0.5 core kept for the hypervisor, runs "other" (1

@@ -30,6 +30,9 @@ func inUse(h *fleet.HostFrame) bool { return !h.State.Maintenance && !h.State.In
 // values returns the metric of every entity the query selects in a frame.
 func values(q Query, f fleet.Frame) []float64 {
 	var vals []float64
+	if q.Metric == MetricUp {
+		return up(q, f)
+	}
 	if q.overHosts() {
 		var hosts []*fleet.HostFrame
 		switch {
@@ -82,6 +85,33 @@ func values(q Query, f fleet.Frame) []float64 {
 	}
 	for _, g := range seen {
 		vals = append(vals, guestValue(q.Metric, g))
+	}
+	return vals
+}
+
+// up is 1 for each host the query selects that answered the frame's
+// round, 0 for each that did not; standby and maintenance hosts count.
+func up(q Query, f fleet.Frame) []float64 {
+	var names []string
+	switch {
+	case q.Host != "":
+		names = []string{q.Host}
+	case q.Pool != "":
+		names = f.Pools[q.Pool]
+	default:
+		for n := range f.Up {
+			names = append(names, n)
+		}
+	}
+	var vals []float64
+	for _, n := range names {
+		answered, known := f.Up[n]
+		switch {
+		case answered:
+			vals = append(vals, 1)
+		case known:
+			vals = append(vals, 0)
+		}
 	}
 	return vals
 }

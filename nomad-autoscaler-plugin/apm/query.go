@@ -34,6 +34,9 @@ import (
 //	disk          disk bytes read and written per second
 //	net           network bytes received and sent per second
 //	guests        running guests (per host; for a pool, its members)
+//	up            host: 1 if it answered the sample, 0 if not; hosts on
+//	              standby or in maintenance count too (agg=sum: how many
+//	              answer, agg=min: 0 while any is down); not for guests
 //
 // Examples:
 //
@@ -42,6 +45,7 @@ import (
 //	metric=cpu agg=max                     load of the busiest host
 //	pool=web metric=guests agg=count       how many members run
 //	host=h1 metric=host_cpu reduce=avg     h1's busy CPU over the window
+//	metric=up agg=sum                      how many hosts answer
 type Query struct {
 	Pool, Host, Guest string
 	OfHosts           bool
@@ -71,11 +75,12 @@ const (
 	MetricDisk        = "disk"
 	MetricNet         = "net"
 	MetricGuests      = "guests"
+	MetricUp          = "up"
 )
 
 var (
 	queryKeys = []string{keyPool, keyOf, keyHost, keyGuest, keyMetric, keyAgg, keyReduce}
-	metrics   = []string{MetricCPU, MetricCPUCores, MetricHostCPU, MetricMemory, MetricMemoryBytes, MetricDisk, MetricNet, MetricGuests}
+	metrics   = []string{MetricCPU, MetricCPUCores, MetricHostCPU, MetricMemory, MetricMemoryBytes, MetricDisk, MetricNet, MetricGuests, MetricUp}
 	aggs      = []string{"avg", "min", "max", "sum", "count"}
 	reduces   = []string{"none", "avg", "min", "max", "last"}
 )
@@ -155,8 +160,8 @@ func ParseQuery(s string) (Query, error) {
 		return q, fmt.Errorf("pool, host and guest select different things: give at most one")
 	case seen[keyOf] && q.Pool == "":
 		return q, fmt.Errorf("of= needs pool=")
-	case q.Metric == MetricHostCPU && !q.overHosts():
-		return q, fmt.Errorf("metric=host_cpu measures hosts: use it with host=, pool= of=hosts, or no selector")
+	case (q.Metric == MetricHostCPU || q.Metric == MetricUp) && !q.overHosts():
+		return q, fmt.Errorf("metric=%s measures hosts: use it with host=, pool= of=hosts, or no selector", q.Metric)
 	}
 	return q, nil
 }

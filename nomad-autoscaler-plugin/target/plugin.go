@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
 )
 
 const (
@@ -187,7 +189,10 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 
 // Status implements target.Controller. Only a bad policy (a bad key, a
 // pool no host knows) is an error; while hosts cannot be read, or an
-// action or a migration is in flight, the target is not ready.
+// action or a migration is in flight, the target is not ready. With hosts
+// of the scope down it counts what runs on the others, and is not ready:
+// the members there are unknown until the agent fences the host and
+// restores the pool.
 func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	pc, err := p.policies.parse(raw)
 	if err != nil {
@@ -212,7 +217,10 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 		return st, nil
 	}
 	v, err := s.newOps(c, f, log).View(ctx, s.allowed())
-	if err != nil {
+	if errors.As(err, new(pool.HostsDown)) {
+		log.Warn("hosts down; not ready", "hosts", v.Down.Names(), "error", err)
+		st.Meta[metaDown] = strings.Join(v.Down.Names(), ",")
+	} else if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
 	}
@@ -223,7 +231,7 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	}
 	busy := p.track.busy(pc)
 	measured := f.History.Len() >= 2
-	st.Ready = busy == "" && len(v.InFlight) == 0 && (measured || pc.Dimension == DimensionSize)
+	st.Ready = busy == "" && len(v.InFlight) == 0 && len(v.Down) == 0 && (measured || pc.Dimension == DimensionSize)
 	report(st, cnt, busy, v.InFlight)
 	log.Debug("status", "count", st.Count, "ready", st.Ready, "busy", busy, "in_flight", v.InFlight,
 		"hot", cnt.Hot, "loads", cnt.Loads)

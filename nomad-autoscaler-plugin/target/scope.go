@@ -93,6 +93,7 @@ func (s scope) newOps(c config, f *fleet.Fleet, log hclog.Logger) *pool.Ops {
 	demand := f.History.Demand(c.LoadWindow)
 	return &pool.Ops{
 		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
+		HostTimeout: f.CallTimeout, // a host down costs what it costs the samples
 		Demand: func(uuid string) (float64, int64, bool) {
 			d, ok := demand[uuid]
 			return d.CPU, d.RSSBytes, ok

@@ -20,6 +20,7 @@ const (
 	metaHot      = "virtpool.hot_hosts"
 	metaHosts    = "virtpool.hosts_in_use"
 	metaMembers  = "virtpool.members"
+	metaDown     = "virtpool.hosts_down" // hosts of the scope that did not answer
 )
 
 // report puts a measurement, and what keeps the target busy, in a status.

@@ -106,6 +106,7 @@ func TestStatus(t *testing.T) {
 		count   int64
 		ready   bool
 		hot     string
+		down    string
 		samples int
 	}{
 		{name: "size counts stopped members too", dim: DimensionSize, count: 3, ready: true, samples: 0,
@@ -136,8 +137,13 @@ func TestStatus(t *testing.T) {
 			}},
 		{name: "busy pool is not ready", dim: DimensionSize, count: 0, ready: false, samples: 1,
 			setup: func(f *fixture) { f.p.track.try(policyConfig{Pool: "web"}, "size to 3") }},
-		{name: "unreachable host: not ready, no error", dim: DimensionSize, count: 0, ready: false, samples: 1,
-			setup: func(f *fixture) { f.fd.Host("fake:///h2").Down = true }},
+		{name: "a host of the pool down: counts the others, not ready, no error", dim: DimensionSize, count: 1, ready: false,
+			samples: 1, down: "h2",
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0)
+				f.member("h2", 2, 0)
+				f.fd.Host("fake:///h2").Down = true
+			}},
 		{name: "a host down outside the pool does not matter", dim: DimensionSize, count: 1, ready: true, samples: 1,
 			setup: func(f *fixture) {
 				f.member("h1", 1, 0)
@@ -158,6 +164,9 @@ func TestStatus(t *testing.T) {
 			}
 			if tc.hot != "" && st.Meta[metaHot] != tc.hot {
 				t.Errorf("hot hosts %q, want %q", st.Meta[metaHot], tc.hot)
+			}
+			if st.Meta[metaDown] != tc.down {
+				t.Errorf("hosts down %q, want %q", st.Meta[metaDown], tc.down)
 			}
 		})
 	}
