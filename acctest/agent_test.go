@@ -36,6 +36,17 @@ type runningAgent struct {
 // when the test ends.
 func startAgent(t testing.TB, interval time.Duration) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, interval, agentOptions{})
+}
+
+// agentOptions adds to the agent's configuration.
+type agentOptions struct {
+	fence bool   // every host's fence action: virtpool lab fence NAME
+	extra string // more top-level lines
+}
+
+func startAgentWith(t testing.TB, interval time.Duration, o agentOptions) *runningAgent {
+	t.Helper()
 	bin, err := labtest.VirtpoolBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -50,10 +61,13 @@ func startAgent(t testing.TB, interval time.Duration) *runningAgent {
 		if c := h.Capacity(); c.CPUs > 0 {
 			line += fmt.Sprintf(", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
 		}
+		if o.fence {
+			line += fmt.Sprintf(", fence = [%q, \"lab\", \"fence\", %q]", bin, h.Name)
+		}
 		hosts = append(hosts, line+" }")
 	}
-	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n",
-		interval, drvBin, strings.Join(hosts, "\n"))
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n%s\n",
+		interval, drvBin, strings.Join(hosts, "\n"), o.extra)
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -46,13 +46,18 @@ type Agent struct {
 	announced map[string]int        // guest UUID → step when its migration's start was announced
 	completed map[string]driver.Job // guest UUID → its last completed job, as an event told
 	steps     int
+
+	// Failover (failover.go).
+	fo       *failover
+	runFence func(ctx context.Context, argv []string) ([]byte, error)
 }
 
 // New returns an agent over f, configured by cfg.
 func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 	a := &Agent{cfg: cfg, fleet: f, log: log, events: NewEvents(cfg.MaxEvents), now: f.Time,
 		watchers: map[chan State]bool{}, kick: make(chan struct{}, 1), watching: map[string]bool{},
-		announced: map[string]int{}, completed: map[string]driver.Job{}}
+		announced: map[string]int{}, completed: map[string]driver.Job{},
+		fo: newFailover(cfg.FailoverGrace), runFence: runCommand}
 	a.durations, a.downtimes = newHistograms()
 	return a
 }
@@ -117,6 +122,7 @@ func (a *Agent) Step(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}
+	a.failover(ctx, cur, t)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -36,12 +37,26 @@ const (
 	KeyHostURI = "uri"
 	// KeyEvents bounds the events kept for the API and the page.
 	KeyEvents = "max_events"
+	// KeyFence is a host's fence action, inside KeyHosts: the command
+	// (a list: program, then arguments; no shell) that powers the host off,
+	// e.g. ["ipmitool", "-I", "lanplus", "-H", "bmc-h1", "-U", "admin", "-E",
+	// "chassis", "power", "off"] (-E: the password from IPMI_PASSWORD in the
+	// agent's environment). Its success (exit 0) is required before the
+	// host's guests are restarted elsewhere; without one, they never are.
+	KeyFence = "fence"
+	// KeyFailoverGrace is how long a host must not answer before it is
+	// failed and fenced.
+	KeyFailoverGrace = "failover_grace"
+	// KeyFenceTimeout bounds a fence action.
+	KeyFenceTimeout = "fence_timeout"
 )
 
 // Defaults.
 const (
-	DefaultListen = "127.0.0.1:8480"
-	DefaultEvents = 1000
+	DefaultListen        = "127.0.0.1:8480"
+	DefaultEvents        = 1000
+	DefaultFailoverGrace = 30 * time.Second
+	DefaultFenceTimeout  = time.Minute
 )
 
 // Config is the agent's parsed configuration.
@@ -49,10 +64,15 @@ type Config struct {
 	fleet.Config
 	Listen    string
 	MaxEvents int
+	// Fence holds each host's fence action (KeyFence), by host name.
+	Fence         map[string][]string
+	FailoverGrace time.Duration
+	FenceTimeout  time.Duration
 }
 
 var knownKeys = []string{KeyListen, KeyHosts, KeyEvents, fleet.ConfigKeyDriverPath,
-	fleet.ConfigKeySampleInterval, fleet.ConfigKeyRetention, fleet.ConfigKeyMaxSamples}
+	fleet.ConfigKeySampleInterval, fleet.ConfigKeyRetention, fleet.ConfigKeyMaxSamples,
+	KeyFailoverGrace, KeyFenceTimeout}
 
 // LoadConfig reads the agent's configuration file.
 func LoadConfig(path string) (Config, error) {
@@ -85,6 +105,7 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	}
 	raw := map[string]string{}
 	var seeds []fleet.Seed
+	var fence map[string][]string
 	for _, name := range sortedKeys(attrs) {
 		a := attrs[name]
 		at := func(err error) error { return fmt.Errorf("%s: %s: %w", a.NameRange, name, err) }
@@ -97,7 +118,7 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 		}
 		var err error
 		if name == KeyHosts {
-			if seeds, err = parseHosts(v); err == nil && len(seeds) == 0 {
+			if seeds, fence, err = parseHosts(v); err == nil && len(seeds) == 0 {
 				err = errors.New("no host given")
 			}
 		} else {
@@ -115,7 +136,13 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
-	c := Config{Config: fc, Listen: DefaultListen}
+	c := Config{Config: fc, Listen: DefaultListen, Fence: fence}
+	if c.FailoverGrace, err = fleet.Duration(raw, KeyFailoverGrace, DefaultFailoverGrace); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", filename, err)
+	}
+	if c.FenceTimeout, err = fleet.Duration(raw, KeyFenceTimeout, DefaultFenceTimeout); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", filename, err)
+	}
 	if s, ok := raw[KeyListen]; ok {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			return Config{}, fmt.Errorf("%s: %s: %q is not host:port: %w", filename, KeyListen, s, err)
@@ -130,25 +157,35 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	return c, nil
 }
 
-// parseHosts reads hosts = { NAME = { uri = …, capacity settings… } }.
-func parseHosts(v cty.Value) ([]fleet.Seed, error) {
+// parseHosts reads hosts = { NAME = { uri = …, fence = […], capacity
+// settings… } }.
+func parseHosts(v cty.Value) ([]fleet.Seed, map[string][]string, error) {
 	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
-		return nil, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
+		return nil, nil, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
 	}
 	var out []fleet.Seed
+	fence := map[string][]string{}
 	hosts := v.AsValueMap()
 	for _, name := range sortedKeys(hosts) {
 		h := hosts[name]
 		if !h.Type().IsObjectType() && !h.Type().IsMapType() {
-			return nil, fmt.Errorf("%s: want { %s = …, … }", name, KeyHostURI)
+			return nil, nil, fmt.Errorf("%s: want { %s = …, … }", name, KeyHostURI)
 		}
 		var uri string
 		var settings []string // capacity, as pool.ParseCapacity reads it
 		attrs := h.AsValueMap()
 		for _, k := range sortedKeys(attrs) {
+			if k == KeyFence {
+				cmd, err := command(attrs[k])
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s: %s: %w", name, k, err)
+				}
+				fence[name] = cmd
+				continue
+			}
 			s, err := scalar(attrs[k])
 			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", name, k, err)
+				return nil, nil, fmt.Errorf("%s: %s: %w", name, k, err)
 			}
 			if k == KeyHostURI {
 				uri = s
@@ -157,17 +194,38 @@ func parseHosts(v cty.Value) ([]fleet.Seed, error) {
 			settings = append(settings, k+"="+s)
 		}
 		if uri == "" {
-			return nil, fmt.Errorf("%s: %s missing", name, KeyHostURI)
+			return nil, nil, fmt.Errorf("%s: %s missing", name, KeyHostURI)
 		}
 		capa, err := pool.ParseCapacity(strings.Join(settings, ";"))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		sd, err := fleet.NewSeed(name, uri, capa)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		out = append(out, sd)
+	}
+	return out, fence, nil
+}
+
+// command reads a command as a list of strings: the program, then its
+// arguments.
+func command(v cty.Value) ([]string, error) {
+	isList := v.Type().IsTupleType() || v.Type().IsListType()
+	if v.IsNull() || !v.IsKnown() || !isList || v.LengthInt() == 0 {
+		return nil, errors.New(`want a command as a list: ["program", "argument", …]`)
+	}
+	var out []string
+	for _, e := range v.AsValueSlice() {
+		s, err := scalar(e)
+		if err != nil {
+			return nil, fmt.Errorf("element %d: %w", len(out), err)
+		}
+		out = append(out, s)
+	}
+	if out[0] == "" {
+		return nil, errors.New("empty program name")
 	}
 	return out, nil
 }

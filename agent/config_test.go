@@ -47,7 +47,28 @@ hosts = {
 				}
 			}
 		}},
-		{name: "unknown key", src: hosts + `sample_intervall = "1s"`, wantErr: `agent.hcl:2,1-17: unknown key "sample_intervall" (keys: driver_path, hosts, listen`},
+		{name: "unknown key", src: hosts + `sample_intervall = "1s"`, wantErr: `agent.hcl:2,1-17: unknown key "sample_intervall" (keys: driver_path, failover_grace, fence_timeout, hosts, listen`},
+		{name: "failover", src: `
+failover_grace = "5s"
+fence_timeout  = "20s"
+hosts = {
+  h1 = { uri = "qemu+tls://h1.example/system", fence = ["ipmitool", "-H", "bmc-h1", "-E", "chassis", "power", "off"] }
+  h2 = { uri = "qemu+tls://h2.example/system" }
+}`, check: func(t *testing.T, c Config) {
+			if c.FailoverGrace != 5*time.Second || c.FenceTimeout != 20*time.Second || len(c.Fence) != 1 ||
+				strings.Join(c.Fence["h1"], " ") != "ipmitool -H bmc-h1 -E chassis power off" {
+				t.Errorf("failover settings: grace %s, timeout %s, fence %q", c.FailoverGrace, c.FenceTimeout, c.Fence)
+			}
+		}},
+		{name: "failover defaults", src: hosts, check: func(t *testing.T, c Config) {
+			if c.FailoverGrace != DefaultFailoverGrace || c.FenceTimeout != DefaultFenceTimeout || len(c.Fence) != 0 {
+				t.Errorf("failover settings: grace %s, timeout %s, fence %q", c.FailoverGrace, c.FenceTimeout, c.Fence)
+			}
+		}},
+		{name: "fence not a list", src: `hosts = { h1 = { uri = "qemu:///system", fence = "ipmitool power off" } }`,
+			wantErr: `hosts: h1: fence: want a command as a list: ["program", "argument", …]`},
+		{name: "fence empty", src: `hosts = { h1 = { uri = "qemu:///system", fence = [] } }`, wantErr: `h1: fence: want a command as a list`},
+		{name: "bad grace", src: hosts + `failover_grace = "0s"`, wantErr: "failover_grace: 0s must be positive"},
 		{name: "block", src: hosts + `host "h2" {}`, wantErr: "Unexpected \"host\" block"},
 		{name: "no hosts", src: `listen = "127.0.0.1:1"`, wantErr: "agent.hcl: hosts missing"},
 		{name: "empty hosts", src: `hosts = {}`, wantErr: "hosts: no host given"},

@@ -19,8 +19,8 @@ func TestExamples(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		if len(c.Seeds) < 2 {
-			t.Errorf("%s: %d hosts", name, len(c.Seeds))
+		if len(c.Seeds) < 2 || len(c.Fence) == 0 {
+			t.Errorf("%s: %d hosts, %d fence actions", name, len(c.Seeds), len(c.Fence))
 		}
 	}
 	path := filepath.Join("..", "examples", "agent", "agent.nomad.hcl")

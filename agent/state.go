@@ -38,7 +38,10 @@ type Host struct {
 	URI   string `json:"uri"`
 	State string `json:"state"`
 	// Error says why a down host could not be sampled.
-	Error               string  `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Fenced: a pool record notes its fence (powered off by the agent's
+	// failover); while down it runs nothing.
+	Fenced              bool    `json:"fenced,omitempty"`
 	CapacityCPUs        float64 `json:"capacity_cpus"`
 	CapacityMemoryBytes int64   `json:"capacity_memory_bytes"`
 	// CPURatio is the guests' CPU over the capacity, MemoryRatio their
@@ -125,9 +128,10 @@ func (s State) Guests() []Guest {
 // now down, where a migration started and how long it has run.
 func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) State {
 	s := State{Time: r.Time}
+	fenced := fencedHosts(t)
 	for _, name := range sortedKeys(t.Hosts) {
 		e := t.Hosts[name]
-		h := Host{Name: name, URI: e.URI, State: hostState(t.States[name])}
+		h := Host{Name: name, URI: e.URI, State: hostState(t.States[name]), Fenced: fenced[name]}
 		hs, ok := r.Hosts[name]
 		if !ok {
 			why := "not sampled"
@@ -166,10 +170,14 @@ func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) Sta
 }
 
 // downHost is h, which did not answer, with the guests prev saw there,
-// now of unknown state.
+// now of unknown state (none if it is fenced: it is off).
 func downHost(h Host, prev State, why string) Host {
 	h.State, h.Error = HostDown, why
 	for _, p := range prev.Hosts {
+		if p.Name == h.Name && h.Fenced {
+			h.CapacityCPUs, h.CapacityMemoryBytes = p.CapacityCPUs, p.CapacityMemoryBytes
+			return h
+		}
 		if p.Name != h.Name {
 			continue
 		}

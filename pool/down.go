@@ -57,16 +57,21 @@ func Needed(err error, hosts []string) error {
 	if !errors.As(err, &down) {
 		return err
 	}
-	need := HostsDown{}
+	if need := down.Of(hosts); len(need) > 0 {
+		return need
+	}
+	return nil
+}
+
+// Of returns the hosts of e among hosts.
+func (e HostsDown) Of(hosts []string) HostsDown {
+	out := HostsDown{}
 	for _, h := range hosts {
-		if e, ok := down[h]; ok {
-			need[h] = e
+		if err, ok := e[h]; ok {
+			out[h] = err
 		}
 	}
-	if len(need) == 0 {
-		return nil
-	}
-	return need
+	return out
 }
 
 // Partial splits the error of a read into the hosts that did not answer
@@ -79,6 +84,8 @@ func Partial(err error) (HostsDown, error) {
 	}
 	return down, nil
 }
+
+var errOff = errors.New("powered off (fenced)")
 
 func (o *Ops) hostTimeout() time.Duration {
 	if o.HostTimeout > 0 {
@@ -108,6 +115,12 @@ func readEach[T any](ctx context.Context, o *Ops, names []string, read func(ctx 
 		h, err := o.Hosts.Lookup(n)
 		if err != nil {
 			return err
+		}
+		if o.Off[n] {
+			mu.Lock()
+			down[n] = errOff
+			mu.Unlock()
+			return nil
 		}
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

@@ -162,3 +162,70 @@ func TestViewWithHostDown(t *testing.T) {
 		t.Errorf("error %q does not say the host did not answer in time", err)
 	}
 }
+
+// TestFence: once h3 is fenced (a Fence in db's record), db is restored
+// without it on the host left, under a name never used; h3 back, its stale
+// copy is removed (not started) and the fence dropped.
+func TestFence(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []string{"crash", "hang"} {
+		t.Run(fail, func(t *testing.T) {
+			ops := twoPools(t, fail)
+			pr, _, found, err := ops.ReadPool(ctx, "db", nil)
+			if !found || pool.Needed(err, []string{"h2"}) != nil {
+				t.Fatalf("read db: found %v, %v", found, err)
+			}
+			pr.Fences = []pool.Fence{{Host: "h3", At: time.Unix(1_700_000_000, 0), Members: []string{"db-1"}}}
+			if _, err := ops.WritePool(ctx, pr, nil); err != nil {
+				t.Fatalf("store the fence: %v", err)
+			}
+			if _, err := ops.ScaleTo(ctx, "db", 2); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			ms, err := ops.Members(ctx, "db")
+			if pool.Needed(err, []string{"h1", "h2"}) != nil {
+				t.Fatal(err)
+			}
+			if got := render(ms); got != "db-2@h2 db-3@h2" {
+				t.Errorf("restored db: %q, want db-2@h2 db-3@h2", got)
+			}
+		})
+	}
+	// h3 answers again: what db ran there is stale.
+	fd := pooltest.New(4, 8, "fake:///h1", "fake:///h2", "fake:///h3")
+	ops := &pool.Ops{Hosts: pool.Inventory{}, Driver: func(context.Context) (driver.Driver, error) { return fd, nil }}
+	for _, h := range hostNames {
+		ops.Hosts[h] = pool.HostEntry{Name: h, URI: "fake:///" + h}
+	}
+	spec := pool.Spec{Name: "db", Size: 1, MaxSize: 5, Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: "/k"},
+		Hosts: []pool.HostEntry{ops.Hosts["h2"], ops.Hosts["h3"]}}
+	fd.AddDomain("fake:///h3", driver.Domain{Name: "db-1", VCPUs: 1, MemoryMiB: 128, State: driver.StateShutoff,
+		Labels: map[string]string{pool.LabelPool: "db", pool.LabelRole: pool.RoleMember, pool.LabelIndex: "1"}}, 0)
+	fd.AddDomain("fake:///h2", driver.Domain{Name: "db-2", VCPUs: 1, MemoryMiB: 128,
+		Labels: map[string]string{pool.LabelPool: "db", pool.LabelRole: pool.RoleMember, pool.LabelIndex: "2"}}, 0)
+	pr, err := ops.WritePool(ctx, pool.Record{Spec: spec, Fences: []pool.Fence{{Host: "h3", Members: []string{"db-1"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.Reconcile(ctx, pr); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := ops.Members(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _, _, err := ops.ReadPool(ctx, "db", nil)
+	if got := render(ms); got != "db-2@h2" || err != nil || len(after.Fences) != 0 {
+		t.Errorf("after h3 is back: members %q, fences %v (%v); want db-2@h2 and no fence", got, after.Fences, err)
+	}
+}
+
+// TestOff: a host known to be off is not waited for: it is down at once.
+func TestOff(t *testing.T) {
+	ops := twoPools(t, "hang")
+	ops.Off = map[string]bool{"h3": true}
+	_, err := ops.View(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "host h3 did not answer: powered off (fenced)") {
+		t.Errorf("view error %v, want h3 down as powered off", err)
+	}
+}

@@ -43,6 +43,9 @@ type Ops struct {
 	// (DefaultHostTimeout if zero); a host that does not answer in time is
 	// down for that read (see HostsDown).
 	HostTimeout time.Duration
+	// Off lists hosts known to be powered off (fenced): reads do not wait
+	// for them, they are down at once.
+	Off map[string]bool
 }
 
 func (o *Ops) log() hclog.Logger {
@@ -354,8 +357,9 @@ func (o *Ops) ReadPool(ctx context.Context, name string, hosts []string) (Record
 }
 
 // WritePool stores a pool record, one generation up from the highest seen,
-// on every host of the pool, and removes it from hosts that held it but are
-// no longer the pool's (and from stale ones).
+// on every host of the pool but those fenced (they are off; the newer
+// generation wins over theirs when they are back), and removes it from
+// hosts that held it but are no longer the pool's (and from stale ones).
 func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
@@ -364,7 +368,7 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 	// A host outside the pool that does not answer keeps a stale copy,
 	// of an older generation, until a write after it is back.
 	old, where, _, err := o.ReadPool(ctx, pr.Spec.Name, nil)
-	if err := Needed(err, pr.Spec.HostNames()); err != nil {
+	if err := Needed(err, pr.Placeable()); err != nil {
 		return pr, err
 	}
 	pr.Generation = max(pr.Generation, old.Generation) + 1
@@ -373,7 +377,7 @@ func (o *Ops) WritePool(ctx context.Context, pr Record, stale []string) (Record,
 		return pr, err
 	}
 	keep := pr.Spec.HostSet()
-	err = EachHost(pr.Spec.HostNames(), func(n string) error {
+	err = EachHost(pr.Placeable(), func(n string) error {
 		h, ok := o.Hosts[n]
 		if !ok {
 			h, ok = pr.Spec.Inventory()[n]

@@ -11,47 +11,97 @@ import (
 	"github.com/virtpool/virtpool/scheduler"
 )
 
-// Reconcile makes the members match the spec: members on hosts the pool may
-// no longer use are live-migrated to hosts it may use, then members are
-// added (placed by the scheduler) or removed (chosen by it) until there are
-// spec.Size. Each step re-reads the hosts, so an interrupted run is simply
-// run again.
-func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
-	allowed := spec.HostSet()
+// Reconcile makes the members match the pool record: a fenced host that
+// answers again first loses its stale copies (dropFences), members on
+// hosts the pool may no longer use are live-migrated to hosts it may use,
+// then members are added (placed by the scheduler) or removed (chosen by
+// it) until there are spec.Size. Each step re-reads the hosts, so an
+// interrupted run is simply run again.
+func (o *Ops) Reconcile(ctx context.Context, pr Record) error {
+	spec, pol := pr.Spec, pr.Policy
 	sp := SchedulerPolicy(spec.Placement, pol)
 	members, err := o.Members(ctx, spec.Name)
-	if err := need(spec, err); err != nil {
+	if err := need(pr, err); err != nil {
 		return err
 	}
+	down, _ := Partial(err)
+	if pr, members, err = o.dropFences(ctx, pr, members, down); err != nil {
+		return err
+	}
+	allowed := setOf(pr.Placeable())
 	for _, mb := range members {
 		if allowed[mb.Host] || mb.State != driver.StateRunning {
 			continue
 		}
 		view, err := o.View(ctx, allowed)
-		if err := need(spec, err); err != nil {
+		if err := need(pr, err); err != nil {
 			return err
 		}
 		to, err := view.Place(spec.GuestTemplate(), 1, sp)
 		if err != nil {
-			return fmt.Errorf("pool %s: member %s on %s must move to one of %v: %w", spec.Name, mb.Name, mb.Host, spec.HostNames(), err)
+			return fmt.Errorf("pool %s: member %s on %s must move to one of %v: %w", spec.Name, mb.Name, mb.Host, pr.Placeable(), err)
 		}
 		if _, err := o.Migrate(ctx, mb.Name, mb.Host, to[0], MigrateOptions(o.Migration, pol, spec.HasDisk())); err != nil {
 			return err
 		}
 	}
 	members, err = o.Members(ctx, spec.Name)
-	if err := need(spec, err); err != nil {
+	if err := need(pr, err); err != nil {
 		return err
 	}
+	members = pr.Live(members)
 	n, want := CountMembers(members), int(spec.Size)
 	switch {
 	case n < want:
-		return o.ScaleUp(ctx, spec, pol, want-n)
+		return o.ScaleUp(ctx, pr, want-n)
 	case n > want:
-		return o.ScaleIn(ctx, spec, members, n-want)
+		return o.ScaleIn(ctx, pr, members, n-want)
 	}
 	o.log().Debug("pool at size", "pool", spec.Name, "size", n)
 	return nil
+}
+
+// dropFences ends the fences of hosts that answer again (those not in
+// down): every member of the pool found there predates its fence, so it is
+// stale and removed, never started; then the record is stored without the
+// fence. It returns the record and the members that are left.
+func (o *Ops) dropFences(ctx context.Context, pr Record, members []Member, down HostsDown) (Record, []Member, error) {
+	var kept []Fence
+	for _, f := range pr.Fences {
+		if _, still := down[f.Host]; still {
+			kept = append(kept, f)
+			continue
+		}
+		var removed []string
+		for _, mb := range members {
+			if mb.Host != f.Host {
+				continue
+			}
+			if err := o.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
+				return pr, members, fmt.Errorf("pool %s: remove stale copy %s from fenced host %s: %w", pr.Spec.Name, mb.Name, f.Host, err)
+			}
+			removed = append(removed, mb.Name)
+		}
+		o.log().Info("fenced host answers again: stale members removed, fence dropped", "pool", pr.Spec.Name,
+			"host", f.Host, "fenced_at", f.At, "removed", removed)
+	}
+	if len(kept) == len(pr.Fences) {
+		return pr, members, nil
+	}
+	pr.Fences = kept
+	pr, err := o.WritePool(ctx, pr, nil)
+	if err != nil {
+		return pr, members, err
+	}
+	return pr, pr.Live(members), nil
+}
+
+func setOf(names []string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 // ScaleTo sets a pool's size to n (within its min_size and max_size) in
@@ -60,7 +110,7 @@ func (o *Ops) Reconcile(ctx context.Context, spec Spec, pol *Policy) error {
 func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) {
 	pr, _, found, err := o.ReadPool(ctx, name, nil)
 	if found {
-		err = need(pr.Spec, err)
+		err = need(pr, err)
 	}
 	if err != nil {
 		return 0, err
@@ -80,19 +130,20 @@ func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) 
 		}
 		o.log().Info("pool size stored", "pool", name, "size", want, "generation", pr.Generation)
 	}
-	return want, o.Reconcile(ctx, pr.Spec, pr.Policy)
+	return want, o.Reconcile(ctx, pr)
 }
 
-// ScaleUp creates k members, placed by the scheduler on the pool's hosts.
-// When they do not fit on the active hosts, hosts the autoscaler put on
-// standby are brought back, one at a time.
-func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error {
-	allowed := spec.HostSet()
-	sp := SchedulerPolicy(spec.Placement, pol)
+// ScaleUp creates k members, placed by the scheduler on the pool's hosts
+// (not on a fenced one). When they do not fit on the active hosts, hosts
+// the autoscaler put on standby are brought back, one at a time.
+func (o *Ops) ScaleUp(ctx context.Context, pr Record, k int) error {
+	spec := pr.Spec
+	allowed := setOf(pr.Placeable())
+	sp := SchedulerPolicy(spec.Placement, pr.Policy)
 	var hosts []string
 	for {
 		view, err := o.View(ctx, allowed)
-		if err := need(spec, err); err != nil {
+		if err := need(pr, err); err != nil {
 			return err
 		}
 		hosts, err = view.Place(spec.GuestTemplate(), k, sp)
@@ -100,7 +151,7 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 			break
 		}
 		wake := ""
-		for _, h := range spec.HostNames() {
+		for _, h := range pr.Placeable() {
 			if st := view.States[h]; st.AutoStandby && !st.Standby && !st.Maintenance {
 				wake = h
 				break
@@ -115,12 +166,18 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 		}
 	}
 	// New members take the lowest free numbers; a name used by any domain
-	// on any host is never reused, so no guest can be created twice.
+	// on any host (or last seen on a fenced one) is never reused, so no
+	// guest can be created twice.
 	all, err := o.ListAll(ctx, nil)
-	if err := need(spec, err); err != nil {
+	if err := need(pr, err); err != nil {
 		return err
 	}
 	used := map[string]bool{}
+	for _, f := range pr.Fences {
+		for _, n := range f.Members {
+			used[n] = true
+		}
+	}
 	for _, doms := range all {
 		for _, d := range doms {
 			used[d.Name] = true
@@ -158,8 +215,9 @@ func (o *Ops) ScaleUp(ctx context.Context, spec Spec, pol *Policy, k int) error 
 // nothing), then running ones chosen by the scheduler (Victims: members
 // whose removal empties a host, then the least loaded). Ops.BeforeRemove
 // runs before each running member is stopped.
-func (o *Ops) ScaleIn(ctx context.Context, spec Spec, members []Member, k int) error {
-	victims, err := o.Victims(ctx, spec, members, k)
+func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) error {
+	spec := pr.Spec
+	victims, err := o.Victims(ctx, pr, members, k)
 	if err != nil {
 		return err
 	}
@@ -179,7 +237,8 @@ func (o *Ops) ScaleIn(ctx context.Context, spec Spec, members []Member, k int) e
 }
 
 // Victims chooses the k members ScaleIn removes, in order.
-func (o *Ops) Victims(ctx context.Context, spec Spec, members []Member, k int) ([]Member, error) {
+func (o *Ops) Victims(ctx context.Context, pr Record, members []Member, k int) ([]Member, error) {
+	spec := pr.Spec
 	var victims []Member
 	byName := map[string]Member{}
 	for _, mb := range members {
@@ -199,7 +258,7 @@ func (o *Ops) Victims(ctx context.Context, spec Spec, members []Member, k int) (
 		return victims, nil
 	}
 	view, err := o.View(ctx, nil)
-	if err := need(spec, err); err != nil {
+	if err := need(pr, err); err != nil {
 		return nil, err
 	}
 	names, err := view.Victims(spec.Name, rest)
@@ -217,14 +276,14 @@ func (o *Ops) Victims(ctx context.Context, spec Spec, members []Member, k int) (
 }
 
 // need returns the error of a read unless only hosts the pool does not use
-// are down. A pool with a host down does not change: its members there
-// are unknown, and only the agent restarts them elsewhere, once the host
-// is fenced.
-func need(spec Spec, err error) error {
-	err = Needed(err, spec.HostNames())
+// (or that are fenced) are down. A pool with a host down does not change:
+// its members there are unknown, and only the agent restarts them
+// elsewhere, once it has fenced the host.
+func need(pr Record, err error) error {
+	err = Needed(err, pr.Placeable())
 	var down HostsDown
 	if errors.As(err, &down) {
-		return fmt.Errorf("pool %s: its members on %s are unknown: %w", spec.Name, strings.Join(down.Names(), ", "), err)
+		return fmt.Errorf("pool %s: its members on %s are unknown: %w", pr.Spec.Name, strings.Join(down.Names(), ", "), err)
 	}
 	return err
 }

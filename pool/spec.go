@@ -21,6 +21,7 @@ import (
 const (
 	RecordKeySpec   = "spec"
 	RecordKeyPolicy = "policy"
+	RecordKeyFences = "fences"
 	RecordKeyOwner  = "managed_by"
 	// OwnerTerraform is the owner the provider writes.
 	OwnerTerraform = "terraform"
@@ -106,6 +107,59 @@ type Record struct {
 	// Owner is who manages the pool (RecordKeyOwner); OwnerTerraform if
 	// empty. Writers other than Terraform keep it.
 	Owner string
+	// Fences are the pool's hosts virtpool agent fenced: every writer
+	// keeps them (see Fence).
+	Fences []Fence
+}
+
+// A Fence notes that virtpool agent fenced (powered off) one of the
+// pool's hosts after it stopped answering. The members last seen there do
+// not run: the pool is restored without them, nothing is placed on the
+// host, and when it answers again every member found there predates the
+// fence and is stale: removed, never started (Ops.DropFence), before the
+// fence is dropped.
+type Fence struct {
+	Host string    `json:"host"`
+	At   time.Time `json:"at"`
+	// Members are the names last seen there, kept from reuse until the
+	// host is back and its stale copies are gone.
+	Members []string `json:"members,omitempty"`
+}
+
+// Fenced returns the fence on host, if any.
+func (pr Record) Fenced(host string) (Fence, bool) {
+	for _, f := range pr.Fences {
+		if f.Host == host {
+			return f, true
+		}
+	}
+	return Fence{}, false
+}
+
+// Placeable returns the pool's hosts that are not fenced: those its
+// members may run on.
+func (pr Record) Placeable() []string { return pr.Unfenced(pr.Spec.HostNames()) }
+
+// Unfenced returns the hosts that no fence of the pool names.
+func (pr Record) Unfenced(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if _, fenced := pr.Fenced(h); !fenced {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Live drops the members that a fence makes stale: those on a fenced host.
+func (pr Record) Live(ms []Member) []Member {
+	var out []Member
+	for _, m := range ms {
+		if _, fenced := pr.Fenced(m.Host); !fenced {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // EncodeRecord turns a pool record into the driver record stored on hosts.
@@ -127,6 +181,13 @@ func EncodeRecord(pr Record) (driver.Record, error) {
 		}
 		r.Data[RecordKeyPolicy] = string(pol)
 	}
+	if len(pr.Fences) > 0 {
+		fences, err := json.Marshal(pr.Fences)
+		if err != nil {
+			return driver.Record{}, fmt.Errorf("encode fences of pool %s: %w", pr.Spec.Name, err)
+		}
+		r.Data[RecordKeyFences] = string(fences)
+	}
 	return r, nil
 }
 
@@ -140,6 +201,11 @@ func DecodeRecord(r driver.Record) (Record, error) {
 		pr.Policy = &Policy{}
 		if err := json.Unmarshal([]byte(s), pr.Policy); err != nil {
 			return pr, fmt.Errorf("pool record %s (generation %d): policy: %w", r.Name, r.Generation, err)
+		}
+	}
+	if s, ok := r.Data[RecordKeyFences]; ok && s != "" {
+		if err := json.Unmarshal([]byte(s), &pr.Fences); err != nil {
+			return pr, fmt.Errorf("pool record %s (generation %d): fences: %w", r.Name, r.Generation, err)
 		}
 	}
 	return pr, nil

@@ -144,7 +144,7 @@ func (v *View) KeepInPools(pools map[string]Record, pinUnknown bool) {
 	for i := range v.Guests {
 		g := &v.Guests[i]
 		if pr, ok := pools[g.Pool]; ok {
-			g.Hosts = pr.Spec.HostNames()
+			g.Hosts = pr.Placeable()
 		} else if pinUnknown && g.Pool != "" {
 			g.Pinned = true
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"testing"
+	"time"
 
 	tfresource "github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -17,17 +18,20 @@ import (
 
 // TestAccHostDown: with h3 crashed, a pool that does not use it is planned
 // and scaled as usual; one that does keeps its member there in state (no
-// replacement planned) and refuses a change with an error naming h3. Once
-// h3 is back (its guests stopped, as after a power loss), nothing starts
-// them, and everything is destroyed as usual.
+// replacement planned) and refuses a change with an error naming h3.
+// Once h3 is fenced, dn is restored on h2; when h3 is back (its guests
+// stopped, as after a power loss), nothing starts them, the stale copy
+// does not count, and everything is destroyed as usual.
 func TestAccHostDown(t *testing.T) {
 	needAcc(t)
 	const up, upIP = "vpt-up", 181 // on h1, h2
 	const dn, dnIP = "vpt-dn", 186 // on h2, h3: one member on each
 	h3 := mustHost(t, "h3")
-	config := func(upSize, dnSize int) string {
+	// dn's anti-affinity puts one member on each host; it is lifted once
+	// h3 is fenced, for h2 to take the replacement.
+	config := func(upSize, dnSize int, dnApart bool) string {
 		return providerConfig() + poolBlock("up", up, []string{"h1", "h2"}, upSize, upIP, false) +
-			poolBlock("dn", dn, []string{"h2", "h3"}, dnSize, dnIP, true)
+			poolBlock("dn", dn, []string{"h2", "h3"}, dnSize, dnIP, dnApart)
 	}
 	crash := func() {
 		if err := lab.Crash(context.Background(), h3); err != nil {
@@ -44,7 +48,7 @@ func TestAccHostDown(t *testing.T) {
 		CheckDestroy:             tfresource.ComposeTestCheckFunc(checkNothingLeft(up), checkNothingLeft(dn)),
 		Steps: []tfresource.TestStep{
 			{
-				Config: config(1, 2),
+				Config: config(1, 2, true),
 				Check: tfresource.ComposeAggregateTestCheckFunc(
 					checkMembers(up, 1, []string{"h1", "h2"}, false),
 					checkMembers(dn, 2, []string{"h2", "h3"}, true),
@@ -53,7 +57,7 @@ func TestAccHostDown(t *testing.T) {
 			{
 				// h3 down: the refresh keeps dn's member there; only up changes.
 				PreConfig: crash,
-				Config:    config(2, 2),
+				Config:    config(2, 2, true),
 				ConfigPlanChecks: tfresource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction("virtpool_pool.up", plancheck.ResourceActionUpdate),
 					plancheck.ExpectResourceAction("virtpool_pool.dn", plancheck.ResourceActionNoop),
@@ -66,30 +70,46 @@ func TestAccHostDown(t *testing.T) {
 				),
 			},
 			{
-				Config:      config(2, 1),
+				Config:      config(2, 1, true),
 				ExpectError: regexp.MustCompile(`(?s)host h3 did not answer`),
 			},
 			{
+				// The agent fences h3 (here the test notes it, as the agent
+				// does): dn's member there is gone, and dn is restored on h2.
+				PreConfig: func() {
+					ctx := context.Background()
+					ops := &pool.Ops{Hosts: theLab.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil }}
+					pr, _, found, err := ops.ReadPool(ctx, dn, nil)
+					if !found {
+						t.Fatalf("pool %s: %v", dn, err)
+					}
+					pr.Fences = []pool.Fence{{Host: "h3", At: time.Now()}}
+					if _, err := ops.WritePool(ctx, pr, nil); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config(2, 2, false),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.dn", "size", "2"),
+					runningOn(t, dn, 2, "h2"),
+				),
+			},
+			{
 				// h3 back, as after a power loss: its member is defined but
-				// stopped, and nothing starts it.
+				// stopped, stale: nothing starts it, and it does not count.
 				PreConfig: func() {
 					if err := lab.Start(context.Background(), h3); err != nil {
 						t.Fatal(err)
 					}
 				},
-				Config: config(2, 2),
-				Check: func(*terraform.State) error {
-					ms, err := poolMembers(dn)
-					if err != nil {
-						return err
-					}
-					for name, m := range ms {
-						if m.Host == "h3" && m.State == driver.StateRunning {
-							return fmt.Errorf("member %s runs again on h3 after its power loss", name)
-						}
-					}
-					return nil
-				},
+				Config: config(2, 2, false),
+				ConfigPlanChecks: tfresource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("virtpool_pool.dn", plancheck.ResourceActionNoop),
+				}},
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_pool.dn", "size", "2"),
+					runningOn(t, dn, 0, "h3"),
+				),
 			},
 		},
 	})

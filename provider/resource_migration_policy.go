@@ -189,7 +189,7 @@ func (c *Client) setPolicy(ctx context.Context, poolName string, p *pool.Policy)
 	ops := c.ops(ctx)
 	pr, _, found, err := ops.ReadPool(ctx, poolName, nil)
 	if found {
-		err = pool.Needed(err, pr.Spec.HostNames()) // the hosts WritePool writes to
+		err = pool.Needed(err, pr.Placeable()) // the hosts WritePool writes to
 	}
 	if err != nil || !found {
 		return found, err

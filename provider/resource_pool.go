@@ -260,23 +260,23 @@ func (r *poolResource) Create(ctx context.Context, req resource.CreateRequest, r
 	defer lockPool(spec.Name)()
 	// The record first: an interrupted create leaves a pool every tool can
 	// see, and the next apply adopts its members (found by their labels).
-	// Hosts the pool does not use may be down: a record there would be of
-	// an older pool that was moved off them.
+	// Hosts the pool does not use may be down (a record there would be of
+	// an older pool that was moved off them), and those it fenced.
 	old, _, found, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
-	if err := pool.Needed(err, spec.HostNames()); err != nil {
-		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
-		return
-	}
 	pr := pool.Record{Spec: spec}
 	if found {
 		tflog.Info(ctx, "adopting existing pool record", map[string]any{"pool": spec.Name, "generation": old.Generation})
-		pr.Policy = old.Policy
+		pr.Policy, pr.Fences = old.Policy, old.Fences
+	}
+	if err := pool.Needed(err, pr.Placeable()); err != nil {
+		resp.Diagnostics.AddError("Cannot read pool records", err.Error())
+		return
 	}
 	if _, err := r.client.ops(ctx).WritePool(ctx, pr, nil); err != nil {
 		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
 		return
 	}
-	if err := r.client.ops(ctx).Reconcile(ctx, spec, pr.Policy); err != nil {
+	if err := r.client.ops(ctx).Reconcile(ctx, pr); err != nil {
 		// No state: the next apply creates again, adopting what exists.
 		resp.Diagnostics.AddError("Cannot start pool "+spec.Name, err.Error())
 		return
@@ -343,7 +343,8 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 		diags.AddError("Cannot list members of pool "+name, err.Error())
 		return false, diags
 	}
-	if len(down) > 0 {
+	members = pr.Live(members) // on a fenced host, stale
+	if down = down.Of(pr.Placeable()); len(down) > 0 {
 		var kept []string
 		for _, mb := range priorMembers(ctx, m.Members) {
 			if _, ok := down[mb.Host]; ok {
@@ -424,19 +425,21 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	defer lockPool(spec.Name)()
-	// The hosts it leaves count too: its members there must move.
+	// The hosts it leaves count too (its members there must move), but
+	// for those it fenced.
 	old, _, _, err := r.client.ops(ctx).ReadPool(ctx, spec.Name, nil)
-	if err := pool.Needed(err, append(spec.HostNames(), listStrings(prior.Hosts)...)); err != nil {
+	if err := pool.Needed(err, old.Unfenced(append(spec.HostNames(), listStrings(prior.Hosts)...))); err != nil {
 		resp.Diagnostics.AddError("Cannot read pool "+spec.Name, err.Error())
 		return
 	}
-	// Keep the policy: it belongs to virtpool_migration_policy.
-	pr := pool.Record{Spec: spec, Policy: old.Policy}
+	// Keep the policy (it belongs to virtpool_migration_policy) and the
+	// fences (virtpool agent's).
+	pr := pool.Record{Spec: spec, Policy: old.Policy, Fences: old.Fences}
 	if _, err := r.client.ops(ctx).WritePool(ctx, pr, listStrings(prior.Hosts)); err != nil {
 		resp.Diagnostics.AddError("Cannot store pool "+spec.Name, err.Error())
 		return
 	}
-	if err := r.client.ops(ctx).Reconcile(ctx, spec, pr.Policy); err != nil {
+	if err := r.client.ops(ctx).Reconcile(ctx, pr); err != nil {
 		resp.Diagnostics.AddError("Cannot update pool "+spec.Name, err.Error())
 		// Report what is there now, so the next plan starts from reality
 		// (with a fresh deadline: the timeout may be what ended it).
@@ -481,7 +484,7 @@ func (r *poolResource) ImportState(ctx context.Context, req resource.ImportState
 func (c *Client) deletePool(ctx context.Context, name string) error {
 	ops := c.ops(ctx)
 	pr, where, _, err := ops.ReadPool(ctx, name, nil)
-	need := append(pr.Spec.HostNames(), where...) // where its members and records may be
+	need := pr.Unfenced(append(pr.Spec.HostNames(), where...)) // where its members and records may be
 	if err := pool.Needed(err, need); err != nil {
 		return err
 	}

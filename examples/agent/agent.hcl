@@ -15,8 +15,15 @@ retention       = "15m"
 
 # The lab's hosts, with the CPU and memory budget each has (lab.json).
 # Pool records found on them add their pools' hosts too.
+# Each host's fence action is the lab's power-off: try 'virtpool lab crash
+# h3' and watch the agent fence h3 after failover_grace and restore its
+# pools on h1 and h2; 'virtpool lab start h3' brings it back.
+failover_grace = "5s"
 hosts = {
-  h1 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h1/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16 }
-  h2 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h2/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16 }
-  h3 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h3/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16 }
+  h1 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h1/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16,
+         fence = ["../../bin/virtpool", "lab", "fence", "h1"] }
+  h2 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h2/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16,
+         fence = ["../../bin/virtpool", "lab", "fence", "h2"] }
+  h3 = { uri = "qemu+unix:///system?socket=/var/lib/virtpool/lab/hosts/h3/run/libvirt-sock", cpus = 0.5, memory_mib = 2048, vcpu_ratio = 16,
+         fence = ["../../bin/virtpool", "lab", "fence", "h3"] }
 }

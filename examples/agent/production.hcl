@@ -7,9 +7,17 @@ sample_interval = "10s"
 retention       = "1h"
 driver_path     = "/usr/local/libexec/virtpool/virtpool-driver"
 
+# A host that does not answer for 30 s is fenced (powered off through its
+# BMC; the password is IPMI_PASSWORD in the agent's environment), then its
+# pools are restored on the hosts left. A host without a fence action is
+# never restarted elsewhere.
+failover_grace = "30s"
+fence_timeout  = "1m"
+
 hosts = {
   # 2 cores and 4 GiB kept for the hypervisor itself on each host.
-  kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+  kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096,
+           fence = ["ipmitool", "-I", "lanplus", "-H", "kvm1-bmc.example.com", "-U", "virtpool", "-E", "chassis", "power", "off"] }
   kvm2 = { uri = "qemu+tls://kvm2.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
   # Over SSH, with the host key checked against known_hosts.
   kvm3 = { uri = "qemu+ssh://virtpool@kvm3.example.com/system?keyfile=/etc/virtpool/id_ed25519", reserved_cpus = 2, reserved_memory_mib = 4096 }

@@ -217,9 +217,10 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 		return st, nil
 	}
 	v, err := s.newOps(c, f, log).View(ctx, s.allowed())
-	if errors.As(err, new(pool.HostsDown)) {
-		log.Warn("hosts down; not ready", "hosts", v.Down.Names(), "error", err)
-		st.Meta[metaDown] = strings.Join(v.Down.Names(), ",")
+	var down pool.HostsDown
+	if err := s.unknown(err); errors.As(err, &down) {
+		log.Warn("hosts down; not ready", "hosts", down.Names(), "error", err)
+		st.Meta[metaDown] = strings.Join(down.Names(), ",")
 	} else if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
@@ -231,7 +232,11 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	}
 	busy := p.track.busy(pc)
 	measured := f.History.Len() >= 2
-	st.Ready = busy == "" && len(v.InFlight) == 0 && len(v.Down) == 0 && (measured || pc.Dimension == DimensionSize)
+	restoring := s.restoring(cnt.Members)
+	if restoring {
+		st.Meta[metaRestoring] = "true"
+	}
+	st.Ready = busy == "" && len(v.InFlight) == 0 && len(down) == 0 && !restoring && (measured || pc.Dimension == DimensionSize)
 	report(st, cnt, busy, v.InFlight)
 	log.Debug("status", "count", st.Count, "ready", st.Ready, "busy", busy, "in_flight", v.InFlight,
 		"hot", cnt.Hot, "loads", cnt.Loads)

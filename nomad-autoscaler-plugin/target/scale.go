@@ -66,10 +66,10 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (bool, error) {
 	spec := r.rec.Spec
 	members, err := r.ops.Members(ctx, spec.Name)
-	if err != nil {
+	if err := r.unknown(err); err != nil {
 		return false, err
 	}
-	have := pool.CountMembers(members)
+	have := pool.CountMembers(r.rec.Live(members))
 	if r.dry {
 		capped := min(max(r.want, spec.MinSize), spec.MaxSize)
 		r.log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", spec.MinSize,
@@ -92,7 +92,7 @@ func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (boo
 // while a migration runs.
 func (r request) view(ctx context.Context) (*pool.View, error) {
 	v, err := r.ops.View(ctx, r.allowed())
-	if err != nil {
+	if err := r.unknown(err); err != nil {
 		return nil, err
 	}
 	if len(v.InFlight) > 0 {

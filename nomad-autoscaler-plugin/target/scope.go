@@ -55,6 +55,46 @@ func resolve(ctx context.Context, f *fleet.Fleet, pc policyConfig) (scope, error
 	return scope{cluster: true, hosts: t.Hosts, policy: pc.ClusterPolicy, placement: pool.PlacementSpread, pools: t.Pools}, nil
 }
 
+// unknown returns the hosts of a read's error whose guests are unknown:
+// those down and not fenced (virtpool agent fenced a host only once it was
+// off, and restores its pools without it). Any other error is returned as
+// it is; nil if nothing is unknown.
+func (s scope) unknown(err error) error {
+	down, err := pool.Partial(err)
+	if err != nil {
+		return err
+	}
+	out := pool.HostsDown{}
+	for h, e := range down {
+		if !s.fenced(h) {
+			out[h] = e
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (s scope) fenced(host string) bool {
+	if !s.cluster {
+		_, ok := s.rec.Fenced(host)
+		return ok
+	}
+	for _, pr := range s.pools {
+		if _, ok := pr.Fenced(host); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// restoring tells whether the pool is short of members since a fence:
+// virtpool agent is restoring it.
+func (s scope) restoring(members int) bool {
+	return !s.cluster && len(s.rec.Fences) > 0 && members < int(s.rec.Spec.Size)
+}
+
 // findPool returns a pool's record and the topology it was found in,
 // refreshing the topology if the pool is not in the last one.
 func findPool(ctx context.Context, f *fleet.Fleet, name string) (pool.Record, fleet.Topology, error) {

@@ -14,13 +14,14 @@ import (
 
 // Status meta keys (besides the agent's own).
 const (
-	metaPool     = "virtpool.pool"
-	metaBusy     = "virtpool.busy"
-	metaInFlight = "virtpool.in_flight"
-	metaHot      = "virtpool.hot_hosts"
-	metaHosts    = "virtpool.hosts_in_use"
-	metaMembers  = "virtpool.members"
-	metaDown     = "virtpool.hosts_down" // hosts of the scope that did not answer
+	metaPool      = "virtpool.pool"
+	metaBusy      = "virtpool.busy"
+	metaInFlight  = "virtpool.in_flight"
+	metaHot       = "virtpool.hot_hosts"
+	metaHosts     = "virtpool.hosts_in_use"
+	metaMembers   = "virtpool.members"
+	metaDown      = "virtpool.hosts_down" // hosts of the scope that did not answer, not fenced
+	metaRestoring = "virtpool.restoring"  // short of members since a fence: virtpool agent restores it
 )
 
 // report puts a measurement, and what keeps the target busy, in a status.
@@ -49,7 +50,7 @@ type counted struct {
 // countOf measures a scope's dimension in a view of its hosts.
 func countOf(dim string, s scope, v *pool.View) (counted, error) {
 	var c counted
-	c.Members = pool.CountMembers(s.members(v.Domains))
+	c.Members = pool.CountMembers(s.rec.Live(s.members(v.Domains)))
 	allowed := s.allowed()
 	mine := func(host string) bool { return allowed == nil || allowed[host] }
 	for _, h := range v.Hosts {

@@ -56,6 +56,21 @@ func (f *fixture) member(host string, n int, load float64) {
 		Labels: pool.MemberLabels(spec, n)}, load)
 }
 
+// fence notes a fence of host in web's record, as virtpool agent does,
+// and sets web's size.
+func (f *fixture) fence(host string, size int64) {
+	f.t.Helper()
+	ctx := context.Background()
+	pr, _, _, err := f.ops.ReadPool(ctx, "web", nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	pr.Spec.Size, pr.Fences = size, []pool.Fence{{Host: host}}
+	if _, err := f.ops.WritePool(ctx, pr, nil); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // sample lets the clock run for n seconds, sampling every second.
 func (f *fixture) sample(n int) {
 	f.t.Helper()
@@ -100,14 +115,15 @@ func hotPolicy() *pool.Policy {
 
 func TestStatus(t *testing.T) {
 	tests := []struct {
-		name    string
-		setup   func(f *fixture)
-		dim     string
-		count   int64
-		ready   bool
-		hot     string
-		down    string
-		samples int
+		name      string
+		setup     func(f *fixture)
+		dim       string
+		count     int64
+		ready     bool
+		hot       string
+		down      string
+		restoring bool
+		samples   int
 	}{
 		{name: "size counts stopped members too", dim: DimensionSize, count: 3, ready: true, samples: 0,
 			setup: func(f *fixture) {
@@ -144,6 +160,22 @@ func TestStatus(t *testing.T) {
 				f.member("h2", 2, 0)
 				f.fd.Host("fake:///h2").Down = true
 			}},
+		{name: "a fenced host down: not waited for; short of members, restoring", dim: DimensionSize, count: 1, ready: false,
+			samples: 1, restoring: true,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0)
+				f.member("h2", 2, 0)
+				f.fence("h2", 2)
+				f.fd.Host("fake:///h2").Down = true
+			}},
+		{name: "a fenced host down, pool restored: ready", dim: DimensionSize, count: 2, ready: true, samples: 1,
+			setup: func(f *fixture) {
+				f.member("h1", 1, 0)
+				f.member("h2", 2, 0)
+				f.member("h3", 3, 0)
+				f.fence("h2", 2)
+				f.fd.Host("fake:///h2").Down = true
+			}},
 		{name: "a host down outside the pool does not matter", dim: DimensionSize, count: 1, ready: true, samples: 1,
 			setup: func(f *fixture) {
 				f.member("h1", 1, 0)
@@ -167,6 +199,9 @@ func TestStatus(t *testing.T) {
 			}
 			if st.Meta[metaDown] != tc.down {
 				t.Errorf("hosts down %q, want %q", st.Meta[metaDown], tc.down)
+			}
+			if got := st.Meta[metaRestoring] == "true"; got != tc.restoring {
+				t.Errorf("restoring %v, want %v", got, tc.restoring)
 			}
 		})
 	}

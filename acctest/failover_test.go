@@ -1,0 +1,366 @@
+package acctest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// failoverGrace is how long the tests' agent waits before failing a host.
+const failoverGrace = 3 * time.Second
+
+// failPools are the pools the host failure tests run: each has one
+// member on h3 and one on another host.
+var failPools = []struct {
+	name   string
+	hosts  []string
+	ipBase int
+}{{"vpf-a", []string{"h1", "h3"}, 201}, {"vpf-b", []string{"h2", "h3"}, 211}}
+
+func failOps() *pool.Ops {
+	return &pool.Ops{Hosts: theLab.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil },
+		Log: logger.Named("failover-test"), HostTimeout: 5 * time.Second}
+}
+
+// failPoolsUp stores the failover pools, empty, and removes them when
+// the test ends.
+func failPoolsUp(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	ops := failOps()
+	img := theLab.Image
+	for _, fp := range failPools {
+		spec := pool.Spec{Name: fp.name, Size: 0, MaxSize: 4, Placement: pool.PlacementSpread, AntiAffinity: false,
+			Template: pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: img.Kernel, Initrd: img.Initrd,
+				Cmdline: img.Cmdline + " virtpool.ip={ip} virtpool.name={name}", IPBase: fmt.Sprintf("192.0.2.%d/24", fp.ipBase),
+				Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}}
+		for _, h := range fp.hosts {
+			spec.Hosts = append(spec.Hosts, theLab.Inventory()[h])
+		}
+		pr, _, found, err := ops.ReadPool(ctx, fp.name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found {
+			pr = pool.Record{Spec: spec}
+		}
+		if _, err := ops.WritePool(ctx, pr, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, fp := range failPools {
+			if _, err := ops.ScaleTo(ctx, fp.name, 0); err != nil {
+				t.Errorf("remove pool %s: %v", fp.name, err)
+			}
+			if err := ops.DeletePoolRecord(ctx, fp.name, []string{"h1", "h2", "h3"}); err != nil {
+				t.Errorf("remove pool %s: %v", fp.name, err)
+			}
+		}
+	})
+}
+
+// spreadPools gives each failover pool one member on each of its hosts
+// (from scratch): anti-affinity places them, then it is lifted so that
+// the host left may take the replacements.
+func spreadPools(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	ops := failOps()
+	antiAffinity := func(name string, on bool) {
+		pr, _, _, err := ops.ReadPool(ctx, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.Spec.AntiAffinity = on
+		if _, err := ops.WritePool(ctx, pr, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fp := range failPools {
+		if _, err := ops.ScaleTo(ctx, fp.name, 0); err != nil {
+			t.Fatal(err)
+		}
+		antiAffinity(fp.name, true)
+		if _, err := ops.ScaleTo(ctx, fp.name, 2); err != nil {
+			t.Fatal(err)
+		}
+		antiAffinity(fp.name, false)
+		if got := placements(t, fp.name); !strings.Contains(got, "@h3") || strings.Count(got, "@") != 2 {
+			t.Fatalf("pool %s: %s, want a member on %s and h3", fp.name, got, fp.hosts[0])
+		}
+	}
+}
+
+// placements renders where a pool's members run on the hosts that answer,
+// sorted: "a-1@h1 a-2@h3".
+func placements(t *testing.T, name string) string {
+	t.Helper()
+	var out []string
+	for _, h := range theLab.Hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		doms, err := drv.ListDomains(ctx, h.URI)
+		cancel()
+		if err != nil {
+			continue // down: it runs nothing
+		}
+		for _, d := range doms {
+			if d.Labels[pool.LabelPool] == name && d.State == driver.StateRunning {
+				out = append(out, d.Name+"@"+h.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// copyWatch lists every host that answers every 100 ms while a test runs
+// and remembers any moment a guest ran on two hosts at once.
+type copyWatch struct {
+	mu    sync.Mutex
+	skip  map[string]bool // hosts not to list (cut off: a call would hang)
+	twice []string
+	polls int
+}
+
+func watchCopies(t *testing.T) *copyWatch {
+	w := &copyWatch{skip: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			running := map[string][]string{}
+			for _, h := range theLab.Hosts {
+				w.mu.Lock()
+				skip := w.skip[h.Name]
+				w.mu.Unlock()
+				if skip {
+					continue
+				}
+				cctx, c := context.WithTimeout(ctx, time.Second)
+				doms, err := drv.ListDomains(cctx, h.URI)
+				c()
+				if err != nil {
+					continue // down: it runs nothing we could see
+				}
+				for _, d := range doms {
+					if d.State == driver.StateRunning {
+						running[d.Name] = append(running[d.Name], h.Name)
+					}
+				}
+			}
+			w.mu.Lock()
+			w.polls++
+			for name, hs := range running {
+				if len(hs) > 1 {
+					w.twice = append(w.twice, fmt.Sprintf("%s on %v at %s", name, hs, time.Now().Format("15:04:05.000")))
+				}
+			}
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.twice) > 0 {
+			t.Errorf("guests seen running on two hosts at once: %v", w.twice)
+		}
+		t.Logf("%d looks at every host: no guest ran twice", w.polls)
+	})
+	return w
+}
+
+func (w *copyWatch) setSkip(host string, skip bool) {
+	w.mu.Lock()
+	w.skip[host] = skip
+	w.mu.Unlock()
+}
+
+// lastSeq is the agent's newest event number.
+func lastSeq(t *testing.T, ag *runningAgent) int64 {
+	var evs []agent.Event
+	ag.get(t, "/api/v1/events", &evs)
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// waitEvents waits until the agent has shown, after seq, an event of each
+// kind:subject in want (subject: host, or pool for pool events), and
+// returns the first of each. The deadline only keeps a stuck agent from
+// hanging the suite.
+func waitEvents(t *testing.T, ag *runningAgent, seq int64, want ...string) map[string]agent.Event {
+	t.Helper()
+	got := map[string]agent.Event{}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var evs []agent.Event
+		ag.get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
+		for _, e := range evs {
+			subject := e.Host
+			if e.Pool != "" {
+				subject = e.Pool
+			}
+			if k := e.Kind + ":" + subject; slices.Contains(want, k) {
+				if _, seen := got[k]; !seen {
+					got[k] = e
+				}
+			}
+		}
+		if len(got) == len(want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v not all seen by %s (saw %v)\n%s", want, deadline.Format(time.TimeOnly), got, ag.tail(40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHostFailure: a host that crashes, or is cut off, is fenced by the
+// agent once the grace period is over, and each pool that used it is back
+// to its size on the hosts left; no guest ever runs on two hosts; when the
+// host is back, the stale copies there are removed, never started. It
+// prints detection, fence and restore times per run.
+func TestHostFailure(t *testing.T) {
+	needLab(t)
+	ag := startAgentWith(t, agentInterval, agentOptions{fence: true,
+		extra: fmt.Sprintf("failover_grace = %q\nfence_timeout = \"30s\"", failoverGrace)})
+	h3, err := theLab.Host("h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w := watchCopies(t)
+	type run struct {
+		how                       string
+		detect, fence, full, back time.Duration
+	}
+	var runs []run
+	failPoolsUp(t)
+	for i, how := range []string{"crash", "crash", "crash", "partition"} {
+		spreadPools(t)
+		ag.after(t, 2) // the agent knows the pools and where their members run
+		seq := lastSeq(t, ag)
+		start := time.Now()
+		switch how {
+		case "crash":
+			if err := lab.Crash(ctx, h3); err != nil {
+				t.Fatal(err)
+			}
+		case "partition":
+			w.setSkip("h3", true)
+			if err := lab.Partition(ctx, h3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		evs := waitEvents(t, ag, seq, "host_down:h3", "host_failed:h3", "host_fenced:h3", "pool_restored:vpf-a", "pool_restored:vpf-b")
+		if how == "partition" {
+			// Cut off, its guests ran until the fence: now nothing does.
+			if ps, err := h3.Processes(); err != nil || len(ps) > 0 {
+				t.Errorf("after the fence h3 runs %v (%v)", ps, err)
+			}
+		}
+		r := run{how: how, detect: evs["host_failed:h3"].Time.Sub(start), fence: time.Duration(evs["host_fenced:h3"].ElapsedMs) * time.Millisecond}
+		for _, p := range []string{"pool_restored:vpf-a", "pool_restored:vpf-b"} {
+			r.full = max(r.full, evs[p].Time.Sub(start))
+			if evs[p].Size != 2 {
+				t.Errorf("run %d: %s: %d members, want 2", i+1, evs[p].Message, evs[p].Size)
+			}
+		}
+		for _, fp := range failPools {
+			if got := placements(t, fp.name); strings.Count(got, "@"+fp.hosts[0]) != 2 {
+				t.Errorf("run %d (%s): pool %s after the fence: %s, want both members on %s", i+1, how, fp.name, got, fp.hosts[0])
+			}
+		}
+		// Power h3 on again (and reconnect it): nothing stale starts.
+		seq = lastSeq(t, ag)
+		back := time.Now()
+		if err := lab.Start(ctx, h3); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.Heal(ctx, h3); err != nil {
+			t.Fatal(err)
+		}
+		w.setSkip("h3", false)
+		waitEvents(t, ag, seq, "host_up:h3", "host_recovered:vpf-a", "host_recovered:vpf-b")
+		r.back = time.Since(back)
+		doms, err := drv.ListDomains(ctx, h3.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range doms {
+			if d.Labels[pool.LabelRole] == pool.RoleMember {
+				t.Errorf("run %d: stale member %s (%s) left on h3", i+1, d.Name, d.State)
+			}
+		}
+		runs = append(runs, r)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "host failure, grace period %s (sample every %s):\n", failoverGrace, agentInterval)
+	fmt.Fprintf(&b, "  %-3s %-10s %10s %10s %14s %12s %14s\n", "run", "failure", "detected", "fence", "pools at size", "after grace", "stale removed")
+	var crashFull []time.Duration
+	for i, r := range runs {
+		fmt.Fprintf(&b, "  %-3d %-10s %10s %10s %14s %12s %14s\n", i+1, r.how, r.detect.Round(time.Millisecond), r.fence,
+			r.full.Round(time.Millisecond), (r.full - failoverGrace).Round(time.Millisecond), r.back.Round(time.Millisecond))
+		if r.how == "crash" {
+			crashFull = append(crashFull, r.full)
+		}
+	}
+	slices.Sort(crashFull)
+	fmt.Fprintf(&b, "  crash, median time to full size: %s (%s after the grace period; goal: within 10 s after it)",
+		crashFull[len(crashFull)/2].Round(time.Millisecond), (crashFull[len(crashFull)/2] - failoverGrace).Round(time.Millisecond))
+	t.Log(b.String())
+}
+
+// TestHostFailureWithoutFence: with no fence action, a failed host's
+// guests are not restarted elsewhere, and the agent says why.
+func TestHostFailureWithoutFence(t *testing.T) {
+	needLab(t)
+	ag := startAgentWith(t, agentInterval, agentOptions{extra: fmt.Sprintf("failover_grace = %q", failoverGrace)})
+	h3, err := theLab.Host("h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCopies(t)
+	failPoolsUp(t)
+	spreadPools(t)
+	ag.after(t, 2)
+	seq := lastSeq(t, ag)
+	if err := lab.Crash(context.Background(), h3); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Start(context.Background(), h3); err != nil {
+			t.Error(err)
+		}
+	})
+	e := waitEvents(t, ag, seq, "host_failed:h3")["host_failed:h3"]
+	if !strings.Contains(e.Message, "no fence action configured, so its guests are not restarted elsewhere") {
+		t.Errorf("host_failed says %q", e.Message)
+	}
+	ag.after(t, 4) // what a restore would have done by now, it has not
+	for _, fp := range failPools {
+		if got := placements(t, fp.name); strings.Count(got, "@") != 1 {
+			t.Errorf("pool %s without a fence: %s, want its one member left alone", fp.name, got)
+		}
+	}
+}

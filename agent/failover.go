@@ -1,0 +1,341 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// Host failure. A host that has not answered for the grace period is
+// failed. With a fence action the agent fences it (powers it off; the
+// action must succeed), notes the fence in the record of every pool that
+// uses the host (pool.Fence) and restores those pools on the hosts left;
+// without one it says so and restarts nothing: a host that does not answer
+// may still run its guests. When a fenced host answers again, the stale
+// copies of members found there are removed, never started, and the
+// fences dropped. The fences live in the pool records, so any tool (and
+// an agent started elsewhere) sees them.
+
+// failover decides what to do about hosts that do not answer. Its fields
+// belong to the goroutine that samples, but for the outcome of actions
+// (mu).
+type failover struct {
+	grace     time.Duration
+	downSince map[string]time.Time // first sample the host missed
+	told      map[string]bool      // host_failed said, for a host with no fence action
+
+	mu      sync.Mutex
+	fenced  map[string]bool      // fenced by this agent, not answering since
+	retryAt map[string]time.Time // after a failed fence or restore
+	acting  sync.WaitGroup       // actions running
+	busy    bool
+}
+
+func newFailover(grace time.Duration) *failover {
+	if grace <= 0 {
+		grace = DefaultFailoverGrace
+	}
+	return &failover{grace: grace, downSince: map[string]time.Time{}, told: map[string]bool{},
+		fenced: map[string]bool{}, retryAt: map[string]time.Time{}}
+}
+
+// Failover actions.
+const (
+	actFence   = "fence"    // fence the host, then restore its pools
+	actNoFence = "no-fence" // say the host failed and nothing is done
+	actRestore = "restore"  // restore the pools of a fenced host
+	actRecover = "recover"  // a fenced host answers again: remove stale copies, drop its fences
+)
+
+type action struct {
+	kind, host string
+	since      time.Time // down since
+}
+
+// decide lists what to do about s's hosts at s.Time. fenced tells which
+// hosts the pool records say are fenced; canFence which have a fence
+// action.
+func (f *failover) decide(s State, fenced map[string]bool, canFence func(string) bool) []action {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := s.Time
+	var out []action
+	for _, h := range s.Hosts {
+		if h.State != HostDown {
+			delete(f.downSince, h.Name)
+			delete(f.told, h.Name)
+			delete(f.fenced, h.Name)
+			if fenced[h.Name] {
+				out = append(out, action{kind: actRecover, host: h.Name})
+			}
+			continue
+		}
+		since, ok := f.downSince[h.Name]
+		if !ok {
+			since = now
+			f.downSince[h.Name] = now
+		}
+		switch {
+		case now.Before(f.retryAt[h.Name]):
+		case fenced[h.Name] || f.fenced[h.Name]:
+			if short(s, h.Name) {
+				out = append(out, action{kind: actRestore, host: h.Name, since: since})
+			}
+		case now.Sub(since) < f.grace:
+		case canFence(h.Name):
+			out = append(out, action{kind: actFence, host: h.Name, since: since})
+		case !f.told[h.Name]:
+			f.told[h.Name] = true
+			out = append(out, action{kind: actNoFence, host: h.Name, since: since})
+		}
+	}
+	return out
+}
+
+// short tells whether a pool that uses host has fewer members than it
+// should.
+func short(s State, host string) bool {
+	for _, p := range s.Pools {
+		if slices.Contains(p.Hosts, host) && int64(p.Size) < p.Desired {
+			return true
+		}
+	}
+	return false
+}
+
+// fencedHosts lists the hosts a pool record says are fenced.
+func fencedHosts(t fleet.Topology) map[string]bool {
+	out := map[string]bool{}
+	for _, pr := range t.Pools {
+		for _, fc := range pr.Fences {
+			out[fc.Host] = true
+		}
+	}
+	return out
+}
+
+// failover runs, in the background, what decide asks for s (one batch at
+// a time: a batch still running when the next sample comes is not
+// doubled).
+func (a *Agent) failover(ctx context.Context, s State, t fleet.Topology) {
+	acts := a.fo.decide(s, fencedHosts(t), func(h string) bool { return len(a.cfg.Fence[h]) > 0 })
+	if len(acts) == 0 {
+		return
+	}
+	fo := a.fo
+	fo.mu.Lock()
+	if fo.busy {
+		fo.mu.Unlock()
+		return
+	}
+	fo.busy = true
+	fo.acting.Add(1)
+	fo.mu.Unlock()
+	go func() {
+		defer func() {
+			fo.mu.Lock()
+			fo.busy = false
+			fo.mu.Unlock()
+			fo.acting.Done()
+		}()
+		for _, act := range acts {
+			if err := a.act(ctx, act, s, t); err != nil {
+				a.log.Warn("failover action failed; retried later", "action", act.kind, "host", act.host, "error", err)
+				fo.mu.Lock()
+				fo.retryAt[act.host] = a.now().Add(max(fo.grace, time.Second))
+				fo.mu.Unlock()
+			}
+		}
+	}()
+}
+
+func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) error {
+	h := act.host
+	down := a.now().Sub(act.since).Round(time.Millisecond)
+	switch act.kind {
+	case actNoFence:
+		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s); "+
+			"it has no fence action configured, so its guests are not restarted elsewhere", h, down)})
+		return nil
+	case actFence:
+		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s): fencing it", h, down)})
+		if err := a.fence(ctx, h); err != nil {
+			return err
+		}
+		a.fo.mu.Lock()
+		a.fo.fenced[h] = true
+		a.fo.mu.Unlock()
+		return a.restore(ctx, h, s, t)
+	case actRestore:
+		return a.restore(ctx, h, s, t)
+	case actRecover:
+		return a.recover(ctx, h, t)
+	}
+	return fmt.Errorf("unknown action %q", act.kind)
+}
+
+// fence runs the host's fence action. Only the program's name is logged:
+// its arguments may hold what the operator would not show.
+func (a *Agent) fence(ctx context.Context, host string) error {
+	argv := a.cfg.Fence[host]
+	timeout := a.cfg.FenceTimeout
+	if timeout <= 0 {
+		timeout = DefaultFenceTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := a.runFence(ctx, argv)
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		last := strings.TrimSpace(string(out))
+		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+			last = last[i+1:]
+		}
+		a.event(Event{Kind: EventFenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
+			Message: fmt.Sprintf("fence of host %s failed after %s (%s: %v; %s): its guests stay where they were", host, took, argv[0], err, last)})
+		return fmt.Errorf("fence %s: %w", host, err)
+	}
+	a.event(Event{Kind: EventHostFenced, Host: host, ElapsedMs: took.Milliseconds(),
+		Message: fmt.Sprintf("host %s fenced in %s (%s)", host, took, argv[0])})
+	return nil
+}
+
+func runCommand(ctx context.Context, argv []string) ([]byte, error) {
+	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+}
+
+// ops are pool operations over the topology's hosts; off is a fenced
+// host, which they do not wait for.
+func (a *Agent) ops(t fleet.Topology, off string) *pool.Ops {
+	return &pool.Ops{Hosts: t.WithCapacity(t.Hosts), Driver: a.fleet.Driver, Log: a.log.Named("failover"),
+		HostTimeout: a.fleet.CallTimeout, Off: map[string]bool{off: off != ""}}
+}
+
+// restore notes the fence of host in the record of every pool that uses
+// it, with the members last seen there, and reconciles each pool: its
+// missing members are created on the hosts left.
+func (a *Agent) restore(ctx context.Context, host string, s State, t fleet.Topology) error {
+	ops := a.ops(t, host)
+	var errs []error
+	for _, name := range t.PoolNames() {
+		if !slices.Contains(t.Pools[name].Spec.HostNames(), host) {
+			continue
+		}
+		start := time.Now()
+		n, err := a.restorePool(ctx, ops, name, host, s)
+		if err != nil {
+			a.event(Event{Kind: EventRestoreFailed, Host: host, Pool: name,
+				Message: fmt.Sprintf("pool %s not restored after the fence of %s: %v", name, host, err)})
+			errs = append(errs, err)
+			continue
+		}
+		took := time.Since(start).Round(time.Millisecond)
+		a.event(Event{Kind: EventPoolRestored, Host: host, Pool: name, Size: n, ElapsedMs: took.Milliseconds(),
+			Message: fmt.Sprintf("pool %s restored without %s in %s: %d members", name, host, took, n)})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("restore the pools of %s: %w", host, err)
+	}
+	return nil
+}
+
+// restorePool restores one pool and returns how many members it has.
+func (a *Agent) restorePool(ctx context.Context, ops *pool.Ops, name, host string, s State) (int, error) {
+	pr, _, found, err := ops.ReadPool(ctx, name, nil)
+	if !found {
+		return 0, notFound(name, err)
+	}
+	if _, done := pr.Fenced(host); !done {
+		var last []string
+		for _, h := range s.Hosts {
+			for _, g := range h.Guests {
+				if h.Name == host && g.Pool == name && g.Role == pool.RoleMember {
+					last = append(last, g.Name)
+				}
+			}
+		}
+		pr.Fences = append(pr.Fences, pool.Fence{Host: host, At: a.now(), Members: last})
+		if pr, err = ops.WritePool(ctx, pr, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := ops.Reconcile(ctx, pr); err != nil {
+		return 0, err
+	}
+	members, err := ops.Members(ctx, name)
+	return pool.CountMembers(pr.Live(members)), pool.Needed(err, pr.Placeable())
+}
+
+// recover ends the fences of a host that answers again: reconciling each
+// pool fenced there removes the stale copies (pool.Ops.Reconcile) and
+// drops the fence.
+func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) error {
+	ops := a.ops(t, "")
+	all, err := ops.ListAll(ctx, []string{host})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range t.PoolNames() {
+		pr, _, found, err := ops.ReadPool(ctx, name, nil)
+		if !found {
+			errs = append(errs, notFound(name, err))
+			continue
+		}
+		if _, fenced := pr.Fenced(host); !fenced {
+			continue
+		}
+		var stale []string
+		for _, d := range all[host] {
+			if d.Labels[pool.LabelPool] == name && d.Labels[pool.LabelRole] == pool.RoleMember {
+				stale = append(stale, fmt.Sprintf("%s (%s)", d.Name, d.State))
+				if d.State == driver.StateRunning {
+					a.log.Error("a stale copy runs on a fenced host that is back: the fence did not power it off",
+						"host", host, "domain", d.Name)
+				}
+			}
+		}
+		if err := ops.Reconcile(ctx, pr); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.event(Event{Kind: EventHostRecovered, Host: host, Pool: name,
+			Message: fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("recover %s: %w", host, err)
+	}
+	return nil
+}
+
+// notFound is the error of a pool record not found (err: why, if known).
+func notFound(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("read pool %s: %w", name, err)
+	}
+	return fmt.Errorf("read pool %s: not found", name)
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// event records an event the agent's own actions make.
+func (a *Agent) event(e Event) {
+	e.Time = a.now()
+	a.log.Info("event", "kind", e.Kind, "message", e.Message)
+	a.events.Add(e)
+}

@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/pool/pooltest"
+)
+
+func TestDecide(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	st := func(at time.Duration, h3 string, dbSize int) State {
+		return State{Time: t0.Add(at), Hosts: []Host{{Name: "h1", State: HostActive}, {Name: "h3", State: h3}},
+			Pools: []Pool{{Name: "db", Hosts: []string{"h1", "h3"}, Size: dbSize, Desired: 2}}}
+	}
+	none := map[string]bool{}
+	tests := []struct {
+		name     string
+		states   []State // fed in order; the last one's actions are checked
+		fenced   map[string]bool
+		canFence bool
+		want     string
+	}{
+		{name: "all up", states: []State{st(0, HostActive, 2)}, want: ""},
+		{name: "down, within the grace period", states: []State{st(0, HostDown, 1), st(9*time.Second, HostDown, 1)}, canFence: true, want: ""},
+		{name: "down for the grace period: fence", states: []State{st(0, HostDown, 1), st(10*time.Second, HostDown, 1)}, canFence: true,
+			want: "fence h3"},
+		{name: "no fence action: said once", states: []State{st(0, HostDown, 1), st(10*time.Second, HostDown, 1)}, want: "no-fence h3"},
+		{name: "no fence action: not said again", states: []State{st(0, HostDown, 1), st(10*time.Second, HostDown, 1),
+			st(11*time.Second, HostDown, 1)}, want: ""},
+		{name: "back within the grace period: the count restarts", states: []State{st(0, HostDown, 1), st(5*time.Second, HostActive, 2),
+			st(6*time.Second, HostDown, 1), st(14*time.Second, HostDown, 1)}, canFence: true, want: ""},
+		{name: "fenced, pool short: restore", states: []State{st(0, HostDown, 1)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
+		{name: "fenced, pool at size", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: ""},
+		{name: "fenced host answers: recover", states: []State{st(0, HostActive, 2)}, fenced: map[string]bool{"h3": true}, want: "recover h3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFailover(10 * time.Second)
+			fenced := tc.fenced
+			if fenced == nil {
+				fenced = none
+			}
+			var acts []action
+			for _, s := range tc.states {
+				acts = f.decide(s, fenced, func(string) bool { return tc.canFence })
+			}
+			var got []string
+			for _, a := range acts {
+				got = append(got, a.kind+" "+a.host)
+			}
+			if strings.Join(got, "; ") != tc.want {
+				t.Errorf("actions %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// failLab is three fake hosts: pool web (one member, on h1) uses h1 and
+// h2, pool db (db-1 on h3, db-2 on h2) uses h2 and h3; an agent fails a
+// host after 3 s down, with fence as h3's fence action.
+type failLab struct {
+	d      *pooltest.Driver
+	a      *Agent
+	fences []string // fence actions run
+}
+
+func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
+	t.Helper()
+	uris := []string{"test:///h1", "test:///h2", "test:///h3"}
+	d := pooltest.New(4, 8, uris...)
+	entry := func(n int) pool.HostEntry { return pool.HostEntry{Name: uris[n-1][len("test:///"):], URI: uris[n-1]} }
+	tpl := pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"}
+	web := pool.Spec{Name: "web", Size: 1, MaxSize: 4, Template: tpl, Hosts: []pool.HostEntry{entry(1), entry(2)}}
+	db := pool.Spec{Name: "db", Size: 2, MaxSize: 4, Template: tpl, Hosts: []pool.HostEntry{entry(2), entry(3)}}
+	for _, sp := range []pool.Spec{web, db} {
+		rec, err := pool.EncodeRecord(pool.Record{Generation: 1, Spec: sp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range sp.Hosts {
+			if err := d.PutRecord(context.Background(), h.URI, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	member := func(sp pool.Spec, n int, uri string) {
+		d.AddDomain(uri, driver.Domain{Name: pool.MemberName(sp.Name, n), VCPUs: 1, MemoryMiB: 256, Labels: pool.MemberLabels(sp, n)}, 0.1)
+	}
+	member(web, 1, uris[0])
+	member(db, 1, uris[2])
+	member(db, 2, uris[1])
+	var seeds []fleet.Seed
+	for i := range uris {
+		seeds = append(seeds, fleet.Seed{Name: entry(i + 1).Name, URI: uris[i]})
+	}
+	cfg := Config{Config: fleet.Config{Seeds: seeds, SampleInterval: time.Second, Retention: time.Minute, MaxSamples: 100},
+		MaxEvents: 100, FailoverGrace: 3 * time.Second, Fence: map[string][]string{}}
+	if fence != nil {
+		cfg.Fence["h3"] = []string{"fence-h3", "--now"}
+	}
+	f := fleet.New(cfg.Config, func(context.Context) (driver.Driver, error) { return d, nil }, hclog.NewNullLogger())
+	f.Now = d.Now
+	l := &failLab{d: d, a: New(cfg, f, hclog.NewNullLogger())}
+	l.a.runFence = func(_ context.Context, argv []string) ([]byte, error) {
+		l.fences = append(l.fences, strings.Join(argv, " "))
+		return []byte("chassis power off: done\n"), fence(argv)
+	}
+	return l
+}
+
+// steps samples n times a second apart, letting what failover started
+// finish after each.
+func (l *failLab) steps(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		l.d.Advance(time.Second)
+		if err := l.a.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		l.a.fo.acting.Wait()
+	}
+}
+
+func (l *failLab) members(t *testing.T, name string) string {
+	t.Helper()
+	ops := &pool.Ops{Hosts: l.a.fleet.Topology().Hosts, Driver: l.a.fleet.Driver}
+	ms, err := ops.Members(context.Background(), name)
+	if err := pool.Needed(err, []string{"h1", "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name+"@"+m.Host)
+	}
+	return strings.Join(out, " ")
+}
+
+func (l *failLab) kinds(since int64) []string {
+	var out []string
+	for _, e := range l.a.Events().Since(since) {
+		if slices.Contains([]string{EventHostFailed, EventHostFenced, EventFenceFailed, EventPoolRestored,
+			EventRestoreFailed, EventHostRecovered}, e.Kind) {
+			out = append(out, e.Kind+":"+e.Host+e.Pool)
+		}
+	}
+	return out
+}
+
+// TestFailover: h3 down for the grace period is fenced, db is restored
+// on h2 under a new name (web, which does not use h3, is left alone);
+// h3 back, its stale copy of db-1 is removed, never started, and the
+// fence dropped.
+func TestFailover(t *testing.T) {
+	l := newFailLab(t, func([]string) error { return nil })
+	l.steps(t, 1)
+	l.d.Host("test:///h3").Down = true
+	l.steps(t, 3) // down since the first of them: 2 s
+	if len(l.fences) != 0 {
+		t.Fatalf("fenced within the grace period: %v", l.fences)
+	}
+	l.steps(t, 1)
+	if got := strings.Join(l.fences, "; "); got != "fence-h3 --now" {
+		t.Fatalf("fence actions %q, want one, h3's", got)
+	}
+	if got, want := strings.Join(l.kinds(0), " "), "host_failed:h3 host_fenced:h3 pool_restored:h3db"; got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if got := l.members(t, "db"); got != "db-2@h2 db-3@h2" {
+		t.Errorf("db after the fence: %q, want db-2@h2 db-3@h2", got)
+	}
+	if got := l.members(t, "web"); got != "web-1@h1" {
+		t.Errorf("web: %q, want it untouched", got)
+	}
+	l.steps(t, 3)
+	if h3 := host(t, l.a.State(), "h3"); !h3.Fenced || len(h3.Guests) != 0 || len(l.fences) != 1 {
+		t.Errorf("h3 after its fence: %+v, fenced %d times; want fenced once, no guests", h3, len(l.fences))
+	}
+	// Back: the stale copy goes.
+	seq := l.a.Events().Since(0)[len(l.a.Events().Since(0))-1].Seq
+	l.d.Host("test:///h3").Down = false
+	l.steps(t, 2)
+	if got := strings.Join(l.kinds(seq), " "); got != "host_recovered:h3db" {
+		t.Errorf("events after h3 is back %q, want host_recovered:h3db", got)
+	}
+	if doms, _ := l.d.ListDomains(context.Background(), "test:///h3"); len(doms) != 0 {
+		t.Errorf("h3 keeps %v", doms)
+	}
+	if h3 := host(t, l.a.State(), "h3"); h3.Fenced {
+		t.Errorf("h3 still fenced once back: %+v", h3)
+	}
+}
+
+// TestFailoverWithoutFence: no fence action, nothing restarted; the
+// operator is told why, once.
+func TestFailoverWithoutFence(t *testing.T) {
+	l := newFailLab(t, nil)
+	l.steps(t, 1)
+	l.d.Host("test:///h3").Down = true
+	l.steps(t, 8)
+	evs := l.kinds(0)
+	if strings.Join(evs, " ") != "host_failed:h3" {
+		t.Fatalf("events %v, want one host_failed", evs)
+	}
+	if e := l.a.Events().Since(0); !strings.Contains(e[len(e)-1].Message, "no fence action configured, so its guests are not restarted elsewhere") {
+		t.Errorf("message %q", e[len(e)-1].Message)
+	}
+	if got := l.members(t, "db"); got != "db-2@h2" {
+		t.Errorf("db: %q, want db-2@h2 alone", got)
+	}
+}
+
+// TestFenceFails: a fence action that fails restarts nothing, says why,
+// and is tried again after the grace period.
+func TestFenceFails(t *testing.T) {
+	l := newFailLab(t, func([]string) error { return errors.New("exit status 1") })
+	l.steps(t, 1)
+	l.d.Host("test:///h3").Down = true
+	l.steps(t, 4)
+	if got, want := strings.Join(l.kinds(0), " "), "host_failed:h3 fence_failed:h3"; got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if e := l.a.Events().Since(0); !strings.Contains(e[len(e)-1].Message, "exit status 1; chassis power off: done") {
+		t.Errorf("message %q does not give the error and the output's last line", e[len(e)-1].Message)
+	}
+	if got := l.members(t, "db"); got != "db-2@h2" {
+		t.Errorf("db: %q, want db-2@h2 alone", got)
+	}
+	l.steps(t, 2)
+	if len(l.fences) != 1 {
+		t.Errorf("fence tried %d times within the grace period after a failure, want once", len(l.fences))
+	}
+	l.steps(t, 2)
+	if len(l.fences) != 2 {
+		t.Errorf("fence tried %d times, want a second try after the grace period", len(l.fences))
+	}
+}
