@@ -100,8 +100,8 @@ func TestAgentPage(t *testing.T) {
 	ag := startAgent(t, agentInterval)
 	g := startGuest(t, src, 256)
 	ctx := browser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(ag.url)); err != nil {
-		t.Fatalf("open %s: %v", ag.url, err)
+	if err := chromedp.Do(ctx, chromedp.Navigate(ag.URL)); err != nil {
+		t.Fatalf("open %s: %v", ag.URL, err)
 	}
 	// A marker that a reload would lose.
 	loaded, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`window.loadedOnce = Math.random()`))

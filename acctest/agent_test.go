@@ -1,14 +1,8 @@
 package acctest
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,130 +11,20 @@ import (
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
-	"github.com/virtpool/virtpool/lab/autoscaler"
-	"github.com/virtpool/virtpool/lab/labtest"
+	"github.com/virtpool/virtpool/lab/agenttest"
 )
 
 // agentInterval is the tests' agent sample interval.
 const agentInterval = 500 * time.Millisecond
 
 // runningAgent is a `virtpool agent` process and its API.
-type runningAgent struct {
-	proc     *autoscaler.Agent // the lab's process runner: lines kept, group stopped
-	url      string
-	interval time.Duration
-}
+type runningAgent = agenttest.Agent
 
 // startAgent runs the real `virtpool agent` binary against the lab hosts,
-// sampling every interval with the driver the tests use, and stops it
-// when the test ends.
+// sampling every interval, and stops it when the test ends.
 func startAgent(t testing.TB, interval time.Duration) *runningAgent {
 	t.Helper()
-	return startAgentWith(t, interval, agentOptions{})
-}
-
-// agentOptions adds to the agent's configuration.
-type agentOptions struct {
-	fence bool   // every host's fence action: virtpool lab fence NAME
-	extra string // more top-level lines
-}
-
-func startAgentWith(t testing.TB, interval time.Duration, o agentOptions) *runningAgent {
-	t.Helper()
-	bin, err := labtest.VirtpoolBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	drvBin, err := labtest.DriverBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hosts []string
-	for _, h := range theLab.Hosts {
-		line := fmt.Sprintf("  %s = { uri = %q", h.Name, h.URI)
-		if c := h.Capacity(); c.CPUs > 0 {
-			line += fmt.Sprintf(", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
-		}
-		if o.fence {
-			line += fmt.Sprintf(", fence = [%q, \"lab\", \"fence\", %q]", bin, h.Name)
-		}
-		hosts = append(hosts, line+" }")
-	}
-	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n%s\n",
-		interval, drvBin, strings.Join(hosts, "\n"), o.extra)
-	path := filepath.Join(t.TempDir(), "agent.hcl")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := autoscaler.Start(autoscaler.Config{Bin: bin, Args: []string{"agent", "-config", path},
-		Env: append(os.Environ(), "VIRTPOOL_LOG=debug"), Grace: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &runningAgent{proc: p, interval: interval}
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("agent output:\n%s", a.tail(60))
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := p.WaitLine(ctx, regexp.MustCompile(`agent listening: url=(http://\S+/)`), time.Time{})
-	if err != nil {
-		t.Fatalf("agent did not start listening: %v\n%s", err, a.tail(30))
-	}
-	a.url = regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(l.Text)[1]
-	return a
-}
-
-func (a *runningAgent) tail(n int) string {
-	lines := a.proc.Lines(0)
-	var b strings.Builder
-	for _, l := range lines[max(0, len(lines)-n):] {
-		b.WriteString(l.String() + "\n")
-	}
-	return b.String()
-}
-
-func (a *runningAgent) get(t testing.TB, path string, v any) {
-	t.Helper()
-	resp, err := http.Get(a.url + strings.TrimPrefix(path, "/"))
-	if err != nil {
-		t.Fatalf("agent GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("agent GET %s: %d %v\n%s", path, resp.StatusCode, err, body)
-	}
-	if s, ok := v.(*string); ok {
-		*s = string(body)
-		return
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("agent GET %s: %v\n%s", path, err, body)
-	}
-}
-
-// after returns the agent's state once it has taken n more samples than
-// the state it served when called. The deadline only keeps a stuck agent
-// from hanging the suite: the wait is counted in samples.
-func (a *runningAgent) after(t testing.TB, n int) agent.State {
-	t.Helper()
-	var s agent.State
-	a.get(t, "/api/v1/state", &s)
-	seen := map[time.Time]bool{s.Time: true}
-	deadline := time.Now().Add(time.Duration(n)*a.interval*20 + 30*time.Second)
-	for len(seen) <= n {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent took %d samples, not %d, by %s\n%s", len(seen)-1, n, deadline.Format(time.TimeOnly), a.tail(30))
-		}
-		time.Sleep(a.interval / 5)
-		a.get(t, "/api/v1/state", &s)
-		seen[s.Time] = true
-	}
-	return s
+	return agenttest.Start(t, theLab, agenttest.Options{Interval: interval})
 }
 
 func findGuest(s agent.State, name string) (agent.Guest, bool) {
@@ -163,7 +47,7 @@ func TestAgentFollowsGuests(t *testing.T) {
 	ag := startAgent(t, agentInterval)
 	g := startGuest(t, src, 256)
 
-	s := ag.after(t, 1)
+	s := ag.After(t, 1)
 	got, ok := findGuest(s, g.Name)
 	if !ok || got.Host != src.Name || got.UUID != g.UUID || got.MemoryBytes != 256<<20 {
 		t.Fatalf("agent shows %s as %+v (found %v), want running on %s with 256 MiB", g.Name, got, ok, src.Name)
@@ -171,7 +55,7 @@ func TestAgentFollowsGuests(t *testing.T) {
 
 	// CPU: the agent's rate over 6 samples against the guest's own count.
 	g.setLoad(t, 50, 0)
-	ag.after(t, 1) // the first interval with the load on its whole length starts now
+	ag.After(t, 1) // the first interval with the load on its whole length starts now
 	before, err := client.CPU(requestCtx(), g.IP)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +63,7 @@ func TestAgentFollowsGuests(t *testing.T) {
 	var sum float64
 	const n = 6
 	for range n {
-		s = ag.after(t, 1)
+		s = ag.After(t, 1)
 		got, _ = findGuest(s, g.Name)
 		sum += got.CPUCores
 	}
@@ -196,7 +80,7 @@ func TestAgentFollowsGuests(t *testing.T) {
 		t.Errorf("agent shows %.3f cores for %s, the guest counts %.3f busy: want within 0.15", agentCores, g.Name, guestBusy)
 	}
 	var metrics string
-	ag.get(t, "/metrics", &metrics)
+	ag.Get(t, "/metrics", &metrics)
 	re := regexp.MustCompile(fmt.Sprintf(`(?m)^virtpool_guest_cpu_cores\{guest="%s",host="%s",pool=""\} (\S+)$`, g.Name, src.Name))
 	if m := re.FindStringSubmatch(metrics); m == nil {
 		t.Errorf("/metrics has no virtpool_guest_cpu_cores for %s on %s", g.Name, src.Name)
@@ -228,7 +112,7 @@ func TestAgentFollowsGuests(t *testing.T) {
 func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o driver.MigrateOptions) {
 	t.Helper()
 	var evs []agent.Event
-	ag.get(t, "/api/v1/events", &evs)
+	ag.Get(t, "/api/v1/events", &evs)
 	seq := int64(0)
 	if len(evs) > 0 {
 		seq = evs[len(evs)-1].Seq
@@ -236,11 +120,11 @@ func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o dri
 	from := g.Host
 	m := migrate(t, g, to, o)
 	t.Logf("migration %s→%s took %s", from.Name, to.Name, m.Elapsed.Round(time.Millisecond))
-	s := ag.after(t, 2)
+	s := ag.After(t, 2)
 	if got, ok := findGuest(s, g.Name); !ok || got.Host != to.Name {
 		t.Errorf("after the migration the agent shows %s as %+v, want running on %s", g.Name, got, to.Name)
 	}
-	ag.get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
+	ag.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
 	var kinds []string
 	for _, e := range evs {
 		if e.Kind == agent.EventHostDown {
@@ -273,7 +157,7 @@ func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o dri
 // pages the guest takes may be resident already (touched at boot).
 func writeMemory(t *testing.T, ag *runningAgent, g *guest, mib int) (before, after uint64) {
 	t.Helper()
-	got, _ := findGuest(ag.after(t, 1), g.Name)
+	got, _ := findGuest(ag.After(t, 1), g.Name)
 	before = got.RSSBytes
 	if _, err := client.Get(requestCtx(), g.IP, fmt.Sprintf("/load?mem=%d&rate=0", mib)); err != nil {
 		t.Fatal(err)
@@ -283,7 +167,7 @@ func writeMemory(t *testing.T, ag *runningAgent, g *guest, mib int) (before, aft
 			t.Fatalf("after 120 samples the agent shows %d MiB resident for %s, %d MiB before it wrote %d MiB",
 				got.RSSBytes>>20, g.Name, before>>20, mib)
 		}
-		got, _ = findGuest(ag.after(t, 1), g.Name)
+		got, _ = findGuest(ag.After(t, 1), g.Name)
 	}
 	if _, err := client.Get(requestCtx(), g.IP, "/load?rate=1"); err != nil {
 		t.Fatal(err)

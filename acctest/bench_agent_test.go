@@ -155,9 +155,9 @@ func median(calls int, f func() error, b *testing.B) time.Duration {
 func measureAgent(b *testing.B, d time.Duration) (agentCPU, driverCPU float64, agentRSS, driverRSS uint64) {
 	b.Helper()
 	ag := startAgent(b, time.Second)
-	defer ag.proc.Stop()
-	ag.after(b, 5)
-	pid := ag.proc.Pid()
+	defer ag.Proc.Stop()
+	ag.After(b, 5)
+	pid := ag.Proc.Pid()
 	child := driverChild(b, pid)
 	a0, c0 := cpuSeconds(b, pid), cpuSeconds(b, child)
 	time.Sleep(d) // the measurement window, not a wait for something

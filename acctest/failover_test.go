@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/agenttest"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -193,48 +193,6 @@ func (w *copyWatch) setSkip(host string, skip bool) {
 	w.mu.Unlock()
 }
 
-// lastSeq is the agent's newest event number.
-func lastSeq(t *testing.T, ag *runningAgent) int64 {
-	var evs []agent.Event
-	ag.get(t, "/api/v1/events", &evs)
-	if len(evs) == 0 {
-		return 0
-	}
-	return evs[len(evs)-1].Seq
-}
-
-// waitEvents waits until the agent has shown, after seq, an event of each
-// kind:subject in want (subject: host, or pool for pool events), and
-// returns the first of each. The deadline only keeps a stuck agent from
-// hanging the suite.
-func waitEvents(t *testing.T, ag *runningAgent, seq int64, want ...string) map[string]agent.Event {
-	t.Helper()
-	got := map[string]agent.Event{}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		var evs []agent.Event
-		ag.get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
-		for _, e := range evs {
-			subject := e.Host
-			if e.Pool != "" {
-				subject = e.Pool
-			}
-			if k := e.Kind + ":" + subject; slices.Contains(want, k) {
-				if _, seen := got[k]; !seen {
-					got[k] = e
-				}
-			}
-		}
-		if len(got) == len(want) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events %v not all seen by %s (saw %v)\n%s", want, deadline.Format(time.TimeOnly), got, ag.tail(40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestHostFailure: a host that crashes, or is cut off, is fenced by the
 // agent once the grace period is over, and each pool that used it is back
 // to its size on the hosts left; no guest ever runs on two hosts; when the
@@ -242,8 +200,8 @@ func waitEvents(t *testing.T, ag *runningAgent, seq int64, want ...string) map[s
 // prints detection, fence and restore times per run.
 func TestHostFailure(t *testing.T) {
 	needLab(t)
-	ag := startAgentWith(t, agentInterval, agentOptions{fence: true,
-		extra: fmt.Sprintf("failover_grace = %q\nfence_timeout = \"30s\"", failoverGrace)})
+	ag := agenttest.Start(t, theLab, agenttest.Options{Interval: agentInterval, Fence: true,
+		Extra: fmt.Sprintf("failover_grace = %q\nfence_timeout = \"30s\"", failoverGrace)})
 	h3, err := theLab.Host("h3")
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +216,8 @@ func TestHostFailure(t *testing.T) {
 	failPoolsUp(t)
 	for i, how := range []string{"crash", "crash", "crash", "partition"} {
 		spreadPools(t)
-		ag.after(t, 2) // the agent knows the pools and where their members run
-		seq := lastSeq(t, ag)
+		ag.After(t, 2) // the agent knows the pools and where their members run
+		seq := ag.LastSeq(t)
 		start := time.Now()
 		switch how {
 		case "crash":
@@ -272,7 +230,7 @@ func TestHostFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		evs := waitEvents(t, ag, seq, "host_down:h3", "host_failed:h3", "host_fenced:h3", "pool_restored:vpf-a", "pool_restored:vpf-b")
+		evs := ag.WaitEvents(t, seq, "host_down:h3", "host_failed:h3", "host_fenced:h3", "pool_restored:vpf-a", "pool_restored:vpf-b")
 		if how == "partition" {
 			// Cut off, its guests ran until the fence: now nothing does.
 			if ps, err := h3.Processes(); err != nil || len(ps) > 0 {
@@ -292,7 +250,7 @@ func TestHostFailure(t *testing.T) {
 			}
 		}
 		// Power h3 on again (and reconnect it): nothing stale starts.
-		seq = lastSeq(t, ag)
+		seq = ag.LastSeq(t)
 		back := time.Now()
 		if err := lab.Start(ctx, h3); err != nil {
 			t.Fatal(err)
@@ -301,7 +259,7 @@ func TestHostFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.setSkip("h3", false)
-		waitEvents(t, ag, seq, "host_up:h3", "host_recovered:vpf-a", "host_recovered:vpf-b")
+		ag.WaitEvents(t, seq, "host_up:h3", "host_recovered:vpf-a", "host_recovered:vpf-b")
 		r.back = time.Since(back)
 		doms, err := drv.ListDomains(ctx, h3.URI)
 		if err != nil {
@@ -335,7 +293,7 @@ func TestHostFailure(t *testing.T) {
 // guests are not restarted elsewhere, and the agent says why.
 func TestHostFailureWithoutFence(t *testing.T) {
 	needLab(t)
-	ag := startAgentWith(t, agentInterval, agentOptions{extra: fmt.Sprintf("failover_grace = %q", failoverGrace)})
+	ag := agenttest.Start(t, theLab, agenttest.Options{Interval: agentInterval, Extra: fmt.Sprintf("failover_grace = %q", failoverGrace)})
 	h3, err := theLab.Host("h3")
 	if err != nil {
 		t.Fatal(err)
@@ -343,8 +301,8 @@ func TestHostFailureWithoutFence(t *testing.T) {
 	watchCopies(t)
 	failPoolsUp(t)
 	spreadPools(t)
-	ag.after(t, 2)
-	seq := lastSeq(t, ag)
+	ag.After(t, 2)
+	seq := ag.LastSeq(t)
 	if err := lab.Crash(context.Background(), h3); err != nil {
 		t.Fatal(err)
 	}
@@ -353,11 +311,11 @@ func TestHostFailureWithoutFence(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	e := waitEvents(t, ag, seq, "host_failed:h3")["host_failed:h3"]
+	e := ag.WaitEvents(t, seq, "host_failed:h3")["host_failed:h3"]
 	if !strings.Contains(e.Message, "no fence action configured, so its guests are not restarted elsewhere") {
 		t.Errorf("host_failed says %q", e.Message)
 	}
-	ag.after(t, 4) // what a restore would have done by now, it has not
+	ag.After(t, 4) // what a restore would have done by now, it has not
 	for _, fp := range failPools {
 		if got := placements(t, fp.name); strings.Count(got, "@") != 1 {
 			t.Errorf("pool %s without a fence: %s, want its one member left alone", fp.name, got)

@@ -63,18 +63,19 @@ type action struct {
 
 // decide lists what to do about s's hosts at s.Time. fenced tells which
 // hosts the pool records say are fenced; canFence which have a fence
-// action.
+// action. While actions run (busy) it only keeps count of when hosts went
+// down.
 func (f *failover) decide(s State, fenced map[string]bool, canFence func(string) bool) []action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := s.Time
+	now, busy := s.Time, f.busy
 	var out []action
 	for _, h := range s.Hosts {
 		if h.State != HostDown {
 			delete(f.downSince, h.Name)
 			delete(f.told, h.Name)
 			delete(f.fenced, h.Name)
-			if fenced[h.Name] {
+			if fenced[h.Name] && !busy {
 				out = append(out, action{kind: actRecover, host: h.Name})
 			}
 			continue
@@ -85,7 +86,7 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence func(string)
 			f.downSince[h.Name] = now
 		}
 		switch {
-		case now.Before(f.retryAt[h.Name]):
+		case busy, now.Before(f.retryAt[h.Name]):
 		case fenced[h.Name] || f.fenced[h.Name]:
 			if short(s, h.Name) {
 				out = append(out, action{kind: actRestore, host: h.Name, since: since})
@@ -133,11 +134,7 @@ func (a *Agent) failover(ctx context.Context, s State, t fleet.Topology) {
 	}
 	fo := a.fo
 	fo.mu.Lock()
-	if fo.busy {
-		fo.mu.Unlock()
-		return
-	}
-	fo.busy = true
+	fo.busy = true // decide gave actions: it was not
 	fo.acting.Add(1)
 	fo.mu.Unlock()
 	go func() {

@@ -24,11 +24,12 @@ func TestDecide(t *testing.T) {
 	}
 	none := map[string]bool{}
 	tests := []struct {
-		name     string
-		states   []State // fed in order; the last one's actions are checked
-		fenced   map[string]bool
-		canFence bool
-		want     string
+		name      string
+		states    []State // fed in order; the last one's actions are checked
+		fenced    map[string]bool
+		canFence  bool
+		busyUntil int // states seen while actions run
+		want      string
 	}{
 		{name: "all up", states: []State{st(0, HostActive, 2)}, want: ""},
 		{name: "down, within the grace period", states: []State{st(0, HostDown, 1), st(9*time.Second, HostDown, 1)}, canFence: true, want: ""},
@@ -39,6 +40,8 @@ func TestDecide(t *testing.T) {
 			st(11*time.Second, HostDown, 1)}, want: ""},
 		{name: "back within the grace period: the count restarts", states: []State{st(0, HostDown, 1), st(5*time.Second, HostActive, 2),
 			st(6*time.Second, HostDown, 1), st(14*time.Second, HostDown, 1)}, canFence: true, want: ""},
+		{name: "busy: nothing, and what is to say is kept", states: []State{st(0, HostDown, 1), st(10*time.Second, HostDown, 1),
+			st(11*time.Second, HostDown, 1)}, busyUntil: 2, want: "no-fence h3"},
 		{name: "fenced, pool short: restore", states: []State{st(0, HostDown, 1)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
 		{name: "fenced, pool at size", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: ""},
 		{name: "fenced host answers: recover", states: []State{st(0, HostActive, 2)}, fenced: map[string]bool{"h3": true}, want: "recover h3"},
@@ -51,7 +54,8 @@ func TestDecide(t *testing.T) {
 				fenced = none
 			}
 			var acts []action
-			for _, s := range tc.states {
+			for i, s := range tc.states {
+				f.busy = i < tc.busyUntil
 				acts = f.decide(s, fenced, func(string) bool { return tc.canFence })
 			}
 			var got []string

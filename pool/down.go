@@ -87,6 +87,20 @@ func Partial(err error) (HostsDown, error) {
 
 var errOff = errors.New("powered off (fenced)")
 
+// known is why host is down without asking it: it is off, or it missed its
+// deadline in an earlier read of this Ops.
+func (o *Ops) known(host string) error {
+	if o.Off[host] {
+		return errOff
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.late[host]; err != nil {
+		return fmt.Errorf("%w (in an earlier read)", err)
+	}
+	return nil
+}
+
 func (o *Ops) hostTimeout() time.Duration {
 	if o.HostTimeout > 0 {
 		return o.HostTimeout
@@ -116,9 +130,9 @@ func readEach[T any](ctx context.Context, o *Ops, names []string, read func(ctx 
 		if err != nil {
 			return err
 		}
-		if o.Off[n] {
+		if err := o.known(n); err != nil {
 			mu.Lock()
-			down[n] = errOff
+			down[n] = err
 			mu.Unlock()
 			return nil
 		}
@@ -134,6 +148,14 @@ func readEach[T any](ctx context.Context, o *Ops, names []string, read func(ctx 
 		case a = <-ch:
 		case <-hctx.Done():
 			a.err = fmt.Errorf("no answer within %s: %w", timeout, hctx.Err())
+			if ctx.Err() == nil { // its own deadline, not the caller's
+				o.mu.Lock()
+				if o.late == nil {
+					o.late = map[string]error{}
+				}
+				o.late[n] = a.err
+				o.mu.Unlock()
+			}
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -229,3 +229,17 @@ func TestOff(t *testing.T) {
 		t.Errorf("view error %v, want h3 down as powered off", err)
 	}
 }
+
+// TestLateOnce: a host that missed its deadline is not waited for again in
+// the same Ops: it costs its deadline once per operation.
+func TestLateOnce(t *testing.T) {
+	ops := twoPools(t, "hang")
+	ctx := context.Background()
+	if _, err := ops.View(ctx, nil); err == nil || strings.Contains(err.Error(), "earlier read") {
+		t.Fatalf("first view: %v, want h3 late", err)
+	}
+	_, err := ops.Members(ctx, "db")
+	if err == nil || !strings.Contains(err.Error(), "host h3 did not answer: no answer within 50ms: context deadline exceeded (in an earlier read)") {
+		t.Errorf("second read: %v, want h3 down from the first one", err)
+	}
+}

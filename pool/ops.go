@@ -41,11 +41,20 @@ type Ops struct {
 	BeforeRemove func(ctx context.Context, m Member) error
 	// HostTimeout bounds each host's part of a read or of a record write
 	// (DefaultHostTimeout if zero); a host that does not answer in time is
-	// down for that read (see HostsDown).
+	// down for that read (see HostsDown), and for the later reads of this
+	// Ops, which are not made to wait for it again: an Ops is one
+	// operation, in which a host down costs its deadline once.
 	HostTimeout time.Duration
 	// Off lists hosts known to be powered off (fenced): reads do not wait
 	// for them, they are down at once.
 	Off map[string]bool
+	// Size, if set, gives a host's CPUs and memory when the caller knows
+	// them (a recent sample): View then does not ask the host for them,
+	// which costs more than the rest of what it reads.
+	Size func(host string) (cpus int, memoryBytes uint64, ok bool)
+
+	mu   sync.Mutex
+	late map[string]error // hosts that missed their deadline, why
 }
 
 func (o *Ops) log() hclog.Logger {

@@ -45,8 +45,14 @@ func (o *Ops) View(ctx context.Context, allowed map[string]bool) (*View, error) 
 		doms []driver.Domain
 	}
 	answers, err := readEach(ctx, o, o.Hosts.Names(), func(ctx context.Context, h HostEntry) (a answer, err error) {
-		if a.info, err = d.HostInfo(ctx, h.URI); err != nil {
-			return a, err
+		var known bool
+		if o.Size != nil {
+			a.info.CPUs, a.info.MemoryBytes, known = o.Size(h.Name)
+		}
+		if !known {
+			if a.info, err = d.HostInfo(ctx, h.URI); err != nil {
+				return a, err
+			}
 		}
 		if a.rs, err = d.ListRecords(ctx, h.URI); err != nil {
 			return a, fmt.Errorf("read host state: %w", err)

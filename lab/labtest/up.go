@@ -25,7 +25,11 @@ const Lock = "/tmp/virtpool-lab.lock"
 // of another suite left, is taken down and replaced: with the lock held
 // nothing else uses it, and refusing would leave every later run red.
 func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab.Lab, func(), error) {
-	const hosts = 3
+	return UpN(ctx, suite, 3, budgets, log)
+}
+
+// UpN is Up with another number of hosts.
+func UpN(ctx context.Context, suite string, hosts int, budgets bool, log hclog.Logger) (*lab.Lab, func(), error) {
 	unlock := func() {}
 	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
 		var err error

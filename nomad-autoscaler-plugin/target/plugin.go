@@ -128,6 +128,16 @@ func newPlugin(log hclog.Logger, start fleet.Starter) *Plugin {
 // PluginInfo implements base.Base.
 func (p *Plugin) PluginInfo() (*base.PluginInfo, error) { return pluginInfo, nil }
 
+// Stop ends the sampling and the driver process. The Nomad Autoscaler
+// ends the plugin's process, and them with it; a user of the plugin in
+// its own process calls Stop.
+func (p *Plugin) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sampler.Stop()
+	p.sampler = nil
+}
+
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling the hosts (again, if it was running with an older config).
 func (p *Plugin) SetConfig(raw map[string]string) error {

@@ -134,6 +134,14 @@ func (s scope) newOps(c config, f *fleet.Fleet, log hclog.Logger) *pool.Ops {
 	return &pool.Ops{
 		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
 		HostTimeout: f.CallTimeout, // a host down costs what it costs the samples
+		Size: func(host string) (int, uint64, bool) {
+			r, ok := f.History.Latest()
+			if !ok {
+				return 0, 0, false
+			}
+			hs, ok := r.Hosts[host]
+			return hs.Stats.CPUs, hs.Stats.MemoryTotalBytes, ok
+		},
 		Demand: func(uuid string) (float64, int64, bool) {
 			d, ok := demand[uuid]
 			return d.CPU, d.RSSBytes, ok

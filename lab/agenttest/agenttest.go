@@ -1,0 +1,184 @@
+// Package agenttest runs the real `virtpool agent` binary against the lab's
+// hosts for acceptance tests, and reads its API: its state, its events.
+package agenttest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/autoscaler"
+	"github.com/virtpool/virtpool/lab/labtest"
+)
+
+// Options add to the agent's configuration.
+type Options struct {
+	Interval time.Duration // sample_interval
+	Fence    bool          // every host's fence action: virtpool lab fence NAME
+	Extra    string        // more top-level lines
+}
+
+// Agent is a `virtpool agent` process and its API.
+type Agent struct {
+	Proc     *autoscaler.Agent // the lab's process runner: lines kept, group stopped
+	URL      string
+	interval time.Duration
+}
+
+// Start runs the agent over l's hosts with the binaries the tests use
+// (labtest), and stops it when the test ends (showing its last lines if
+// the test failed).
+func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
+	t.Helper()
+	bin, err := labtest.VirtpoolBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	drvBin, err := labtest.DriverBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, h := range l.Hosts {
+		line := fmt.Sprintf("  %s = { uri = %q", h.Name, h.URI)
+		if c := h.Capacity(); c.CPUs > 0 {
+			line += fmt.Sprintf(", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
+		}
+		if o.Fence {
+			line += fmt.Sprintf(", fence = [%q, \"lab\", \"fence\", %q]", bin, h.Name)
+		}
+		hosts = append(hosts, line+" }")
+	}
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n%s\n",
+		o.Interval, drvBin, strings.Join(hosts, "\n"), o.Extra)
+	path := filepath.Join(t.TempDir(), "agent.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := autoscaler.Start(autoscaler.Config{Bin: bin, Args: []string{"agent", "-config", path},
+		Env: append(os.Environ(), "VIRTPOOL_LOG=debug"), Grace: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{Proc: p, interval: o.Interval}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("agent output:\n%s", a.Tail(60))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	line, err := p.WaitLine(ctx, regexp.MustCompile(`agent listening: url=(http://\S+/)`), time.Time{})
+	if err != nil {
+		t.Fatalf("agent did not start listening: %v\n%s", err, a.Tail(30))
+	}
+	a.URL = regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(line.Text)[1]
+	return a
+}
+
+// Tail is the agent's last n lines of output.
+func (a *Agent) Tail(n int) string {
+	lines := a.Proc.Lines(0)
+	var b strings.Builder
+	for _, l := range lines[max(0, len(lines)-n):] {
+		b.WriteString(l.String() + "\n")
+	}
+	return b.String()
+}
+
+// Get reads path of the agent's API into v (JSON, or the text for a
+// *string).
+func (a *Agent) Get(t testing.TB, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(a.URL + strings.TrimPrefix(path, "/"))
+	if err != nil {
+		t.Fatalf("agent GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("agent GET %s: %d %v\n%s", path, resp.StatusCode, err, body)
+	}
+	if s, ok := v.(*string); ok {
+		*s = string(body)
+		return
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("agent GET %s: %v\n%s", path, err, body)
+	}
+}
+
+// After returns the agent's state once it has taken n more samples than
+// the state it served when called. The deadline only keeps a stuck agent
+// from hanging the suite: the wait is counted in samples.
+func (a *Agent) After(t testing.TB, n int) agent.State {
+	t.Helper()
+	var s agent.State
+	a.Get(t, "/api/v1/state", &s)
+	seen := map[time.Time]bool{s.Time: true}
+	deadline := time.Now().Add(time.Duration(n)*a.interval*20 + 30*time.Second)
+	for len(seen) <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent took %d samples, not %d, by %s\n%s", len(seen)-1, n, deadline.Format(time.TimeOnly), a.Tail(30))
+		}
+		time.Sleep(a.interval / 5)
+		a.Get(t, "/api/v1/state", &s)
+		seen[s.Time] = true
+	}
+	return s
+}
+
+// LastSeq is the agent's newest event number.
+func (a *Agent) LastSeq(t testing.TB) int64 {
+	t.Helper()
+	var evs []agent.Event
+	a.Get(t, "/api/v1/events", &evs)
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// WaitEvents waits until the agent has shown, after seq, an event of each
+// "kind:subject" in want (subject: the pool for events about a pool, else
+// the host), and returns the first of each. The deadline only keeps a
+// stuck agent from hanging the suite.
+func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]agent.Event {
+	t.Helper()
+	got := map[string]agent.Event{}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var evs []agent.Event
+		a.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
+		for _, e := range evs {
+			subject := e.Host
+			if e.Pool != "" {
+				subject = e.Pool
+			}
+			if k := e.Kind + ":" + subject; slices.Contains(want, k) {
+				if _, seen := got[k]; !seen {
+					got[k] = e
+				}
+			}
+		}
+		if len(got) == len(want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v not all seen by %s (saw %v)\n%s", want, deadline.Format(time.TimeOnly), got, a.Tail(40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
