@@ -45,7 +45,11 @@ func TestAccScalingDuringHostFailure(t *testing.T) {
 	if err := lab.Crash(ctx, h3); err != nil {
 		t.Fatal(err)
 	}
-	setLoad(hostPct(sizeWorkPct))
+	// Work for 60% of a host: t9 asks for 2 members (target 40%), at 30%
+	// each, which leaves h2 room for t9b's replacement. (Under more, the
+	// hosts left can be too full to restore t9b: the agent then tries
+	// again, rightly, until there is room.)
+	setLoad(hostPct(60))
 	grown := waitFor(t, "t9 at 2 members during the outage", 120*time.Second, func() bool { return p.count() == 2 }, placementOf(p))
 	evs := ag.WaitEvents(t, seq, "host_fenced:h3", "pool_restored:t9b")
 	if st, err := h3.State(); err != nil || st.Processes > 0 {
