@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/labtest"
 )
 
 // BenchmarkAgent measures the agent on the lab (make bench-agent):
@@ -53,21 +53,21 @@ func BenchmarkAgent(b *testing.B) {
 			}
 		}
 		r := row{guests: n}
-		r.driver = median(calls, func() error {
+		r.driver = labtest.Median(b, calls, func() error {
 			st, err := drv.Stats(context.Background(), h.URI)
 			if err == nil && len(st.Domains) < n {
 				err = fmt.Errorf("%d domains, want %d", len(st.Domains), n)
 			}
 			return err
-		}, b)
-		r.direct = median(calls, func() error {
+		})
+		r.direct = labtest.Median(b, calls, func() error {
 			all, err := conn.GetAllDomainStats(nil, lv.DOMAIN_STATS_STATE|lv.DOMAIN_STATS_CPU_TOTAL|lv.DOMAIN_STATS_BALLOON|
 				lv.DOMAIN_STATS_VCPU|lv.DOMAIN_STATS_INTERFACE|lv.DOMAIN_STATS_BLOCK, lv.CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
 			for _, s := range all {
 				_ = s.Domain.Free()
 			}
 			return err
-		}, b)
+		})
 		if n == 1 || n == 500 {
 			r.agentCPU, r.driverCPU, r.agentRSS, r.driverRSS = measureAgent(b, 20*time.Second)
 		}
@@ -77,13 +77,13 @@ func BenchmarkAgent(b *testing.B) {
 				flag lv.DomainStatsTypes
 			}{{"state", lv.DOMAIN_STATS_STATE}, {"cpu-total", lv.DOMAIN_STATS_CPU_TOTAL}, {"balloon", lv.DOMAIN_STATS_BALLOON},
 				{"vcpu", lv.DOMAIN_STATS_VCPU}, {"interface", lv.DOMAIN_STATS_INTERFACE}, {"block", lv.DOMAIN_STATS_BLOCK}} {
-				d := median(calls, func() error {
+				d := labtest.Median(b, calls, func() error {
 					all, err := conn.GetAllDomainStats(nil, g.flag, lv.CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
 					for _, s := range all {
 						_ = s.Domain.Free()
 					}
 					return err
-				}, b)
+				})
 				groups = append(groups, fmt.Sprintf("%s %s", g.name, d.Round(time.Millisecond)))
 			}
 		}
@@ -135,20 +135,6 @@ func startIdle(conn *lv.Connect, name string) error {
 }
 
 // median runs f calls times and returns the median duration.
-func median(calls int, f func() error, b *testing.B) time.Duration {
-	b.Helper()
-	var ds []time.Duration
-	for range calls {
-		start := time.Now()
-		if err := f(); err != nil {
-			b.Fatal(err)
-		}
-		ds = append(ds, time.Since(start))
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return (ds[(calls-1)/2] + ds[calls/2]) / 2
-}
-
 // measureAgent runs `virtpool agent` over the lab's hosts, sampling every
 // second, and returns the CPU (cores) and resident memory of it and of its
 // driver process over d, after a warm-up of five samples.

@@ -214,8 +214,12 @@ func runCommand(ctx context.Context, argv []string) ([]byte, error) {
 // ops are pool operations over the topology's hosts; off is a fenced
 // host, which they do not wait for.
 func (a *Agent) ops(t fleet.Topology, off string) *pool.Ops {
-	return &pool.Ops{Hosts: t.WithCapacity(t.Hosts), Driver: a.fleet.Driver, Log: a.log.Named("failover"),
-		HostTimeout: a.fleet.CallTimeout, Off: map[string]bool{off: off != ""}}
+	ops := &pool.Ops{Hosts: t.WithCapacity(t.Hosts), Driver: a.fleet.Driver, Log: a.log.Named("failover"),
+		HostTimeout: a.fleet.CallTimeout}
+	if off != "" {
+		ops.Off = map[string]bool{off: true}
+	}
+	return ops
 }
 
 // restore notes the fence of host in the record of every pool that uses

@@ -196,8 +196,8 @@ func TestFailover(t *testing.T) {
 	if got := strings.Join(l.kinds(seq), " "); got != "host_recovered:h3db" {
 		t.Errorf("events after h3 is back %q, want host_recovered:h3db", got)
 	}
-	if doms, _ := l.d.ListDomains(context.Background(), "test:///h3"); len(doms) != 0 {
-		t.Errorf("h3 keeps %v", doms)
+	if doms, err := l.d.ListDomains(context.Background(), "test:///h3"); err != nil || len(doms) != 0 {
+		t.Errorf("h3 keeps %v (%v)", doms, err)
 	}
 	if h3 := host(t, l.a.State(), "h3"); h3.Fenced {
 		t.Errorf("h3 still fenced once back: %+v", h3)

@@ -221,13 +221,7 @@ func (s Spec) HostNames() []string {
 }
 
 // HostSet returns the set of the pool's host names.
-func (s Spec) HostSet() map[string]bool {
-	set := make(map[string]bool, len(s.Hosts))
-	for _, h := range s.Hosts {
-		set[h.Name] = true
-	}
-	return set
-}
+func (s Spec) HostSet() map[string]bool { return setOf(s.HostNames()) }
 
 // Inventory returns the pool's hosts by name.
 func (s Spec) Inventory() Inventory {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -90,7 +89,7 @@ func BenchmarkScale(b *testing.B) {
 		q := fmt.Sprintf("pool=%s metric=cpu agg=avg", poolName)
 		window := func() sdk.TimeRange { return sdk.TimeRange{From: time.Now().Add(-time.Minute), To: time.Now()} }
 		waitSamples(b, a, q, window)
-		r.query = median(b, func() error { _, err := a.Query(q, window()); return err })
+		r.query = labtest.Median(b, calls, func() error { _, err := a.Query(q, window()); return err })
 		status := func(pool string) func() error {
 			return func() error {
 				st, err := t.Status(map[string]string{"pool": pool, "dimension": "size"})
@@ -100,11 +99,11 @@ func BenchmarkScale(b *testing.B) {
 				return err
 			}
 		}
-		r.status = median(b, status(poolName))
+		r.status = labtest.Median(b, calls, status(poolName))
 		if otherPool != "" {
-			r.other = median(b, status(otherPool))
+			r.other = labtest.Median(b, calls, status(otherPool))
 		}
-		r.refresh = median(b, func() error {
+		r.refresh = labtest.Median(b, calls, func() error {
 			ops := opsOf(n) // one refresh, one Ops: a host down costs its deadline once
 			if _, _, found, err := ops.ReadPool(ctx, poolName, nil); !found {
 				return fmt.Errorf("pool %s not found: %w", poolName, errors.Join(err, errNotFound))
@@ -202,17 +201,3 @@ func waitSamples(b *testing.B, a *apm.Plugin, q string, window func() sdk.TimeRa
 }
 
 var errNotFound = errors.New("no record")
-
-func median(b *testing.B, f func() error) time.Duration {
-	b.Helper()
-	var ds []time.Duration
-	for range calls {
-		start := time.Now()
-		if err := f(); err != nil {
-			b.Fatal(err)
-		}
-		ds = append(ds, time.Since(start))
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[calls/2]
-}

@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"testing"
+	"time"
 )
 
 // DriverBinary is $VIRTPOOL_DRIVER, or virtpool-driver built from this
@@ -45,4 +48,20 @@ func EnvOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// Median runs f calls times and returns the median of their durations
+// (of the two middle ones, for an even count); an error of f fails tb.
+func Median(tb testing.TB, calls int, f func() error) time.Duration {
+	tb.Helper()
+	var ds []time.Duration
+	for range calls {
+		start := time.Now()
+		if err := f(); err != nil {
+			tb.Fatal(err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return (ds[(calls-1)/2] + ds[calls/2]) / 2
 }

@@ -186,16 +186,22 @@ func TestQuery(t *testing.T) {
 	}
 }
 
+// standby marks host as put on standby by the autoscaler.
+func (f *fixture) standby(t *testing.T, host string) {
+	t.Helper()
+	ops := &pool.Ops{Hosts: pool.Inventory{host: {Name: host, URI: "fake:///" + host}},
+		Driver: func(context.Context) (driver.Driver, error) { return f.fd, nil }}
+	if err := ops.SetAutoStandby(context.Background(), host, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestQueryStandbyAndWindow(t *testing.T) {
 	f := newFixture(t, 3)
 	ctx := context.Background()
 	// Standby h2 (as the target plugin does after consolidating): the
 	// pool's hosts in use are h1 alone.
-	ops := &pool.Ops{Hosts: pool.Inventory{"h2": {Name: "h2", URI: "fake:///h2"}},
-		Driver: func(context.Context) (driver.Driver, error) { return f.fd, nil }}
-	if err := ops.SetAutoStandby(ctx, "h2", true); err != nil {
-		t.Fatal(err)
-	}
+	f.standby(t, "h2")
 	f.fd.SetLoad("web-1", 2) // h1 from 75% to 125%… of its 2 CPUs: 2.5 cores
 	for range 2 {
 		f.fd.Advance(time.Second)
@@ -231,11 +237,7 @@ func TestQueryStandbyAndWindow(t *testing.T) {
 func TestQueryHostsUp(t *testing.T) {
 	f := newFixture(t, 3)
 	ctx := context.Background()
-	ops := &pool.Ops{Hosts: pool.Inventory{"h2": {Name: "h2", URI: "fake:///h2"}},
-		Driver: func(context.Context) (driver.Driver, error) { return f.fd, nil }}
-	if err := ops.SetAutoStandby(ctx, "h2", true); err != nil {
-		t.Fatal(err)
-	}
+	f.standby(t, "h2")
 	f.fd.Host("fake:///h3").Down = true
 	f.fd.Advance(time.Second)
 	if err := f.p.sampler.Fleet.Sample(ctx); err != nil {
