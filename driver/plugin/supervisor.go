@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,14 +13,22 @@ import (
 // Supervisor owns the driver process of one driver binary: it starts it on
 // first use and again whenever it has died (killed, crashed), so that the
 // next call after a failure goes on with a fresh process. It is safe for
-// concurrent use; callers that find no live process wait for one start.
+// concurrent use; callers that find no live process wait for one start,
+// each no longer than its own context allows (the start goes on).
 type Supervisor struct {
 	path string
 	log  hclog.Logger
 
-	mu     sync.Mutex
-	proc   *Process
-	starts int
+	mu       sync.Mutex
+	proc     *Process
+	starting *start // the start in progress, if any
+	starts   int
+}
+
+// start is one start of the driver process; done is closed when it ends.
+type start struct {
+	done chan struct{}
+	err  error
 }
 
 // NewSupervisor returns a supervisor of the driver binary at path (see
@@ -33,11 +42,14 @@ func NewSupervisor(path string, log hclog.Logger) *Supervisor {
 }
 
 // Driver returns the driver, starting its process if there is none or the
-// last one exited. A ctx already done starts nothing.
+// last one exited. A ctx already done starts nothing; one that ends while
+// the process starts returns then, with its error (a plugin's Status must
+// answer within its deadline even when a loaded machine starts the
+// process slowly).
 func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.proc != nil && !s.proc.Exited() {
+		defer s.mu.Unlock()
 		return s.proc.Driver, nil
 	}
 	if s.proc != nil {
@@ -46,22 +58,51 @@ func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 		s.proc = nil
 	}
 	if err := ctx.Err(); err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
-	p, err := Start(s.path, s.log)
-	if err != nil {
-		return nil, err
+	st := s.starting
+	if st == nil {
+		st = &start{done: make(chan struct{})}
+		s.starting = st
+		go s.start(st)
 	}
-	s.starts++
-	s.proc = p
-	s.log.Debug("driver process started", "path", s.path, "pid", p.Pid(), "starts", s.starts)
-	return p.Driver, nil
+	s.mu.Unlock()
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("driver process %s still starting: %w", s.path, ctx.Err())
+	}
+	if st.err != nil {
+		return nil, st.err
+	}
+	return s.Driver(ctx)
 }
 
-// Close stops the driver process, if any, and waits for it to exit. The
-// supervisor stays usable: the next Driver call starts a process again.
+func (s *Supervisor) start(st *start) {
+	p, err := Start(s.path, s.log)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starting = nil
+	if err == nil {
+		s.starts++
+		s.proc = p
+		s.log.Debug("driver process started", "path", s.path, "pid", p.Pid(), "starts", s.starts)
+	}
+	st.err = err
+	close(st.done)
+}
+
+// Close stops the driver process, if any (once a start in progress is
+// over), and waits for it to exit. The supervisor stays usable: the next
+// Driver call starts a process again.
 func (s *Supervisor) Close() {
 	s.mu.Lock()
+	if st := s.starting; st != nil {
+		s.mu.Unlock()
+		<-st.done
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.proc != nil {
 		s.proc.Close()

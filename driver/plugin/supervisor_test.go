@@ -53,6 +53,14 @@ func TestSupervisor(t *testing.T) {
 		t.Fatalf("after a cancelled call: pid %d, %d starts; want none", pid, starts)
 	}
 
+	// A caller whose deadline ends while the process starts returns then;
+	// the start goes on, and the callers after it share it.
+	short, cancelShort := context.WithTimeout(ctx, time.Millisecond)
+	defer cancelShort()
+	if _, err := s.Driver(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Driver past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+
 	// Concurrent first calls share one start.
 	const callers = 8
 	got := make([]driver.Driver, callers)
