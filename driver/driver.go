@@ -199,7 +199,20 @@ type MigrateOptions struct {
 	CopyStorage    bool // copy non-shared disks (target images must exist)
 	Tunnelled      bool // send migration data through libvirtd's connection
 	Unsafe         bool // allow disks libvirt thinks unsafe (lab shared dirs)
+	// ProgressTimeout ends a migration whose memory left to send has not
+	// shrunk for this long (0: DefaultProgressTimeout).
+	ProgressTimeout time.Duration
+	// CompletionPerGiB bounds a migration to this long per GiB of guest
+	// memory, counting at least one GiB (0: DefaultCompletionPerGiB).
+	CompletionPerGiB time.Duration
 }
+
+// How long a migration may run before the driver ends it (switching to
+// post-copy where allowed, else aborting), KubeVirt's defaults.
+const (
+	DefaultProgressTimeout  = 150 * time.Second
+	DefaultCompletionPerGiB = 150 * time.Second
+)
 
 // MigrateRequest names a domain, where it is and where it goes.
 type MigrateRequest struct {

@@ -97,6 +97,9 @@ type Policy struct {
 	MaxDowntimeMs         int64   `json:"max_downtime_ms"`
 	AutoConverge          bool    `json:"auto_converge"`
 	PostCopy              bool    `json:"post_copy"`
+	// 0: the caller's (provider's, target's) setting.
+	ProgressTimeoutS  int64 `json:"progress_timeout_s,omitempty"`
+	CompletionPerGiBS int64 `json:"completion_timeout_per_gib_s,omitempty"`
 }
 
 // Record is a pool record decoded.
@@ -363,14 +366,19 @@ func clamp(v, lo, hi float64) float64 { return max(lo, min(v, hi)) }
 
 // MigrateOptions are the live-migration options for a guest of a pool with
 // policy p (nil: defaults only). defaults carries the caller's bandwidth and
-// downtime, which the policy overrides when it sets them. The definition
+// downtime, auto-converge, post-copy and timeouts, which the policy
+// overrides when it sets them (its auto-converge and post-copy always). The definition
 // always follows the guest, so that it is never defined on two hosts.
 func MigrateOptions(defaults driver.MigrateOptions, p *Policy, hasDisk bool) driver.MigrateOptions {
 	o := driver.MigrateOptions{
-		BandwidthMiBs:  defaults.BandwidthMiBs,
-		MaxDowntime:    defaults.MaxDowntime,
-		Persistent:     true,
-		UndefineSource: true,
+		BandwidthMiBs:    defaults.BandwidthMiBs,
+		MaxDowntime:      defaults.MaxDowntime,
+		AutoConverge:     defaults.AutoConverge,
+		PostCopy:         defaults.PostCopy,
+		ProgressTimeout:  defaults.ProgressTimeout,
+		CompletionPerGiB: defaults.CompletionPerGiB,
+		Persistent:       true,
+		UndefineSource:   true,
 		// Overlays live in a directory every host sees (shared storage);
 		// libvirt cannot tell and calls that unsafe.
 		Unsafe: hasDisk,
@@ -381,6 +389,12 @@ func MigrateOptions(defaults driver.MigrateOptions, p *Policy, hasDisk bool) dri
 		}
 		if p.MaxDowntimeMs > 0 {
 			o.MaxDowntime = time.Duration(p.MaxDowntimeMs) * time.Millisecond
+		}
+		if p.ProgressTimeoutS > 0 {
+			o.ProgressTimeout = time.Duration(p.ProgressTimeoutS) * time.Second
+		}
+		if p.CompletionPerGiBS > 0 {
+			o.CompletionPerGiB = time.Duration(p.CompletionPerGiBS) * time.Second
 		}
 		o.AutoConverge, o.PostCopy = p.AutoConverge, p.PostCopy
 	}

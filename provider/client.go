@@ -16,12 +16,13 @@ import (
 
 // Config is the provider's configuration, resolved.
 type Config struct {
-	Hosts                 pool.Inventory
-	DriverPath            string // "" = beside the provider binary, then $PATH
-	ShutdownTimeout       time.Duration
-	DefaultTimeout        time.Duration
-	MigrationBandwidthMiB int64
-	MigrationMaxDowntime  time.Duration
+	Hosts           pool.Inventory
+	DriverPath      string // "" = beside the provider binary, then $PATH
+	ShutdownTimeout time.Duration
+	DefaultTimeout  time.Duration
+	// Migration holds the live-migration settings of guests whose pool
+	// has no migration policy saying otherwise.
+	Migration driver.MigrateOptions
 }
 
 // Client is what resources and data sources get from Configure: the
@@ -107,7 +108,7 @@ func (c *Client) ops(ctx context.Context) *pool.Ops {
 // migrationDefaults are the provider's live-migration settings, which a
 // pool's migration policy overrides (pool.MigrateOptions).
 func (c *Client) migrationDefaults() driver.MigrateOptions {
-	return driver.MigrateOptions{BandwidthMiBs: uint64(c.cfg.MigrationBandwidthMiB), MaxDowntime: c.cfg.MigrationMaxDowntime}
+	return c.cfg.Migration
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -57,6 +58,10 @@ type providerModel struct {
 	DefaultTimeout        types.String `tfsdk:"default_timeout"`
 	MigrationBandwidthMiB types.Int64  `tfsdk:"migration_bandwidth_mib"`
 	MigrationMaxDowntime  types.Int64  `tfsdk:"migration_max_downtime_ms"`
+	MigrationAutoConverge types.Bool   `tfsdk:"migration_auto_converge"`
+	MigrationPostCopy     types.Bool   `tfsdk:"migration_post_copy"`
+	MigrationProgress     types.String `tfsdk:"migration_progress_timeout"`
+	MigrationCompletion   types.String `tfsdk:"migration_completion_timeout_per_gib"`
 }
 
 var hostEntryAttrTypes = map[string]attr.Type{
@@ -183,6 +188,29 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 				Optional:   true,
 				Validators: []validator.Int64{int64validator.AtLeast(0)},
 			},
+			"migration_auto_converge": schema.BoolAttribute{
+				Description: "Let a live migration that does not converge throttle the guest's vCPUs, unless its pool's policy says otherwise. " +
+					"Default false.",
+				Optional: true,
+			},
+			"migration_post_copy": schema.BoolAttribute{
+				Description: "Let a live migration that does not converge (after auto-converge, if allowed) or reaches its completion " +
+					"deadline switch to post-copy, unless its pool's policy says otherwise. Default false: such a migration is aborted, " +
+					"the guest staying on its source.",
+				Optional: true,
+			},
+			"migration_progress_timeout": schema.StringAttribute{
+				Description: "A live migration whose memory left to send has not shrunk for this long is ended " +
+					"(post-copy if allowed, else aborted), unless its pool's policy says otherwise (Go duration). Default `150s`.",
+				Optional:   true,
+				Validators: []validator.String{durationValidator{min: time.Second}},
+			},
+			"migration_completion_timeout_per_gib": schema.StringAttribute{
+				Description: "A live migration still running after this long per GiB of guest memory (counting at least one GiB) is ended " +
+					"(post-copy if allowed, else aborted), unless its pool's policy says otherwise (Go duration). Default `150s`.",
+				Optional:   true,
+				Validators: []validator.String{durationValidator{min: time.Second}},
+			},
 		},
 	}
 }
@@ -208,12 +236,17 @@ func (p *Provider) Configure(ctx context.Context, req provider.ConfigureRequest,
 func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	cfg := Config{
-		Hosts:                 pool.Inventory{},
-		DriverPath:            m.DriverPath.ValueString(),
-		ShutdownTimeout:       defaultShutdownTimeout,
-		DefaultTimeout:        defaultTimeout,
-		MigrationBandwidthMiB: m.MigrationBandwidthMiB.ValueInt64(),
-		MigrationMaxDowntime:  msDuration(m.MigrationMaxDowntime.ValueInt64()),
+		Hosts:           pool.Inventory{},
+		DriverPath:      m.DriverPath.ValueString(),
+		ShutdownTimeout: defaultShutdownTimeout,
+		DefaultTimeout:  defaultTimeout,
+		Migration: driver.MigrateOptions{
+			BandwidthMiBs: uint64(m.MigrationBandwidthMiB.ValueInt64()),
+			MaxDowntime:   msDuration(m.MigrationMaxDowntime.ValueInt64()),
+			AutoConverge:  m.MigrationAutoConverge.ValueBool(),
+			PostCopy:      m.MigrationPostCopy.ValueBool(),
+			// 0: the driver's defaults.
+		},
 	}
 	if m.Hosts.IsUnknown() {
 		diags.AddAttributeError(path.Root("hosts"), "Hosts not known yet",
@@ -241,7 +274,9 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 		attr string
 		v    types.String
 		dst  *time.Duration
-	}{{"shutdown_timeout", m.ShutdownTimeout, &cfg.ShutdownTimeout}, {"default_timeout", m.DefaultTimeout, &cfg.DefaultTimeout}} {
+	}{{"shutdown_timeout", m.ShutdownTimeout, &cfg.ShutdownTimeout}, {"default_timeout", m.DefaultTimeout, &cfg.DefaultTimeout},
+		{"migration_progress_timeout", m.MigrationProgress, &cfg.Migration.ProgressTimeout},
+		{"migration_completion_timeout_per_gib", m.MigrationCompletion, &cfg.Migration.CompletionPerGiB}} {
 		if d.v.IsNull() || d.v.IsUnknown() {
 			continue
 		}

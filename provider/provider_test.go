@@ -93,8 +93,9 @@ func runWithLab(m *testing.M) int {
 // providerConfig is the provider block for the lab, plus required_providers.
 func providerConfig() string { return providerConfigBW(2000) }
 
-// providerConfigBW is providerConfig with another migration bandwidth (MiB/s).
-func providerConfigBW(bandwidth int) string {
+// providerConfigBW is providerConfig with another migration bandwidth
+// (MiB/s) and extra provider attributes, one per line.
+func providerConfigBW(bandwidth int, extra ...string) string {
 	var b strings.Builder
 	b.WriteString(`terraform {
   required_providers {
@@ -107,7 +108,11 @@ provider "virtpool" {
   shutdown_timeout          = "0s"
   migration_bandwidth_mib   = ` + strconv.Itoa(bandwidth) + `
   migration_max_downtime_ms = 50
-  hosts = {
+`)
+	for _, l := range extra {
+		b.WriteString("  " + l + "\n")
+	}
+	b.WriteString(`  hosts = {
 `)
 	hosts := []lab.Host{{Name: "h1", URI: "test:///default"}, {Name: "h2", URI: "test:///default"}, {Name: "h3", URI: "test:///default"}}
 	if theLab != nil {

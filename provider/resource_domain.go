@@ -293,8 +293,13 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 		}
 		res, err := r.client.ops(ctx).Migrate(ctx, name, at.Host, to, pool.MigrateOptions(r.client.migrationDefaults(), nil, m.BaseImage.ValueString() != ""))
 		if err != nil {
+			hint := ""
+			if driver.CodeOf(err) == driver.CodeOperationAborted {
+				hint = " A domain's migrations follow the provider's migration_auto_converge, migration_post_copy, " +
+					"migration_bandwidth_mib and migration timeouts."
+			}
 			resp.Diagnostics.AddAttributeError(path.Root("host"), "Live migration failed",
-				fmt.Sprintf("%v. The guest keeps running where it was; fix the cause and apply again.", err))
+				fmt.Sprintf("%v. The guest keeps running where it was; fix the cause and apply again.%s", err, hint))
 			// Say where it is now, so that the next plan starts from there
 			// (with a fresh deadline: the timeout may be what ended it).
 			fresh, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

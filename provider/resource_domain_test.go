@@ -78,9 +78,10 @@ func TestTemplateConversion(t *testing.T) {
 }
 
 func TestMigrateOptions(t *testing.T) {
-	c := &Client{cfg: Config{MigrationBandwidthMiB: 1000, MigrationMaxDowntime: 50 * time.Millisecond}}
+	c := &Client{cfg: Config{Migration: driver.MigrateOptions{BandwidthMiBs: 1000, MaxDowntime: 50 * time.Millisecond,
+		PostCopy: true, ProgressTimeout: time.Minute, CompletionPerGiB: 2 * time.Minute}}}
 	pol := pool.DefaultPolicy()
-	pol.BandwidthMiB, pol.MaxDowntimeMs, pol.AutoConverge = 300, 200, true
+	pol.BandwidthMiB, pol.MaxDowntimeMs, pol.AutoConverge, pol.ProgressTimeoutS = 300, 200, true, 30
 	cases := []struct {
 		name string
 		pol  *pool.Policy
@@ -88,9 +89,10 @@ func TestMigrateOptions(t *testing.T) {
 		want driver.MigrateOptions
 	}{
 		{"provider defaults", nil, false, driver.MigrateOptions{BandwidthMiBs: 1000, MaxDowntime: 50 * time.Millisecond,
-			Persistent: true, UndefineSource: true}},
+			PostCopy: true, ProgressTimeout: time.Minute, CompletionPerGiB: 2 * time.Minute, Persistent: true, UndefineSource: true}},
 		{"policy wins, disk is unsafe", &pol, true, driver.MigrateOptions{BandwidthMiBs: 300, MaxDowntime: 200 * time.Millisecond,
-			AutoConverge: true, Persistent: true, UndefineSource: true, Unsafe: true}},
+			AutoConverge: true, ProgressTimeout: 30 * time.Second, CompletionPerGiB: 2 * time.Minute,
+			Persistent: true, UndefineSource: true, Unsafe: true}},
 	}
 	for _, cs := range cases {
 		if got := pool.MigrateOptions(c.migrationDefaults(), cs.pol, cs.disk); got != cs.want {
@@ -297,6 +299,63 @@ func TestAccDomainMigrationTimeout(t *testing.T) {
 				},
 				Config:   domainConfigWith(slow, name, ip, "h1", `timeouts = { update = "3s" }`),
 				PlanOnly: true,
+			},
+		},
+	})
+}
+
+// TestAccDomainMigrationDoesNotConverge: a guest dirtying memory faster
+// than the bandwidth (24 MiB rewritten continuously, 16 MiB/s) is not
+// migrated for ever: the apply fails in bounded time, naming the cause and
+// the provider settings that would let it finish, and the guest runs on
+// the source only; with migration_post_copy the same move completes.
+func TestAccDomainMigrationDoesNotConverge(t *testing.T) {
+	needAcc(t)
+	const name, ip = "vpt-dirty", "192.0.2.162"
+	strict, postCopy := providerConfigBW(16), providerConfigBW(16, "migration_post_copy = true")
+	var uuid string
+	var start time.Time
+	tfresource.Test(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: accProviders,
+		CheckDestroy: func(*terraform.State) error {
+			if l := where(t, name); len(l) > 0 {
+				return fmt.Errorf("domain destroyed but still defined: %+v", l)
+			}
+			return nil
+		},
+		Steps: []tfresource.TestStep{
+			{
+				Config: domainConfigWith(strict, name, ip, "h1", ""),
+				Check:  checkOnlyOn(t, name, "h1", &uuid),
+			},
+			{
+				PreConfig: func() {
+					waitGuest(t, ip)
+					if err := client.SetLoad(context.Background(), ip, 0, 24); err != nil {
+						t.Fatal(err)
+					}
+					start = time.Now()
+				},
+				Config: domainConfigWith(strict, name, ip, "h2", ""),
+				ExpectError: regexp.MustCompile(`(?s)Live migration failed.*aborted: not converging.*guest dirties.*` +
+					`migration_auto_converge.*migration_post_copy.*migration_bandwidth_mib`),
+			},
+			{
+				PreConfig: func() {
+					t.Logf("the migration that did not converge failed after %s", time.Since(start).Round(100*time.Millisecond))
+					if err := checkOnlyOn(t, name, "h1", &uuid)(nil); err != nil {
+						t.Fatalf("after the aborted migration: %v", err)
+					}
+				},
+				Config:   domainConfigWith(strict, name, ip, "h1", ""),
+				PlanOnly: true,
+			},
+			{
+				Config: domainConfigWith(postCopy, name, ip, "h2", ""),
+				Check: tfresource.ComposeAggregateTestCheckFunc(
+					checkOnlyOn(t, name, "h2", &uuid),
+					func(*terraform.State) error { return client.SetLoad(context.Background(), ip, 0, 0) },
+				),
 			},
 		},
 	})

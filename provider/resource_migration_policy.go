@@ -48,6 +48,8 @@ type policyModel struct {
 	MaxDowntimeMs         types.Int64   `tfsdk:"max_downtime_ms"`
 	AutoConverge          types.Bool    `tfsdk:"auto_converge"`
 	PostCopy              types.Bool    `tfsdk:"post_copy"`
+	ProgressTimeoutS      types.Int64   `tfsdk:"progress_timeout_s"`
+	CompletionPerGiBS     types.Int64   `tfsdk:"completion_timeout_per_gib_s"`
 }
 
 func (r *policyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -86,10 +88,20 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"max_parallel_migrations": count("Most migrations a host takes part in at once.", def.MaxParallel, 1),
 			"bandwidth_mib":           count("Migration bandwidth cap in MiB/s (0: the provider's migration_bandwidth_mib).", 0, 0),
 			"max_downtime_ms":         count("Longest pause of a guest at the end of a migration, in milliseconds.", def.MaxDowntimeMs, 1),
-			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge.",
+			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge " +
+				"(QEMU's auto-converge, harder every pass over memory). A migration still not converging at the highest throttle " +
+				"switches to post-copy if `post_copy` allows it, else it is aborted.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
-			"post_copy": schema.BoolAttribute{Description: "Allow switching to post-copy migration.",
+			"post_copy": schema.BoolAttribute{Description: "Switch a migration to post-copy (the guest runs on the destination, " +
+				"which pulls the pages still on the source) when it does not converge (after auto-converge, if allowed), makes no " +
+				"progress for `progress_timeout_s` or reaches its completion deadline. Without it such a migration is aborted " +
+				"and the guest stays on its source.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
+			"progress_timeout_s": count("A migration whose memory left to send has not shrunk for this many seconds is ended "+
+				"(post-copy if allowed, else aborted). 0: the provider's `migration_progress_timeout` (default 150).", 0, 0),
+			"completion_timeout_per_gib_s": count("A migration still running after this many seconds per GiB of guest memory "+
+				"(counting at least one GiB) is ended (post-copy if allowed, else aborted). 0: the provider's "+
+				"`migration_completion_timeout_per_gib` (default 150).", 0, 0),
 		},
 	}
 }
@@ -167,6 +179,7 @@ func (m policyModel) spec() pool.Policy {
 		MaxMigrationsPerRound: m.MaxMigrationsPerRound.ValueInt64(), MaxParallel: m.MaxParallel.ValueInt64(),
 		BandwidthMiB: m.BandwidthMiB.ValueInt64(), MaxDowntimeMs: m.MaxDowntimeMs.ValueInt64(),
 		AutoConverge: m.AutoConverge.ValueBool(), PostCopy: m.PostCopy.ValueBool(),
+		ProgressTimeoutS: m.ProgressTimeoutS.ValueInt64(), CompletionPerGiBS: m.CompletionPerGiBS.ValueInt64(),
 	}
 }
 
@@ -179,6 +192,7 @@ func policyFromSpec(poolName string, p pool.Policy) policyModel {
 		MaxMigrationsPerRound: types.Int64Value(p.MaxMigrationsPerRound), MaxParallel: types.Int64Value(p.MaxParallel),
 		BandwidthMiB: types.Int64Value(p.BandwidthMiB), MaxDowntimeMs: types.Int64Value(p.MaxDowntimeMs),
 		AutoConverge: types.BoolValue(p.AutoConverge), PostCopy: types.BoolValue(p.PostCopy),
+		ProgressTimeoutS: types.Int64Value(p.ProgressTimeoutS), CompletionPerGiBS: types.Int64Value(p.CompletionPerGiBS),
 	}
 }
 

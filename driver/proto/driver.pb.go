@@ -1125,19 +1125,21 @@ func (x *DomainStats) GetLabels() map[string]string {
 }
 
 type MigrateOptions struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	BandwidthMibs   uint64                 `protobuf:"varint,1,opt,name=bandwidth_mibs,json=bandwidthMibs,proto3" json:"bandwidth_mibs,omitempty"`
-	MaxDowntimeNs   int64                  `protobuf:"varint,2,opt,name=max_downtime_ns,json=maxDowntimeNs,proto3" json:"max_downtime_ns,omitempty"`
-	AutoConverge    bool                   `protobuf:"varint,3,opt,name=auto_converge,json=autoConverge,proto3" json:"auto_converge,omitempty"`
-	PostCopy        bool                   `protobuf:"varint,4,opt,name=post_copy,json=postCopy,proto3" json:"post_copy,omitempty"`
-	PostCopyAfterNs int64                  `protobuf:"varint,5,opt,name=post_copy_after_ns,json=postCopyAfterNs,proto3" json:"post_copy_after_ns,omitempty"`
-	Persistent      bool                   `protobuf:"varint,6,opt,name=persistent,proto3" json:"persistent,omitempty"`
-	UndefineSource  bool                   `protobuf:"varint,7,opt,name=undefine_source,json=undefineSource,proto3" json:"undefine_source,omitempty"`
-	CopyStorage     bool                   `protobuf:"varint,8,opt,name=copy_storage,json=copyStorage,proto3" json:"copy_storage,omitempty"`
-	Tunnelled       bool                   `protobuf:"varint,9,opt,name=tunnelled,proto3" json:"tunnelled,omitempty"`
-	Unsafe          bool                   `protobuf:"varint,10,opt,name=unsafe,proto3" json:"unsafe,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	BandwidthMibs      uint64                 `protobuf:"varint,1,opt,name=bandwidth_mibs,json=bandwidthMibs,proto3" json:"bandwidth_mibs,omitempty"`
+	MaxDowntimeNs      int64                  `protobuf:"varint,2,opt,name=max_downtime_ns,json=maxDowntimeNs,proto3" json:"max_downtime_ns,omitempty"`
+	AutoConverge       bool                   `protobuf:"varint,3,opt,name=auto_converge,json=autoConverge,proto3" json:"auto_converge,omitempty"`
+	PostCopy           bool                   `protobuf:"varint,4,opt,name=post_copy,json=postCopy,proto3" json:"post_copy,omitempty"`
+	PostCopyAfterNs    int64                  `protobuf:"varint,5,opt,name=post_copy_after_ns,json=postCopyAfterNs,proto3" json:"post_copy_after_ns,omitempty"`
+	Persistent         bool                   `protobuf:"varint,6,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	UndefineSource     bool                   `protobuf:"varint,7,opt,name=undefine_source,json=undefineSource,proto3" json:"undefine_source,omitempty"`
+	CopyStorage        bool                   `protobuf:"varint,8,opt,name=copy_storage,json=copyStorage,proto3" json:"copy_storage,omitempty"`
+	Tunnelled          bool                   `protobuf:"varint,9,opt,name=tunnelled,proto3" json:"tunnelled,omitempty"`
+	Unsafe             bool                   `protobuf:"varint,10,opt,name=unsafe,proto3" json:"unsafe,omitempty"`
+	ProgressTimeoutNs  int64                  `protobuf:"varint,11,opt,name=progress_timeout_ns,json=progressTimeoutNs,proto3" json:"progress_timeout_ns,omitempty"`
+	CompletionPerGibNs int64                  `protobuf:"varint,12,opt,name=completion_per_gib_ns,json=completionPerGibNs,proto3" json:"completion_per_gib_ns,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *MigrateOptions) Reset() {
@@ -1238,6 +1240,20 @@ func (x *MigrateOptions) GetUnsafe() bool {
 		return x.Unsafe
 	}
 	return false
+}
+
+func (x *MigrateOptions) GetProgressTimeoutNs() int64 {
+	if x != nil {
+		return x.ProgressTimeoutNs
+	}
+	return 0
+}
+
+func (x *MigrateOptions) GetCompletionPerGibNs() int64 {
+	if x != nil {
+		return x.CompletionPerGibNs
+	}
+	return 0
 }
 
 type MigrateRequest struct {
@@ -2249,7 +2265,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x06labels\x18\f \x03(\v2+.virtpool.driver.v1.DomainStats.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x03\n" +
 	"\x0eMigrateOptions\x12%\n" +
 	"\x0ebandwidth_mibs\x18\x01 \x01(\x04R\rbandwidthMibs\x12&\n" +
 	"\x0fmax_downtime_ns\x18\x02 \x01(\x03R\rmaxDowntimeNs\x12#\n" +
@@ -2263,7 +2279,9 @@ const file_driver_proto_rawDesc = "" +
 	"\fcopy_storage\x18\b \x01(\bR\vcopyStorage\x12\x1c\n" +
 	"\ttunnelled\x18\t \x01(\bR\ttunnelled\x12\x16\n" +
 	"\x06unsafe\x18\n" +
-	" \x01(\bR\x06unsafe\"\xe9\x01\n" +
+	" \x01(\bR\x06unsafe\x12.\n" +
+	"\x13progress_timeout_ns\x18\v \x01(\x03R\x11progressTimeoutNs\x121\n" +
+	"\x15completion_per_gib_ns\x18\f \x01(\x03R\x12completionPerGibNs\"\xe9\x01\n" +
 	"\x0eMigrateRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1d\n" +
 	"\n" +

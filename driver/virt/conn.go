@@ -47,6 +47,8 @@ type connPool struct {
 	log   hclog.Logger
 	mu    sync.Mutex
 	conns map[string]*lv.Connect
+	// connected, if set, runs in the background after each new connection.
+	connected func(uri string, c *lv.Connect)
 }
 
 func newConnPool(log hclog.Logger) *connPool {
@@ -87,6 +89,9 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 	}
 	p.conns[uri] = c
 	p.log.Debug("connected", "uri", uri)
+	if p.connected != nil {
+		go p.connected(uri, c)
+	}
 	return c, nil
 }
 

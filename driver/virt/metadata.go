@@ -27,6 +27,8 @@ type metadata struct {
 	Labels  []metadataLabel `xml:"label"`
 	// Overlay is the copy-on-write disk virtpool created, removed on undefine.
 	Overlay string `xml:"overlay,omitempty"`
+	// Migration notes the limits of the last migration out started here.
+	Migration *migrationNote `xml:"migration,omitempty"`
 }
 
 type metadataLabel struct {

@@ -23,8 +23,12 @@ const (
 // Migrate live-migrates req.Domain peer-to-peer: the source libvirtd drives
 // the migration, so it completes or rolls back even if this process dies.
 // libvirt keeps the guest paused on the source until the destination runs
-// it, so it never runs on both hosts. Retrying a migration that already
-// completed is a no-op that reports the guest where it is.
+// it, so it never runs on both hosts. Every migration ends: follow applies
+// the options' limits (switching to post-copy, else aborting, one that does
+// not converge or outlives its deadline), and the limits are noted in the
+// domain's metadata for any driver that finds the job after this caller
+// died. Retrying a migration that already completed is a no-op that reports
+// the guest where it is.
 func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progress func(driver.MigrateProgress)) (driver.MigrateResult, error) {
 	op := "migrate to " + req.DestURI
 	name := req.Domain
@@ -48,8 +52,11 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		defer dom.Free()
 		// A migration started by an earlier call (cancelled, or from a
 		// driver process that died) may still be running or rolling back:
-		// wait for it to end before looking at where the guest is.
-		err = waitNoJob(ctx, dom)
+		// see it end before looking at where the guest is.
+		var release func()
+		if release, err = d.settle(ctx, req.SourceURI, name, dom, log); err == nil {
+			defer release()
+		}
 	}
 	active := false
 	if err == nil {
@@ -86,14 +93,17 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	if peer == "" {
 		peer = req.DestURI
 	}
-	log.Info("migration starting", "flags", fmt.Sprintf("%#x", uint(migrateFlags(o))), "bandwidth_mibs", o.BandwidthMiBs)
+	lim := limitsOf(o)
+	start := time.Now()
+	if err := noteMigration(dom, noteOf(lim, req.DestURI, start)); err != nil {
+		log.Warn("cannot note the migration's limits in the domain; a driver finding it later uses the defaults", "error", err)
+	}
+	log.Info("migration starting", "flags", fmt.Sprintf("%#x", uint(migrateFlags(o))), "bandwidth_mibs", o.BandwidthMiBs,
+		"progress_timeout", lim.ProgressTimeout.String(), "completion_per_gib", lim.CompletionPerGiB.String())
 
 	done := make(chan error, 1)
 	go func() { done <- dom.MigrateToURI3(peer, params, migrateFlags(o)) }()
 
-	tick := time.NewTicker(progressInterval)
-	defer tick.Stop()
-	start := time.Now()
 	var switched atomic.Bool
 	if o.PostCopy && o.PostCopyAfter > 0 {
 		stop, exited := make(chan struct{}), make(chan struct{})
@@ -103,59 +113,62 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		}()
 		defer func() { close(stop); <-exited }() // before dom is freed
 	}
-	aborted := false
 	var lastProcessed uint64
+	err = follow(ctx, jobDomain{dom, &switched}, &monitor{limits: lim}, done, func(s sample) {
+		lastProcessed = s.Progress.DataProcessed
+		if progress != nil {
+			p := s.Progress
+			p.PostCopy = s.PostCopy
+			progress(p)
+		}
+	}, log)
+	if err != nil {
+		d.conns.check(req.SourceURI, err)
+		return fail(req.SourceURI, err)
+	}
+	res, err := completed(src, dst, name)
+	if err != nil {
+		return fail(req.DestURI, err)
+	}
+	res.PostCopy = res.PostCopy || switched.Load()
+	// libvirt keeps no completed-job statistics for some migrations
+	// (post-copy among them): fall back to what this call saw, leaving the
+	// downtime unknown (0).
+	if res.Elapsed == 0 {
+		res.Elapsed = time.Since(start)
+	}
+	if res.Bytes == 0 {
+		res.Bytes = lastProcessed
+	}
+	log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy)
+	return res, nil
+}
+
+// settle sees any job of dom on uri end: a migration this process follows
+// already, or else one found running, which it follows with the limits its
+// starter noted (so that it ends even if that caller died). It returns with
+// the domain's migrations claimed for the caller.
+func (d *Driver) settle(ctx context.Context, uri, name string, dom *lv.Domain, log hclog.Logger) (release func(), err error) {
 	for {
+		release, busy := d.following.claim(uri, name)
+		if busy == nil {
+			if err := adopt(ctx, dom, log); err != nil {
+				release()
+				return nil, err
+			}
+			return release, nil
+		}
 		select {
-		case err := <-done:
-			if err != nil {
-				if aborted {
-					return fail(req.SourceURI, fmt.Errorf("aborted (%w): %w", ctx.Err(), err))
-				}
-				d.conns.check(req.SourceURI, err)
-				return fail(req.SourceURI, err)
-			}
-			res, err := completed(src, dst, name)
-			if err != nil {
-				return fail(req.DestURI, err)
-			}
-			res.PostCopy = res.PostCopy || switched.Load()
-			// libvirt keeps no completed-job statistics for some
-			// migrations (post-copy among them): fall back to what this
-			// call saw, leaving the downtime unknown (0).
-			if res.Elapsed == 0 {
-				res.Elapsed = time.Since(start)
-			}
-			if res.Bytes == 0 {
-				res.Bytes = lastProcessed
-			}
-			log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy)
-			return res, nil
+		case <-busy:
 		case <-ctx.Done():
-			if !aborted {
-				aborted = true
-				log.Warn("aborting migration", "reason", ctx.Err())
-				if err := dom.AbortJob(); err != nil {
-					log.Warn("abort refused; waiting for the migration to end", "error", err)
-				}
-			}
-			ctx = context.Background() // wait for MigrateToURI3 to return
-		case <-tick.C:
-			js, err := dom.GetJobStats(0)
-			if err != nil || js.Type == lv.DOMAIN_JOB_NONE {
-				continue
-			}
-			lastProcessed = js.DataProcessed
-			p := progressOf(js)
-			p.PostCopy = switched.Load()
-			if progress != nil {
-				progress(p)
-			}
+			return nil, fmt.Errorf("waiting for the running migration job to end: %w", ctx.Err())
 		}
 	}
 }
 
-func waitNoJob(ctx context.Context, dom *lv.Domain) error {
+// adopt follows dom's migration out, if one runs, until it ends; any other
+// job (a migration in, a save) it waits for.
+func adopt(ctx context.Context, dom *lv.Domain, log hclog.Logger) error {
 	for {
 		js, err := dom.GetJobStats(0)
 		if err != nil {
@@ -164,12 +177,84 @@ func waitNoJob(ctx context.Context, dom *lv.Domain) error {
 		if js.Type == lv.DOMAIN_JOB_NONE {
 			return nil
 		}
+		if js.OperationSet && js.Operation == lv.DOMAIN_JOB_OPERATION_MIGRATION_OUT {
+			var note *migrationNote
+			if m, err := readMetadata(dom); err == nil {
+				note = m.Migration
+			}
+			lim := limitsFor(note, time.Duration(js.TimeElapsed)*time.Millisecond, time.Now())
+			log.Info("following a migration found running", "elapsed_ms", js.TimeElapsed, "progress_timeout", lim.ProgressTimeout.String(),
+				"auto_converge", lim.AutoConverge, "post_copy", lim.PostCopy)
+			return follow(ctx, jobDomain{dom, &atomic.Bool{}}, &monitor{limits: lim}, nil, nil, log)
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the running migration job to end: %w", ctx.Err())
+			return fmt.Errorf("waiting for the running job to end: %w", ctx.Err())
 		case <-time.After(progressInterval):
 		}
 	}
+}
+
+// adoptAll follows, in the background, every migration out found running
+// on a host this driver just connected to: their callers may be gone.
+func (d *Driver) adoptAll(uri string, c *lv.Connect) {
+	doms, err := c.ListAllDomains(lv.CONNECT_LIST_DOMAINS_ACTIVE)
+	if err != nil {
+		d.log.Debug("cannot look for running migrations", "uri", uri, "error", err)
+		return
+	}
+	for i := range doms {
+		dom := &doms[i]
+		js, err := dom.GetJobStats(0)
+		name, nerr := dom.GetName()
+		if err != nil || nerr != nil || js.Type == lv.DOMAIN_JOB_NONE ||
+			!js.OperationSet || js.Operation != lv.DOMAIN_JOB_OPERATION_MIGRATION_OUT {
+			dom.Free()
+			continue
+		}
+		release, busy := d.following.claim(uri, name)
+		if busy != nil {
+			dom.Free()
+			continue
+		}
+		log := d.log.With("domain", name, "source", uri)
+		if !d.background(func() {
+			defer dom.Free()
+			defer release()
+			if err := adopt(d.ctx, dom, log); err != nil {
+				log.Debug("stopped following the migration", "error", err)
+			}
+		}) {
+			release()
+			dom.Free()
+		}
+	}
+}
+
+// background runs fn in a goroutine Close waits for, unless the driver is
+// closed already.
+func (d *Driver) background(fn func()) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.adopters.Add(1)
+	go func() {
+		defer d.adopters.Done()
+		fn()
+	}()
+	return true
+}
+
+// noteMigration records a migration's limits in the domain's metadata.
+func noteMigration(dom *lv.Domain, n *migrationNote) error {
+	m, err := readMetadata(dom)
+	if err != nil {
+		return err
+	}
+	m.Migration = n
+	return writeMetadata(dom, m)
 }
 
 func migrateFlags(o driver.MigrateOptions) lv.DomainMigrateFlags {
@@ -272,11 +357,7 @@ func jobOf(js *lv.DomainJobInfo) driver.Job {
 	case lv.DOMAIN_JOB_FAILED, lv.DOMAIN_JOB_CANCELLED:
 		j.State = driver.JobFailed
 	}
-	page := uint64(4096)
-	if js.MemPageSizeSet && js.MemPageSize > 0 {
-		page = js.MemPageSize
-	}
-	j.DirtyRate = js.MemDirtyRate * page // libvirt counts pages per second
+	j.DirtyRate = js.MemDirtyRate * pageSize(js) // libvirt counts pages per second
 	return j
 }
 

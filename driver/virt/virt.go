@@ -6,6 +6,7 @@ package virt
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +25,16 @@ type Driver struct {
 
 	accelMu sync.Mutex
 	accels  map[string][]string // per host UUID: accelerators found to work
+
+	following following // the migration jobs followed here
+	// ctx ends at Close, stopping the followers of migrations found
+	// running (adoptAll), which adopters counts once started (closed
+	// says no more may start).
+	ctx      context.Context
+	stop     context.CancelFunc
+	mu       sync.Mutex
+	closed   bool
+	adopters sync.WaitGroup
 }
 
 // New returns a driver. Close it to drop its connections.
@@ -32,15 +43,26 @@ func New(logger hclog.Logger) *Driver {
 		logger = hclog.NewNullLogger()
 	}
 	startEventLoop(logger)
-	return &Driver{
+	d := &Driver{
 		log:    logger,
 		conns:  newConnPool(logger.Named("conn")),
 		accels: map[string][]string{},
 	}
+	d.ctx, d.stop = context.WithCancel(context.Background())
+	d.conns.connected = d.adoptAll
+	return d
 }
 
-// Close closes every libvirt connection.
-func (d *Driver) Close() error { return d.conns.closeAll() }
+// Close stops following migrations (they go on, bounded by the next driver
+// that connects) and closes every libvirt connection.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.stop()
+	d.adopters.Wait()
+	return d.conns.closeAll()
+}
 
 // wrap turns err into a *driver.Error naming the operation, host and domain,
 // keeping libvirt's error code and its message.
@@ -57,7 +79,8 @@ func wrap(op, uri, dom string, err error) error {
 	if errors.As(err, &le) {
 		e.Code = int(le.Code)
 		e.LibvirtDomain = int(le.Domain)
-		e.Err = errors.New(le.Message)
+		// libvirt's message, without its Go formatting, in its context.
+		e.Err = errors.New(strings.Replace(err.Error(), le.Error(), le.Message, 1))
 	}
 	return e
 }

@@ -23,5 +23,8 @@ provider "virtpool" {
   # libvirt's default migration bandwidth is low: set one.
   migration_bandwidth_mib   = 1000
   migration_max_downtime_ms = 300
-  shutdown_timeout          = "60s"
+  # A migration that cannot converge is aborted (the guest stays where it
+  # was) unless auto-converge or post-copy may finish it.
+  migration_auto_converge = true
+  shutdown_timeout        = "60s"
 }

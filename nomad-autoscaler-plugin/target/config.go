@@ -19,6 +19,7 @@ import (
 var (
 	// configKeys are the plugin's own keys (fleet adds the common ones).
 	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime,
+		configKeyAutoConverge, configKeyPostCopy, configKeyProgressTimeout, configKeyCompletion,
 		configKeyScaleTimeout, configKeyNomadInherit}
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
@@ -72,6 +73,20 @@ func parseConfig(raw map[string]string) (config, error) {
 		if c.Migration.MaxDowntime, err = fleet.Duration(raw, configKeyMaxDowntime, 0); err != nil {
 			return c, err
 		}
+	}
+	m := &c.Migration
+	if m.AutoConverge, err = fleet.Bool(raw, configKeyAutoConverge, false); err != nil {
+		return c, err
+	}
+	if m.PostCopy, err = fleet.Bool(raw, configKeyPostCopy, false); err != nil {
+		return c, err
+	}
+	// 0 (unset): the driver's defaults.
+	if m.ProgressTimeout, err = fleet.Duration(raw, configKeyProgressTimeout, 0); err != nil {
+		return c, err
+	}
+	if m.CompletionPerGiB, err = fleet.Duration(raw, configKeyCompletion, 0); err != nil {
+		return c, err
 	}
 	if _, err := fleet.Bool(raw, configKeyNomadInherit, true); err != nil {
 		return c, err

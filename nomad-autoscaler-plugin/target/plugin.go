@@ -61,6 +61,13 @@ const (
 	// where the pool's migration policy sets none.
 	configKeyBandwidth   = "migration_bandwidth_mib"
 	configKeyMaxDowntime = "migration_max_downtime"
+	// configKeyAutoConverge, configKeyPostCopy, configKeyProgressTimeout
+	// and configKeyCompletion: how a migration that does not converge
+	// ends, where the pool's migration policy says nothing.
+	configKeyAutoConverge    = "migration_auto_converge"
+	configKeyPostCopy        = "migration_post_copy"
+	configKeyProgressTimeout = "migration_progress_timeout"
+	configKeyCompletion      = "migration_completion_timeout_per_gib"
 	// configKeyScaleTimeout bounds one Scale call.
 	configKeyScaleTimeout = "scale_timeout"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.

@@ -12,5 +12,10 @@ resource "virtpool_migration_policy" "web" {
   max_parallel_migrations  = 1
   bandwidth_mib            = 1000
   max_downtime_ms          = 300
-  auto_converge            = true
+  # A guest that writes memory faster than it can be sent: throttle it,
+  # then switch to post-copy; give up on a migration after 2 minutes
+  # without progress (see the guide "Live migrations that always end").
+  auto_converge      = true
+  post_copy          = true
+  progress_timeout_s = 120
 }
