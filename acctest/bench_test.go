@@ -101,12 +101,18 @@ func BenchmarkMigration(b *testing.B) {
 			}
 		})
 	}
+	printTable([]string{fmt.Sprintf("migration benchmark: median of %d migrations each (TCG guests; accelerator chosen by the driver)", runs),
+		"migration time: libvirt's job statistics; call: the whole driver call, as a caller waits for it.",
+		"guest RAM\tload\tbandwidth cap\tmigration time\tcall\tdowntime (libvirt)\tdowntime (pings)\tdata\tvs raw transfer\tcall vs raw\t"}, rows)
+}
+
+// printTable prints a benchmark's table: its title lines, the last one the
+// columns' names, then the rows (cells ending with a tab), right-aligned.
+func printTable(head, rows []string) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "\nmigration benchmark: median of %d migrations each (TCG guests; accelerator chosen by the driver)\n", runs)
-	fmt.Fprintln(w, "migration time: libvirt's job statistics; call: the whole driver call, as a caller waits for it.")
-	fmt.Fprintln(w, "guest RAM\tload\tbandwidth cap\tmigration time\tcall\tdowntime (libvirt)\tdowntime (pings)\tdata\tvs raw transfer\tcall vs raw\t")
-	for _, r := range rows {
-		fmt.Fprintln(w, r)
+	fmt.Fprintln(w)
+	for _, l := range append(head, rows...) {
+		fmt.Fprintln(w, l)
 	}
 	w.Flush()
 }

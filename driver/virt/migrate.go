@@ -38,6 +38,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	if req.SourceURI == req.DestURI {
 		return fail(req.SourceURI, opError(op, req.SourceURI, name, driver.CodeInvalidArg, errors.New("source and destination are the same host")))
 	}
+	called := time.Now()
 	log := d.log.With("domain", name, "source", req.SourceURI, "dest", req.DestURI)
 	dst, err := d.conns.get(ctx, req.DestURI)
 	if err != nil {
@@ -82,17 +83,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 			return fail(req.SourceURI, fmt.Errorf("set max downtime: %w", err))
 		}
 	}
-	params := &lv.DomainMigrateParameters{}
-	if o.BandwidthMiBs > 0 {
-		params.BandwidthSet, params.Bandwidth = true, o.BandwidthMiBs
-	}
-	if req.MigrationURI != "" {
-		params.URISet, params.URI = true, req.MigrationURI
-	}
-	peer := req.DestPeerURI
-	if peer == "" {
-		peer = req.DestURI
-	}
+	params, peer := migrateParams(req)
 	lim := limitsOf(o)
 	start := time.Now()
 	if err := noteMigration(dom, noteOf(lim, req.DestURI, start)); err != nil {
@@ -122,6 +113,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 			progress(p)
 		}
 	}, log)
+	returned := time.Now()
 	if err != nil {
 		d.conns.check(req.SourceURI, err)
 		return fail(req.SourceURI, err)
@@ -140,7 +132,10 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	if res.Bytes == 0 {
 		res.Bytes = lastProcessed
 	}
-	log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy)
+	// What the call costs beyond libvirt's job: before it starts, libvirt's
+	// own phases around it (in migrate_call), reading the result.
+	log.Info("migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes, "postcopy", res.PostCopy,
+		"setup", start.Sub(called).String(), "migrate_call", returned.Sub(start).String(), "finish", time.Since(returned).String())
 	return res, nil
 }
 
@@ -255,6 +250,23 @@ func noteMigration(dom *lv.Domain, n *migrationNote) error {
 	}
 	m.Migration = n
 	return writeMetadata(dom, m)
+}
+
+// migrateParams are libvirt's parameters for req, and the URI the source
+// libvirtd reaches the destination's at.
+func migrateParams(req driver.MigrateRequest) (*lv.DomainMigrateParameters, string) {
+	params := &lv.DomainMigrateParameters{}
+	if req.Options.BandwidthMiBs > 0 {
+		params.BandwidthSet, params.Bandwidth = true, req.Options.BandwidthMiBs
+	}
+	if req.MigrationURI != "" {
+		params.URISet, params.URI = true, req.MigrationURI
+	}
+	peer := req.DestPeerURI
+	if peer == "" {
+		peer = req.DestURI
+	}
+	return params, peer
 }
 
 func migrateFlags(o driver.MigrateOptions) lv.DomainMigrateFlags {

@@ -8,9 +8,9 @@ import (
 )
 
 const (
-	// stallPasses: a migration whose memory left to send has not shrunk in
-	// this many passes over the guest's memory does not converge: the
-	// guest dirties pages faster than they are sent.
+	// stallPasses: a migration whose passes over the guest's memory have
+	// not started with less to send in this many passes, while the guest
+	// dirties memory at least half as fast as it is sent, does not converge.
 	stallPasses = 5
 	// progressStep is how much the memory left to send must shrink (a
 	// fraction of its lowest so far) to count as progress: between passes
@@ -78,13 +78,21 @@ const (
 // converge, makes no progress for ProgressTimeout, or outlives its
 // completion deadline. It keeps no clock of its own (libvirt's elapsed
 // time is the clock), so tests drive it with scripted samples.
+//
+// Within a pass over memory what is left to send falls, down to where
+// QEMU syncs the dirty bitmap and the next pass starts with what the guest
+// wrote meanwhile. So convergence is judged pass by pass, on what each
+// pass started with (its peak): a guest writing faster than the link
+// sends starts every pass with about as much.
 type monitor struct {
 	limits
-	seen     bool
-	best     uint64        // least memory left to send so far
-	bestAt   time.Duration // when it was reached
-	bestPass uint64        // in which pass
-	switched bool          // post-copy accepted
+	seen       bool
+	pass       uint64        // the pass being sampled
+	peak, low  uint64        // most and least memory left to send seen in it
+	best       uint64        // least peak of a finished pass…
+	bestPass   uint64        // …and that pass (0: none finished yet)
+	progressAt time.Duration // when the memory left last shrank (progressStep)
+	switched   bool          // post-copy accepted
 }
 
 // decide returns what to do after sample s, and why when it is not
@@ -94,21 +102,22 @@ func (m *monitor) decide(s sample) (verdict, string) {
 	if s.PostCopy || m.switched {
 		return proceed, ""
 	}
-	if !m.seen || float64(s.Remaining) < float64(m.best)*(1-progressStep) {
-		m.seen, m.best, m.bestAt, m.bestPass = true, s.Remaining, s.Elapsed, s.Pass
-	}
+	m.track(s)
 	var why string
 	switch {
 	case s.Elapsed > m.deadline(s.Memory):
 		why = fmt.Sprintf("not done after %s, the deadline for %d MiB of guest memory (%s per GiB)",
 			m.deadline(s.Memory).Round(time.Second), s.Memory/mib, m.CompletionPerGiB)
-	case s.Elapsed-m.bestAt > m.ProgressTimeout:
+	case s.Elapsed-m.progressAt > m.ProgressTimeout:
 		why = fmt.Sprintf("no progress for %s: %d MiB still to send", m.ProgressTimeout, s.Remaining/mib)
-	case s.Pass >= m.bestPass+stallPasses:
+	case m.bestPass > 0 && s.Pass >= m.bestPass+stallPasses && s.DirtyRate*2 >= s.Speed:
+		// (A guest writing far slower than the link does not hold a
+		// migration back: QEMU is near its downtime target and ends soon.)
 		if m.AutoConverge && s.Throttle < maxThrottle {
 			return proceed, "" // auto-converge throttles the guest harder every pass
 		}
-		why = fmt.Sprintf("not converging: %d MiB still to send after %d passes over memory", s.Remaining/mib, s.Pass)
+		why = fmt.Sprintf("not converging: each of the last %d passes over memory had ~%d MiB or more to send",
+			s.Pass-m.bestPass, m.best/mib)
 	default:
 		return proceed, ""
 	}
@@ -117,6 +126,26 @@ func (m *monitor) decide(s sample) (verdict, string) {
 		return switchPostCopy, why
 	}
 	return abortJob, why + "; " + m.advice()
+}
+
+// track keeps the peak of each pass, the least peak of the finished ones,
+// and when the memory left to send last shrank.
+func (m *monitor) track(s sample) {
+	shrunk := func(v, from uint64) bool { return float64(v) < float64(from)*(1-progressStep) }
+	switch {
+	case !m.seen:
+		m.seen, m.pass, m.peak, m.low, m.progressAt = true, s.Pass, s.Remaining, s.Remaining, s.Elapsed
+	case s.Pass != m.pass: // the pass that ended started with peak
+		if m.bestPass == 0 || shrunk(m.peak, m.best) {
+			m.best, m.bestPass, m.progressAt = m.peak, m.pass, s.Elapsed
+		}
+		m.pass, m.peak, m.low = s.Pass, s.Remaining, s.Remaining
+	default:
+		m.peak = max(m.peak, s.Remaining)
+		if shrunk(s.Remaining, m.low) {
+			m.low, m.progressAt = s.Remaining, s.Elapsed
+		}
+	}
 }
 
 // rates says how fast the guest dirties memory against how fast it is sent.

@@ -20,11 +20,40 @@ func pass(n uint64, t float64, left uint64) sample {
 		DirtyRate: 200 * mib, Speed: 32 * mib}
 }
 
+// passes returns samples of a migration through the given passes, each
+// pass starting with peaks[i] MiB left to send and ending with a tenth of
+// it (where QEMU syncs and the next pass starts), two samples a pass, a
+// second apart; then the first sample of the next pass if next > 0.
+func passes(next uint64, peaks ...uint64) []sample {
+	var out []sample
+	t := 1.0
+	for i, p := range peaks {
+		out = append(out, pass(uint64(i+1), t, p), pass(uint64(i+1), t+1, p/10))
+		t += 2
+	}
+	if next > 0 {
+		out = append(out, pass(uint64(len(peaks)+1), t, next))
+	}
+	return out
+}
+
+// slowWriter makes s the samples of a guest dirtying 1 MiB/s sent at 12.
+func slowWriter(s []sample) []sample {
+	for i := range s {
+		s[i].DirtyRate, s[i].Speed = 1*mib, 12*mib
+	}
+	return s
+}
+
 func TestMonitorDecide(t *testing.T) {
-	throttled := func(s sample, pct int) sample { s.Throttle = pct; return s }
+	throttled := func(s []sample, pct int) []sample { s[len(s)-1].Throttle = pct; return s }
 	postcopy := func(s sample) sample { s.PostCopy = true; return s }
-	stalled := []sample{pass(1, 1, 100), pass(1, 2, 60), pass(2, 4, 62), pass(3, 6, 63), pass(4, 8, 61), pass(5, 10, 62)}
+	// A guest rewriting ~62 MiB faster than it is sent: every pass starts
+	// with as much; pass 7 starts five passes after the last that had less.
+	stalled := func(next uint64) []sample { return passes(next, 100, 62, 63, 61, 62, 61) }
 	lim := limitsOf(driver.MigrateOptions{BandwidthMiBs: 32})
+	loose := limits{ProgressTimeout: time.Minute, CompletionPerGiB: time.Minute}
+	with := func(l limits, f func(*limits)) limits { f(&l); return l }
 	cases := []struct {
 		name    string
 		limits  limits
@@ -33,24 +62,24 @@ func TestMonitorDecide(t *testing.T) {
 		why     string // in the reason
 	}{
 		{"first pass goes on", lim, []sample{pass(1, 1, 120), pass(1, 2, 100), pass(1, 3, 80)}, proceed, ""},
-		{"converging: every pass ends with less", lim,
-			[]sample{pass(1, 1, 100), pass(2, 3, 50), pass(3, 4, 30), pass(4, 5, 20), pass(5, 6, 10), pass(6, 7, 5), pass(7, 8, 2)}, proceed, ""},
-		{"stalled four passes goes on", lim, stalled[:5], proceed, ""},
-		{"stalled five passes: abort, naming rates and settings", lim,
-			append(stalled, pass(6, 12, 61)), abortJob,
-			"not converging: 61 MiB still to send after 6 passes over memory; guest dirties ~200 MiB/s, sent at ~32 MiB/s (bandwidth 32 MiB/s); allow auto_converge or post_copy, or raise bandwidth_mib"},
-		{"small wobble is no progress", lim,
-			[]sample{pass(1, 1, 60), pass(2, 2, 58), pass(3, 3, 57), pass(4, 4, 56), pass(5, 5, 56), pass(6, 6, 55)}, abortJob, "not converging"},
-		{"stalled with post-copy allowed: switch", limits{ProgressTimeout: time.Minute, CompletionPerGiB: time.Minute, PostCopy: true},
-			append(stalled, pass(6, 12, 61)), switchPostCopy, "not converging"},
-		{"stalled with auto-converge still throttling: go on", limits{ProgressTimeout: time.Minute, CompletionPerGiB: time.Minute, AutoConverge: true},
-			append(stalled, throttled(pass(6, 12, 61), 70)), proceed, ""},
-		{"stalled with auto-converge at its maximum: abort", limits{ProgressTimeout: time.Minute, CompletionPerGiB: time.Minute, AutoConverge: true},
-			append(stalled, throttled(pass(6, 12, 61), 99)), abortJob, "vCPUs throttled 99%; allow post_copy, or raise bandwidth_mib"},
-		{"auto-converge then post-copy", limits{ProgressTimeout: time.Minute, CompletionPerGiB: time.Minute, AutoConverge: true, PostCopy: true},
-			append(stalled, throttled(pass(6, 12, 61), 99)), switchPostCopy, "not converging"},
-		{"no progress for the progress timeout", limits{ProgressTimeout: 5 * time.Second, CompletionPerGiB: time.Hour, AutoConverge: true},
-			[]sample{pass(1, 1, 100), pass(1, 2, 60), pass(2, 7.5, 62)}, abortJob, "no progress for 5s: 62 MiB still to send"},
+		{"converging: every pass starts with less", lim, passes(1, 100, 50, 30, 20, 10, 5, 2), proceed, ""},
+		{"converging slowly on a slow link, each pass ending near nothing", lim, passes(1, 384, 32, 3, 2), proceed, ""},
+		{"stalled four passes after the last shrink goes on", lim, stalled(0), proceed, ""},
+		{"stalled five passes: abort, naming rates and settings", lim, stalled(62), abortJob,
+			"not converging: each of the last 5 passes over memory had ~62 MiB or more to send; guest dirties ~200 MiB/s, " +
+				"sent at ~32 MiB/s (bandwidth 32 MiB/s); allow auto_converge or post_copy, or raise bandwidth_mib"},
+		{"small shrinks are no progress", lim, passes(55, 60, 58, 57, 56, 56), abortJob, "not converging"},
+		{"near the downtime target, the guest writing far slower than the link: go on", lim,
+			slowWriter(passes(1, 384, 32, 3, 1, 1, 1, 1, 1)), proceed, ""},
+		{"stalled with post-copy allowed: switch", with(loose, func(l *limits) { l.PostCopy = true }), stalled(62), switchPostCopy, "not converging"},
+		{"stalled with auto-converge still throttling: go on", with(loose, func(l *limits) { l.AutoConverge = true }),
+			throttled(stalled(62), 70), proceed, ""},
+		{"stalled with auto-converge at its maximum: abort", with(loose, func(l *limits) { l.AutoConverge = true }),
+			throttled(stalled(62), 99), abortJob, "vCPUs throttled 99%; allow post_copy, or raise bandwidth_mib"},
+		{"auto-converge then post-copy", with(loose, func(l *limits) { l.AutoConverge, l.PostCopy = true, true }),
+			throttled(stalled(62), 99), switchPostCopy, "not converging"},
+		{"nothing sent for the progress timeout", limits{ProgressTimeout: 5 * time.Second, CompletionPerGiB: time.Hour, AutoConverge: true},
+			[]sample{pass(1, 1, 100), pass(1, 2, 95), pass(1, 7.5, 95)}, abortJob, "no progress for 5s: 95 MiB still to send"},
 		{"past the completion deadline, one GiB counted for a small guest", limits{ProgressTimeout: time.Hour, CompletionPerGiB: 10 * time.Second},
 			[]sample{pass(1, 1, 100), pass(2, 5, 50), pass(3, 10.5, 20)}, abortJob, "not done after 10s, the deadline for 128 MiB of guest memory (10s per GiB)"},
 		{"past the deadline with post-copy: switch", limits{ProgressTimeout: time.Hour, CompletionPerGiB: 10 * time.Second, PostCopy: true},
@@ -156,11 +185,10 @@ func (s *scripted) startPostCopy() error {
 }
 
 func TestFollow(t *testing.T) {
-	stalled := []sample{pass(1, 1, 100), pass(1, 2, 60), pass(2, 4, 62), pass(3, 6, 63), pass(4, 8, 61), pass(5, 10, 62), pass(6, 12, 61)}
-	more := func(n int) []sample { // the stall, then n more samples
-		s := append([]sample(nil), stalled...)
+	more := func(n int) []sample { // a stall, then n more samples
+		s := passes(62, 100, 62, 63, 61, 62, 61)
 		for i := 0; i < n; i++ {
-			s = append(s, pass(uint64(7+i), float64(13+i), 60))
+			s = append(s, pass(7, float64(14+i), 60))
 		}
 		return s
 	}

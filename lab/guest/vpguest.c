@@ -19,9 +19,14 @@
  *                                   wake-ups a second cost an idle TCG guest
  *                                   ~0.06 of a core, 30 times all else)
  *     GET /seq?tail=1            -> last number written to the seq file
- *     GET /load?cpu=P&mem=M&rate=R -> set load (missing keys keep their value)
+ *     GET /load?cpu=P&mem=M&rate=R&cost=C -> set load (missing keys keep
+ *                                   their value; C: rounds of computation per
+ *                                   page dirtied)
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
  *                                   /proc/stat (total + per vCPU), /proc/uptime
+ *     GET /work?n=N              -> runs N rounds of a fixed computation (CPU
+ *                                   only), then "n=N ns=T x=X": T the guest's
+ *                                   own time for it (R-T6 times it from outside)
  *   TCP :9000: every connection gets an endless "1\n2\n3\n..." (as /stream).
  *
  * Build: gcc -static -O2 -pthread -o vpguest vpguest.c
@@ -58,6 +63,7 @@ static const char *seq_path = "/run/seq";
 static int seq_on = 1; /* as PID 1: virtpool.seq=1 on the kernel cmdline */
 static atomic_long seq_last;                  /* last number in seq file */
 static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
+static atomic_int load_cost; /* rounds of computation per page dirtied */
 static int ncpu = 1;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t load_cv = PTHREAD_COND_INITIALIZER;
@@ -155,7 +161,10 @@ static void *cpu_worker(void *arg) {
 }
 
 /* Memory dirtier: keeps a buffer of load_mem MiB and writes to every page,
- * at load_rate MiB/s (0 = as fast as possible). */
+ * at load_rate MiB/s (0 = as fast as possible), computing load_cost rounds
+ * for each page it writes: with a cost, how fast it dirties memory depends
+ * on the CPU it gets, as an application's would (auto-converge's throttle
+ * then slows it; one store a page it cannot). */
 static void *mem_worker(void *arg) {
   (void)arg;
   char *buf = NULL;
@@ -183,8 +192,11 @@ static void *mem_worker(void *arg) {
     int rate = atomic_load(&load_rate);
     /* pages per slice: rate MiB/s * 256 pages/MiB / 100 slices/s */
     size_t quota = rate > 0 ? ((size_t)rate * 256 + 99) / 100 : 4096;
+    int cost = atomic_load(&load_cost);
     for (size_t i = 0; i < quota; i++) {
-      *(volatile unsigned long *)(buf + (pos << 12)) = ++gen;
+      unsigned long x = ++gen;
+      for (int k = 0; k < cost; k++) x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      *(volatile unsigned long *)(buf + (pos << 12)) = x;
       if (++pos == pages) pos = 0;
     }
     if (rate > 0) pace(&next);
@@ -284,8 +296,9 @@ static void *http_conn(void *arg) {
     if (sf >= 0) close(sf);
   } else if (!strcmp(path, "/load")) {
     long c = q ? query_int(q, "cpu") : -1, m = q ? query_int(q, "mem") : -1,
-         r = q ? query_int(q, "rate") : -1;
+         r = q ? query_int(q, "rate") : -1, k = q ? query_int(q, "cost") : -1;
     pthread_mutex_lock(&load_mu);
+    if (k >= 0) atomic_store(&load_cost, (int)k);
     if (c >= 0) atomic_store(&load_cpu, c > 100 ? 100 : (int)c);
     if (r >= 0) atomic_store(&load_rate, (int)r);
     if (m >= 0) { /* never ask for more than the guest can give */
@@ -297,6 +310,21 @@ static void *http_conn(void *arg) {
     pthread_mutex_unlock(&load_mu);
     b = sprintf(body, "cpu=%d mem=%d rate=%d workers=%d\n", atomic_load(&load_cpu),
                 atomic_load(&load_mem), atomic_load(&load_rate), ncpu);
+    reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/work")) {
+    long n = q ? query_int(q, "n") : -1;
+    if (n <= 0) n = 1000000;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned long long x = 88172645463325252ULL; /* xorshift64: no memory traffic */
+    for (long i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long ns = (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+    b = sprintf(body, "n=%ld ns=%lld x=%llu\n", n, ns, x); /* x printed: the loop is kept */
     reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/stat")) {
     b = sprintf(body, "load: cpu=%d mem=%d rate=%d workers=%d\nloadavg: ",
@@ -451,6 +479,12 @@ static void system_setup(void) {
   for (int i = 0; i < 100 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(20000);
   int prefix = 24;
   if (ip && strchr(ip, '/')) prefix = atoi(strchr(ip, '/') + 1), *strchr(ip, '/') = 0;
+  /* Announce the address when eth0 comes up (gratuitous ARP), as a guest
+   * using DHCP would by its broadcasts: a guest restarted on another host
+   * (HA restart) is then found there at once, not once switches and
+   * neighbours have forgotten where it was. */
+  fd = open("/proc/sys/net/ipv4/conf/eth0/arp_notify", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) (void)!write(fd, "1", 1), close(fd);
   if (if_up("eth0", ip, prefix) != 0) console("vpguest: eth0 setup failed (ip=%s)%s\n", ip ? ip : "", "");
   if (gw) add_default_route(gw);
   char up[32] = "?";

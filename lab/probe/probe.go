@@ -85,6 +85,21 @@ func (c *Client) SetLoad(ctx context.Context, ip string, cpu, memMiB int) error 
 	return nil
 }
 
+// Work runs n rounds of the guest's fixed computation (GET /work) and
+// returns how long it took as seen from the client: the guest's own clock
+// need not count a migration's pause.
+func (c *Client) Work(ctx context.Context, ip string, n int64) (time.Duration, error) {
+	start := time.Now()
+	body, err := c.Get(ctx, ip, fmt.Sprintf("/work?n=%d", n))
+	if err != nil {
+		return 0, fmt.Errorf("work on %s: %w", ip, err)
+	}
+	if !strings.HasPrefix(body, fmt.Sprintf("n=%d ", n)) {
+		return 0, fmt.Errorf("work on %s: unexpected answer %q", ip, body)
+	}
+	return time.Since(start), nil
+}
+
 // Sequence reads the file the guest appends 1,2,3,… to and checks it has
 // no gap and no repeat; it returns the last number.
 func (c *Client) Sequence(ctx context.Context, ip string) (int, error) {

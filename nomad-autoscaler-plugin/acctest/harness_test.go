@@ -1,6 +1,7 @@
 package acctest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -185,8 +186,23 @@ func (p *testPool) setLoad(n, cpu int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := client.SetLoad(ctx, p.memberIP(n), cpu, 0); err != nil {
-		p.t.Fatalf("member %d: %v", n, err)
+		p.t.Fatalf("member %d: %v%s", n, err, console(pool.MemberName(p.spec.Name, n)))
 	}
+}
+
+// console is the end of a guest's serial console on each lab host that
+// has one: the guest kernel is quiet there until it oopses or panics.
+func console(name string) string {
+	var b strings.Builder
+	for _, h := range theLab.Hosts {
+		data, err := os.ReadFile(filepath.Join(h.StateDir, "log", "qemu", name+"-console.log"))
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&b, "\nconsole of %s on %s (last lines):\n%s", name, h.Name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+	}
+	return b.String()
 }
 
 // memberIndex is the number in a member's name.
