@@ -2,6 +2,7 @@ package acctest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -107,21 +108,28 @@ func spreadPools(t *testing.T) {
 func placements(t *testing.T, name string) string {
 	t.Helper()
 	var out []string
+	eachRunning(func(h string, d driver.Domain) {
+		if d.Labels[pool.LabelPool] == name {
+			out = append(out, d.Name+"@"+h)
+		}
+	})
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// eachRunning calls fn for every guest running on a lab host that answers
+// (within 2 s: a host down runs nothing).
+func eachRunning(fn func(host string, d driver.Domain)) {
 	for _, h := range theLab.Hosts {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		doms, err := drv.ListDomains(ctx, h.URI)
 		cancel()
-		if err != nil {
-			continue // down: it runs nothing
-		}
 		for _, d := range doms {
-			if d.Labels[pool.LabelPool] == name && d.State == driver.StateRunning {
-				out = append(out, d.Name+"@"+h.Name)
+			if err == nil && d.State == driver.StateRunning {
+				fn(h.Name, d)
 			}
 		}
 	}
-	sort.Strings(out)
-	return strings.Join(out, " ")
 }
 
 // copyWatch lists every host that answers every 100 ms while a test runs
@@ -193,6 +201,19 @@ func (w *copyWatch) setSkip(host string, skip bool) {
 	w.mu.Unlock()
 }
 
+// fencingAgent starts virtpool agent with the lab's fence actions and the
+// tests' grace period, and returns it with h3, the host the tests fail.
+func fencingAgent(t *testing.T) (*runningAgent, lab.Host) {
+	t.Helper()
+	ag := agenttest.Start(t, theLab, agenttest.Options{Interval: agentInterval, Fence: true,
+		Extra: fmt.Sprintf("failover_grace = %q\nfence_timeout = \"30s\"", failoverGrace)})
+	h3, err := theLab.Host("h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ag, h3
+}
+
 // TestHostFailure: a host that crashes, or is cut off, is fenced by the
 // agent once the grace period is over, and each pool that used it is back
 // to its size on the hosts left; no guest ever runs on two hosts; when the
@@ -200,12 +221,7 @@ func (w *copyWatch) setSkip(host string, skip bool) {
 // prints detection, fence and restore times per run.
 func TestHostFailure(t *testing.T) {
 	needLab(t)
-	ag := agenttest.Start(t, theLab, agenttest.Options{Interval: agentInterval, Fence: true,
-		Extra: fmt.Sprintf("failover_grace = %q\nfence_timeout = \"30s\"", failoverGrace)})
-	h3, err := theLab.Host("h3")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ag, h3 := fencingAgent(t)
 	ctx := context.Background()
 	w := watchCopies(t)
 	type run struct {
@@ -321,4 +337,105 @@ func TestHostFailureWithoutFence(t *testing.T) {
 			t.Errorf("pool %s without a fence: %s, want its one member left alone", fp.name, got)
 		}
 	}
+}
+
+// startDomain creates a single domain on host as the provider's
+// virtpool_domain does (its template and failover hosts in its labels),
+// removed everywhere when the test ends.
+func startDomain(t *testing.T, name, ip string, host lab.Host, failover []string, mac string) {
+	t.Helper()
+	img := theLab.Image
+	tpl := pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: img.Kernel, Initrd: img.Initrd,
+		Cmdline: img.Cmdline + " virtpool.ip=" + ip + "/24 virtpool.name=" + name, Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}
+	js, err := json.Marshal(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(js)}
+	if len(failover) > 0 {
+		labels[pool.LabelFailoverHosts], labels[pool.LabelMAC] = strings.Join(failover, ","), mac
+	}
+	spec, err := tpl.DomainSpec(name, 0, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.MAC = mac
+	if _, err := drv.CreateDomain(context.Background(), host.URI, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	if err := client.WaitReady(context.Background(), ip, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runningOn lists the hosts that answer and run the domain name.
+func runningOn(name string) []string {
+	var on []string
+	eachRunning(func(h string, d driver.Domain) {
+		if d.Name == name {
+			on = append(on, h)
+		}
+	})
+	return on
+}
+
+// TestDomainRestartAfterHostFailure: a single domain with failover hosts
+// whose host crashes is started again, once, on one of them after the
+// fence, and answers on its address; a domain without failover hosts
+// stays down with its host. When the host is back, the restarted domain's
+// stale definition there is removed, never started.
+func TestDomainRestartAfterHostFailure(t *testing.T) {
+	needLab(t)
+	ag, h3 := fencingAgent(t)
+	ctx := context.Background()
+	watchCopies(t)
+	const soloIP = "192.0.2.231"
+	startDomain(t, "vpf-solo", soloIP, h3, []string{"h1", "h2"}, "52:54:00:c0:02:e7")
+	startDomain(t, "vpf-stay", "192.0.2.232", h3, nil, "")
+	ag.After(t, 2) // the agent has seen both on h3
+	seq := ag.LastSeq(t)
+	crashed := time.Now()
+	if err := lab.Crash(ctx, h3); err != nil {
+		t.Fatal(err)
+	}
+	evs := ag.WaitEvents(t, seq, "host_fenced:h3", "guest_restarted:vpf-solo")
+	restarted := evs["guest_restarted:vpf-solo"]
+	if err := client.WaitReady(ctx, soloIP, 60*time.Second); err != nil {
+		t.Fatalf("restarted domain does not answer: %v", err)
+	}
+	answered := time.Since(crashed)
+	if on := runningOn("vpf-solo"); len(on) != 1 || on[0] != restarted.To || !slices.Contains([]string{"h1", "h2"}, on[0]) {
+		t.Fatalf("vpf-solo runs on %v, want once on %s (one of its failover hosts)", on, restarted.To)
+	}
+	if on := runningOn("vpf-stay"); len(on) != 0 {
+		t.Fatalf("vpf-stay (no failover hosts) runs on %v, want nowhere", on)
+	}
+	seq = ag.LastSeq(t)
+	if err := lab.Start(ctx, h3); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	rec := ag.WaitEvents(t, seq, "host_up:h3", "host_recovered:h3")["host_recovered:h3"]
+	if !strings.Contains(rec.Message, "vpf-solo") {
+		t.Errorf("host_recovered says %q, want the stale vpf-solo named", rec.Message)
+	}
+	doms, err := drv.ListDomains(ctx, h3.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range doms {
+		if d.Name == "vpf-solo" {
+			t.Errorf("stale vpf-solo (%s) left on h3", d.State)
+		}
+		if d.Name == "vpf-stay" && d.State == driver.StateRunning {
+			t.Errorf("vpf-stay started again on h3 by itself")
+		}
+	}
+	if on := runningOn("vpf-solo"); len(on) != 1 {
+		t.Errorf("after h3 came back vpf-solo runs on %v", on)
+	}
+	t.Logf("HA restart of a single domain, grace %s: restarted on %s %s after the crash (create %d ms), answering after %s; stale definition on h3 removed %s after it was back",
+		failoverGrace, restarted.To, restarted.Time.Sub(crashed).Round(time.Millisecond), restarted.ElapsedMs,
+		answered.Round(time.Millisecond), rec.Time.Sub(back).Round(time.Millisecond))
 }

@@ -17,12 +17,13 @@ const (
 	EventMigrationFinished = "migration_finished" // the guest now runs on another host
 	EventPoolResized       = "pool_resized"
 	// Failover (failover.go).
-	EventHostFailed    = "host_failed"    // no answer for the grace period
-	EventHostFenced    = "host_fenced"    // its fence action succeeded
-	EventFenceFailed   = "fence_failed"   // its fence action failed: nothing restarted
-	EventPoolRestored  = "pool_restored"  // a pool of a fenced host is back to size
-	EventRestoreFailed = "restore_failed" // … or could not be
-	EventHostRecovered = "host_recovered" // a fenced host answers again: stale copies removed
+	EventHostFailed     = "host_failed"     // no answer for the grace period
+	EventHostFenced     = "host_fenced"     // its fence action succeeded
+	EventFenceFailed    = "fence_failed"    // its fence action failed: nothing restarted
+	EventPoolRestored   = "pool_restored"   // a pool of a fenced host is back to size
+	EventRestoreFailed  = "restore_failed"  // … or could not be
+	EventHostRecovered  = "host_recovered"  // a fenced host answers again: stale copies removed
+	EventGuestRestarted = "guest_restarted" // a single domain of a fenced host started on a failover host
 )
 
 // Event is one thing that changed between two samples, or that a host's

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/scheduler"
 )
 
 // Host failure. A host that has not answered for the grace period is
@@ -36,8 +38,11 @@ type failover struct {
 	mu      sync.Mutex
 	fenced  map[string]bool      // fenced by this agent, not answering since
 	retryAt map[string]time.Time // after a failed fence or restore
-	acting  sync.WaitGroup       // actions running
-	busy    bool
+	// unstarted: fenced hosts with single domains not yet restarted
+	// elsewhere (a failed try), to try again.
+	unstarted map[string]bool
+	acting    sync.WaitGroup // actions running
+	busy      bool
 }
 
 func newFailover(grace time.Duration) *failover {
@@ -45,14 +50,14 @@ func newFailover(grace time.Duration) *failover {
 		grace = DefaultFailoverGrace
 	}
 	return &failover{grace: grace, downSince: map[string]time.Time{}, told: map[string]bool{},
-		fenced: map[string]bool{}, retryAt: map[string]time.Time{}}
+		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{}}
 }
 
 // Failover actions.
 const (
 	actFence   = "fence"    // fence the host, then restore its pools
 	actNoFence = "no-fence" // say the host failed and nothing is done
-	actRestore = "restore"  // restore the pools of a fenced host
+	actRestore = "restore"  // restore the pools and restart the single domains of a fenced host
 	actRecover = "recover"  // a fenced host answers again: remove stale copies, drop its fences
 )
 
@@ -72,12 +77,13 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence func(string)
 	var out []action
 	for _, h := range s.Hosts {
 		if h.State != HostDown {
+			if (fenced[h.Name] || f.fenced[h.Name]) && !busy {
+				out = append(out, action{kind: actRecover, host: h.Name})
+				delete(f.fenced, h.Name)
+				delete(f.unstarted, h.Name)
+			}
 			delete(f.downSince, h.Name)
 			delete(f.told, h.Name)
-			delete(f.fenced, h.Name)
-			if fenced[h.Name] && !busy {
-				out = append(out, action{kind: actRecover, host: h.Name})
-			}
 			continue
 		}
 		since, ok := f.downSince[h.Name]
@@ -88,7 +94,7 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence func(string)
 		switch {
 		case busy, now.Before(f.retryAt[h.Name]):
 		case fenced[h.Name] || f.fenced[h.Name]:
-			if short(s, h.Name) {
+			if short(s, h.Name) || f.unstarted[h.Name] {
 				out = append(out, action{kind: actRestore, host: h.Name, since: since})
 			}
 		case now.Sub(since) < f.grace:
@@ -171,9 +177,9 @@ func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) 
 		a.fo.mu.Lock()
 		a.fo.fenced[h] = true
 		a.fo.mu.Unlock()
-		return a.restore(ctx, h, s, t)
+		return errors.Join(a.restore(ctx, h, s, t), a.restartAll(ctx, h, t))
 	case actRestore:
-		return a.restore(ctx, h, s, t)
+		return errors.Join(a.restore(ctx, h, s, t), a.restartAll(ctx, h, t))
 	case actRecover:
 		return a.recover(ctx, h, t)
 	}
@@ -277,16 +283,120 @@ func (a *Agent) restorePool(ctx context.Context, ops *pool.Ops, name, host strin
 	return pool.CountMembers(pr.Live(members)), pool.Needed(err, pr.Placeable())
 }
 
-// recover ends the fences of a host that answers again: reconciling each
-// pool fenced there removes the stale copies (pool.Ops.Reconcile) and
-// drops the fence.
-func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) error {
-	ops := a.ops(t, "")
-	all, err := ops.ListAll(ctx, []string{host})
+// restartAll restarts the single domains of fenced host, and notes
+// whether some are left to try again.
+func (a *Agent) restartAll(ctx context.Context, host string, t fleet.Topology) error {
+	err := a.restart(ctx, host, t)
+	a.fo.mu.Lock()
+	a.fo.unstarted[host] = err != nil
+	a.fo.mu.Unlock()
+	return err
+}
+
+// restart starts, on one of its failover hosts (pool.LabelFailoverHosts),
+// every single domain that ran on the fenced host when it was last seen,
+// from the template in its labels (HA restart). A domain that runs
+// elsewhere already (an earlier try) is left alone, and so is one that a
+// failover host that does not answer may be running.
+func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) error {
+	last, ok := a.fleet.History.LastSeen(host)
+	if !ok {
+		return nil
+	}
+	ops := a.ops(t, host)
+	all, err := ops.ListAll(ctx, nil)
+	down, err := pool.Partial(err)
 	if err != nil {
 		return err
 	}
+	running := map[string]string{}
+	for h, doms := range all {
+		for _, d := range doms {
+			if d.State == driver.StateRunning {
+				running[d.Name] = h
+			}
+		}
+	}
 	var errs []error
+	for _, d := range last.Stats.Domains {
+		to := d.Labels[pool.LabelFailoverHosts]
+		if d.Labels[pool.LabelRole] != pool.RoleDomain || to == "" || (d.State != driver.StateRunning && d.State != driver.StatePaused) {
+			continue
+		}
+		if h, ok := running[d.Name]; ok {
+			a.log.Info("domain of a fenced host runs elsewhere already", "domain", d.Name, "host", h)
+			continue
+		}
+		hosts := strings.Split(to, ",")
+		start := time.Now()
+		var on string
+		if h := slices.IndexFunc(hosts, func(h string) bool { _, ok := down[h]; return ok && h != host }); h >= 0 {
+			err = fmt.Errorf("failover host %s does not answer: it may run %s", hosts[h], d.Name)
+		} else {
+			on, err = a.restartDomain(ctx, ops, d, hosts)
+		}
+		if err != nil {
+			a.event(Event{Kind: EventRestoreFailed, Host: host, Guest: d.Name,
+				Message: fmt.Sprintf("%s not restarted after the fence of %s: %v", d.Name, host, err)})
+			errs = append(errs, err)
+			continue
+		}
+		took := time.Since(start).Round(time.Millisecond)
+		a.event(Event{Kind: EventGuestRestarted, Host: on, From: host, To: on, Guest: d.Name, ElapsedMs: took.Milliseconds(),
+			Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.Name, on, host, took)})
+	}
+	return errors.Join(errs...)
+}
+
+// restartDomain creates d from its template on the failover host the
+// scheduler picks among those that answer.
+func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d driver.DomainStats, hosts []string) (string, error) {
+	var tpl pool.Template
+	if err := json.Unmarshal([]byte(d.Labels[pool.LabelTemplate]), &tpl); err != nil {
+		return "", fmt.Errorf("%s: %s: %w", d.Name, pool.LabelTemplate, err)
+	}
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		allowed[strings.TrimSpace(h)] = true
+	}
+	v, err := ops.View(ctx, allowed)
+	if _, err := pool.Partial(err); err != nil {
+		return "", err
+	}
+	g := scheduler.Guest{Name: d.Name, VCPUs: int(tpl.VCPUs), MemoryBytes: tpl.MemoryMiB << 20}
+	to, err := v.Place(g, 1, pool.SchedulerPolicy(pool.PlacementSpread, nil))
+	if err != nil {
+		return "", fmt.Errorf("place %s on one of %v: %w", d.Name, hosts, err)
+	}
+	spec, err := tpl.DomainSpec(d.Name, 0, d.Labels)
+	if err != nil {
+		return "", err
+	}
+	spec.MAC = d.Labels[pool.LabelMAC]
+	drv, err := a.fleet.Driver(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := drv.CreateDomain(ctx, ops.Hosts[to[0]].URI, spec); err != nil {
+		return "", fmt.Errorf("create %s on %s: %w", d.Name, to[0], err)
+	}
+	return to[0], nil
+}
+
+// recover ends the fences of a host that answers again: reconciling each
+// pool fenced there removes the stale copies (pool.Ops.Reconcile) and
+// drops the fence; single domains restarted elsewhere lose their stale
+// definition there.
+func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) error {
+	ops := a.ops(t, "")
+	all, err := ops.ListAll(ctx, nil)
+	if _, err := pool.Partial(err); err != nil {
+		return err
+	}
+	if _, ok := all[host]; !ok {
+		return fmt.Errorf("recover %s: it does not answer", host)
+	}
+	errs := []error{a.dropRestarted(ctx, ops, host, all)}
 	for _, name := range t.PoolNames() {
 		pr, _, found, err := ops.ReadPool(ctx, name, nil)
 		if !found {
@@ -325,6 +435,35 @@ func notFound(name string, err error) error {
 		return fmt.Errorf("read pool %s: %w", name, err)
 	}
 	return fmt.Errorf("read pool %s: not found", name)
+}
+
+// dropRestarted removes the stale definitions, on host, of single domains
+// restarted elsewhere: stopped there, running on another host.
+func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain) error {
+	elsewhere := map[string]string{}
+	for h, doms := range all {
+		for _, d := range doms {
+			if h != host && d.State == driver.StateRunning {
+				elsewhere[d.Name] = h
+			}
+		}
+	}
+	var stale []string
+	for _, d := range all[host] {
+		on, moved := elsewhere[d.Name]
+		if d.Labels[pool.LabelFailoverHosts] == "" || !moved || d.State == driver.StateRunning {
+			continue
+		}
+		if err := ops.RemoveGuest(ctx, host, d.Name); err != nil {
+			return err
+		}
+		stale = append(stale, d.Name+" (runs on "+on+")")
+	}
+	if len(stale) > 0 {
+		a.event(Event{Kind: EventHostRecovered, Host: host,
+			Message: fmt.Sprintf("host %s answers again: stale copies of restarted domains removed: %s", host, orNone(stale))})
+	}
+	return nil
 }
 
 func orNone(s []string) string {

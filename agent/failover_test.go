@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -153,8 +154,8 @@ func (l *failLab) kinds(since int64) []string {
 	var out []string
 	for _, e := range l.a.Events().Since(since) {
 		if slices.Contains([]string{EventHostFailed, EventHostFenced, EventFenceFailed, EventPoolRestored,
-			EventRestoreFailed, EventHostRecovered}, e.Kind) {
-			out = append(out, e.Kind+":"+e.Host+e.Pool)
+			EventRestoreFailed, EventHostRecovered, EventGuestRestarted}, e.Kind) {
+			out = append(out, e.Kind+":"+e.Host+e.Pool+e.Guest)
 		}
 	}
 	return out
@@ -201,6 +202,82 @@ func TestFailover(t *testing.T) {
 	}
 	if h3 := host(t, l.a.State(), "h3"); h3.Fenced {
 		t.Errorf("h3 still fenced once back: %+v", h3)
+	}
+}
+
+// TestFailoverRestartsDomains: after h3's fence, a single domain with
+// failover hosts starts on one of them, from its template; one without
+// stays down. h3 back, the restarted domain's stale
+// definition there goes, the other one stays for its operator.
+func TestFailoverRestartsDomains(t *testing.T) {
+	var l *failLab
+	l = newFailLab(t, func([]string) error {
+		for _, d := range l.d.Host("test:///h3").Domains { // powered off
+			d.State = driver.StateShutoff
+		}
+		return nil
+	})
+	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := func(name string, labels map[string]string) {
+		labels[pool.LabelRole], labels[pool.LabelTemplate] = pool.RoleDomain, string(tpl)
+		l.d.AddDomain("test:///h3", driver.Domain{Name: name, VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
+	}
+	single("solo", map[string]string{pool.LabelFailoverHosts: "h1", pool.LabelMAC: "52:54:00:00:00:07"})
+	single("stay", map[string]string{})
+	l.steps(t, 1)
+	l.d.Host("test:///h3").Down = true
+	l.steps(t, 4)
+	if got, want := strings.Join(l.kinds(0), " "), "host_failed:h3 host_fenced:h3 pool_restored:h3db guest_restarted:h1solo"; got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if w := l.d.Where("solo"); w["test:///h1"] != driver.StateRunning || len(w) != 2 {
+		t.Errorf("solo: %v, want running on h1 (and its powered-off definition on h3)", w)
+	}
+	if w := l.d.Where("stay"); len(w) != 1 || w["test:///h3"] != driver.StateShutoff {
+		t.Errorf("stay: %v, want only its powered-off definition on h3", w)
+	}
+	seq := l.a.Events().Since(0)[len(l.a.Events().Since(0))-1].Seq
+	l.d.Host("test:///h3").Down = false
+	l.steps(t, 2)
+	if got := l.kinds(seq); !slices.Contains(got, "host_recovered:h3") {
+		t.Errorf("events after h3 is back %q, want a host_recovered:h3 for the domains", got)
+	}
+	if w := l.d.Where("solo"); len(w) != 1 || w["test:///h1"] != driver.StateRunning {
+		t.Errorf("solo once h3 is back: %v, want on h1 only", w)
+	}
+	if w := l.d.Where("stay"); w["test:///h3"] != driver.StateShutoff {
+		t.Errorf("stay once h3 is back: %v, want left on h3", w)
+	}
+}
+
+// TestFailoverRestartWaitsForFailoverHosts: a domain whose failover host
+// does not answer either is not restarted (that host may run it), and is
+// once the host answers.
+func TestFailoverRestartWaitsForFailoverHosts(t *testing.T) {
+	l := newFailLab(t, func([]string) error { return nil })
+	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.d.AddDomain("test:///h3", driver.Domain{Name: "solo", VCPUs: 1, MemoryMiB: 256, Labels: map[string]string{
+		pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(tpl), pool.LabelFailoverHosts: "h1"}}, 0.1)
+	l.steps(t, 1)
+	l.d.Host("test:///h1").Down, l.d.Host("test:///h3").Down = true, true
+	l.steps(t, 4)
+	var failed bool
+	for _, e := range l.a.Events().Since(0) {
+		failed = failed || (e.Kind == EventRestoreFailed && e.Guest == "solo" && strings.Contains(e.Message, "failover host h1 does not answer"))
+	}
+	if !failed || len(l.d.Where("solo")) != 1 {
+		t.Fatalf("with h1 down too: restore_failed for solo %v, solo on %v; want a failure and solo left alone", failed, l.d.Where("solo"))
+	}
+	l.d.Host("test:///h1").Down = false
+	l.steps(t, 4) // the retry comes a grace period after the failure
+	if w := l.d.Where("solo"); w["test:///h1"] != driver.StateRunning {
+		t.Errorf("solo once h1 answers: %v, want running on h1", w)
 	}
 }
 

@@ -234,6 +234,18 @@ func frame(prev, cur Round) Frame {
 	return f
 }
 
+// LastSeen returns the newest sample of host, if the history has one.
+func (h *History) LastSeen(host string) (HostSample, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for i := len(h.rounds) - 1; i >= 0; i-- {
+		if hs, ok := h.rounds[i].Hosts[host]; ok {
+			return hs, true
+		}
+	}
+	return HostSample{}, false
+}
+
 // Frames returns the frames whose time is in [from, to], oldest first.
 func (h *History) Frames(from, to time.Time) []Frame {
 	h.mu.RLock()

@@ -37,8 +37,13 @@ const (
 	// built from, so that tools can tell old members from new ones after a
 	// template change.
 	LabelTemplate = "virtpool.template"
-	RoleMember    = "member"
-	RoleDomain    = "domain"
+	// LabelFailoverHosts, on a single domain, lists (comma-separated) the
+	// hosts virtpool agent may restart it on, from its template, when its
+	// host fails and is fenced; LabelMAC keeps its MAC for that restart.
+	LabelFailoverHosts = "virtpool.failover_hosts"
+	LabelMAC           = "virtpool.mac"
+	RoleMember         = "member"
+	RoleDomain         = "domain"
 )
 
 // Placements of a pool's new members (Spec.Placement).

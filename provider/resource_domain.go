@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -43,6 +45,7 @@ type domainModel struct {
 	Host types.String `tfsdk:"host"`
 	templateModel
 	MAC                     types.String   `tfsdk:"mac"`
+	FailoverHosts           types.List     `tfsdk:"failover_hosts"`
 	Labels                  types.Map      `tfsdk:"labels"`
 	UUID                    types.String   `tfsdk:"uuid"`
 	State                   types.String   `tfsdk:"state"`
@@ -72,6 +75,14 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	a["mac"] = schema.StringAttribute{Description: "MAC address of the network interface. Default: libvirt's choice.",
 		Optional: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "a MAC address such as 52:54:00:12:34:56")}}
+	a["failover_hosts"] = schema.ListAttribute{Description: "Hosts (keys of the provider's `hosts`) where `virtpool agent` " +
+		"may restart the guest, from its template, after its host failed and was fenced (HA restart: the guest boots again, " +
+		"what it had in memory is lost; set `mac` so that it keeps its MAC). Without it, a failed host's domain stays " +
+		"where it was. After a restart, `host` reads where the guest runs now.",
+		Optional: true, ElementType: types.StringType,
+		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
+		Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
+			listvalidator.ValueStringsAre(hostNameValidator{})}}
 	a["labels"] = schema.MapAttribute{Description: "Your labels, kept in the domain's virtpool metadata " +
 		"(keys starting with `virtpool.` are virtpool's).", Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()}}
@@ -122,6 +133,13 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		resp.Diagnostics.AddAttributeError(path.Root("host"), "Unknown host", err.Error())
 		return
 	}
+	var failover []string
+	resp.Diagnostics.Append(m.FailoverHosts.ElementsAs(ctx, &failover, true)...)
+	for i, h := range failover {
+		if _, err := r.client.cfg.Hosts.Lookup(h); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("failover_hosts").AtListIndex(i), "Unknown host", err.Error())
+		}
+	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
 }
 
@@ -138,8 +156,16 @@ func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagno
 	l[pool.LabelRole] = pool.RoleDomain
 	// The template's JSON, so that Read and import can rebuild every
 	// attribute from the host (the driver does not report kernel paths and
-	// the like).
+	// the like), and virtpool agent restart the domain elsewhere.
 	l[pool.LabelTemplate] = string(t)
+	var failover []string
+	diags.Append(m.FailoverHosts.ElementsAs(ctx, &failover, true)...)
+	if len(failover) > 0 {
+		l[pool.LabelFailoverHosts] = strings.Join(failover, ",")
+		if mac := m.MAC.ValueString(); mac != "" {
+			l[pool.LabelMAC] = mac
+		}
+	}
 	return l, diags
 }
 
@@ -231,6 +257,13 @@ func (m *domainModel) fromDomain(ctx context.Context, at pool.Located) diag.Diag
 		} else {
 			m.templateModel = templateFromSpec(t)
 		}
+	}
+	if s := at.Labels[pool.LabelFailoverHosts]; s != "" {
+		fh, d := types.ListValueFrom(ctx, types.StringType, strings.Split(s, ","))
+		diags.Append(d...)
+		m.FailoverHosts = fh
+	} else {
+		m.FailoverHosts = types.ListNull(types.StringType)
 	}
 	// What libvirt itself reports wins: a guest resized by hand is drift.
 	m.VCPUs, m.MemoryMiB = types.Int64Value(int64(at.VCPUs)), types.Int64Value(int64(at.MemoryMiB))

@@ -106,7 +106,7 @@ func TestMigrateOptions(t *testing.T) {
 const domIP = "192.0.2.160"
 
 func domainConfig(host string) string {
-	return domainConfigWith(providerConfig(), "vpt-dom", domIP, host, "")
+	return domainConfigWith(providerConfig(), "vpt-dom", domIP, host, `failover_hosts = ["h2", "h3"]`)
 }
 
 func domainConfigWith(provider, name, ip, host, extra string) string {
@@ -151,10 +151,33 @@ func checkOnlyOn(t *testing.T, name, host string, uuid *string) tfresource.TestC
 	}
 }
 
+// checkDestroyed checks the domain is defined nowhere.
+func checkDestroyed(t *testing.T, name string) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if l := where(t, name); len(l) > 0 {
+			return fmt.Errorf("domain destroyed but still defined: %+v", l)
+		}
+		return nil
+	}
+}
+
+// checkLabel checks a label of the domain as libvirt keeps it.
+func checkLabel(t *testing.T, name, key, want string) tfresource.TestCheckFunc {
+	return func(*terraform.State) error {
+		for _, l := range where(t, name) {
+			if got := l.Labels[key]; got != want {
+				return fmt.Errorf("%s on %s: label %s = %q, want %q", name, l.Host, key, got, want)
+			}
+		}
+		return nil
+	}
+}
+
 // TestAccDomainHostChange: changing host is an in-place update that
 // live-migrates the guest: same UUID, and a TCP stream from the guest
 // survives both moves (A→B→A). A move made by hand shows as drift of
-// host and is undone by the next apply. Then import and destroy.
+// host and is undone by the next apply. Then import (failover_hosts read
+// back from the domain's labels) and destroy.
 func TestAccDomainHostChange(t *testing.T) {
 	needAcc(t)
 	const name = "vpt-dom"
@@ -186,12 +209,7 @@ func TestAccDomainHostChange(t *testing.T) {
 	}
 	tfresource.Test(t, tfresource.TestCase{
 		ProtoV6ProviderFactories: accProviders,
-		CheckDestroy: func(*terraform.State) error {
-			if l := where(t, name); len(l) > 0 {
-				return fmt.Errorf("domain destroyed but still defined: %+v", l)
-			}
-			return nil
-		},
+		CheckDestroy:             checkDestroyed(t, name),
 		Steps: []tfresource.TestStep{
 			{
 				Config: domainConfig("h1"),
@@ -199,6 +217,8 @@ func TestAccDomainHostChange(t *testing.T) {
 					checkOnlyOn(t, name, "h1", &uuid),
 					tfresource.TestCheckResourceAttr("virtpool_domain.d", "state", driver.StateRunning),
 					tfresource.TestCheckResourceAttrPtr("virtpool_domain.d", "uuid", &uuid),
+					tfresource.TestCheckResourceAttr("virtpool_domain.d", "failover_hosts.1", "h3"),
+					checkLabel(t, name, pool.LabelFailoverHosts, "h2,h3"),
 				),
 			},
 			{
@@ -275,12 +295,7 @@ func TestAccDomainMigrationTimeout(t *testing.T) {
 	var uuid string
 	tfresource.Test(t, tfresource.TestCase{
 		ProtoV6ProviderFactories: accProviders,
-		CheckDestroy: func(*terraform.State) error {
-			if l := where(t, name); len(l) > 0 {
-				return fmt.Errorf("domain destroyed but still defined: %+v", l)
-			}
-			return nil
-		},
+		CheckDestroy:             checkDestroyed(t, name),
 		Steps: []tfresource.TestStep{
 			{
 				Config: domainConfigWith(slow, name, ip, "h1", ""),
@@ -317,12 +332,7 @@ func TestAccDomainMigrationDoesNotConverge(t *testing.T) {
 	var start time.Time
 	tfresource.Test(t, tfresource.TestCase{
 		ProtoV6ProviderFactories: accProviders,
-		CheckDestroy: func(*terraform.State) error {
-			if l := where(t, name); len(l) > 0 {
-				return fmt.Errorf("domain destroyed but still defined: %+v", l)
-			}
-			return nil
-		},
+		CheckDestroy:             checkDestroyed(t, name),
 		Steps: []tfresource.TestStep{
 			{
 				Config: domainConfigWith(strict, name, ip, "h1", ""),

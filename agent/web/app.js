@@ -44,9 +44,9 @@ function chart(points) {
 
 function hostCard(h) {
   const card = el("div", { class: "card " + h.state, "data-host": h.name });
-  card.append(el("h3", {}, h.name, el("span", { class: "badge " + h.state }, h.state)));
+  card.append(el("h3", {}, h.name, el("span", { class: "badge " + h.state }, h.state + (h.fenced ? ", fenced" : ""))));
   if (h.state === "down") {
-    card.append(el("div", { class: "error" }, h.error || "not answering"));
+    card.append(el("div", { class: "error" }, h.fenced ? "fenced (powered off): its pools are restored on the other hosts" : h.error || "not answering"));
     return card;
   }
   card.append(gauge("CPU", h.cpu_ratio, pct(h.cpu_ratio) + " of " + h.capacity_cpus.toFixed(1)));

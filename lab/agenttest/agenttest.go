@@ -153,7 +153,7 @@ func (a *Agent) LastSeq(t testing.TB) int64 {
 
 // WaitEvents waits until the agent has shown, after seq, an event of each
 // "kind:subject" in want (subject: the pool for events about a pool, else
-// the host), and returns the first of each. The deadline only keeps a
+// the guest for events about a guest, else the host), and returns the first of each. The deadline only keeps a
 // stuck agent from hanging the suite.
 func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]agent.Event {
 	t.Helper()
@@ -166,6 +166,8 @@ func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]a
 			subject := e.Host
 			if e.Pool != "" {
 				subject = e.Pool
+			} else if e.Guest != "" {
+				subject = e.Guest
 			}
 			if k := e.Kind + ":" + subject; slices.Contains(want, k) {
 				if _, seen := got[k]; !seen {
