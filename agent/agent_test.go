@@ -3,10 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/fleet"
@@ -157,6 +160,26 @@ func TestEvents(t *testing.T) {
 	evs := l.a.Events().Since(0)
 	if e := evs[1]; e.From != "h1" || e.To != "h2" || e.DowntimeMs != 20 || e.Message != "web-2 moved h1 → h2 in 500 ms, downtime 20 ms" {
 		t.Errorf("migration event %+v", e)
+	}
+	if e := evs[5]; e.Direction != "down" || e.Size != 1 {
+		t.Errorf("resize event %+v, want down to 1", e)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{l.a})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resizes []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "virtpool_pool_resizes_total" {
+				resizes = append(resizes, fmt.Sprintf("%v %v", m.GetLabel(), m.GetCounter().GetValue()))
+			}
+		}
+	}
+	if len(resizes) != 1 || !strings.Contains(resizes[0], `value:"down"`) || !strings.HasSuffix(resizes[0], " 1") {
+		t.Errorf("virtpool_pool_resizes_total: %v, want web down 1", resizes)
 	}
 	if f := l.a.State().Finished; len(f) != 1 || f[0].Guest != "web-2" || f[0].DowntimeMs != 20 || f[0].ElapsedMs != 500 {
 		t.Errorf("finished migrations %+v", f)

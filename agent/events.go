@@ -41,6 +41,8 @@ type Event struct {
 	Pool  string    `json:"pool,omitempty"`
 	State string    `json:"state,omitempty"` // a host's new state
 	Size  int       `json:"size,omitempty"`  // a pool's new size
+	// Direction of a pool's resize: "up" or "down".
+	Direction string `json:"direction,omitempty"`
 	// A finished migration's measured time, downtime and bytes.
 	ElapsedMs  int64  `json:"elapsed_ms,omitempty"`
 	DowntimeMs int64  `json:"downtime_ms,omitempty"`
@@ -109,7 +111,11 @@ func diff(prev, cur State) []Event {
 	}
 	for _, p := range cur.Pools {
 		if old, ok := sizes[p.Name]; ok && old != p.Size {
-			add(Event{Kind: EventPoolResized, Pool: p.Name, Size: p.Size,
+			dir := "up"
+			if p.Size < old {
+				dir = "down"
+			}
+			add(Event{Kind: EventPoolResized, Pool: p.Name, Size: p.Size, Direction: dir,
 				Message: fmt.Sprintf("pool %s: %d → %d members running", p.Name, old, p.Size)})
 		}
 	}

@@ -34,6 +34,7 @@ var (
 	descPoolMax      = desc("virtpool_pool_max_size", "The pool's maximum size.", "pool")
 	descMigrating    = desc("virtpool_migrations_in_flight", "Guests seen on two hosts at once (live migrations in flight).")
 	descMigrations   = desc("virtpool_migrations_total", "Guests seen to move to another host since the agent started.")
+	descResizes      = desc("virtpool_pool_resizes_total", "Changes of a pool's running members (scale actions, failures, restores), up or down, since the agent started.", "pool", "direction")
 	descSamples      = desc("virtpool_agent_samples_total", "Samples taken, by result (ok: some host answered; failed: none).", "result")
 	descSampleSecond = desc("virtpool_agent_sample_duration_seconds", "How long the last sample of every host took.")
 )
@@ -76,6 +77,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMigrating, float64(len(s.Migrations)))
 	a.mu.RLock()
 	ok, failed, moves, took := a.samples, a.failures, a.moves, a.took
+	for r, n := range a.resizes {
+		ch <- prometheus.MustNewConstMetric(descResizes, prometheus.CounterValue, float64(n), r.pool, r.direction)
+	}
 	a.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(descMigrations, prometheus.CounterValue, float64(moves))
 	ch <- prometheus.MustNewConstMetric(descSamples, prometheus.CounterValue, float64(ok), "ok")

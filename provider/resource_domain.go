@@ -77,8 +77,9 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "a MAC address such as 52:54:00:12:34:56")}}
 	a["failover_hosts"] = schema.ListAttribute{Description: "Hosts (keys of the provider's `hosts`) where `virtpool agent` " +
 		"may restart the guest, from its template, after its host failed and was fenced (HA restart: the guest boots again, " +
-		"what it had in memory is lost; set `mac` so that it keeps its MAC). Without it, a failed host's domain stays " +
-		"where it was. After a restart, `host` reads where the guest runs now.",
+		"what it had in memory is lost; set `mac` so that it keeps its MAC). Its disk (the `base_image` overlay) must be " +
+		"on storage those hosts share, as for live migration; it boots from it again. Without it, a failed host's domain " +
+		"stays down with it. After a restart, `host` reads where the guest runs now.",
 		Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
 		Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),

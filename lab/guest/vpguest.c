@@ -24,6 +24,8 @@
  *                                   page dirtied)
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
  *                                   /proc/stat (total + per vCPU), /proc/uptime
+ *     GET /bytes?n=N             -> N bytes of 'x' as fast as the client reads
+ *                                   them (network load)
  *     GET /work?n=N              -> runs N rounds of a fixed computation (CPU
  *                                   only), then "n=N ns=T x=X": T the guest's
  *                                   own time for it (R-T6 times it from outside)
@@ -311,6 +313,20 @@ static void *http_conn(void *arg) {
     b = sprintf(body, "cpu=%d mem=%d rate=%d workers=%d\n", atomic_load(&load_cpu),
                 atomic_load(&load_mem), atomic_load(&load_rate), ncpu);
     reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/bytes")) {
+    long n = q ? query_int(q, "n") : -1;
+    if (n < 0) n = 0;
+    char xs[16384];
+    memset(xs, 'x', sizeof xs);
+    int h = snprintf(body, sizeof body,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %ld\r\nConnection: close\r\n\r\n", n);
+    if (write_all(fd, body, (size_t)h) == 0)
+      for (long left = n; left > 0;) {
+        size_t k = left < (long)sizeof xs ? (size_t)left : sizeof xs;
+        if (write_all(fd, xs, k) < 0) break;
+        left -= (long)k;
+      }
   } else if (!strcmp(path, "/work")) {
     long n = q ? query_int(q, "n") : -1;
     if (n <= 0) n = 1000000;

@@ -85,6 +85,35 @@ func (c *Client) SetLoad(ctx context.Context, ip string, cpu, memMiB int) error 
 	return nil
 }
 
+// Download reads n bytes from the guest (GET /bytes) at rate bytes/s, so
+// that the guest sends at that rate: TCP's flow control holds it back.
+func (c *Client) Download(ctx context.Context, ip string, n, rate int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/bytes?n=%d", ip, n), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("download from %s: %w", ip, err)
+	}
+	defer resp.Body.Close()
+	const chunk = 16 << 10
+	start, got := time.Now(), int64(0)
+	buf := make([]byte, chunk)
+	for got < n {
+		k, err := io.ReadFull(resp.Body, buf[:min(chunk, n-got)])
+		got += int64(k)
+		if err != nil {
+			return fmt.Errorf("download from %s: %d of %d bytes: %w", ip, got, n, err)
+		}
+		// Ahead of the rate: wait until the bytes read are due.
+		if due := start.Add(time.Duration(float64(got) / float64(rate) * float64(time.Second))); time.Until(due) > 0 {
+			time.Sleep(time.Until(due))
+		}
+	}
+	return nil
+}
+
 // Work runs n rounds of the guest's fixed computation (GET /work) and
 // returns how long it took as seen from the client: the guest's own clock
 // need not count a migration's pause.
