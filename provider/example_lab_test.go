@@ -27,20 +27,18 @@ func TestAccExampleLab(t *testing.T) {
 			cfgFile, Address, err)
 	}
 	dir := t.TempDir()
-	src, err := os.ReadFile("../examples/lab/main.tf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tf := func(args ...string) string {
+	exampleLab(t, dir, terraformIn(t, dir, nil))
+}
+
+// terraformIn returns a runner of the terraform CLI in dir, with env added
+// to the test's environment; it fails the test on an error.
+func terraformIn(t *testing.T, dir string, env []string) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "terraform", append([]string{"-chdir=" + dir}, args...)...)
-		// The provider's driver: beside the provider binary in bin/.
-		cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1")
+		cmd.Env = append(append(os.Environ(), "TF_IN_AUTOMATION=1"), env...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -49,13 +47,24 @@ func TestAccExampleLab(t *testing.T) {
 		t.Logf("terraform %s: %s", args[0], time.Since(start).Round(time.Millisecond))
 		return string(out)
 	}
+}
+
+// exampleLab applies examples/lab/main.tf in dir with tf, checks what it
+// made on the lab, that a second plan is empty, destroys it, and checks
+// nothing is left (no driver process either).
+func exampleLab(t *testing.T, dir string, tf func(args ...string) string) {
+	t.Helper()
+	src, err := os.ReadFile("../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	destroyed := false
 	t.Cleanup(func() {
 		if !destroyed {
-			out, err := exec.Command("terraform", "-chdir="+dir, "destroy", "-auto-approve", "-input=false", "-no-color").CombinedOutput()
-			if err != nil {
-				t.Logf("cleanup: terraform destroy: %v\n%s", err, out)
-			}
+			tf("destroy", "-auto-approve", "-input=false", "-no-color")
 		}
 	})
 
