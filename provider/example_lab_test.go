@@ -26,8 +26,22 @@ func TestAccExampleLab(t *testing.T) {
 		t.Fatalf("TF_CLI_CONFIG_FILE=%q must be a CLI config with dev_overrides for %s (make testacc-provider writes one): %v",
 			cfgFile, Address, err)
 	}
+	dir := exampleDir(t)
+	exampleLab(t, terraformIn(t, dir, nil))
+}
+
+// exampleDir is a temporary directory holding a copy of examples/lab.
+func exampleDir(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
-	exampleLab(t, dir, terraformIn(t, dir, nil))
+	src, err := os.ReadFile("../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // terraformIn returns a runner of the terraform CLI in dir, with env added
@@ -49,18 +63,11 @@ func terraformIn(t *testing.T, dir string, env []string) func(args ...string) st
 	}
 }
 
-// exampleLab applies examples/lab/main.tf in dir with tf, checks what it
-// made on the lab, that a second plan is empty, destroys it, and checks
+// exampleLab applies examples/lab with tf (run in an exampleDir), checks what
+// it made on the lab, that a second plan is empty, destroys it, and checks
 // nothing is left (no driver process either).
-func exampleLab(t *testing.T, dir string, tf func(args ...string) string) {
+func exampleLab(t *testing.T, tf func(args ...string) string) {
 	t.Helper()
-	src, err := os.ReadFile("../examples/lab/main.tf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	destroyed := false
 	t.Cleanup(func() {
 		if !destroyed {

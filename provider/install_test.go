@@ -63,15 +63,8 @@ func TestAccInstallFromMirror(t *testing.T) {
 `, mirror)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := exampleDir(t)
 	tf := terraformIn(t, dir, []string{"TF_CLI_CONFIG_FILE=" + cfg})
-	src, err := os.ReadFile("../examples/lab/main.tf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.tf"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	out := tf("init", "-input=false", "-no-color")
 	if !strings.Contains(out, "Installed virtpool/virtpool v"+version) {
 		t.Errorf("terraform init did not install v%s from the mirror:\n%s", version, out)
@@ -93,5 +86,5 @@ func TestAccInstallFromMirror(t *testing.T) {
 	if st, err := os.Stat(driver); err != nil || st.Mode()&0o111 == 0 {
 		t.Fatalf("the installed provider has no executable virtpool-driver beside it (%v)", err)
 	}
-	exampleLab(t, dir, tf)
+	exampleLab(t, tf)
 }

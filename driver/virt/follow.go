@@ -95,6 +95,10 @@ func follow(ctx context.Context, dom migratingDomain, m *monitor, done <-chan er
 type jobDomain struct {
 	dom      *lv.Domain
 	switched *atomic.Bool // set once post-copy was accepted
+	// others: someone else may have switched the job to post-copy (it was
+	// started elsewhere with post-copy possible, or by another caller), so
+	// each sample also asks the domain's state.
+	others bool
 }
 
 func (j jobDomain) job() (sample, bool, error) {
@@ -104,7 +108,7 @@ func (j jobDomain) job() (sample, bool, error) {
 	}
 	s := sampleOf(js)
 	s.PostCopy = j.switched.Load()
-	if !s.PostCopy {
+	if !s.PostCopy && j.others {
 		// Switched by someone else (an earlier caller, virsh): the source
 		// is paused for post-copy.
 		st, reason, err := j.dom.GetState()

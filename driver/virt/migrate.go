@@ -105,7 +105,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 		defer func() { close(stop); <-exited }() // before dom is freed
 	}
 	var lastProcessed uint64
-	err = follow(ctx, jobDomain{dom, &switched}, &monitor{limits: lim}, done, func(s sample) {
+	err = follow(ctx, jobDomain{dom: dom, switched: &switched}, &monitor{limits: lim}, done, func(s sample) {
 		lastProcessed = s.Progress.DataProcessed
 		if progress != nil {
 			p := s.Progress
@@ -180,7 +180,7 @@ func adopt(ctx context.Context, dom *lv.Domain, log hclog.Logger) error {
 			lim := limitsFor(note, time.Duration(js.TimeElapsed)*time.Millisecond, time.Now())
 			log.Info("following a migration found running", "elapsed_ms", js.TimeElapsed, "progress_timeout", lim.ProgressTimeout.String(),
 				"auto_converge", lim.AutoConverge, "post_copy", lim.PostCopy)
-			return follow(ctx, jobDomain{dom, &atomic.Bool{}}, &monitor{limits: lim}, nil, nil, log)
+			return follow(ctx, jobDomain{dom: dom, switched: &atomic.Bool{}, others: true}, &monitor{limits: lim}, nil, nil, log)
 		}
 		select {
 		case <-ctx.Done():
