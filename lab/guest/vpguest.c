@@ -394,15 +394,15 @@ static int spawn(void *(*fn)(void *), void *arg) {
   return rc;
 }
 
-/* Accept loop: one detached thread per connection. */
+/* Accept loop on a listening socket: one detached thread per connection. */
+static int tcp_listener; /* :9000 */
 static void *acceptor(void *arg) {
-  long port = (long)arg;
-  int s = listen_on((int)port), one = 1;
+  int s = (int)(long)arg, one = 1;
   for (;;) {
     int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) continue;
     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (spawn(port == 80 ? http_conn : tcp_conn, (void *)(long)c) != 0) close(c);
+    if (spawn(s == tcp_listener ? tcp_conn : http_conn, (void *)(long)c) != 0) close(c);
   }
   return NULL;
 }
@@ -414,8 +414,12 @@ static void services(void) {
   if (seq_on) spawn(seq_writer, NULL);
   spawn(mem_worker, NULL);
   for (long i = 0; i < ncpu; i++) spawn(cpu_worker, (void *)i);
-  spawn(acceptor, (void *)9000L);
-  acceptor((void *)80L);
+  /* Both sockets listen before either accepts: once /health answers, :9000
+   * does too (a client that follows the stream right after is not refused). */
+  tcp_listener = listen_on(9000);
+  int http = listen_on(80);
+  spawn(acceptor, (void *)(long)tcp_listener);
+  acceptor((void *)(long)http);
 }
 
 /* ------------------------------------------------------------ PID 1 part */
