@@ -199,6 +199,10 @@ type MigrateOptions struct {
 	CopyStorage    bool // copy non-shared disks (target images must exist)
 	Tunnelled      bool // send migration data through libvirtd's connection
 	Unsafe         bool // allow disks libvirt thinks unsafe (lab shared dirs)
+	// TLS encrypts the migration stream (memory and disks) with the hosts'
+	// QEMU x509 certificates (VIR_MIGRATE_TLS); the connection between
+	// the libvirtds is as their URIs say (qemu+tls, qemu+ssh).
+	TLS bool
 	// ProgressTimeout ends a migration whose memory left to send has not
 	// shrunk for this long (0: DefaultProgressTimeout).
 	ProgressTimeout time.Duration

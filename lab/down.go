@@ -35,6 +35,9 @@ func Down(ctx context.Context, log hclog.Logger) error {
 		}
 	}
 	var errs []error
+	if err := stopRelays(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, ns := range nss {
 		if err := killNamespace(ctx, ns, syscall.SIGTERM, syscall.SIGKILL); err != nil {
 			errs = append(errs, err)

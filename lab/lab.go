@@ -47,6 +47,10 @@ type Host struct {
 	Bridge    string `json:"bridge"`     // bridge for guest NICs
 	StateDir  string `json:"state_dir"`  // private /etc, /run, /var dirs of its libvirtd
 	MigrateTo string `json:"migrate_to"` // QEMU migration URI (tcp://IP)
+	// Transport is how URI and PeerURI reach its libvirtd, and Loopback
+	// the address virtpool reaches it at through the relay (tls, ssh).
+	Transport Transport `json:"transport,omitempty"`
+	Loopback  string    `json:"loopback,omitempty"`
 	// CPUs and MemoryMiB are the host's capacity for guests: its budget
 	// (see HostCPUs), which virtpool must plan with instead of the
 	// machine's cores and memory that libvirt reports.
@@ -103,6 +107,14 @@ type Lab struct {
 	// Budgets says whether the hosts have CPU and memory budgets of their
 	// own (cgroups, and the capacity they declare), or share the machine.
 	Budgets bool `json:"budgets"`
+}
+
+// Transport is how the lab's hosts are reached (every host the same way).
+func (l *Lab) Transport() Transport {
+	if len(l.Hosts) == 0 || l.Hosts[0].Transport == "" {
+		return Unix
+	}
+	return l.Hosts[0].Transport
 }
 
 func stateFile() string { return filepath.Join(Dir, "lab.json") }
@@ -164,6 +176,8 @@ func (l *Lab) GuestSpec(name string, n int, h Host, memMiB uint64, vcpus int, la
 // MigrateRequest is the request that moves a domain from one lab host to
 // another over the lab segment.
 func MigrateRequest(name string, from, to Host, o driver.MigrateOptions) driver.MigrateRequest {
+	// Over tls the lab's QEMUs refuse migrations in the clear.
+	o.TLS = o.TLS || from.Transport == TLS
 	return driver.MigrateRequest{
 		Domain: name, SourceURI: from.URI, DestURI: to.URI,
 		DestPeerURI: to.PeerURI, MigrationURI: to.MigrateTo, Options: o,

@@ -28,6 +28,9 @@ type Config struct {
 	// virtpool plans with what libvirt reports. For runs that measure
 	// migration rather than placement: see lab/cgroup.go.
 	NoBudgets bool
+	// Transport is how virtpool and the hosts reach the hosts' libvirtds
+	// ("": Unix).
+	Transport Transport
 	Log       hclog.Logger
 }
 
@@ -46,9 +49,20 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, libvirtd)")
 	}
-	for _, bin := range []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh"} {
+	transport, err := ParseTransport(string(cfg.Transport))
+	if err != nil {
+		return nil, err
+	}
+	bins := []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh"}
+	switch transport {
+	case TLS:
+		bins = append(bins, "certtool", "socat")
+	case SSH:
+		bins = append(bins, "ssh-keygen", "/usr/sbin/sshd", "virt-ssh-helper", "socat")
+	}
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
-			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux, tini, libvirt-clients)", bin)
+			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux, tini, libvirt-clients, gnutls-bin, openssh-server, socat)", bin)
 		}
 	}
 	l := &Lab{ClientNamespace: clientNS, ClientIP: clientIP, ImageDir: filepath.Join(Dir, "images")}
@@ -62,7 +76,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("a lab %s host budgets is up, this needs one %s; run 'virtpool lab down' first",
 			withOrWithout(old.Budgets), withOrWithout(l.Budgets))
 	}
-	var err error
+	if up && old.Transport() != transport {
+		return nil, fmt.Errorf("a lab reached over %s is up, this needs one over %s; run 'virtpool lab down' first", old.Transport(), transport)
+	}
 	if up && cfg.GuestDir == "" {
 		l.Image = old.Image // keep the image the lab was started with
 	} else {
@@ -84,8 +100,14 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := plug(ctx, clientNS, "client", clientIP, false); err != nil {
 		return nil, err
 	}
+	var hosts []Host
 	for i := 1; i <= cfg.Hosts; i++ {
-		h := newHost(i, l.Budgets)
+		hosts = append(hosts, newHost(i, l.Budgets, transport))
+	}
+	if err := prepareTransport(ctx, transport, hosts); err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
 		if l.Budgets {
 			if h.Cgroups, err = makeCgroups(h.Name); err != nil {
 				return nil, err
@@ -101,6 +123,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 		if err := startDaemons(ctx, h); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		if err := startRelay(ctx, transport, h); err != nil {
+			return nil, err
 		}
 		l.Hosts = append(l.Hosts, h)
 	}
@@ -128,7 +153,7 @@ func withOrWithout(budgets bool) string {
 
 // newHost describes lab host i; with budgets it declares its budget as its
 // capacity, without it plans with what libvirt reports (the machine).
-func newHost(i int, budgets bool) Host {
+func newHost(i int, budgets bool, t Transport) Host {
 	name := fmt.Sprintf("h%d", i)
 	ip := fmt.Sprintf("%s%d", subnet, hostIPBase+i)
 	state := filepath.Join(Dir, "hosts", name)
@@ -138,12 +163,15 @@ func newHost(i int, budgets bool) Host {
 		IP:        ip,
 		// Distinct host UUIDs: libvirt refuses to migrate to "the same host".
 		UUID:      fmt.Sprintf("7669f0a1-1ab0-4000-8000-%012d", i),
-		URI:       "qemu+unix:///system?socket=" + socketIn(state),
-		PeerURI:   "qemu+tcp://" + ip + "/system",
 		MigrateTo: "tcp://" + ip,
 		Bridge:    GuestBridge,
 		StateDir:  state,
+		Transport: t,
 	}
+	if t != Unix {
+		h.Loopback = loopbackIP(i)
+	}
+	h.uris(t)
 	if budgets {
 		h.CPUs, h.MemoryMiB, h.VCPURatio = HostCPUs, hostPlannedMemoryMiB, hostVCPURatio
 	}
@@ -254,10 +282,17 @@ func hostMAC(ip string) (string, error) {
 
 var (
 	libvirtdConf = template.Must(template.New("libvirtd.conf").Parse(`# virtpool lab host {{.Name}}
-listen_tls = 0
+{{if eq .Transport "tls"}}listen_tls = 1
+listen_tcp = 0
+key_file = "{{.PKIDir}}/server-key.pem"
+cert_file = "{{.PKIDir}}/server-cert.pem"
+ca_file = "{{.PKIDir}}/ca-cert.pem"
+{{else if eq .Transport "ssh"}}listen_tls = 0
+listen_tcp = 0
+{{else}}listen_tls = 0
 listen_tcp = 1
-listen_addr = "{{.IP}}"
 auth_tcp = "none"
+{{end}}listen_addr = "{{.IP}}"
 auth_unix_rw = "none"
 host_uuid = "{{.UUID}}"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
@@ -273,7 +308,11 @@ remember_owner = 0
 stdio_handler = "logd"
 migration_host = "{{.IP}}"
 migration_address = "{{.IP}}"
-`))
+{{if eq .Transport "tls"}}# Every migration stream encrypted: QEMU refuses a migration without VIR_MIGRATE_TLS.
+migrate_tls_x509_cert_dir = "{{.PKIDir}}"
+migrate_tls_x509_verify = 1
+migrate_tls_force = 1
+{{end}}`))
 	// hostScript runs inside the host's network namespace, in a new mount
 	// and UTS namespace: it gives libvirt private directories and starts
 	// the daemons, which keep the namespaces alive.
@@ -295,7 +334,9 @@ virtlogd -d -p /run/libvirt/virtlogd.pid || true
 # libvirtd daemonises the moment they exit. Without it they are reaped by
 # the machine's init, which here takes about a second, and libvirt waits
 # for a stopped QEMU to be gone: every migration would last a second more.
-setsid tini -s -- libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid \
+{{if eq .Transport "ssh"}}mkdir -p /run/sshd # sshd's privilege separation directory
+/usr/sbin/sshd -f {{.SSHDir}}/sshd_config -E /var/log/libvirt/sshd.log
+{{end}}setsid tini -s -- libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid \
 	</dev/null >>/var/log/libvirt/libvirtd.out 2>&1 &
 `))
 )

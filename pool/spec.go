@@ -102,6 +102,9 @@ type Policy struct {
 	MaxDowntimeMs         int64   `json:"max_downtime_ms"`
 	AutoConverge          bool    `json:"auto_converge"`
 	PostCopy              bool    `json:"post_copy"`
+	// TLS encrypts the migration streams; the caller's setting turns it
+	// on too (a policy never turns it off).
+	TLS bool `json:"tls,omitempty"`
 	// 0: the caller's (provider's, target's) setting.
 	ProgressTimeoutS  int64 `json:"progress_timeout_s,omitempty"`
 	CompletionPerGiBS int64 `json:"completion_timeout_per_gib_s,omitempty"`
@@ -372,7 +375,8 @@ func clamp(v, lo, hi float64) float64 { return max(lo, min(v, hi)) }
 // MigrateOptions are the live-migration options for a guest of a pool with
 // policy p (nil: defaults only). defaults carries the caller's bandwidth and
 // downtime, auto-converge, post-copy and timeouts, which the policy
-// overrides when it sets them (its auto-converge and post-copy always). The definition
+// overrides when it sets them (its auto-converge and post-copy always;
+// either turns TLS on). The definition
 // always follows the guest, so that it is never defined on two hosts.
 func MigrateOptions(defaults driver.MigrateOptions, p *Policy, hasDisk bool) driver.MigrateOptions {
 	o := driver.MigrateOptions{
@@ -382,6 +386,7 @@ func MigrateOptions(defaults driver.MigrateOptions, p *Policy, hasDisk bool) dri
 		PostCopy:         defaults.PostCopy,
 		ProgressTimeout:  defaults.ProgressTimeout,
 		CompletionPerGiB: defaults.CompletionPerGiB,
+		TLS:              defaults.TLS || (p != nil && p.TLS),
 		Persistent:       true,
 		UndefineSource:   true,
 		// Overlays live in a directory every host sees (shared storage);

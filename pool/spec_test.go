@@ -177,3 +177,24 @@ func TestPlacementAndModeNames(t *testing.T) {
 		t.Errorf("default mode %q, want %q", m, pool.ModeBalance)
 	}
 }
+
+func TestMigrateOptionsTLS(t *testing.T) {
+	tests := []struct {
+		name   string
+		caller bool
+		policy *pool.Policy
+		want   bool
+	}{
+		{"off", false, nil, false},
+		{"caller", true, nil, true},
+		{"policy", false, &pool.Policy{TLS: true}, true},
+		{"policy cannot turn it off", true, &pool.Policy{TLS: false}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pool.MigrateOptions(driver.MigrateOptions{TLS: tc.caller}, tc.policy, false).TLS; got != tc.want {
+				t.Fatalf("TLS %t, want %t", got, tc.want)
+			}
+		})
+	}
+}

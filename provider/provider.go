@@ -59,6 +59,7 @@ type providerModel struct {
 	MigrationBandwidthMiB types.Int64  `tfsdk:"migration_bandwidth_mib"`
 	MigrationMaxDowntime  types.Int64  `tfsdk:"migration_max_downtime_ms"`
 	MigrationAutoConverge types.Bool   `tfsdk:"migration_auto_converge"`
+	MigrationTLS          types.Bool   `tfsdk:"migration_tls"`
 	MigrationPostCopy     types.Bool   `tfsdk:"migration_post_copy"`
 	MigrationProgress     types.String `tfsdk:"migration_progress_timeout"`
 	MigrationCompletion   types.String `tfsdk:"migration_completion_timeout_per_gib"`
@@ -193,6 +194,13 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 					"Default false.",
 				Optional: true,
 			},
+			"migration_tls": schema.BoolAttribute{
+				Description: "Encrypt every live migration's stream (memory, and disks when copied) with TLS (libvirt's " +
+					"VIR_MIGRATE_TLS): each host's QEMU needs its x509 certificates (`migrate_tls_x509_cert_dir` in qemu.conf). " +
+					"A pool's policy can turn it on too, never off. Default false. The connection between the libvirt daemons is " +
+					"as `peer_uri` says: use `qemu+tls://` or `qemu+ssh://` there.",
+				Optional: true,
+			},
 			"migration_post_copy": schema.BoolAttribute{
 				Description: "Let a live migration that does not converge (after auto-converge, if allowed) or reaches its completion " +
 					"deadline switch to post-copy, unless its pool's policy says otherwise. Default false: such a migration is aborted, " +
@@ -245,6 +253,7 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 			MaxDowntime:   msDuration(m.MigrationMaxDowntime.ValueInt64()),
 			AutoConverge:  m.MigrationAutoConverge.ValueBool(),
 			PostCopy:      m.MigrationPostCopy.ValueBool(),
+			TLS:           m.MigrationTLS.ValueBool(),
 			// 0: the driver's defaults.
 		},
 	}

@@ -109,6 +109,9 @@ provider "virtpool" {
   migration_bandwidth_mib   = ` + strconv.Itoa(bandwidth) + `
   migration_max_downtime_ms = 50
 `)
+	if theLab != nil && theLab.Transport() == lab.TLS {
+		extra = append(extra, "migration_tls = true") // the lab's QEMUs refuse migrations in the clear
+	}
 	for _, l := range extra {
 		b.WriteString("  " + l + "\n")
 	}

@@ -47,6 +47,7 @@ type policyModel struct {
 	BandwidthMiB          types.Int64   `tfsdk:"bandwidth_mib"`
 	MaxDowntimeMs         types.Int64   `tfsdk:"max_downtime_ms"`
 	AutoConverge          types.Bool    `tfsdk:"auto_converge"`
+	TLS                   types.Bool    `tfsdk:"tls"`
 	PostCopy              types.Bool    `tfsdk:"post_copy"`
 	ProgressTimeoutS      types.Int64   `tfsdk:"progress_timeout_s"`
 	CompletionPerGiBS     types.Int64   `tfsdk:"completion_timeout_per_gib_s"`
@@ -91,6 +92,10 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge " +
 				"(QEMU's auto-converge, harder every pass over memory). A migration still not converging at the highest throttle " +
 				"switches to post-copy if `post_copy` allows it, else it is aborted.",
+				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
+			"tls": schema.BoolAttribute{Description: "Encrypt the migration streams of the pool's members with TLS " +
+				"(VIR_MIGRATE_TLS; the hosts' QEMU need x509 certificates). The provider's and the target's `migration_tls` " +
+				"turn it on too: false here does not turn it off.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
 			"post_copy": schema.BoolAttribute{Description: "Switch a migration to post-copy (the guest runs on the destination, " +
 				"which pulls the pages still on the source) when it does not converge (after auto-converge, if allowed), makes no " +
@@ -178,7 +183,7 @@ func (m policyModel) spec() pool.Policy {
 		TargetUtilisation:     m.TargetUtilisation.ValueFloat64(),
 		MaxMigrationsPerRound: m.MaxMigrationsPerRound.ValueInt64(), MaxParallel: m.MaxParallel.ValueInt64(),
 		BandwidthMiB: m.BandwidthMiB.ValueInt64(), MaxDowntimeMs: m.MaxDowntimeMs.ValueInt64(),
-		AutoConverge: m.AutoConverge.ValueBool(), PostCopy: m.PostCopy.ValueBool(),
+		AutoConverge: m.AutoConverge.ValueBool(), PostCopy: m.PostCopy.ValueBool(), TLS: m.TLS.ValueBool(),
 		ProgressTimeoutS: m.ProgressTimeoutS.ValueInt64(), CompletionPerGiBS: m.CompletionPerGiBS.ValueInt64(),
 	}
 }
@@ -191,7 +196,7 @@ func policyFromSpec(poolName string, p pool.Policy) policyModel {
 		TargetUtilisation:     types.Float64Value(p.TargetUtilisation),
 		MaxMigrationsPerRound: types.Int64Value(p.MaxMigrationsPerRound), MaxParallel: types.Int64Value(p.MaxParallel),
 		BandwidthMiB: types.Int64Value(p.BandwidthMiB), MaxDowntimeMs: types.Int64Value(p.MaxDowntimeMs),
-		AutoConverge: types.BoolValue(p.AutoConverge), PostCopy: types.BoolValue(p.PostCopy),
+		AutoConverge: types.BoolValue(p.AutoConverge), PostCopy: types.BoolValue(p.PostCopy), TLS: types.BoolValue(p.TLS),
 		ProgressTimeoutS: types.Int64Value(p.ProgressTimeoutS), CompletionPerGiBS: types.Int64Value(p.CompletionPerGiBS),
 	}
 }

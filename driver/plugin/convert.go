@@ -341,6 +341,7 @@ func migrateRequestToPB(r driver.MigrateRequest) *pb.MigrateRequest {
 			Unsafe:             o.Unsafe,
 			ProgressTimeoutNs:  durToPB(o.ProgressTimeout),
 			CompletionPerGibNs: durToPB(o.CompletionPerGiB),
+			Tls:                o.TLS,
 		},
 	}
 }
@@ -366,6 +367,7 @@ func migrateRequestFromPB(r *pb.MigrateRequest) driver.MigrateRequest {
 			Unsafe:           o.GetUnsafe(),
 			ProgressTimeout:  durFromPB(o.GetProgressTimeoutNs()),
 			CompletionPerGiB: durFromPB(o.GetCompletionPerGibNs()),
+			TLS:              o.GetTls(),
 		},
 	}
 }

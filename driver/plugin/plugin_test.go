@@ -226,7 +226,7 @@ func TestRoundTrip(t *testing.T) {
 		Options: driver.MigrateOptions{
 			BandwidthMiBs: 64, MaxDowntime: 300 * time.Millisecond, AutoConverge: true, PostCopy: true,
 			PostCopyAfter: 2 * time.Minute, Persistent: true, UndefineSource: true, CopyStorage: true,
-			Tunnelled: true, Unsafe: true, ProgressTimeout: time.Minute, CompletionPerGiB: 90 * time.Second,
+			Tunnelled: true, Unsafe: true, TLS: true, ProgressTimeout: time.Minute, CompletionPerGiB: 90 * time.Second,
 		},
 	}
 	d := connect(t, fake)

@@ -1138,6 +1138,7 @@ type MigrateOptions struct {
 	Unsafe             bool                   `protobuf:"varint,10,opt,name=unsafe,proto3" json:"unsafe,omitempty"`
 	ProgressTimeoutNs  int64                  `protobuf:"varint,11,opt,name=progress_timeout_ns,json=progressTimeoutNs,proto3" json:"progress_timeout_ns,omitempty"`
 	CompletionPerGibNs int64                  `protobuf:"varint,12,opt,name=completion_per_gib_ns,json=completionPerGibNs,proto3" json:"completion_per_gib_ns,omitempty"`
+	Tls                bool                   `protobuf:"varint,13,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1254,6 +1255,13 @@ func (x *MigrateOptions) GetCompletionPerGibNs() int64 {
 		return x.CompletionPerGibNs
 	}
 	return 0
+}
+
+func (x *MigrateOptions) GetTls() bool {
+	if x != nil {
+		return x.Tls
+	}
+	return false
 }
 
 type MigrateRequest struct {
@@ -2265,7 +2273,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x06labels\x18\f \x03(\v2+.virtpool.driver.v1.DomainStats.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x03\n" +
 	"\x0eMigrateOptions\x12%\n" +
 	"\x0ebandwidth_mibs\x18\x01 \x01(\x04R\rbandwidthMibs\x12&\n" +
 	"\x0fmax_downtime_ns\x18\x02 \x01(\x03R\rmaxDowntimeNs\x12#\n" +
@@ -2281,7 +2289,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x06unsafe\x18\n" +
 	" \x01(\bR\x06unsafe\x12.\n" +
 	"\x13progress_timeout_ns\x18\v \x01(\x03R\x11progressTimeoutNs\x121\n" +
-	"\x15completion_per_gib_ns\x18\f \x01(\x03R\x12completionPerGibNs\"\xe9\x01\n" +
+	"\x15completion_per_gib_ns\x18\f \x01(\x03R\x12completionPerGibNs\x12\x10\n" +
+	"\x03tls\x18\r \x01(\bR\x03tls\"\xe9\x01\n" +
 	"\x0eMigrateRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1d\n" +
 	"\n" +

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -112,7 +113,7 @@ func dial(ctx context.Context, uri string) (*lv.Connect, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("connect to host: %w", r.err)
+			return nil, fmt.Errorf("connect to host: %w%s", r.err, connectHint(uri, r.err.Error()))
 		}
 		return r.c, nil
 	case <-ctx.Done():
@@ -167,4 +168,51 @@ func (p *connPool) closeAll() error {
 		delete(p.conns, uri)
 	}
 	return errors.Join(errs...)
+}
+
+// connectHint says what to fix when a secure transport refuses a
+// connection (msg is libvirt's error), or is empty: libvirt names the
+// failure, not where its credentials come from.
+func connectHint(uri, msg string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	_, transport, _ := strings.Cut(u.Scheme, "+")
+	q := u.Query()
+	low := strings.ToLower(msg)
+	switch transport {
+	case "tls":
+		if !strings.Contains(low, "certificate") && !strings.Contains(low, "tls") && !strings.Contains(low, "handshake") {
+			return ""
+		}
+		where := "/etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem and /etc/pki/libvirt/private/clientkey.pem"
+		if p := q.Get("pkipath"); p != "" {
+			where = "pkipath " + p + " (cacert.pem, clientcert.pem, clientkey.pem)"
+		}
+		return fmt.Sprintf(" (TLS to %s: the CA and this client's certificate and key are read from %s; the host's "+
+			"certificate must be signed by that CA and name %s, and its libvirtd must trust the client's CA)", u.Hostname(), where, u.Hostname())
+	case "ssh", "libssh", "libssh2":
+		known := q.Get("known_hosts")
+		if known == "" {
+			known = "~/.ssh/known_hosts"
+		}
+		switch {
+		case strings.Contains(low, "host key"):
+			return fmt.Sprintf(" (SSH to %s: its host key is not the one in %s: if the host is new, check its fingerprint "+
+				"and add it, e.g. ssh-keyscan %s >> %s)", u.Hostname(), known, u.Hostname(), known)
+		case strings.Contains(low, "authenticat") || strings.Contains(low, "access denied") || strings.Contains(low, "permission denied"):
+			key := q.Get("keyfile")
+			if key == "" {
+				key = "the ssh agent's or ~/.ssh's keys"
+			}
+			user := u.User.Username()
+			if user == "" {
+				user = "the current user"
+			}
+			return fmt.Sprintf(" (SSH to %s: the login as %s was refused: the public key of %s must be in that user's "+
+				"authorized_keys on the host)", u.Hostname(), user, key)
+		}
+	}
+	return ""
 }

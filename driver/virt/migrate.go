@@ -283,6 +283,7 @@ func migrateFlags(o driver.MigrateOptions) lv.DomainMigrateFlags {
 	set(o.CopyStorage, lv.MIGRATE_NON_SHARED_DISK)
 	set(o.Tunnelled, lv.MIGRATE_TUNNELLED)
 	set(o.Unsafe, lv.MIGRATE_UNSAFE)
+	set(o.TLS, lv.MIGRATE_TLS)
 	return f
 }
 

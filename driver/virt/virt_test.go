@@ -182,13 +182,13 @@ func TestMigrateErrors(t *testing.T) {
 func TestMigrateFlags(t *testing.T) {
 	base := migrateFlags(driver.MigrateOptions{})
 	all := migrateFlags(driver.MigrateOptions{AutoConverge: true, PostCopy: true, Persistent: true,
-		UndefineSource: true, CopyStorage: true, Tunnelled: true, Unsafe: true})
+		UndefineSource: true, CopyStorage: true, Tunnelled: true, Unsafe: true, TLS: true})
 	if base == 0 || all == base {
 		t.Fatalf("flags: base %#x all %#x", base, all)
 	}
 	// Every option adds its own bit.
 	opts := []driver.MigrateOptions{{AutoConverge: true}, {PostCopy: true}, {Persistent: true},
-		{UndefineSource: true}, {CopyStorage: true}, {Tunnelled: true}, {Unsafe: true}}
+		{UndefineSource: true}, {CopyStorage: true}, {Tunnelled: true}, {Unsafe: true}, {TLS: true}}
 	seen := base
 	for _, o := range opts {
 		f := migrateFlags(o)

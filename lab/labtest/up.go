@@ -28,19 +28,27 @@ func Up(ctx context.Context, suite string, budgets bool, log hclog.Logger) (*lab
 	return UpN(ctx, suite, 3, budgets, log)
 }
 
+// TransportEnv names the lab transport test suites run over (unix, tls,
+// ssh; default unix): 'make testacc-transports' runs the provider's and
+// the autoscaler's main paths over each.
+const TransportEnv = "VIRTPOOL_LAB_TRANSPORT"
+
 // UpN is Up with another number of hosts.
 func UpN(ctx context.Context, suite string, hosts int, budgets bool, log hclog.Logger) (*lab.Lab, func(), error) {
+	transport, err := lab.ParseTransport(os.Getenv(TransportEnv))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %s: %w", suite, TransportEnv, err)
+	}
 	unlock := func() {}
 	if os.Getenv("VIRTPOOL_LAB_LOCK_HELD") != "1" {
-		var err error
 		if unlock, err = lock(suite); err != nil {
 			return nil, nil, err
 		}
 	}
 	old, loadErr := lab.Load()
-	if loadErr == nil && (old.Budgets != budgets || len(old.Hosts) != hosts) {
-		fmt.Fprintf(os.Stderr, "%s: replacing the lab that is up (%d hosts, budgets %t) with one of %d hosts, budgets %t\n",
-			suite, len(old.Hosts), old.Budgets, hosts, budgets)
+	if loadErr == nil && (old.Budgets != budgets || len(old.Hosts) != hosts || old.Transport() != transport) {
+		fmt.Fprintf(os.Stderr, "%s: replacing the lab that is up (%d hosts, budgets %t, over %s) with one of %d hosts, budgets %t, over %s\n",
+			suite, len(old.Hosts), old.Budgets, old.Transport(), hosts, budgets, transport)
 		if err := lab.Down(ctx, log); err != nil {
 			unlock()
 			return nil, nil, fmt.Errorf("%s: lab down: %w", suite, err)
@@ -56,7 +64,7 @@ func UpN(ctx context.Context, suite string, hosts int, budgets bool, log hclog.L
 		}
 		unlock()
 	}
-	l, err := lab.Up(ctx, lab.Config{Hosts: hosts, NoBudgets: !budgets, Log: log.Named("lab")})
+	l, err := lab.Up(ctx, lab.Config{Hosts: hosts, NoBudgets: !budgets, Transport: transport, Log: log.Named("lab")})
 	if err != nil {
 		down()
 		return nil, nil, fmt.Errorf("%s: lab up: %w", suite, err)

@@ -364,8 +364,12 @@ type logLine = autoscaler.Line
 // targetConfig is the virtpool-target plugin config the tests use:
 // samples every sampleInterval, load averaged over loadWindow.
 func targetConfig() map[string]string {
-	return map[string]string{"hosts": seeds(), "sample_interval": hclDur(sampleInterval), "retention": "10m", "load_window": hclDur(loadWindow),
+	c := map[string]string{"hosts": seeds(), "sample_interval": hclDur(sampleInterval), "retention": "10m", "load_window": hclDur(loadWindow),
 		"shutdown_timeout": "0s", "migration_bandwidth_mib": "2000", "migration_max_downtime": "50ms"}
+	if theLab.Transport() == lab.TLS {
+		c["migration_tls"] = "true" // the lab's QEMUs refuse migrations in the clear
+	}
+	return c
 }
 
 func apmConfig() map[string]string {

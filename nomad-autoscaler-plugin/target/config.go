@@ -20,7 +20,7 @@ var (
 	// configKeys are the plugin's own keys (fleet adds the common ones).
 	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime,
 		configKeyAutoConverge, configKeyPostCopy, configKeyProgressTimeout, configKeyCompletion,
-		configKeyScaleTimeout, configKeyNomadInherit}
+		configKeyTLS, configKeyScaleTimeout, configKeyNomadInherit}
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
 	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
@@ -79,6 +79,9 @@ func parseConfig(raw map[string]string) (config, error) {
 		return c, err
 	}
 	if m.PostCopy, err = fleet.Bool(raw, configKeyPostCopy, false); err != nil {
+		return c, err
+	}
+	if m.TLS, err = fleet.Bool(raw, configKeyTLS, false); err != nil {
 		return c, err
 	}
 	// 0 (unset): the driver's defaults.

@@ -30,7 +30,7 @@ func TestSetConfig(t *testing.T) {
 		{"everything", base("load_window", "30s", "shutdown_timeout", "0s", "migration_bandwidth_mib", "2000",
 			"migration_max_downtime", "50ms", "migration_auto_converge", "true", "migration_post_copy", "false",
 			"migration_progress_timeout", "1m", "migration_completion_timeout_per_gib", "90s",
-			"scale_timeout", "5m", "retention", "10m", "max_samples", "100"), ""},
+			"migration_tls", "true", "scale_timeout", "5m", "retention", "10m", "max_samples", "100"), ""},
 		{"agent's nomad keys", base("nomad_address", "http://127.0.0.1:4646", "nomad_config_inherit", "true"), ""},
 		{"unknown key", base("load_windw", "5s"), `virtpool-target: unknown key "load_windw"`},
 		{"no hosts", map[string]string{}, "virtpool-target: hosts: empty"},
@@ -43,6 +43,7 @@ func TestSetConfig(t *testing.T) {
 		{"bad post-copy", base("migration_post_copy", "yes please"), `migration_post_copy: "yes please" is not true or false`},
 		{"bad progress timeout", base("migration_progress_timeout", "-5s"), "migration_progress_timeout: -5s must be positive"},
 		{"bad completion timeout", base("migration_completion_timeout_per_gib", "soon"), `migration_completion_timeout_per_gib: "soon" is not a duration`},
+		{"bad tls", base("migration_tls", "on"), `migration_tls: "on" is not true or false`},
 		{"bad inherit", base("nomad_config_inherit", "maybe"), `nomad_config_inherit: "maybe" is not true or false`},
 	}
 	for _, tc := range tests {

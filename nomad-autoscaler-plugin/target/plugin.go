@@ -68,6 +68,8 @@ const (
 	configKeyPostCopy        = "migration_post_copy"
 	configKeyProgressTimeout = "migration_progress_timeout"
 	configKeyCompletion      = "migration_completion_timeout_per_gib"
+	// configKeyTLS encrypts every migration stream (VIR_MIGRATE_TLS).
+	configKeyTLS = "migration_tls"
 	// configKeyScaleTimeout bounds one Scale call.
 	configKeyScaleTimeout = "scale_timeout"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.

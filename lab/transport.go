@@ -1,0 +1,437 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// Transport is how virtpool, and the hosts' libvirtds among themselves,
+// reach a lab host's libvirtd.
+//
+//	unix  virtpool over the host's unix socket, peers over plain TCP (auth none): the default, and the fastest
+//	tls   qemu+tls:// only (client certificates from the lab's CA), migration streams encrypted too (QEMU refuses any other)
+//	ssh   qemu+libssh:// to an sshd per host (key login, known_hosts checked); libvirtd listens on no TCP port
+//
+// With tls and ssh, virtpool reaches the hosts as a remote machine would:
+// across the lab's switch, from the client namespace. A relay (socat, in
+// the root namespace) listens on the host's loopback address (127.0.2.N,
+// LoopbackIP) and carries each connection to the host's address on the
+// lab segment from the client namespace, because the root namespace has no
+// route into the lab (the machine's own network may use the lab's
+// addresses). A partition therefore cuts virtpool off from the host as a
+// real one would.
+type Transport string
+
+// The lab's transports.
+const (
+	Unix Transport = "unix"
+	TLS  Transport = "tls"
+	SSH  Transport = "ssh"
+)
+
+// ParseTransport checks a transport name ("" is Unix).
+func ParseTransport(s string) (Transport, error) {
+	switch t := Transport(s); t {
+	case "", Unix:
+		return Unix, nil
+	case TLS, SSH:
+		return t, nil
+	}
+	return "", fmt.Errorf("lab transport %q: want unix, tls or ssh", s)
+}
+
+// Ports the relay carries, by transport.
+var transportPort = map[Transport]int{TLS: 16514, SSH: 22}
+
+// Where the lab keeps what the transports need.
+var (
+	pkiDir    = filepath.Join(Dir, "pki")           // CA, and the client certificate virtpool and the hosts' libvirtds present
+	clientPKI = filepath.Join(pkiDir, "client")     // a libvirt pkipath: cacert.pem, clientcert.pem, clientkey.pem
+	sshDir    = filepath.Join(Dir, "ssh")           // the client key, authorized_keys, known_hosts
+	relayDir  = filepath.Join(Dir, "relay")         // the relays' pid files
+	caCert    = filepath.Join(pkiDir, "cacert.pem") // the lab's CA
+)
+
+// SSHKey is the private key the lab's hosts accept for root, and
+// KnownHosts the lab's known_hosts file, which holds every host's key.
+var (
+	SSHKey     = filepath.Join(sshDir, "id_ed25519")
+	KnownHosts = filepath.Join(sshDir, "known_hosts")
+	// ClientPKI is the pkipath of a client the hosts' libvirtds accept.
+	ClientPKI = clientPKI
+	// CACert is the certificate of the lab's CA.
+	CACert = caCert
+)
+
+// LoopbackIP is the address in the root namespace that the relay serves
+// lab host i on (127.0.2.10+i): loopback, and one per host, so each host's
+// certificate and known_hosts entry name an address of its own.
+func loopbackIP(i int) string { return fmt.Sprintf("127.0.2.%d", hostIPBase+i) }
+
+// uris sets how virtpool (URI) and the other hosts (PeerURI) reach host h
+// over transport t.
+func (h *Host) uris(t Transport) {
+	switch t {
+	case TLS:
+		q := "/system?pkipath=" + clientPKI
+		h.URI, h.PeerURI = "qemu+tls://"+h.Loopback+q, "qemu+tls://"+h.IP+q
+	case SSH:
+		q := "/system?keyfile=" + SSHKey + "&known_hosts=" + KnownHosts + "&sshauth=privkey"
+		h.URI, h.PeerURI = "qemu+libssh://root@"+h.Loopback+q, "qemu+libssh://root@"+h.IP+q
+	default:
+		h.URI, h.PeerURI = "qemu+unix:///system?socket="+socketIn(h.StateDir), "qemu+tcp://"+h.IP+"/system"
+	}
+}
+
+// prepareTransport makes what transport t needs before the hosts start:
+// the CA and every certificate (tls), or the keys and known_hosts (ssh).
+// What exists already is kept, so Up stays idempotent.
+func prepareTransport(ctx context.Context, t Transport, hosts []Host) error {
+	switch t {
+	case TLS:
+		return makePKI(ctx, hosts)
+	case SSH:
+		return makeSSHKeys(ctx, hosts)
+	}
+	return nil
+}
+
+// certtool templates (RSA keys: libvirt wants key encipherment, which
+// ECDSA keys cannot have): the CA, and one certificate per host, which its
+// libvirtd serves and its QEMU uses both ways in migrations; the client's
+// is what virtpool (and a host's libvirtd calling another) presents.
+var (
+	caTemplate = `cn = "virtpool lab CA"
+ca
+cert_signing_key
+expiration_days = 3650
+`
+	hostTemplate = template.Must(template.New("host.cfg").Parse(`organization = "virtpool lab"
+cn = "{{.Name}}"
+dns_name = "{{.Name}}"
+ip_address = "{{.IP}}"
+ip_address = "{{.Loopback}}"
+tls_www_server
+tls_www_client
+signing_key
+encryption_key
+expiration_days = 3650
+`))
+	clientTemplate = `organization = "virtpool lab"
+cn = "virtpool"
+tls_www_client
+signing_key
+encryption_key
+expiration_days = 3650
+`
+)
+
+// makePKI makes the lab's CA, a certificate per host (in its state
+// directory: libvirtd's key_file and cert_file, and QEMU's migration x509
+// directory) and the client certificate (pkipath layout).
+func makePKI(ctx context.Context, hosts []Host) error {
+	for _, d := range []string{pkiDir, clientPKI} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	caKey := filepath.Join(pkiDir, "cakey.pem")
+	if err := selfSigned(ctx, caKey, caCert, caTemplate); err != nil {
+		return fmt.Errorf("lab CA: %w", err)
+	}
+	if err := signed(ctx, caKey, caCert, filepath.Join(clientPKI, "clientkey.pem"), filepath.Join(clientPKI, "clientcert.pem"), clientTemplate); err != nil {
+		return fmt.Errorf("lab client certificate: %w", err)
+	}
+	if err := copyFile(caCert, filepath.Join(clientPKI, "cacert.pem")); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		var cfg strings.Builder
+		if err := hostTemplate.Execute(&cfg, h); err != nil {
+			return err
+		}
+		dir := h.PKIDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		key, cert := filepath.Join(dir, "server-key.pem"), filepath.Join(dir, "server-cert.pem")
+		if err := signed(ctx, caKey, caCert, key, cert, cfg.String()); err != nil {
+			return fmt.Errorf("host %s certificate: %w", h.Name, err)
+		}
+		// QEMU's x509 directory: the source of a migration is the client.
+		for src, dst := range map[string]string{key: "client-key.pem", cert: "client-cert.pem", caCert: "ca-cert.pem"} {
+			if err := copyFile(src, filepath.Join(dir, dst)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ForeignClientPKI makes, in dir, a pkipath whose client certificate is
+// signed by a CA of its own, which no lab host trusts: the credentials of
+// a client of another cluster. trustLab adds the lab's CA to its
+// cacert.pem (the client trusts the hosts, they refuse it); without it
+// the client trusts only the other CA and refuses the hosts.
+func ForeignClientPKI(ctx context.Context, dir string, trustLab bool) error {
+	caKey, ca := filepath.Join(dir, "cakey.pem"), filepath.Join(dir, "cacert.pem")
+	if err := selfSigned(ctx, caKey, ca, strings.Replace(caTemplate, "virtpool lab CA", "another CA", 1)); err != nil {
+		return err
+	}
+	if err := signed(ctx, caKey, ca, filepath.Join(dir, "clientkey.pem"), filepath.Join(dir, "clientcert.pem"), clientTemplate); err != nil {
+		return err
+	}
+	if !trustLab {
+		return nil
+	}
+	// A bundle: the client checks its own certificate against it too.
+	own, err := os.ReadFile(ca)
+	if err != nil {
+		return err
+	}
+	labCA, err := os.ReadFile(caCert)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(ca, append(own, labCA...), 0o644)
+}
+
+// PKIDir is the host's certificate directory, laid out as QEMU's x509
+// directory; its libvirtd serves the same key and certificate.
+func (h Host) PKIDir() string { return filepath.Join(h.StateDir, "pki") }
+
+func selfSigned(ctx context.Context, key, cert, cfg string) error {
+	if exists(cert) {
+		return nil
+	}
+	tmpl, err := writeTemp(cfg)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpl)
+	if err := run(ctx, "certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048", "--outfile", key); err != nil {
+		return err
+	}
+	return run(ctx, "certtool", "--generate-self-signed", "--load-privkey", key, "--template", tmpl, "--outfile", cert)
+}
+
+func signed(ctx context.Context, caKey, ca, key, cert, cfg string) error {
+	if exists(cert) {
+		return nil
+	}
+	tmpl, err := writeTemp(cfg)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpl)
+	if err := run(ctx, "certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048", "--outfile", key); err != nil {
+		return err
+	}
+	return run(ctx, "certtool", "--generate-certificate", "--load-privkey", key, "--load-ca-certificate", ca,
+		"--load-ca-privkey", caKey, "--template", tmpl, "--outfile", cert)
+}
+
+// sshdConfig: key login for root only, the lab's authorized_keys, on the
+// host's lab address.
+var sshdConfig = template.Must(template.New("sshd_config").Parse(`# virtpool lab host {{.Name}}
+ListenAddress {{.IP}}
+HostKey {{.SSHDir}}/host_ed25519
+PidFile {{.SSHDir}}/sshd.pid
+AuthorizedKeysFile ` + sshDir + `/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+`))
+
+// SSHDir holds the host's sshd configuration and host key.
+func (h Host) SSHDir() string { return filepath.Join(h.StateDir, "ssh") }
+
+// makeSSHKeys makes the client key (root's authorized key on every host),
+// each host's key and sshd configuration, and known_hosts, which names
+// each host by both its addresses.
+func makeSSHKeys(ctx context.Context, hosts []Host) error {
+	if err := os.MkdirAll(sshDir, 0o700); err != nil {
+		return err
+	}
+	if err := sshKeygen(ctx, SSHKey, "virtpool lab client"); err != nil {
+		return err
+	}
+	if err := copyFile(SSHKey+".pub", filepath.Join(sshDir, "authorized_keys")); err != nil {
+		return err
+	}
+	var known strings.Builder
+	for _, h := range hosts {
+		if err := os.MkdirAll(h.SSHDir(), 0o700); err != nil {
+			return err
+		}
+		key := filepath.Join(h.SSHDir(), "host_ed25519")
+		if err := sshKeygen(ctx, key, "virtpool lab "+h.Name); err != nil {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		pub, err := os.ReadFile(key + ".pub")
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(string(pub)) // type, key, comment
+		if len(f) < 2 {
+			return fmt.Errorf("host %s: cannot read its public key %s", h.Name, key+".pub")
+		}
+		for _, addr := range []string{h.IP, h.Loopback} {
+			fmt.Fprintf(&known, "%s %s %s\n", addr, f[0], f[1])
+		}
+		var cfg strings.Builder
+		if err := sshdConfig.Execute(&cfg, h); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(h.SSHDir(), "sshd_config"), []byte(cfg.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(KnownHosts, []byte(known.String()), 0o644)
+}
+
+func sshKeygen(ctx context.Context, key, comment string) error {
+	if exists(key) {
+		return nil
+	}
+	return run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", key)
+}
+
+// startRelay starts the relay to host h for transport t unless it runs.
+// It is a socat in the root namespace, listening on the host's loopback
+// address, that hands each connection to a socat in the client namespace
+// connected to the host's lab address: the connection crosses the lab's
+// switch.
+func startRelay(ctx context.Context, t Transport, h Host) error {
+	port, ok := transportPort[t]
+	if !ok {
+		return nil
+	}
+	pidFile := filepath.Join(relayDir, h.Name+".pid")
+	if pid, err := readPID(pidFile); err == nil && isRelay(pid) {
+		return nil
+	}
+	if err := os.MkdirAll(relayDir, 0o755); err != nil {
+		return err
+	}
+	listen := fmt.Sprintf("TCP-LISTEN:%d,bind=%s,reuseaddr,fork", port, h.Loopback)
+	connect := fmt.Sprintf("SYSTEM:exec ip netns exec %s socat STDIO TCP\\:%s\\:%d", clientNS, h.IP, port)
+	cmd := exec.Command("socat", listen, connect)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the lab's caller
+	log, err := os.OpenFile(filepath.Join(relayDir, h.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("relay to host %s: %w", h.Name, err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	// Listening once the port accepts; socat binds at once.
+	addr := fmt.Sprintf("%s:%d", h.Loopback, port)
+	deadline := time.Now().Add(5 * time.Second)
+	for !portOpen(addr) {
+		if !isRelay(pid) {
+			b, _ := os.ReadFile(filepath.Join(relayDir, h.Name+".log"))
+			return fmt.Errorf("relay to host %s on %s exited: %s", h.Name, addr, strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("relay to host %s: %s does not listen after 5s", h.Name, addr)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// stopRelays ends every relay the lab started (their pid files), and
+// each connection it carries.
+func stopRelays() error {
+	files, err := filepath.Glob(filepath.Join(relayDir, "*.pid"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range files {
+		pid, err := readPID(f)
+		if err != nil || !isRelay(pid) {
+			continue
+		}
+		// socat's children (one per connection) are in its session.
+		if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("stop relay %d: %w", pid, err))
+		}
+		for deadline := time.Now().Add(5 * time.Second); isRelay(pid) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if isRelay(pid) {
+			errs = append(errs, fmt.Errorf("relay %d survives SIGTERM", pid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func readPID(file string) (int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// isRelay reports whether pid is a live (not zombie) socat.
+func isRelay(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open || len(s) < closing+3 {
+		return false
+	}
+	return s[open+1:closing] == "socat" && s[closing+2] != 'Z'
+}
+
+func portOpen(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func writeTemp(content string) (string, error) {
+	f, err := os.CreateTemp("", "virtpool-lab-*.cfg")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.WriteString(content)
+	return f.Name(), err
+}
