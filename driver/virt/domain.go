@@ -105,9 +105,18 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 	if err != nil {
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
 	}
-	accel, err := d.chooseAccel(ctx, c, uri, spec.Accelerator)
+	caps, err := capabilities(c)
+	if err != nil {
+		d.conns.check(uri, err)
+		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	accel, err := d.chooseAccel(ctx, c, uri, caps.Host.UUID, spec.Accelerator)
 	if err != nil {
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
+	}
+	g, err := chooseGuest(caps, spec, accel)
+	if err != nil {
+		return driver.Domain{}, opError(op, uri, spec.Name, driver.CodeInvalidArg, err)
 	}
 	var overlay string
 	if spec.BaseImage != "" {
@@ -122,7 +131,7 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 			}
 		}
 	}
-	x, err := domainXML(spec, accel, overlay)
+	x, err := domainXML(spec, g, overlay)
 	if err != nil {
 		cleanupOverlay()
 		return driver.Domain{}, opError(op, uri, spec.Name, 0, err)
@@ -144,7 +153,7 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 		cleanupOverlay()
 		return driver.Domain{}, wrap(op, uri, spec.Name, fmt.Errorf("start: %w", err))
 	}
-	d.log.Info("domain started", "host", uri, "domain", spec.Name, "accel", accel)
+	d.log.Info("domain started", "host", uri, "domain", spec.Name, "accel", accel, "type", g.DomainType, "os", g.OSType)
 	dd, err := describe(dom)
 	return dd, wrap(op, uri, spec.Name, err)
 }
@@ -171,63 +180,121 @@ func validateSpec(s driver.DomainSpec) error {
 	return errors.Join(errs...)
 }
 
-// domainXML builds the domain definition with libvirtxml's typed structs.
-func domainXML(s driver.DomainSpec, accel, overlay string) (string, error) {
+// domainXML builds the domain definition with libvirtxml's typed structs:
+// what every guest has, then the devices of its kind (QEMU or Xen).
+func domainXML(s driver.DomainSpec, g guest, overlay string) (string, error) {
 	dom := &libvirtxml.Domain{
-		Type:   "kvm",
+		Type:   g.DomainType,
 		Name:   s.Name,
 		Memory: &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
 		VCPU:   &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
 		OS: &libvirtxml.DomainOS{
-			Type:    &libvirtxml.DomainOSType{Type: "hvm", Arch: "x86_64"},
+			Type:    &libvirtxml.DomainOSType{Type: g.OSType, Arch: g.Arch, Machine: g.Machine},
 			Kernel:  s.Kernel,
 			Initrd:  s.Initrd,
 			Cmdline: s.Cmdline,
 		},
-		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}},
 		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
 		OnPoweroff: "destroy",
 		OnReboot:   "restart",
 		OnCrash:    "destroy",
-		Devices: &libvirtxml.DomainDeviceList{
-			// No USB: nothing uses it, and it slows boot under emulation.
-			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
-				Log:    &libvirtxml.DomainChardevLog{File: "/var/log/libvirt/qemu/" + s.Name + "-console.log", Append: "off"},
-			}},
-			Consoles: []libvirtxml.DomainConsole{{
-				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
-				Target: &libvirtxml.DomainConsoleTarget{Type: "serial"},
-			}},
-		},
+		Devices:    &libvirtxml.DomainDeviceList{},
 	}
-	if accel == driver.AccelTCG {
-		dom.Type = "qemu"
+	if g.xen() {
+		xenDomainParts(dom, s, g, overlay)
+	} else {
+		qemuDomainParts(dom, s, g, overlay)
+	}
+	return dom.Marshal()
+}
+
+// qemuDomainParts are the QEMU (KVM or TCG) guest's features and devices.
+func qemuDomainParts(dom *libvirtxml.Domain, s driver.DomainSpec, g guest, overlay string) {
+	dom.Features = &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}}
+	if g.DomainType == "qemu" {
 		// Cap TCG's translation cache; QEMU's default (1 GiB) dwarfs a tiny guest.
 		dom.Features.TCG = &libvirtxml.DomainFeatureTCG{TBCache: &libvirtxml.DomainFeatureTCGTBCache{Unit: "MiB", Size: 64}}
 	}
-	if s.Bridge != "" {
-		iface := libvirtxml.DomainInterface{
-			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: s.Bridge}},
-			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
-		}
-		if s.MAC != "" {
-			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: s.MAC}
-		}
+	// No USB: nothing uses it, and it slows boot under emulation.
+	dom.Devices.Controllers = []libvirtxml.DomainController{{Type: "usb", Model: "none"}}
+	dom.Devices.Serials = []libvirtxml.DomainSerial{{
+		Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+		Log:    &libvirtxml.DomainChardevLog{File: "/var/log/libvirt/qemu/" + s.Name + "-console.log", Append: "off"},
+	}}
+	dom.Devices.Consoles = []libvirtxml.DomainConsole{ptyConsole("serial")}
+	if iface, ok := bridgeInterface(s); ok {
+		iface.Model = &libvirtxml.DomainInterfaceModel{Type: "virtio"}
 		dom.Devices.Interfaces = []libvirtxml.DomainInterface{iface}
 	}
 	if overlay != "" {
-		dom.Devices.Disks = []libvirtxml.DomainDisk{{
-			Device: "disk",
-			// cache=none keeps the disk consistent across hosts during migration.
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
-			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: overlay}},
-			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
-		}}
+		// cache=none keeps the disk consistent across hosts during migration.
+		disk := overlayDisk(overlay, "vda", "virtio")
+		disk.Driver.Cache = "none"
+		dom.Devices.Disks = []libvirtxml.DomainDisk{disk}
 		dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
 	}
-	return dom.Marshal()
+}
+
+// xenDomainParts are the Xen guest's: libxl turns features it is not told
+// about off for HVM, runs a device model only for HVM, and gives PV and PVH
+// guests a PV console (hvc0) rather than a serial port. No USB controller
+// and no NIC model: libxl adds none unasked, and its default NIC (netfront,
+// with an emulated twin for HVM) is the paravirtual one.
+func xenDomainParts(dom *libvirtxml.Domain, s driver.DomainSpec, g guest, overlay string) {
+	if g.OSType == osHVM {
+		dom.Features = &libvirtxml.DomainFeatureList{
+			ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}, PAE: &libvirtxml.DomainFeature{},
+		}
+		if g.Loader != "" {
+			dom.OS.Loader = &libvirtxml.DomainLoader{Path: g.Loader}
+		}
+		dom.Devices.Emulator = g.Emulator
+		dom.Devices.Serials = []libvirtxml.DomainSerial{{
+			Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+		}}
+		dom.Devices.Consoles = []libvirtxml.DomainConsole{ptyConsole("serial")}
+	} else {
+		dom.Devices.Consoles = []libvirtxml.DomainConsole{ptyConsole("xen")}
+	}
+	if iface, ok := bridgeInterface(s); ok {
+		dom.Devices.Interfaces = []libvirtxml.DomainInterface{iface}
+	}
+	if overlay != "" {
+		// driver qemu: libxl's qdisk backend, the one that reads qcow2.
+		dom.Devices.Disks = []libvirtxml.DomainDisk{overlayDisk(overlay, "xvda", "xen")}
+		if g.OSType == osHVM {
+			dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+		}
+	}
+}
+
+func ptyConsole(target string) libvirtxml.DomainConsole {
+	return libvirtxml.DomainConsole{
+		Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+		Target: &libvirtxml.DomainConsoleTarget{Type: target},
+	}
+}
+
+func bridgeInterface(s driver.DomainSpec) (libvirtxml.DomainInterface, bool) {
+	if s.Bridge == "" {
+		return libvirtxml.DomainInterface{}, false
+	}
+	iface := libvirtxml.DomainInterface{
+		Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: s.Bridge}},
+	}
+	if s.MAC != "" {
+		iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: s.MAC}
+	}
+	return iface, true
+}
+
+func overlayDisk(overlay, dev, bus string) libvirtxml.DomainDisk {
+	return libvirtxml.DomainDisk{
+		Device: "disk",
+		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
+		Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: overlay}},
+		Target: &libvirtxml.DomainDiskTarget{Dev: dev, Bus: bus},
+	}
 }
 
 // ShutdownDomain asks for a graceful power-off and destroys the domain if

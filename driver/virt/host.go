@@ -53,16 +53,25 @@ func hostInfo(c *lv.Connect) (driver.HostInfo, error) {
 	if v, err := c.GetLibVersion(); err == nil {
 		hi.LibvirtVersion = version(v)
 	}
-	capsXML, err := c.GetCapabilities()
+	caps, err := capabilities(c)
 	if err != nil {
 		return hi, err
 	}
-	var caps libvirtxml.Caps
-	if err := caps.Unmarshal(capsXML); err != nil {
-		return hi, fmt.Errorf("parse capabilities: %w", err)
-	}
 	hi.UUID = caps.Host.UUID // empty for the test driver
 	return hi, nil
+}
+
+// capabilities reads and parses the host's capabilities (virConnectGetCapabilities).
+func capabilities(c *lv.Connect) (*libvirtxml.Caps, error) {
+	x, err := c.GetCapabilities()
+	if err != nil {
+		return nil, err
+	}
+	var caps libvirtxml.Caps
+	if err := caps.Unmarshal(x); err != nil {
+		return nil, fmt.Errorf("parse capabilities: %w", err)
+	}
+	return &caps, nil
 }
 
 // version formats libvirt's major*1e6+minor*1e3+micro.
@@ -154,12 +163,8 @@ func probeKVM(ctx context.Context, c *lv.Connect) (bool, string) {
 
 // chooseAccel resolves "auto" to the best working accelerator of the host
 // and refuses one the host cannot run.
-func (d *Driver) chooseAccel(ctx context.Context, c *lv.Connect, uri, want string) (string, error) {
-	hi, err := hostInfo(c)
-	if err != nil {
-		return "", err
-	}
-	have, err := d.accelerators(ctx, c, uri, hi.UUID)
+func (d *Driver) chooseAccel(ctx context.Context, c *lv.Connect, uri, hostUUID, want string) (string, error) {
+	have, err := d.accelerators(ctx, c, uri, hostUUID)
 	if err != nil {
 		return "", err
 	}
