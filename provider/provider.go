@@ -9,6 +9,8 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
@@ -270,6 +272,7 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 		}
 		cfg.Hosts[name] = e
 	}
+	checkInventory(cfg.Hosts, &diags)
 	for _, d := range []struct {
 		attr string
 		v    types.String
@@ -288,6 +291,42 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 		*d.dst = v
 	}
 	return cfg, diags
+}
+
+// checkInventory reports what spans hosts: two names for one libvirtd
+// (one URI), and, with more than one host (a live migration goes from one
+// to another), a host whose uri is local to this machine without the
+// peer_uri other hosts' libvirtd reach it at.
+func checkInventory(inv pool.Inventory, diags *diag.Diagnostics) {
+	byURI := map[string]string{}
+	for _, name := range inv.Names() {
+		h := inv[name]
+		key := normalURI(h.URI)
+		if other, dup := byURI[key]; dup {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name).AtName("uri"), "Two hosts with one URI",
+				fmt.Sprintf("hosts.%s.uri %q is also hosts.%s.uri: one libvirtd must have one name (two would count its guests twice); "+
+					"remove one host or correct its uri.", name, h.URI, other))
+			continue
+		}
+		byURI[key] = name
+		if len(inv) > 1 && h.PeerURI == "" && isLocalURI(h.URI) {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name).AtName("peer_uri"), "peer_uri needed",
+				fmt.Sprintf("hosts.%s.uri %q is local to the machine running Terraform, so the other hosts' libvirtd cannot "+
+					"reach it in a live migration: set hosts.%s.peer_uri to an address they can reach, e.g. qemu+tcp://10.0.0.1/system.",
+					name, h.URI, name))
+		}
+	}
+}
+
+// normalURI is a URI as compared for duplicates: scheme and host are not
+// case-sensitive.
+func normalURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	return u.String()
 }
 
 func (p *Provider) Resources(context.Context) []func() resource.Resource {
