@@ -446,7 +446,7 @@ resource "virtpool_pool" "p" {
   size = 3
   min_size = 0
   max_size = 3
-  anti_affinity = true` + tmpl), `size 3 with anti_affinity needs 3 hosts`},
+  anti_affinity = true` + tmpl), `max_size 3 with anti_affinity needs 3 hosts`},
 		{"ip placeholder without base", pool(`hosts = ["h1"]
   size = 1
   min_size = 0

@@ -150,26 +150,40 @@ func (r *poolResource) ValidateConfig(ctx context.Context, req resource.Validate
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	validateSizes(m.Size, m.MinSize, m.MaxSize, &resp.Diagnostics)
+	m.validate(&resp.Diagnostics)
+}
+
+// validate checks a pool's configuration across attributes.
+func (m poolModel) validate(diags *diag.Diagnostics) {
+	validateSizes(m.Size, m.MinSize, m.MaxSize, diags)
 	if m.Template == nil {
 		return // unknown as a whole
 	}
-	m.Template.validate(path.Root("template"), &resp.Diagnostics)
+	m.Template.validate(path.Root("template"), diags)
 	if cmdlineUsesIP(m.Template.Cmdline) && m.Template.IPBase.IsNull() {
-		resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
+		diags.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
 			"template.cmdline uses {ip}: set template.ip_base to member 1's address, e.g. 192.0.2.121/24.")
 	}
-	if !m.Template.IPBase.IsNull() && !m.Template.IPBase.IsUnknown() {
-		if _, err := pool.MemberIP(m.Template.IPBase.ValueString(), 1); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", err.Error())
+	if c := m.Template.Cmdline; !c.IsNull() && !c.IsUnknown() {
+		if err := pool.CheckCmdline(c.ValueString()); err != nil {
+			diags.AddAttributeError(path.Root("template").AtName("cmdline"), "Unknown placeholder",
+				fmt.Sprintf("template.%v. Write a literal brace some other way, or use one of the known placeholders.", err))
 		}
 	}
-	if !m.AntiAffinity.ValueBool() || m.Size.IsUnknown() || m.Hosts.IsUnknown() {
+	if b := m.Template.IPBase; !b.IsNull() && !b.IsUnknown() && !m.MaxSize.IsUnknown() {
+		if err := pool.ValidIPBase(b.ValueString(), m.MaxSize.ValueInt64()); err != nil {
+			diags.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", "template."+err.Error())
+		}
+	}
+	// The autoscaler may grow the pool to max_size: every member then
+	// needs a host of its own.
+	if !m.AntiAffinity.ValueBool() || m.MaxSize.IsUnknown() || m.Hosts.IsUnknown() {
 		return
 	}
-	if n := len(m.Hosts.Elements()); m.Size.ValueInt64() > int64(n) {
-		resp.Diagnostics.AddAttributeError(path.Root("size"), "Not enough hosts for anti-affinity",
-			fmt.Sprintf("size %d with anti_affinity needs %d hosts; hosts lists %d.", m.Size.ValueInt64(), m.Size.ValueInt64(), n))
+	if n, mx := len(m.Hosts.Elements()), m.MaxSize.ValueInt64(); mx > int64(n) {
+		diags.AddAttributeError(path.Root("max_size"), "Not enough hosts for anti-affinity",
+			fmt.Sprintf("max_size %d with anti_affinity needs %d hosts (one per member); hosts lists %d: "+
+				"lower max_size to %d or add hosts.", mx, mx, n, n))
 	}
 }
 
