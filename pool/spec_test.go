@@ -205,3 +205,41 @@ func TestPlacementAndModeNames(t *testing.T) {
 		t.Errorf("default mode %q, want %q", m, pool.ModeBalance)
 	}
 }
+
+func TestPolicyCheck(t *testing.T) {
+	with := func(f func(*pool.Policy)) pool.Policy {
+		p := pool.DefaultPolicy()
+		f(&p)
+		return p
+	}
+	cases := []struct {
+		name  string
+		p     pool.Policy
+		field string // "" for valid
+		want  string
+	}{
+		{"defaults", pool.DefaultPolicy(), "", ""},
+		{"edges", with(func(p *pool.Policy) { p.CPULow, p.CPUHigh, p.TargetUtilisation = 0.01, 1, 0.5 }), "", ""},
+		{"low zero", with(func(p *pool.Policy) { p.CPULow = 0 }), "cpu_low", "cpu_low must be above 0, got 0."},
+		{"low negative", with(func(p *pool.Policy) { p.MemoryLow = -0.1 }), "memory_low", "memory_low must be above 0"},
+		{"high above 1", with(func(p *pool.Policy) { p.CPUHigh = 1.2 }), "cpu_high", "cpu_high must be at most 1 (a fraction of the host), got 1.2."},
+		{"out of order", with(func(p *pool.Policy) { p.CPULow, p.CPUHigh = 0.8, 0.3 }), "cpu_high", "cpu_low (0.8) must be below cpu_high (0.3)."},
+		{"equal", with(func(p *pool.Policy) { p.MemoryLow, p.MemoryHigh = 0.5, 0.5 }), "memory_high", "must be below"},
+		{"target above", with(func(p *pool.Policy) { p.TargetUtilisation = 0.95 }), "target_utilisation",
+			"target_utilisation 0.95 must lie between the low and high watermarks (cpu_low 0.3 … cpu_high 0.8)"},
+		{"target below memory", with(func(p *pool.Policy) { p.MemoryLow, p.TargetUtilisation = 0.5, 0.4 }), "target_utilisation",
+			"(memory_low 0.5 … memory_high"},
+	}
+	for _, c := range cases {
+		errs := c.p.Check()
+		if c.field == "" {
+			if len(errs) > 0 {
+				t.Errorf("%s: %v, want none", c.name, errs)
+			}
+			continue
+		}
+		if len(errs) == 0 || errs[0].Field != c.field || !strings.Contains(errs[0].Msg, c.want) {
+			t.Errorf("%s: %+v, want %s: %q", c.name, errs, c.field, c.want)
+		}
+	}
+}

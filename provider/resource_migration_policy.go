@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -110,64 +111,44 @@ func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequ
 	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
-// ValidateConfig checks 0 < low < high ≤ 1 and low ≤ target ≤ high.
+// ValidateConfig checks 0 < low < high ≤ 1 and low ≤ target ≤ high
+// (pool.Policy.Check, the rule the autoscaler plugins apply too).
 func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m policyModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	def := pool.DefaultPolicy()
-	val := func(v types.Float64, d float64) (float64, bool) {
-		if v.IsUnknown() {
-			return 0, false
-		}
-		if v.IsNull() {
-			return d, true
-		}
-		return v.ValueFloat64(), true
-	}
-	type pair struct {
-		lowAttr, highAttr string
-		low, high         types.Float64
-		dl, dh            float64
-	}
-	var lows, highs []float64
-	for _, p := range []pair{
-		{"cpu_low", "cpu_high", m.CPULow, m.CPUHigh, def.CPULow, def.CPUHigh},
-		{"memory_low", "memory_high", m.MemoryLow, m.MemoryHigh, def.MemoryLow, def.MemoryHigh},
-	} {
-		lo, ok1 := val(p.low, p.dl)
-		hi, ok2 := val(p.high, p.dh)
-		if !ok1 || !ok2 {
-			continue
-		}
-		checkWatermarks(p.lowAttr, p.highAttr, lo, hi, &resp.Diagnostics)
-		lows, highs = append(lows, lo), append(highs, hi)
-	}
-	t, ok := val(m.TargetUtilisation, def.TargetUtilisation)
-	if !ok {
-		return
-	}
-	for i := range lows {
-		if t < lows[i] || t > highs[i] {
-			resp.Diagnostics.AddAttributeError(path.Root("target_utilisation"), "Target outside the watermarks",
-				fmt.Sprintf("target_utilisation %v must lie between the low and high watermarks (%v … %v).", t, lows[i], highs[i]))
-			return
-		}
-	}
+	checkPolicy(m, &resp.Diagnostics)
 }
 
-// checkWatermarks reports a low/high pair that is not 0 < low < high ≤ 1.
-func checkWatermarks(lowAttr, highAttr string, lo, hi float64, diags *diag.Diagnostics) {
-	switch {
-	case !(lo > 0):
-		diags.AddAttributeError(path.Root(lowAttr), "Invalid watermark", fmt.Sprintf("%s must be above 0, got %v.", lowAttr, lo))
-	case !(hi <= 1):
-		diags.AddAttributeError(path.Root(highAttr), "Invalid watermark", fmt.Sprintf("%s must be at most 1, got %v.", highAttr, hi))
-	case !(lo < hi):
-		diags.AddAttributeError(path.Root(highAttr), "Watermarks out of order",
-			fmt.Sprintf("%s (%v) must be below %s (%v).", lowAttr, lo, highAttr, hi))
+// checkPolicy reports the policy's bad watermarks and target, each at its
+// attribute; left-out ones are their defaults, and nothing is checked
+// while one is unknown.
+func checkPolicy(m policyModel, diags *diag.Diagnostics) {
+	def := pool.DefaultPolicy()
+	p := def
+	for _, f := range []struct {
+		v   types.Float64
+		dst *float64
+	}{{m.CPULow, &p.CPULow}, {m.CPUHigh, &p.CPUHigh}, {m.MemoryLow, &p.MemoryLow}, {m.MemoryHigh, &p.MemoryHigh},
+		{m.TargetUtilisation, &p.TargetUtilisation}} {
+		if f.v.IsUnknown() {
+			return
+		}
+		if !f.v.IsNull() {
+			*f.dst = f.v.ValueFloat64()
+		}
+	}
+	for _, e := range p.Check() {
+		summary := "Invalid watermark"
+		switch {
+		case e.Field == pool.PolicyKeyTarget:
+			summary = "Target outside the watermarks"
+		case strings.Contains(e.Msg, "must be below"):
+			summary = "Watermarks out of order"
+		}
+		diags.AddAttributeError(path.Root(e.Field), summary, e.Msg)
 	}
 }
 

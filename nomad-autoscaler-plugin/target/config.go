@@ -234,11 +234,10 @@ func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
 	if pol.MaxParallel, err = fleet.Int(raw, policyKeyMaxParallel, pol.MaxParallel, 1, 100); err != nil {
 		return nil, err
 	}
-	if pol.CPULow >= pol.CPUHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyCPULow, pol.CPULow, policyKeyCPUHigh, pol.CPUHigh)
-	}
-	if pol.MemoryLow >= pol.MemoryHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyMemoryLow, pol.MemoryLow, policyKeyMemoryHigh, pol.MemoryHigh)
+	// The provider's rule for virtpool_migration_policy: watermarks in
+	// order, the target between them.
+	if errs := pol.Check(); len(errs) > 0 {
+		return nil, errs[0]
 	}
 	return &pol, nil
 }

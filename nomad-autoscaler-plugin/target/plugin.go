@@ -85,11 +85,11 @@ const (
 	policyKeyAgentGRPCTimeout = "_nomad_autoscaler_grpc_timeout"
 	// Keys of a cluster policy's target block (no pool): its migration
 	// policy, named as in virtpool_migration_policy.
-	policyKeyCPULow        = "cpu_low"
-	policyKeyCPUHigh       = "cpu_high"
-	policyKeyMemoryLow     = "memory_low"
-	policyKeyMemoryHigh    = "memory_high"
-	policyKeyTarget        = "target_utilisation"
+	policyKeyCPULow        = pool.PolicyKeyCPULow
+	policyKeyCPUHigh       = pool.PolicyKeyCPUHigh
+	policyKeyMemoryLow     = pool.PolicyKeyMemoryLow
+	policyKeyMemoryHigh    = pool.PolicyKeyMemoryHigh
+	policyKeyTarget        = pool.PolicyKeyTarget
 	policyKeyMaxMigrations = "max_migrations_per_round"
 	policyKeyMaxParallel   = "max_parallel_migrations"
 
