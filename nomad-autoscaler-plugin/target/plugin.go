@@ -72,6 +72,8 @@ const (
 	configKeyScaleTimeout = "scale_timeout"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.
 	configKeyNomadInherit = "nomad_config_inherit"
+	// configKeyNomadAddress is the agent's Nomad address (nomadhelper's).
+	configKeyNomadAddress = "nomad_address"
 
 	// Keys of a policy's target block.
 	policyKeyPool      = "pool"
@@ -173,6 +175,9 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPolicy(c, pc); err != nil {
+		return err
+	}
 	dry := action.Count == sdk.StrategyActionMetaValueDryRunCount
 	want := action.Count
 	if dry {
@@ -219,6 +224,9 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPolicy(c, pc); err != nil {
+		return nil, err
+	}
 	log := p.logger.Named("status").With(pc.logArgs()...)
 	ctx, cancel := context.WithTimeout(context.Background(), pc.StatusTimeout)
 	defer cancel()
@@ -232,6 +240,9 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
+	}
+	if err := s.checkDimension(pc); err != nil {
+		return nil, fmt.Errorf("%s: %w", PluginName, err)
 	}
 	v, err := s.newOps(c, f, log).View(ctx, s.allowed())
 	var down pool.HostsDown
