@@ -216,7 +216,37 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	}
 	hosts := listStrings(m.Hosts)
 	checkHostNames(r.client.cfg.Hosts, hosts, path.Root("hosts"), &resp.Diagnostics)
+	if !m.Template.MemoryMiB.IsUnknown() {
+		if err := fitsSomeHost(r.client.cfg.Hosts, hosts, m.Template.MemoryMiB.ValueInt64()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("memory_mib"), "Guest larger than any host", err.Error())
+		}
+	}
 	m.Template.checkFiles(path.Root("template"), allLocal(r.client.cfg.Hosts, hosts), &resp.Diagnostics)
+}
+
+// fitsSomeHost says, when every named host has a configured memory_mib
+// (else what a host has is known only at apply), whether a guest of
+// memMiB fits in the memory one of them keeps for guests; placement keeps
+// hosts below the policy's memory_high besides, which the scheduler names
+// at apply.
+func fitsSomeHost(inv pool.Inventory, hosts []string, memMiB int64) error {
+	best, bestName := int64(-1), ""
+	for _, n := range hosts {
+		h, ok := inv[n]
+		if !ok || h.Capacity.MemoryMiB == 0 {
+			return nil
+		}
+		if free := h.Capacity.MemoryMiB - h.Capacity.ReservedMemoryMiB; free > best {
+			best, bestName = free, n
+		}
+	}
+	if best < 0 || memMiB <= best {
+		return nil
+	}
+	h := inv[bestName].Capacity
+	return fmt.Errorf("template.memory_mib %d is larger than any of the pool's hosts: the largest, %s, has memory_mib %d less "+
+		"reserved_memory_mib %d = %d MiB for guests (and placement keeps a host below its migration policy's memory_high): "+
+		"lower template.memory_mib or add a larger host", memMiB, bestName, h.MemoryMiB, h.ReservedMemoryMiB, best)
 }
 
 // checkHostNames reports every name of a host list that is not in the inventory.

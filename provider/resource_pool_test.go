@@ -117,6 +117,31 @@ func TestPoolValidate(t *testing.T) {
 	}
 }
 
+func TestFitsSomeHost(t *testing.T) {
+	inv := pool.Inventory{
+		"h1": {Name: "h1", Capacity: pool.Capacity{MemoryMiB: 2048}},
+		"h2": {Name: "h2", Capacity: pool.Capacity{MemoryMiB: 8192, ReservedMemoryMiB: 1024}},
+		"h3": {Name: "h3"}, // what it has is known at apply
+	}
+	cases := []struct {
+		hosts []string
+		mem   int64
+		want  string
+	}{
+		{[]string{"h1", "h2"}, 7168, ""},
+		{[]string{"h1", "h2"}, 7169, "template.memory_mib 7169 is larger than any of the pool's hosts: the largest, h2, has " +
+			"memory_mib 8192 less reserved_memory_mib 1024 = 7168 MiB for guests"},
+		{[]string{"h1"}, 4096, "the largest, h1, has memory_mib 2048 less reserved_memory_mib 0 = 2048 MiB"},
+		{[]string{"h1", "h3"}, 4096, ""},
+	}
+	for _, c := range cases {
+		err := fitsSomeHost(inv, c.hosts, c.mem)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v, %d MiB: %v, want %q", c.hosts, c.mem, err, c.want)
+		}
+	}
+}
+
 // --- acceptance -------------------------------------------------------------
 
 // poolConfig is a pool of lab guests (64 MiB, 1 vCPU, direct kernel boot)
