@@ -142,6 +142,19 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		}
 	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
+	// Placed on, or moved to, a host: it must receive guests. A host that
+	// does not answer now is apply's to report.
+	var prior domainModel
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	}
+	if req.State.Raw.IsNull() || prior.Host.ValueString() != host {
+		if st, err := r.client.ops(ctx).HostState(ctx, host); err == nil {
+			if err := st.Receives(host); err != nil {
+				resp.Diagnostics.AddAttributeError(path.Root("host"), "Host receives no guest", "host: "+err.Error())
+			}
+		}
+	}
 }
 
 func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagnostics) {
