@@ -117,13 +117,16 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"uri": schema.StringAttribute{
 						Description: "libvirt URI the provider connects to, e.g. `qemu+tls://h1.example/system` or " +
-							"`qemu+unix:///system?socket=/run/libvirt/libvirt-sock`.",
+							"`qemu+unix:///system?socket=/run/libvirt/libvirt-sock`: `driver[+transport]://[host]/path[?params]`, " +
+							"driver `qemu`, `xen` or `test`, transport `unix`, `tcp`, `tls`, `ssh`, `libssh`, `libssh2` or `ext` " +
+							"(all but `unix` and `ext` need a host). No two hosts may share a URI.",
 						Required:   true,
 						Validators: []validator.String{libvirtURIValidator{}},
 					},
 					"peer_uri": schema.StringAttribute{
 						Description: "libvirt URI other hosts' libvirtd use to reach this one in a live migration " +
-							"(peer to peer). Defaults to `uri`; set it when `uri` is local to the machine running Terraform.",
+							"(peer to peer). Defaults to `uri`; required when `uri` is local to the machine running Terraform " +
+							"(no host, or localhost) and there is more than one host.",
 						Optional:   true,
 						Validators: []validator.String{libvirtURIValidator{}},
 					},

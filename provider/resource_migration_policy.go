@@ -60,11 +60,13 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	def := pool.DefaultPolicy()
 	frac := func(desc string, d float64) schema.Float64Attribute {
-		return schema.Float64Attribute{Description: desc, Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
+		return schema.Float64Attribute{Description: fmt.Sprintf("%s A fraction, above 0 and at most 1. Default %v.", desc, d),
+			Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
 			Validators: []validator.Float64{float64validator.Between(0, 1)}}
 	}
 	count := func(desc string, d, lo int64) schema.Int64Attribute {
-		return schema.Int64Attribute{Description: desc, Optional: true, Computed: true, Default: int64default.StaticInt64(d),
+		return schema.Int64Attribute{Description: fmt.Sprintf("%s At least %d. Default %d.", desc, lo, d),
+			Optional: true, Computed: true, Default: int64default.StaticInt64(d),
 			Validators: []validator.Int64{int64validator.AtLeast(lo)}}
 	}
 	resp.Schema = schema.Schema{
@@ -74,16 +76,17 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool).", Required: true,
+			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool). " +
+				"Changing it replaces the policy (the pools' guests are not touched).", Required: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators:    []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
 			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
 				Required: true, Validators: []validator.String{stringvalidator.OneOf(pool.ModeBalance, pool.ModeConsolidate)}},
-			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),
+			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used; below `cpu_high`.", def.CPULow),
 			"cpu_high":           frac("High CPU watermark: above it a host is hot, and no move makes a host exceed it.", def.CPUHigh),
-			"memory_low":         frac("Low memory watermark (fraction of a host's memory).", def.MemoryLow),
+			"memory_low":         frac("Low memory watermark (fraction of a host's memory); below `memory_high`.", def.MemoryLow),
 			"memory_high":        frac("High memory watermark.", def.MemoryHigh),
-			"target_utilisation": frac("Utilisation consolidation packs hosts to; between the low and high watermarks.", def.TargetUtilisation),
+			"target_utilisation": frac("Utilisation consolidation packs hosts to; between the low and high watermarks (both pairs).", def.TargetUtilisation),
 			"max_migrations_per_round": count("Most live migrations in one autoscaler round (0: no cap).",
 				def.MaxMigrationsPerRound, 0),
 			"max_parallel_migrations": count("Most migrations a host takes part in at once.", def.MaxParallel, 1),
@@ -91,12 +94,12 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"max_downtime_ms":         count("Longest pause of a guest at the end of a migration, in milliseconds.", def.MaxDowntimeMs, 1),
 			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge " +
 				"(QEMU's auto-converge, harder every pass over memory). A migration still not converging at the highest throttle " +
-				"switches to post-copy if `post_copy` allows it, else it is aborted.",
+				"switches to post-copy if `post_copy` allows it, else it is aborted. Default false.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
 			"post_copy": schema.BoolAttribute{Description: "Switch a migration to post-copy (the guest runs on the destination, " +
 				"which pulls the pages still on the source) when it does not converge (after auto-converge, if allowed), makes no " +
 				"progress for `progress_timeout_s` or reaches its completion deadline. Without it such a migration is aborted " +
-				"and the guest stays on its source.",
+				"and the guest stays on its source. Default false.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
 			"progress_timeout_s": count("A migration whose memory left to send has not shrunk for this many seconds is ended "+
 				"(post-copy if allowed, else aborted). 0: the provider's `migration_progress_timeout` (default 150).", 0, 0),

@@ -72,7 +72,8 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 	tmpl := templateAttributes(false)
 	tmpl["ip_base"] = schema.StringAttribute{
 		Description: "Address of member 1 with prefix length, e.g. `192.0.2.121/24`; member n gets the n-th address. " +
-			"Used for `{ip}` in `cmdline`.",
+			"Used for `{ip}` in `cmdline`. The prefix must hold `max_size` members from there, none of them an IPv4 " +
+			"network's own or broadcast address. A change applies to members created afterwards.",
 		Optional: true,
 	}
 	tmpl["bridge"] = schema.StringAttribute{
@@ -89,8 +90,9 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"name": schema.StringAttribute{
-				Description: "Pool name; members are named `<name>-<n>`. Changing it replaces the pool.",
-				Required:    true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Description: "Pool name; members are named `<name>-<n>`. Letters, digits, '_', '.', '-', at most 50. " +
+					"Changing it replaces the pool: every member is deleted, with its overlay disk, and a new pool created.",
+				Required: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern),
 					"letters, digits, '_', '.', '-', at most 50, starting with a letter or digit")},
 			},
@@ -101,25 +103,29 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
 					listvalidator.ValueStringsAre(hostNameValidator{})},
 			},
-			"size": schema.Int64Attribute{Description: "Number of members. Read reports the members that exist, so a " +
+			"size": schema.Int64Attribute{Description: "Number of members, from `min_size` to `max_size`; changing it scales in place " +
+				"(a member removed is deleted with its overlay disk). Read reports the members that exist, so a " +
 				"member removed outside Terraform shows as a change.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(0)}},
-			"min_size": schema.Int64Attribute{Description: "Smallest size the autoscaler may choose.", Required: true,
+			"min_size": schema.Int64Attribute{Description: "Smallest size the autoscaler may choose, 0 or more, at most `max_size`. " +
+				"A scaling policy's `min` must not be below it.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(0)}},
-			"max_size": schema.Int64Attribute{Description: "Largest size the autoscaler may choose.", Required: true,
+			"max_size": schema.Int64Attribute{Description: "Largest size the autoscaler may choose, 1 or more; with `anti_affinity`, " +
+				"at most the number of `hosts`. A scaling policy's `max` must not be above it.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(1)}},
 			"placement": schema.StringAttribute{
-				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first).",
+				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first). Default `spread`.",
 				Optional:    true, Computed: true, Default: stringdefault.StaticString(pool.PlacementSpread),
 				Validators: []validator.String{stringvalidator.OneOf(pool.PlacementSpread, pool.PlacementBinpack)},
 			},
 			"anti_affinity": schema.BoolAttribute{
-				Description: "Never put two members on the same host.",
+				Description: "Never put two members on the same host; `max_size` must then be at most the number of `hosts`. Default false.",
 				Optional:    true, Computed: true, Default: booldefault.StaticBool(false),
 			},
 			"template": schema.SingleNestedAttribute{
-				Description: "How members are built. A change applies to members created afterwards.",
-				Required:    true, Attributes: tmpl,
+				Description: "How members are built. A change applies to members created afterwards: members that exist keep " +
+					"theirs (no replacement).",
+				Required: true, Attributes: tmpl,
 			},
 			"members": schema.ListNestedAttribute{
 				Description: "The members, wherever they run now.",
