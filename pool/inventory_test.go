@@ -43,3 +43,22 @@ func TestValidHostName(t *testing.T) {
 		}
 	}
 }
+
+func TestHostStateReceives(t *testing.T) {
+	cases := []struct {
+		st   pool.HostState
+		want string // "" if it receives guests
+	}{
+		{pool.HostState{}, ""},
+		{pool.HostState{Found: true, Generation: 3}, ""},
+		{pool.HostState{Maintenance: true}, "host h2 is in maintenance and receives no guest: choose another host, or end it (virtpool_host maintenance = false) first"},
+		{pool.HostState{Standby: true}, "host h2 is standby and receives no guest: choose another host, or take it out of standby (virtpool_host standby = false) first"},
+		{pool.HostState{AutoStandby: true}, "host h2 is on standby, put there by the autoscaler"},
+	}
+	for _, c := range cases {
+		err := c.st.Receives("h2")
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.st, err, c.want)
+		}
+	}
+}

@@ -227,6 +227,24 @@ type HostState struct {
 	Found       bool // a record exists
 }
 
+// Receives says whether a new guest, or one moved by hand, may go to the
+// host: not in maintenance, not standby (the operator's or the
+// autoscaler's), or why not, naming the host and what to do.
+func (s HostState) Receives(host string) error {
+	var why, fix string
+	switch {
+	case s.Maintenance:
+		why, fix = "in maintenance", "end it (virtpool_host maintenance = false)"
+	case s.Standby:
+		why, fix = "standby", "take it out of standby (virtpool_host standby = false)"
+	case s.AutoStandby:
+		why, fix = "on standby, put there by the autoscaler (hosts dimension)", "let the autoscaler bring it back"
+	default:
+		return nil
+	}
+	return fmt.Errorf("host %s is %s and receives no guest: choose another host, or %s first", host, why, fix)
+}
+
 // Host record data keys.
 const (
 	hostKeyMaintenance = "maintenance"

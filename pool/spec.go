@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +262,8 @@ func (s Spec) GuestTemplate() scheduler.Guest {
 func MemberName(pool string, n int) string { return fmt.Sprintf("%s-%d", pool, n) }
 
 // MemberIP returns the n-th address from base ("192.0.2.121/24" → member 1
-// is 192.0.2.121/24, member 2 192.0.2.122/24).
+// is 192.0.2.121/24, member 2 192.0.2.122/24). An IPv4 network's own
+// address and its broadcast address are no member's.
 func MemberIP(base string, n int) (string, error) {
 	p, err := netip.ParsePrefix(base)
 	if err != nil {
@@ -270,16 +273,71 @@ func MemberIP(base string, n int) (string, error) {
 	for i := 1; i < n; i++ {
 		a = a.Next()
 		if !a.IsValid() || !p.Masked().Contains(a) {
-			return "", fmt.Errorf("ip_base %s has no room for member %d", base, n)
+			return "", fmt.Errorf("ip_base %s has no room for member %d: %s ends at member %d; "+
+				"start lower or use a shorter prefix", base, n, p.Masked(), i)
+		}
+	}
+	if p.Addr().Is4() && p.Bits() <= 30 {
+		net := p.Masked().Addr()
+		switch a {
+		case net:
+			return "", fmt.Errorf("ip_base %s: member %d would get %s, the network address of %s: start at %s or above",
+				base, n, a, p.Masked(), net.Next())
+		case broadcast(p):
+			return "", fmt.Errorf("ip_base %s: member %d would get %s, the broadcast address of %s: "+
+				"start lower, lower max_size, or use a shorter prefix", base, n, a, p.Masked())
 		}
 	}
 	return netip.PrefixFrom(a, p.Bits()).String(), nil
 }
 
+// broadcast is an IPv4 prefix's broadcast address.
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	for i := range b {
+		bits := min(max(p.Bits()-8*i, 0), 8)
+		b[i] |= byte(0xff >> bits)
+	}
+	return netip.AddrFrom4(b)
+}
+
+// ValidIPBase says whether ip_base gives every member up to maxSize a
+// usable address (members' addresses are consecutive, so the first and
+// the last tell), or nil.
+func ValidIPBase(base string, maxSize int64) error {
+	if _, err := MemberIP(base, 1); err != nil {
+		return err
+	}
+	if _, err := MemberIP(base, int(max(maxSize, 1))); err != nil {
+		return fmt.Errorf("%w (max_size is %d)", err, maxSize)
+	}
+	return nil
+}
+
+// CmdlinePlaceholders are what ExpandCmdline fills in a pool's cmdline.
+var CmdlinePlaceholders = []string{"{name}", "{index}", "{ip}"}
+
+var placeholderRE = regexp.MustCompile(`\{[A-Za-z_][A-Za-z0-9_]*\}`)
+
+// CheckCmdline names the first placeholder of a pool's cmdline that
+// ExpandCmdline does not know, with those it knows, or returns nil.
+func CheckCmdline(cmdline string) error {
+	for _, ph := range placeholderRE.FindAllString(cmdline, -1) {
+		if !slices.Contains(CmdlinePlaceholders, ph) {
+			return fmt.Errorf("cmdline %q: unknown placeholder %s: the known ones are %s", cmdline, ph,
+				strings.Join(CmdlinePlaceholders, ", "))
+		}
+	}
+	return nil
+}
+
 // ExpandCmdline fills a template's kernel command line for one guest:
 // {name} is its domain name, {index} its member number, {ip} its address
-// from ip_base. Unknown placeholders are left as they are.
+// from ip_base. Any other placeholder is an error (CheckCmdline).
 func ExpandCmdline(t Template, name string, n int) (string, error) {
+	if err := CheckCmdline(t.Cmdline); err != nil {
+		return "", err
+	}
 	s := strings.ReplaceAll(t.Cmdline, "{name}", name)
 	s = strings.ReplaceAll(s, "{index}", strconv.Itoa(n))
 	if strings.Contains(s, "{ip}") {

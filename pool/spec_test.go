@@ -26,9 +26,14 @@ func TestExpandCmdline(t *testing.T) {
 	}{
 		{tm, 1, "console=ttyS0 virtpool.ip=192.0.2.151/24 virtpool.name=web-1 n=1", ""},
 		{tm, 3, "console=ttyS0 virtpool.ip=192.0.2.153/24 virtpool.name=web-3 n=3", ""},
-		{pool.Template{Cmdline: "a {unknown} b"}, 2, "a {unknown} b", ""},
+		{pool.Template{Cmdline: "a {unknown} b"}, 2, "", `cmdline "a {unknown} b": unknown placeholder {unknown}: the known ones are {name}, {index}, {ip}`},
+		{pool.Template{Cmdline: "a {Name} b"}, 2, "", "unknown placeholder {Name}"},
+		{pool.Template{Cmdline: "json={\"a\": 1} x={}"}, 2, "json={\"a\": 1} x={}", ""}, // not placeholders
 		{pool.Template{Cmdline: "ip={ip}"}, 1, "", "ip_base is not set"},
-		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.254/24"}, 3, "", "no room for member 3"},
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.253/24"}, 3, "", "member 3 would get 192.0.2.255, the broadcast address of 192.0.2.0/24"},
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.0/24"}, 1, "", "member 1 would get 192.0.2.0, the network address of 192.0.2.0/24: start at 192.0.2.1"},
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.254/31"}, 2, "ip=192.0.2.255/31", ""}, // RFC 3021: no broadcast
+		{pool.Template{Cmdline: "ip={ip}", IPBase: "2001:db8::ff/120"}, 2, "", "no room for member 2"},
 		{pool.Template{Cmdline: "ip={ip}", IPBase: "192.0.2.7"}, 1, "", "prefix length"},
 	}
 	for _, c := range cases {
@@ -41,6 +46,29 @@ func TestExpandCmdline(t *testing.T) {
 		}
 		if err != nil || got != c.want {
 			t.Errorf("%q member %d: %q, %v; want %q", c.t.Cmdline, c.n, got, err, c.want)
+		}
+	}
+}
+
+func TestValidIPBase(t *testing.T) {
+	cases := []struct {
+		base    string
+		maxSize int64
+		wantErr string
+	}{
+		{"192.0.2.121/24", 10, ""},
+		{"192.0.2.1/24", 254, ""},
+		{"192.0.2.1/24", 255, "ip_base 192.0.2.1/24: member 255 would get 192.0.2.255, the broadcast address of 192.0.2.0/24: start lower, lower max_size, or use a shorter prefix (max_size is 255)"},
+		{"192.0.2.250/24", 10, "ip_base 192.0.2.250/24 has no room for member 10: 192.0.2.0/24 ends at member 6"},
+		{"10.0.0.0/16", 3, "the network address of 10.0.0.0/16"},
+		{"10.0.1.0/16", 3, ""}, // inside a /16, x.y.1.0 is an address like any other
+		{"2001:db8::1/64", 1000, ""},
+		{"192.0.2.7", 1, "want an address with prefix length"},
+	}
+	for _, c := range cases {
+		err := pool.ValidIPBase(c.base, c.maxSize)
+		if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("ValidIPBase(%q, %d) = %v, want %q", c.base, c.maxSize, err, c.wantErr)
 		}
 	}
 }
@@ -196,5 +224,43 @@ func TestMigrateOptionsTLS(t *testing.T) {
 				t.Fatalf("TLS %t, want %t", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	with := func(f func(*pool.Policy)) pool.Policy {
+		p := pool.DefaultPolicy()
+		f(&p)
+		return p
+	}
+	cases := []struct {
+		name  string
+		p     pool.Policy
+		field string // "" for valid
+		want  string
+	}{
+		{"defaults", pool.DefaultPolicy(), "", ""},
+		{"edges", with(func(p *pool.Policy) { p.CPULow, p.CPUHigh, p.TargetUtilisation = 0.01, 1, 0.5 }), "", ""},
+		{"low zero", with(func(p *pool.Policy) { p.CPULow = 0 }), "cpu_low", "cpu_low must be above 0, got 0."},
+		{"low negative", with(func(p *pool.Policy) { p.MemoryLow = -0.1 }), "memory_low", "memory_low must be above 0"},
+		{"high above 1", with(func(p *pool.Policy) { p.CPUHigh = 1.2 }), "cpu_high", "cpu_high must be at most 1 (a fraction of the host), got 1.2."},
+		{"out of order", with(func(p *pool.Policy) { p.CPULow, p.CPUHigh = 0.8, 0.3 }), "cpu_high", "cpu_low (0.8) must be below cpu_high (0.3)."},
+		{"equal", with(func(p *pool.Policy) { p.MemoryLow, p.MemoryHigh = 0.5, 0.5 }), "memory_high", "must be below"},
+		{"target above", with(func(p *pool.Policy) { p.TargetUtilisation = 0.95 }), "target_utilisation",
+			"target_utilisation 0.95 must lie between the low and high watermarks (cpu_low 0.3 … cpu_high 0.8)"},
+		{"target below memory", with(func(p *pool.Policy) { p.MemoryLow, p.TargetUtilisation = 0.5, 0.4 }), "target_utilisation",
+			"(memory_low 0.5 … memory_high"},
+	}
+	for _, c := range cases {
+		errs := c.p.Check()
+		if c.field == "" {
+			if len(errs) > 0 {
+				t.Errorf("%s: %v, want none", c.name, errs)
+			}
+			continue
+		}
+		if len(errs) == 0 || errs[0].Field != c.field || !strings.Contains(errs[0].Msg, c.want) {
+			t.Errorf("%s: %+v, want %s: %q", c.name, errs, c.field, c.want)
+		}
 	}
 }

@@ -1,29 +1,9 @@
 package provider
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 )
-
-// validLibvirtURI says what is wrong with a libvirt connection URI, or nil.
-// It accepts what libvirt does: driver[+transport]://[host]/path[?params].
-func validLibvirtURI(s string) error {
-	if s == "" {
-		return errors.New("empty URI")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("URI %q does not parse: %w", s, err)
-	}
-	if u.Scheme == "" {
-		return fmt.Errorf("URI %q has no scheme: want e.g. qemu:///system or qemu+tls://host/system", s)
-	}
-	if u.Opaque != "" {
-		return fmt.Errorf("URI %q: want scheme://[host]/path, e.g. qemu:///system", s)
-	}
-	return nil
-}
 
 // validMigrationURI checks a QEMU migration URI (tcp://host[:port]).
 func validMigrationURI(s string) error {

@@ -9,6 +9,8 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
@@ -116,13 +118,16 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"uri": schema.StringAttribute{
 						Description: "libvirt URI the provider connects to, e.g. `qemu+tls://h1.example/system` or " +
-							"`qemu+unix:///system?socket=/run/libvirt/libvirt-sock`.",
+							"`qemu+unix:///system?socket=/run/libvirt/libvirt-sock`: `driver[+transport]://[host]/path[?params]`, " +
+							"driver `qemu`, `xen` or `test`, transport `unix`, `tcp`, `tls`, `ssh`, `libssh`, `libssh2` or `ext` " +
+							"(all but `unix` and `ext` need a host). No two hosts may share a URI.",
 						Required:   true,
 						Validators: []validator.String{libvirtURIValidator{}},
 					},
 					"peer_uri": schema.StringAttribute{
 						Description: "libvirt URI other hosts' libvirtd use to reach this one in a live migration " +
-							"(peer to peer). Defaults to `uri`; set it when `uri` is local to the machine running Terraform.",
+							"(peer to peer). Defaults to `uri`; required when `uri` is local to the machine running Terraform " +
+							"(no host, or localhost) and there is more than one host.",
 						Optional:   true,
 						Validators: []validator.String{libvirtURIValidator{}},
 					},
@@ -279,6 +284,7 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 		}
 		cfg.Hosts[name] = e
 	}
+	checkInventory(cfg.Hosts, &diags)
 	for _, d := range []struct {
 		attr string
 		v    types.String
@@ -297,6 +303,42 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 		*d.dst = v
 	}
 	return cfg, diags
+}
+
+// checkInventory reports what spans hosts: two names for one libvirtd
+// (one URI), and, with more than one host (a live migration goes from one
+// to another), a host whose uri is local to this machine without the
+// peer_uri other hosts' libvirtd reach it at.
+func checkInventory(inv pool.Inventory, diags *diag.Diagnostics) {
+	byURI := map[string]string{}
+	for _, name := range inv.Names() {
+		h := inv[name]
+		key := normalURI(h.URI)
+		if other, dup := byURI[key]; dup {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name).AtName("uri"), "Two hosts with one URI",
+				fmt.Sprintf("hosts.%s.uri %q is also hosts.%s.uri: one libvirtd must have one name (two would count its guests twice); "+
+					"remove one host or correct its uri.", name, h.URI, other))
+			continue
+		}
+		byURI[key] = name
+		if len(inv) > 1 && h.PeerURI == "" && isLocalURI(h.URI) {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name).AtName("peer_uri"), "peer_uri needed",
+				fmt.Sprintf("hosts.%s.uri %q is local to the machine running Terraform, so the other hosts' libvirtd cannot "+
+					"reach it in a live migration: set hosts.%s.peer_uri to an address they can reach, e.g. qemu+tcp://10.0.0.1/system.",
+					name, h.URI, name))
+		}
+	}
+}
+
+// normalURI is a URI as compared for duplicates: scheme and host are not
+// case-sensitive.
+func normalURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	return u.String()
 }
 
 func (p *Provider) Resources(context.Context) []func() resource.Resource {

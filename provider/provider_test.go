@@ -295,6 +295,20 @@ func TestConfigFromModel(t *testing.T) {
 		}},
 		{"reservation above the capacity", providerModel{Hosts: withCapacity(2, 2, 0)}, "host h1: reserved_cpus = 2 leaves nothing of cpus = 2", nil},
 		{"unknown hosts", providerModel{Hosts: types.MapUnknown(hostType)}, "must be known", nil},
+		{"two hosts, one URI", providerModel{Hosts: types.MapValueMust(hostType, map[string]attr.Value{
+			"h1": host("qemu+tls://kvm1/system"), "h2": host("QEMU+TLS://KVM1/system")})},
+			`hosts.h2.uri "QEMU+TLS://KVM1/system" is also hosts.h1.uri`, nil},
+		{"local host without peer_uri", providerModel{Hosts: types.MapValueMust(hostType, map[string]attr.Value{
+			"h1": host("qemu:///system"), "h2": host("qemu+tls://kvm2/system")})},
+			`hosts.h1.uri "qemu:///system" is local to the machine running Terraform, so the other hosts' libvirtd cannot reach it in a live migration: set hosts.h1.peer_uri`, nil},
+		{"remote hosts", providerModel{Hosts: types.MapValueMust(hostType, map[string]attr.Value{
+			"h1": host("qemu+tls://kvm1/system"), "h2": host("qemu+ssh://root@kvm2/system?keyfile=/k")})}, "",
+			func(c Config) error {
+				if len(c.Hosts) != 2 {
+					return fmt.Errorf("hosts %v", c.Hosts)
+				}
+				return nil
+			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -341,9 +355,9 @@ func TestURIValidation(t *testing.T) {
 		{"qemu+tcp://[::1/system", false, false},
 	}
 	for _, c := range cases {
-		err := validLibvirtURI(c.uri)
+		err := pool.ValidLibvirtURI(c.uri) // the rule itself: pool's TestValidLibvirtURI
 		if (err == nil) != c.ok {
-			t.Errorf("validLibvirtURI(%q) = %v, want ok=%v", c.uri, err, c.ok)
+			t.Errorf("ValidLibvirtURI(%q) = %v, want ok=%v", c.uri, err, c.ok)
 		}
 		if c.ok && isLocalURI(c.uri) != c.local {
 			t.Errorf("isLocalURI(%q) = %v, want %v", c.uri, !c.local, c.local)
@@ -435,7 +449,7 @@ resource "virtpool_pool" "p" {
   size = 3
   min_size = 0
   max_size = 3
-  anti_affinity = true` + tmpl), `size 3 with anti_affinity needs 3 hosts`},
+  anti_affinity = true` + tmpl), `max_size 3 with anti_affinity needs 3 hosts`},
 		{"ip placeholder without base", pool(`hosts = ["h1"]
   size = 1
   min_size = 0

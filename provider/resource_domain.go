@@ -62,30 +62,31 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	a := templateAttributes(true)
 	a["id"] = schema.StringAttribute{Description: "The domain name.", Computed: true,
 		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
-	a["name"] = schema.StringAttribute{Description: "Domain name, unique across the hosts.", Required: true,
+	a["name"] = schema.StringAttribute{Description: "Domain name, unique across the hosts: letters, digits, '_', '.', '-', " +
+		"at most 50. " + replacesDomain, Required: true,
 		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern),
 			"letters, digits, '_', '.', '-', at most 50, starting with a letter or digit")}}
 	a["host"] = schema.StringAttribute{
 		Description: "Host (a key of the provider's `hosts`) the guest runs on. **Changing it live-migrates the running " +
 			"guest in place**: same domain, same UUID, never stopped. Read reports where the guest really is, so a guest " +
-			"moved by the autoscaler or by hand shows as a change of `host`.",
+			"moved by the autoscaler or by hand shows as a change of `host`. The host must not be in maintenance or standby.",
 		Required: true, Validators: []validator.String{hostNameValidator{}},
 	}
-	a["mac"] = schema.StringAttribute{Description: "MAC address of the network interface. Default: libvirt's choice.",
+	a["mac"] = schema.StringAttribute{Description: "MAC address of the network interface. Default: libvirt's choice. " + replacesDomain,
 		Optional: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 		Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "a MAC address such as 52:54:00:12:34:56")}}
 	a["failover_hosts"] = schema.ListAttribute{Description: "Hosts (keys of the provider's `hosts`) where `virtpool agent` " +
 		"may restart the guest, from its template, after its host failed and was fenced (HA restart: the guest boots again, " +
 		"what it had in memory is lost; set `mac` so that it keeps its MAC). Its disk (the `base_image` overlay) must be " +
 		"on storage those hosts share, as for live migration; it boots from it again. Without it, a failed host's domain " +
-		"stays down with it. After a restart, `host` reads where the guest runs now.",
+		"stays down with it. After a restart, `host` reads where the guest runs now. " + replacesDomain,
 		Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
 		Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
 			listvalidator.ValueStringsAre(hostNameValidator{})}}
 	a["labels"] = schema.MapAttribute{Description: "Your labels, kept in the domain's virtpool metadata " +
-		"(keys starting with `virtpool.` are virtpool's).", Optional: true, ElementType: types.StringType,
+		"(keys starting with `virtpool.` are virtpool's). " + replacesDomain, Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()}}
 	a["uuid"] = schema.StringAttribute{Description: "Domain UUID; a live migration keeps it.", Computed: true,
 		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
@@ -142,6 +143,19 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		}
 	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
+	// Placed on, or moved to, a host: it must receive guests. A host that
+	// does not answer now is apply's to report.
+	var prior domainModel
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	}
+	if req.State.Raw.IsNull() || prior.Host.ValueString() != host {
+		if st, err := r.client.ops(ctx).HostState(ctx, host); err == nil {
+			if err := st.Receives(host); err != nil {
+				resp.Diagnostics.AddAttributeError(path.Root("host"), "Host receives no guest", "host: "+err.Error())
+			}
+		}
+	}
 }
 
 func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagnostics) {

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -60,11 +61,13 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	def := pool.DefaultPolicy()
 	frac := func(desc string, d float64) schema.Float64Attribute {
-		return schema.Float64Attribute{Description: desc, Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
+		return schema.Float64Attribute{Description: fmt.Sprintf("%s A fraction, above 0 and at most 1. Default %v.", desc, d),
+			Optional: true, Computed: true, Default: float64default.StaticFloat64(d),
 			Validators: []validator.Float64{float64validator.Between(0, 1)}}
 	}
 	count := func(desc string, d, lo int64) schema.Int64Attribute {
-		return schema.Int64Attribute{Description: desc, Optional: true, Computed: true, Default: int64default.StaticInt64(d),
+		return schema.Int64Attribute{Description: fmt.Sprintf("%s At least %d. Default %d.", desc, lo, d),
+			Optional: true, Computed: true, Default: int64default.StaticInt64(d),
 			Validators: []validator.Int64{int64validator.AtLeast(lo)}}
 	}
 	resp.Schema = schema.Schema{
@@ -74,16 +77,17 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool).", Required: true,
+			"pool": schema.StringAttribute{Description: "Name of the virtpool_pool it governs (one policy per pool). " +
+				"Changing it replaces the policy (the pools' guests are not touched).", Required: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators:    []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern), "a pool name")}},
 			"mode": schema.StringAttribute{Description: "`balance` (relieve hot hosts) or `consolidate` (pack guests onto fewer hosts).",
 				Required: true, Validators: []validator.String{stringvalidator.OneOf(pool.ModeBalance, pool.ModeConsolidate)}},
-			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used.", def.CPULow),
+			"cpu_low":            frac("Low CPU watermark (fraction of a host's cores): below it a host is under-used; below `cpu_high`.", def.CPULow),
 			"cpu_high":           frac("High CPU watermark: above it a host is hot, and no move makes a host exceed it.", def.CPUHigh),
-			"memory_low":         frac("Low memory watermark (fraction of a host's memory).", def.MemoryLow),
+			"memory_low":         frac("Low memory watermark (fraction of a host's memory); below `memory_high`.", def.MemoryLow),
 			"memory_high":        frac("High memory watermark.", def.MemoryHigh),
-			"target_utilisation": frac("Utilisation consolidation packs hosts to; between the low and high watermarks.", def.TargetUtilisation),
+			"target_utilisation": frac("Utilisation consolidation packs hosts to; between the low and high watermarks (both pairs).", def.TargetUtilisation),
 			"max_migrations_per_round": count("Most live migrations in one autoscaler round (0: no cap).",
 				def.MaxMigrationsPerRound, 0),
 			"max_parallel_migrations": count("Most migrations a host takes part in at once.", def.MaxParallel, 1),
@@ -91,7 +95,7 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"max_downtime_ms":         count("Longest pause of a guest at the end of a migration, in milliseconds.", def.MaxDowntimeMs, 1),
 			"auto_converge": schema.BoolAttribute{Description: "Throttle a guest's vCPUs when its migration does not converge " +
 				"(QEMU's auto-converge, harder every pass over memory). A migration still not converging at the highest throttle " +
-				"switches to post-copy if `post_copy` allows it, else it is aborted.",
+				"switches to post-copy if `post_copy` allows it, else it is aborted. Default false.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
 			"tls": schema.BoolAttribute{Description: "Encrypt the migration streams of the pool's members with TLS " +
 				"(VIR_MIGRATE_TLS; the hosts' QEMU need x509 certificates). The provider's and the target's `migration_tls` " +
@@ -100,7 +104,7 @@ func (r *policyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"post_copy": schema.BoolAttribute{Description: "Switch a migration to post-copy (the guest runs on the destination, " +
 				"which pulls the pages still on the source) when it does not converge (after auto-converge, if allowed), makes no " +
 				"progress for `progress_timeout_s` or reaches its completion deadline. Without it such a migration is aborted " +
-				"and the guest stays on its source.",
+				"and the guest stays on its source. Default false.",
 				Optional: true, Computed: true, Default: booldefault.StaticBool(false)},
 			"progress_timeout_s": count("A migration whose memory left to send has not shrunk for this many seconds is ended "+
 				"(post-copy if allowed, else aborted). 0: the provider's `migration_progress_timeout` (default 150).", 0, 0),
@@ -115,64 +119,44 @@ func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequ
 	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
-// ValidateConfig checks 0 < low < high ≤ 1 and low ≤ target ≤ high.
+// ValidateConfig checks 0 < low < high ≤ 1 and low ≤ target ≤ high
+// (pool.Policy.Check, the rule the autoscaler plugins apply too).
 func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m policyModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	def := pool.DefaultPolicy()
-	val := func(v types.Float64, d float64) (float64, bool) {
-		if v.IsUnknown() {
-			return 0, false
-		}
-		if v.IsNull() {
-			return d, true
-		}
-		return v.ValueFloat64(), true
-	}
-	type pair struct {
-		lowAttr, highAttr string
-		low, high         types.Float64
-		dl, dh            float64
-	}
-	var lows, highs []float64
-	for _, p := range []pair{
-		{"cpu_low", "cpu_high", m.CPULow, m.CPUHigh, def.CPULow, def.CPUHigh},
-		{"memory_low", "memory_high", m.MemoryLow, m.MemoryHigh, def.MemoryLow, def.MemoryHigh},
-	} {
-		lo, ok1 := val(p.low, p.dl)
-		hi, ok2 := val(p.high, p.dh)
-		if !ok1 || !ok2 {
-			continue
-		}
-		checkWatermarks(p.lowAttr, p.highAttr, lo, hi, &resp.Diagnostics)
-		lows, highs = append(lows, lo), append(highs, hi)
-	}
-	t, ok := val(m.TargetUtilisation, def.TargetUtilisation)
-	if !ok {
-		return
-	}
-	for i := range lows {
-		if t < lows[i] || t > highs[i] {
-			resp.Diagnostics.AddAttributeError(path.Root("target_utilisation"), "Target outside the watermarks",
-				fmt.Sprintf("target_utilisation %v must lie between the low and high watermarks (%v … %v).", t, lows[i], highs[i]))
-			return
-		}
-	}
+	checkPolicy(m, &resp.Diagnostics)
 }
 
-// checkWatermarks reports a low/high pair that is not 0 < low < high ≤ 1.
-func checkWatermarks(lowAttr, highAttr string, lo, hi float64, diags *diag.Diagnostics) {
-	switch {
-	case !(lo > 0):
-		diags.AddAttributeError(path.Root(lowAttr), "Invalid watermark", fmt.Sprintf("%s must be above 0, got %v.", lowAttr, lo))
-	case !(hi <= 1):
-		diags.AddAttributeError(path.Root(highAttr), "Invalid watermark", fmt.Sprintf("%s must be at most 1, got %v.", highAttr, hi))
-	case !(lo < hi):
-		diags.AddAttributeError(path.Root(highAttr), "Watermarks out of order",
-			fmt.Sprintf("%s (%v) must be below %s (%v).", lowAttr, lo, highAttr, hi))
+// checkPolicy reports the policy's bad watermarks and target, each at its
+// attribute; left-out ones are their defaults, and nothing is checked
+// while one is unknown.
+func checkPolicy(m policyModel, diags *diag.Diagnostics) {
+	def := pool.DefaultPolicy()
+	p := def
+	for _, f := range []struct {
+		v   types.Float64
+		dst *float64
+	}{{m.CPULow, &p.CPULow}, {m.CPUHigh, &p.CPUHigh}, {m.MemoryLow, &p.MemoryLow}, {m.MemoryHigh, &p.MemoryHigh},
+		{m.TargetUtilisation, &p.TargetUtilisation}} {
+		if f.v.IsUnknown() {
+			return
+		}
+		if !f.v.IsNull() {
+			*f.dst = f.v.ValueFloat64()
+		}
+	}
+	for _, e := range p.Check() {
+		summary := "Invalid watermark"
+		switch {
+		case e.Field == pool.PolicyKeyTarget:
+			summary = "Target outside the watermarks"
+		case strings.Contains(e.Msg, "must be below"):
+			summary = "Watermarks out of order"
+		}
+		diags.AddAttributeError(path.Root(e.Field), summary, e.Msg)
 	}
 }
 

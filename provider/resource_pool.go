@@ -72,7 +72,8 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 	tmpl := templateAttributes(false)
 	tmpl["ip_base"] = schema.StringAttribute{
 		Description: "Address of member 1 with prefix length, e.g. `192.0.2.121/24`; member n gets the n-th address. " +
-			"Used for `{ip}` in `cmdline`.",
+			"Used for `{ip}` in `cmdline`. The prefix must hold `max_size` members from there, none of them an IPv4 " +
+			"network's own or broadcast address. A change applies to members created afterwards.",
 		Optional: true,
 	}
 	tmpl["bridge"] = schema.StringAttribute{
@@ -89,8 +90,9 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"id": schema.StringAttribute{Description: "The pool name.", Computed: true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"name": schema.StringAttribute{
-				Description: "Pool name; members are named `<name>-<n>`. Changing it replaces the pool.",
-				Required:    true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Description: "Pool name; members are named `<name>-<n>`. Letters, digits, '_', '.', '-', at most 50. " +
+					"Changing it replaces the pool: every member is deleted, with its overlay disk, and a new pool created.",
+				Required: true, PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators: []validator.String{stringvalidator.RegexMatches(regexpMust(poolNamePattern),
 					"letters, digits, '_', '.', '-', at most 50, starting with a letter or digit")},
 			},
@@ -101,25 +103,29 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
 					listvalidator.ValueStringsAre(hostNameValidator{})},
 			},
-			"size": schema.Int64Attribute{Description: "Number of members. Read reports the members that exist, so a " +
+			"size": schema.Int64Attribute{Description: "Number of members, from `min_size` to `max_size`; changing it scales in place " +
+				"(a member removed is deleted with its overlay disk). Read reports the members that exist, so a " +
 				"member removed outside Terraform shows as a change.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(0)}},
-			"min_size": schema.Int64Attribute{Description: "Smallest size the autoscaler may choose.", Required: true,
+			"min_size": schema.Int64Attribute{Description: "Smallest size the autoscaler may choose, 0 or more, at most `max_size`. " +
+				"A scaling policy's `min` must not be below it.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(0)}},
-			"max_size": schema.Int64Attribute{Description: "Largest size the autoscaler may choose.", Required: true,
+			"max_size": schema.Int64Attribute{Description: "Largest size the autoscaler may choose, 1 or more; with `anti_affinity`, " +
+				"at most the number of `hosts`. A scaling policy's `max` must not be above it.", Required: true,
 				Validators: []validator.Int64{int64validator.AtLeast(1)}},
 			"placement": schema.StringAttribute{
-				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first).",
+				Description: "`spread` (least loaded host first) or `binpack` (fullest host that fits first). Default `spread`.",
 				Optional:    true, Computed: true, Default: stringdefault.StaticString(pool.PlacementSpread),
 				Validators: []validator.String{stringvalidator.OneOf(pool.PlacementSpread, pool.PlacementBinpack)},
 			},
 			"anti_affinity": schema.BoolAttribute{
-				Description: "Never put two members on the same host.",
+				Description: "Never put two members on the same host; `max_size` must then be at most the number of `hosts`. Default false.",
 				Optional:    true, Computed: true, Default: booldefault.StaticBool(false),
 			},
 			"template": schema.SingleNestedAttribute{
-				Description: "How members are built. A change applies to members created afterwards.",
-				Required:    true, Attributes: tmpl,
+				Description: "How members are built. A change applies to members created afterwards: members that exist keep " +
+					"theirs (no replacement).",
+				Required: true, Attributes: tmpl,
 			},
 			"members": schema.ListNestedAttribute{
 				Description: "The members, wherever they run now.",
@@ -150,26 +156,40 @@ func (r *poolResource) ValidateConfig(ctx context.Context, req resource.Validate
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	validateSizes(m.Size, m.MinSize, m.MaxSize, &resp.Diagnostics)
+	m.validate(&resp.Diagnostics)
+}
+
+// validate checks a pool's configuration across attributes.
+func (m poolModel) validate(diags *diag.Diagnostics) {
+	validateSizes(m.Size, m.MinSize, m.MaxSize, diags)
 	if m.Template == nil {
 		return // unknown as a whole
 	}
-	m.Template.validate(path.Root("template"), &resp.Diagnostics)
+	m.Template.validate(path.Root("template"), diags)
 	if cmdlineUsesIP(m.Template.Cmdline) && m.Template.IPBase.IsNull() {
-		resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
+		diags.AddAttributeError(path.Root("template").AtName("ip_base"), "ip_base needed",
 			"template.cmdline uses {ip}: set template.ip_base to member 1's address, e.g. 192.0.2.121/24.")
 	}
-	if !m.Template.IPBase.IsNull() && !m.Template.IPBase.IsUnknown() {
-		if _, err := pool.MemberIP(m.Template.IPBase.ValueString(), 1); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", err.Error())
+	if c := m.Template.Cmdline; !c.IsNull() && !c.IsUnknown() {
+		if err := pool.CheckCmdline(c.ValueString()); err != nil {
+			diags.AddAttributeError(path.Root("template").AtName("cmdline"), "Unknown placeholder",
+				fmt.Sprintf("template.%v. Write a literal brace some other way, or use one of the known placeholders.", err))
 		}
 	}
-	if !m.AntiAffinity.ValueBool() || m.Size.IsUnknown() || m.Hosts.IsUnknown() {
+	if b := m.Template.IPBase; !b.IsNull() && !b.IsUnknown() && !m.MaxSize.IsUnknown() {
+		if err := pool.ValidIPBase(b.ValueString(), m.MaxSize.ValueInt64()); err != nil {
+			diags.AddAttributeError(path.Root("template").AtName("ip_base"), "Invalid ip_base", "template."+err.Error())
+		}
+	}
+	// The autoscaler may grow the pool to max_size: every member then
+	// needs a host of its own.
+	if !m.AntiAffinity.ValueBool() || m.MaxSize.IsUnknown() || m.Hosts.IsUnknown() {
 		return
 	}
-	if n := len(m.Hosts.Elements()); m.Size.ValueInt64() > int64(n) {
-		resp.Diagnostics.AddAttributeError(path.Root("size"), "Not enough hosts for anti-affinity",
-			fmt.Sprintf("size %d with anti_affinity needs %d hosts; hosts lists %d.", m.Size.ValueInt64(), m.Size.ValueInt64(), n))
+	if n, mx := len(m.Hosts.Elements()), m.MaxSize.ValueInt64(); mx > int64(n) {
+		diags.AddAttributeError(path.Root("max_size"), "Not enough hosts for anti-affinity",
+			fmt.Sprintf("max_size %d with anti_affinity needs %d hosts (one per member); hosts lists %d: "+
+				"lower max_size to %d or add hosts.", mx, mx, n, n))
 	}
 }
 
@@ -202,7 +222,37 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	}
 	hosts := listStrings(m.Hosts)
 	checkHostNames(r.client.cfg.Hosts, hosts, path.Root("hosts"), &resp.Diagnostics)
+	if !m.Template.MemoryMiB.IsUnknown() {
+		if err := fitsSomeHost(r.client.cfg.Hosts, hosts, m.Template.MemoryMiB.ValueInt64()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("template").AtName("memory_mib"), "Guest larger than any host", err.Error())
+		}
+	}
 	m.Template.checkFiles(path.Root("template"), allLocal(r.client.cfg.Hosts, hosts), &resp.Diagnostics)
+}
+
+// fitsSomeHost says, when every named host has a configured memory_mib
+// (else what a host has is known only at apply), whether a guest of
+// memMiB fits in the memory one of them keeps for guests; placement keeps
+// hosts below the policy's memory_high besides, which the scheduler names
+// at apply.
+func fitsSomeHost(inv pool.Inventory, hosts []string, memMiB int64) error {
+	best, bestName := int64(-1), ""
+	for _, n := range hosts {
+		h, ok := inv[n]
+		if !ok || h.Capacity.MemoryMiB == 0 {
+			return nil
+		}
+		if free := h.Capacity.MemoryMiB - h.Capacity.ReservedMemoryMiB; free > best {
+			best, bestName = free, n
+		}
+	}
+	if best < 0 || memMiB <= best {
+		return nil
+	}
+	h := inv[bestName].Capacity
+	return fmt.Errorf("template.memory_mib %d is larger than any of the pool's hosts: the largest, %s, has memory_mib %d less "+
+		"reserved_memory_mib %d = %d MiB for guests (and placement keeps a host below its migration policy's memory_high): "+
+		"lower template.memory_mib or add a larger host", memMiB, bestName, h.MemoryMiB, h.ReservedMemoryMiB, best)
 }
 
 // checkHostNames reports every name of a host list that is not in the inventory.

@@ -62,6 +62,86 @@ func TestValidateSizes(t *testing.T) {
 	}
 }
 
+func TestPoolValidate(t *testing.T) {
+	type tweak func(*poolModel)
+	model := func(tw ...tweak) poolModel {
+		m := poolModel{
+			Name: types.StringValue("web"), Hosts: stringList([]string{"h1", "h2", "h3"}),
+			Size: types.Int64Value(2), MinSize: types.Int64Value(0), MaxSize: types.Int64Value(3),
+			AntiAffinity: types.BoolValue(false),
+			Template: &poolTemplateModel{templateModel: templateModel{
+				VCPUs: types.Int64Value(1), MemoryMiB: types.Int64Value(64), Kernel: types.StringValue("/k"),
+				Cmdline: types.StringValue("ip={ip} name={name} n={index}"),
+			}, IPBase: types.StringValue("192.0.2.10/24")},
+		}
+		for _, f := range tw {
+			f(&m)
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		m    poolModel
+		want string // "" for valid; else in the diagnostics
+	}{
+		{"ok", model(), ""},
+		{"anti-affinity within hosts", model(func(m *poolModel) { m.AntiAffinity = types.BoolValue(true) }), ""},
+		{"anti-affinity below max_size", model(func(m *poolModel) {
+			m.AntiAffinity, m.MaxSize = types.BoolValue(true), types.Int64Value(5)
+		}), "max_size 5 with anti_affinity needs 5 hosts (one per member); hosts lists 3: lower max_size to 3 or add hosts."},
+		{"unknown placeholder", model(func(m *poolModel) { m.Template.Cmdline = types.StringValue("host={hostname}") }),
+			`template.cmdline "host={hostname}": unknown placeholder {hostname}: the known ones are {name}, {index}, {ip}`},
+		{"ip_base runs out before max_size", model(func(m *poolModel) {
+			m.Template.IPBase, m.MaxSize = types.StringValue("192.0.2.250/24"), types.Int64Value(10)
+		}), "template.ip_base 192.0.2.250/24 has no room for member 10"},
+		{"ip_base reaches the broadcast address", model(func(m *poolModel) {
+			m.Template.IPBase = types.StringValue("192.0.2.253/24")
+		}), "member 3 would get 192.0.2.255, the broadcast address of 192.0.2.0/24"},
+		{"ip_base at the network address", model(func(m *poolModel) {
+			m.Template.IPBase = types.StringValue("192.0.2.0/24")
+		}), "member 1 would get 192.0.2.0, the network address"},
+		{"unknown max_size", model(func(m *poolModel) {
+			m.Template.IPBase, m.MaxSize = types.StringValue("192.0.2.250/24"), types.Int64Unknown()
+			m.Size = types.Int64Unknown()
+		}), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var diags diag.Diagnostics
+			c.m.validate(&diags)
+			got := diagText(diags)
+			if (c.want == "") != !diags.HasError() || !strings.Contains(got, c.want) {
+				t.Errorf("diagnostics %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestFitsSomeHost(t *testing.T) {
+	inv := pool.Inventory{
+		"h1": {Name: "h1", Capacity: pool.Capacity{MemoryMiB: 2048}},
+		"h2": {Name: "h2", Capacity: pool.Capacity{MemoryMiB: 8192, ReservedMemoryMiB: 1024}},
+		"h3": {Name: "h3"}, // what it has is known at apply
+	}
+	cases := []struct {
+		hosts []string
+		mem   int64
+		want  string
+	}{
+		{[]string{"h1", "h2"}, 7168, ""},
+		{[]string{"h1", "h2"}, 7169, "template.memory_mib 7169 is larger than any of the pool's hosts: the largest, h2, has " +
+			"memory_mib 8192 less reserved_memory_mib 1024 = 7168 MiB for guests"},
+		{[]string{"h1"}, 4096, "the largest, h1, has memory_mib 2048 less reserved_memory_mib 0 = 2048 MiB"},
+		{[]string{"h1", "h3"}, 4096, ""},
+	}
+	for _, c := range cases {
+		err := fitsSomeHost(inv, c.hosts, c.mem)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v, %d MiB: %v, want %q", c.hosts, c.mem, err, c.want)
+		}
+	}
+}
+
 // --- acceptance -------------------------------------------------------------
 
 // poolConfig is a pool of lab guests (64 MiB, 1 vCPU, direct kernel boot)
@@ -73,6 +153,10 @@ func poolConfig(name string, hosts []string, size, ipBase int, antiAffinity bool
 // poolBlock is a virtpool_pool resource res for the lab.
 func poolBlock(res, name string, hosts []string, size, ipBase int, antiAffinity bool) string {
 	img := labImage()
+	maxSize := 4
+	if antiAffinity {
+		maxSize = len(hosts) // one host per member
+	}
 	q := make([]string, len(hosts))
 	for i, h := range hosts {
 		q[i] = fmt.Sprintf("%q", h)
@@ -83,7 +167,7 @@ resource "virtpool_pool" %q {
   hosts         = [%s]
   size          = %d
   min_size      = 0
-  max_size      = 4
+  max_size      = %d
   anti_affinity = %v
   template = {
     vcpus       = 1
@@ -96,7 +180,7 @@ resource "virtpool_pool" %q {
     accelerator = %q
   }
 }
-`, res, name, strings.Join(q, ", "), size, antiAffinity, img.Kernel, img.Initrd, img.Cmdline, ipBase, lab.GuestBridge, accel())
+`, res, name, strings.Join(q, ", "), size, maxSize, antiAffinity, img.Kernel, img.Initrd, img.Cmdline, ipBase, lab.GuestBridge, accel())
 }
 
 func accel() string {

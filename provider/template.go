@@ -50,32 +50,45 @@ func templateAttributes(replace bool) map[string]schema.Attribute {
 		sMods = []planmodifier.String{stringplanmodifier.RequiresReplace()}
 		iMods = []planmodifier.Int64{int64planmodifier.RequiresReplace()}
 	}
+	// What a change does, said on each attribute.
+	change := " A change applies to members created afterwards."
+	if replace {
+		change = " " + replacesDomain
+	}
 	str := func(desc string, v ...validator.String) schema.StringAttribute {
-		return schema.StringAttribute{Description: desc, Optional: true, PlanModifiers: sMods, Validators: v}
+		return schema.StringAttribute{Description: desc + change, Optional: true, PlanModifiers: sMods, Validators: v}
 	}
 	path := func(desc string) schema.StringAttribute {
 		return str(desc, stringvalidator.RegexMatches(absPathRE, "must be an absolute path"))
 	}
 	return map[string]schema.Attribute{
-		"vcpus": schema.Int64Attribute{Description: "Virtual CPUs.", Required: true, PlanModifiers: iMods,
+		"vcpus": schema.Int64Attribute{Description: "Virtual CPUs, 1 to 1024." + change, Required: true, PlanModifiers: iMods,
 			Validators: []validator.Int64{int64validator.Between(1, 1024)}},
-		"memory_mib": schema.Int64Attribute{Description: "Memory in MiB.", Required: true, PlanModifiers: iMods,
+		"memory_mib": schema.Int64Attribute{Description: "Memory in MiB, 16 to 16777216; at most what a host keeps for " +
+			"guests (its `memory_mib` less `reserved_memory_mib`, below its migration policy's `memory_high`)." + change, Required: true, PlanModifiers: iMods,
 			Validators: []validator.Int64{int64validator.Between(16, 16<<20)}},
 		"kernel": path("Kernel for direct kernel boot (absolute path on the hosts). Set this or `base_image`."),
 		"initrd": path("Initial ramdisk for direct kernel boot (absolute path on the hosts)."),
 		"cmdline": str("Kernel command line for direct kernel boot. In a pool's template, `{name}`, `{index}` " +
-			"and `{ip}` are replaced by each member's domain name, number (from 1) and address (see `ip_base`)."),
+			"and `{ip}` are replaced by each member's domain name, number (from 1) and address (see `ip_base`); " +
+			"any other `{placeholder}` is an error."),
 		"base_image": path("Base disk image (absolute path on the hosts, in a directory every host of the guest sees). " +
 			"Each guest gets its own copy-on-write qcow2 overlay on it. Set this or `kernel`."),
-		"overlay_dir": path("Directory of the overlays. Default: the base image's directory."),
-		"bridge":      str("Host bridge the guest's network interface joins. Default: no network interface."),
+		"overlay_dir": path("Directory of the overlays (`<guest name>.qcow2`). Default: the base image's directory. " +
+			"A guest's overlay is deleted with the guest."),
+		"bridge": str("Host bridge the guest's network interface joins. Default: no network interface."),
 		"accelerator": schema.StringAttribute{
-			Description: "`auto` (KVM where a KVM guest really runs, else TCG), `kvm` or `tcg`.",
+			Description: "`auto` (KVM where a KVM guest really runs, else TCG), `kvm` or `tcg`. Default `auto`." + change,
 			Optional:    true, Computed: true, Default: stringdefault.StaticString("auto"), PlanModifiers: sMods,
 			Validators: []validator.String{stringvalidator.OneOf("auto", "kvm", "tcg")},
 		},
 	}
 }
+
+// replacesDomain is what a virtpool_domain attribute that forces
+// replacement says.
+const replacesDomain = "Changing it replaces the domain: the guest is deleted, with its overlay disk (what it wrote " +
+	"there is lost), and a new one is created."
 
 func (t templateModel) toSpec() pool.Template {
 	return pool.Template{

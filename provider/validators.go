@@ -44,8 +44,8 @@ func (libvirtURIValidator) ValidateString(_ context.Context, req validator.Strin
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if err := validLibvirtURI(req.ConfigValue.ValueString()); err != nil {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid libvirt URI", err.Error())
+	if err := pool.ValidLibvirtURI(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid libvirt URI", fmt.Sprintf("%s: %v", req.Path, err))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"time"
 
@@ -429,7 +430,7 @@ func dirPool(c *lv.Connect, dir string) (*lv.StoragePool, error) {
 	}
 	x, err := (&libvirtxml.StoragePool{
 		Type:   "dir",
-		Name:   "virtpool-" + filepath.Base(dir),
+		Name:   dirPoolName(dir),
 		Target: &libvirtxml.StoragePoolTarget{Path: dir},
 	}).Marshal()
 	if err != nil {
@@ -440,6 +441,16 @@ func dirPool(c *lv.Connect, dir string) (*lv.StoragePool, error) {
 		return nil, fmt.Errorf("storage pool for %s: %w", dir, err)
 	}
 	return p, nil
+}
+
+// dirPoolName names the transient storage pool of an overlay directory:
+// its base name, for people reading virsh pool-list, and a hash of the
+// whole path, so that /a/images and /b/images get pools of their own
+// (libvirt refuses a second pool of one name).
+func dirPoolName(dir string) string {
+	h := fnv.New32a()
+	h.Write([]byte(filepath.Clean(dir)))
+	return fmt.Sprintf("virtpool-%s-%08x", filepath.Base(dir), h.Sum32())
 }
 
 func deleteVolume(c *lv.Connect, path string) error {

@@ -36,6 +36,9 @@ type config struct {
 	Migration       driver.MigrateOptions
 	ScaleTimeout    time.Duration
 	Nomad           *api.Config
+	// NomadSet: the config names a Nomad agent (nomad_address, the
+	// agent's own when nomad_config_inherit passes it on).
+	NomadSet bool
 }
 
 func parseConfig(raw map[string]string) (config, error) {
@@ -95,7 +98,38 @@ func parseConfig(raw map[string]string) (config, error) {
 		return c, err
 	}
 	c.Nomad = nomadhelper.ConfigFromNamespacedMap(raw)
+	c.NomadSet = raw[configKeyNomadAddress] != ""
 	return c, nil
+}
+
+// checkPolicy checks a parsed policy against the plugin's configuration:
+// what node_drain needs.
+func checkPolicy(c config, pc policyConfig) error {
+	if !pc.NodeDrain {
+		return nil
+	}
+	if !c.NomadSet {
+		return fmt.Errorf("%s: %s = true, but the plugin has no Nomad configuration: set %s in the agent's target "+
+			"%q config block (or the agent's nomad block, with %s = true)", PluginName, policyKeyNodeDrain, configKeyNomadAddress,
+			PluginName, configKeyNomadInherit)
+	}
+	if err := checkDrainTime(c, pc, 1); err != nil {
+		return fmt.Errorf("%s: %w", PluginName, err)
+	}
+	return nil
+}
+
+// checkDrainTime says whether draining victims members, one after the
+// other, each up to its deadline and drainMargin, fits in scale_timeout.
+func checkDrainTime(c config, pc policyConfig, victims int64) error {
+	need := time.Duration(victims) * (pc.DrainDeadline + drainMargin)
+	if need <= c.ScaleTimeout {
+		return nil
+	}
+	return fmt.Errorf("%s %s × %d member(s) to remove (each drained in turn, plus %s margin) is %s, above %s %s: "+
+		"shorten %s, raise %s in the plugin's config, or remove fewer members at a time (the policy's strategy)",
+		policyKeyDrainDeadline, pc.DrainDeadline, victims, drainMargin, need, configKeyScaleTimeout, c.ScaleTimeout,
+		policyKeyDrainDeadline, configKeyScaleTimeout)
 }
 
 // policyConfig is one policy's target block, parsed.
@@ -237,11 +271,10 @@ func parseClusterPolicy(raw map[string]string) (*pool.Policy, error) {
 	if pol.MaxParallel, err = fleet.Int(raw, policyKeyMaxParallel, pol.MaxParallel, 1, 100); err != nil {
 		return nil, err
 	}
-	if pol.CPULow >= pol.CPUHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyCPULow, pol.CPULow, policyKeyCPUHigh, pol.CPUHigh)
-	}
-	if pol.MemoryLow >= pol.MemoryHigh {
-		return nil, fmt.Errorf("%s %v is not below %s %v", policyKeyMemoryLow, pol.MemoryLow, policyKeyMemoryHigh, pol.MemoryHigh)
+	// The provider's rule for virtpool_migration_policy: watermarks in
+	// order, the target between them.
+	if errs := pol.Check(); len(errs) > 0 {
+		return nil, errs[0]
 	}
 	return &pol, nil
 }

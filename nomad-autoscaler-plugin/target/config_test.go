@@ -105,7 +105,11 @@ func TestParsePolicy(t *testing.T) {
 		{"cluster bad fraction", map[string]string{"dimension": "hosts", "target_utilisation": "80"},
 			`target_utilisation: "80" is not a fraction in (0, 1]`, nil},
 		{"cluster low above high", map[string]string{"dimension": "hosts", "cpu_low": "0.9", "cpu_high": "0.5"},
-			"cpu_low 0.9 is not below cpu_high 0.5", nil},
+			"cpu_low (0.9) must be below cpu_high (0.5)", nil},
+		{"cluster target above the watermarks", map[string]string{"dimension": "hosts", "target_utilisation": "0.95"},
+			"target_utilisation 0.95 must lie between the low and high watermarks (cpu_low 0.3 … cpu_high 0.8)", nil},
+		{"cluster target below the watermarks", map[string]string{"dimension": "hot_hosts", "memory_low": "0.5", "target_utilisation": "0.4"},
+			"target_utilisation 0.4 must lie between the low and high watermarks (memory_low 0.5", nil},
 		{"no dimension", map[string]string{"pool": "web"}, "dimension missing: one of size, hosts, hot_hosts", nil},
 		{"bad dimension", map[string]string{"pool": "web", "dimension": "count"}, `dimension: "count" is not one of`, nil},
 		{"bad dry-run", map[string]string{"pool": "web", "dimension": "size", "dry-run": "yes"}, `dry-run: "yes" is not true or false`, nil},
@@ -135,6 +139,52 @@ func TestParsePolicy(t *testing.T) {
 				if err := tc.check(pc); err != nil {
 					t.Error(err)
 				}
+			}
+		})
+	}
+}
+
+func TestCheckPolicy(t *testing.T) {
+	withNomad := map[string]string{"hosts": "h1=fake:///h1", "nomad_address": "http://127.0.0.1:4646", "scale_timeout": "15m"}
+	noNomad := map[string]string{"hosts": "h1=fake:///h1"}
+	drain := func(deadline string) map[string]string {
+		return map[string]string{"pool": "web", "dimension": "size", "node_drain": "true", "node_drain_deadline": deadline}
+	}
+	tests := []struct {
+		name    string
+		cfg     map[string]string
+		policy  map[string]string
+		victims int64 // > 0: also check draining that many
+		wantErr string
+	}{
+		{"no drain, no Nomad", noNomad, map[string]string{"pool": "web", "dimension": "size"}, 0, ""},
+		{"drain with Nomad", withNomad, drain("5m"), 2, ""},
+		{"drain without Nomad", noNomad, drain("5m"), 0,
+			`node_drain = true, but the plugin has no Nomad configuration: set nomad_address in the agent's target "virtpool-target" config block`},
+		{"deadline above scale_timeout", withNomad, drain("15m"), 0,
+			"node_drain_deadline 15m0s × 1 member(s) to remove (each drained in turn, plus 1m0s margin) is 16m0s, above scale_timeout 15m0s"},
+		{"deadline × victims above scale_timeout", withNomad, drain("4m"), 4,
+			"node_drain_deadline 4m0s × 4 member(s) to remove (each drained in turn, plus 1m0s margin) is 20m0s, above scale_timeout 15m0s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc, err := parsePolicy(tc.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = checkPolicy(c, pc)
+			if err == nil && tc.victims > 0 {
+				err = checkDrainTime(c, pc, tc.victims)
+			}
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -14,6 +14,10 @@ import (
 // drainPoll is how often a draining node is checked.
 var drainPoll = 2 * time.Second
 
+// drainMargin is how long past its deadline a drain is waited for (Nomad
+// forces the drain at the deadline).
+const drainMargin = time.Minute
+
 // nomadClient returns the Nomad API client of the agent's nomad_* settings.
 func (p *Plugin) nomadClient() (*api.Client, error) {
 	p.mu.Lock()
@@ -73,7 +77,7 @@ func drainNode(ctx context.Context, c *api.Client, name string, deadline time.Du
 		return fmt.Errorf("drain Nomad node %s: %w", name, err)
 	}
 	// Nomad forces the drain at the deadline; allow a margin beyond it.
-	wait, cancel := context.WithTimeout(ctx, deadline+time.Minute)
+	wait, cancel := context.WithTimeout(ctx, deadline+drainMargin)
 	defer cancel()
 	for {
 		n, _, err := c.Nodes().Info(id, (&api.QueryOptions{}).WithContext(wait))

@@ -74,6 +74,8 @@ const (
 	configKeyScaleTimeout = "scale_timeout"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.
 	configKeyNomadInherit = "nomad_config_inherit"
+	// configKeyNomadAddress is the agent's Nomad address (nomadhelper's).
+	configKeyNomadAddress = "nomad_address"
 
 	// Keys of a policy's target block.
 	policyKeyPool      = "pool"
@@ -87,11 +89,11 @@ const (
 	policyKeyAgentGRPCTimeout = "_nomad_autoscaler_grpc_timeout"
 	// Keys of a cluster policy's target block (no pool): its migration
 	// policy, named as in virtpool_migration_policy.
-	policyKeyCPULow        = "cpu_low"
-	policyKeyCPUHigh       = "cpu_high"
-	policyKeyMemoryLow     = "memory_low"
-	policyKeyMemoryHigh    = "memory_high"
-	policyKeyTarget        = "target_utilisation"
+	policyKeyCPULow        = pool.PolicyKeyCPULow
+	policyKeyCPUHigh       = pool.PolicyKeyCPUHigh
+	policyKeyMemoryLow     = pool.PolicyKeyMemoryLow
+	policyKeyMemoryHigh    = pool.PolicyKeyMemoryHigh
+	policyKeyTarget        = pool.PolicyKeyTarget
 	policyKeyMaxMigrations = "max_migrations_per_round"
 	policyKeyMaxParallel   = "max_parallel_migrations"
 
@@ -175,6 +177,9 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPolicy(c, pc); err != nil {
+		return err
+	}
 	dry := action.Count == sdk.StrategyActionMetaValueDryRunCount
 	want := action.Count
 	if dry {
@@ -221,6 +226,9 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPolicy(c, pc); err != nil {
+		return nil, err
+	}
 	log := p.logger.Named("status").With(pc.logArgs()...)
 	ctx, cancel := context.WithTimeout(context.Background(), pc.StatusTimeout)
 	defer cancel()
@@ -234,6 +242,9 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if err != nil {
 		log.Warn("hosts unreadable; not ready", "error", err)
 		return st, nil
+	}
+	if err := s.checkDimension(pc); err != nil {
+		return nil, fmt.Errorf("%s: %w", PluginName, err)
 	}
 	v, err := s.newOps(c, f, log).View(ctx, s.allowed())
 	var down pool.HostsDown

@@ -50,9 +50,18 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 		return false, err
 	}
 	r.ops, r.migration = r.newOps(c, f, r.log), c.Migration
+	if err := r.checkDimension(pc); err != nil {
+		return false, err
+	}
+	// hot_hosts scales to 0 only: a host is never made hot on purpose,
+	// and any other count leaves hot hosts hot.
+	if pc.Dimension == DimensionHotHosts && r.want > 0 {
+		return false, fmt.Errorf("%s = %q: the policy asks for %d hot hosts; the only target is 0: "+
+			"use strategy \"fixed-value\" { value = 0 }", policyKeyDimension, DimensionHotHosts, r.want)
+	}
 	switch pc.Dimension {
 	case DimensionSize:
-		return p.scaleSize(ctx, r, pc)
+		return p.scaleSize(ctx, c, r, pc)
 	case DimensionHotHosts:
 		return scaleHot(ctx, r)
 	case DimensionHosts:
@@ -63,13 +72,24 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 
 // scaleSize sets the pool's size, draining the Nomad client of each member
 // it removes if the policy says so.
-func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (bool, error) {
+func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyConfig) (bool, error) {
 	spec := r.rec.Spec
 	members, err := r.ops.Members(ctx, spec.Name)
 	if err := r.unknown(err); err != nil {
 		return false, err
 	}
 	have := pool.CountMembers(r.rec.Live(members))
+	// The policy's min and max must lie within the pool's: a count
+	// outside them is the policy's, not the pool's, to fix.
+	if r.want >= 0 && (r.want < spec.MinSize || r.want > spec.MaxSize) {
+		return false, fmt.Errorf("count %d is outside pool %s's min_size %d … max_size %d: set the scaling policy's "+
+			"min and max within them (or change the pool's min_size/max_size)", r.want, spec.Name, spec.MinSize, spec.MaxSize)
+	}
+	if pc.NodeDrain && r.want >= 0 && r.want < int64(have) {
+		if err := checkDrainTime(c, pc, int64(have)-r.want); err != nil {
+			return false, err
+		}
+	}
 	if r.dry {
 		capped := min(max(r.want, spec.MinSize), spec.MaxSize)
 		r.log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", spec.MinSize,
@@ -161,13 +181,6 @@ func scaleHosts(ctx context.Context, r request) (bool, error) {
 	case want == have:
 		return false, nil
 	case want < have:
-		if r.policy == nil || r.policy.Mode != pool.ModeConsolidate {
-			mode := "none (balance)"
-			if r.policy != nil {
-				mode = r.policy.Mode
-			}
-			return false, fmt.Errorf("the pool's migration policy mode is %s: hosts are freed only with mode = \"consolidate\"", mode)
-		}
 		plan, err := v.Consolidate(int(max(want, 1)), pol)
 		if err != nil {
 			return false, fmt.Errorf("plan consolidation: %w", err)

@@ -191,3 +191,19 @@ func (s scope) migrateOpts(defaults driver.MigrateOptions) func(pool.Located) dr
 		return pool.MigrateOptions(defaults, s.policy, s.rec.Spec.HasDisk())
 	}
 }
+
+// checkDimension says whether the scope's migration policy suits the
+// policy's dimension: hosts are freed only in consolidate mode (a cluster
+// policy always is).
+func (s scope) checkDimension(pc policyConfig) error {
+	if pc.Dimension != DimensionHosts || (s.policy != nil && s.policy.Mode == pool.ModeConsolidate) {
+		return nil
+	}
+	mode := "none (the default, balance)"
+	if s.policy != nil {
+		mode = fmt.Sprintf("%q", s.policy.Mode)
+	}
+	return fmt.Errorf("%s = %q: pool %s's virtpool_migration_policy mode is %s, and hosts are freed only with mode = %q: "+
+		"set that mode, or use %s = %q", policyKeyDimension, DimensionHosts, pc.Pool, mode, pool.ModeConsolidate,
+		policyKeyDimension, DimensionHotHosts)
+}

@@ -184,7 +184,11 @@ func TestStatus(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, 0, 0, 5, hotPolicy())
+			pol := hotPolicy()
+			if tc.dim == DimensionHosts {
+				pol.Mode = pool.ModeConsolidate // the hosts dimension needs it
+			}
+			f := newFixture(t, 0, 0, 5, pol)
 			f.sample(0) // topology
 			tc.setup(f)
 			if tc.samples > 0 {
@@ -268,20 +272,41 @@ func TestScaleHotHosts(t *testing.T) {
 	}
 }
 
+func TestScaleHotHostsOnlyToZero(t *testing.T) {
+	f := newFixture(t, 0, 0, 5, hotPolicy())
+	f.member("h1", 1, 0.8)
+	f.member("h1", 2, 0.8)
+	f.sample(3)
+	err := scale(t, f, DimensionHotHosts, 1)
+	if want := `dimension = "hot_hosts": the policy asks for 1 hot hosts; the only target is 0: use strategy "fixed-value" { value = 0 }`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	if len(f.fd.Migrations) != 0 {
+		t.Error("migrated anyway")
+	}
+}
+
 func TestScaleSize(t *testing.T) {
 	f := newFixture(t, 1, 1, 3, nil)
 	f.member("h1", 1, 0.5)
 	f.sample(2)
 	tests := []struct {
-		count int64
-		want  string
+		count   int64
+		want    string
+		wantErr string
 	}{
-		{3, "web-1@h1 web-2@h2 web-3@h3"},
-		{9, "web-1@h1 web-2@h2 web-3@h3"}, // capped at max_size
-		{1, "web-1@h1"},
+		{3, "web-1@h1 web-2@h2 web-3@h3", ""},
+		// The policy's max above the pool's: named, nothing changes.
+		{9, "web-1@h1 web-2@h2 web-3@h3", "count 9 is outside pool web's min_size 1 … max_size 3: set the scaling policy's min and max within them"},
+		{0, "web-1@h1 web-2@h2 web-3@h3", "count 0 is outside pool web's min_size 1"},
+		{1, "web-1@h1", ""},
 	}
 	for _, tc := range tests {
-		if err := scale(t, f, DimensionSize, tc.count); err != nil {
+		err := scale(t, f, DimensionSize, tc.count)
+		if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Fatalf("Scale(%d): error %v, want %q", tc.count, err, tc.wantErr)
+		}
+		if tc.wantErr == "" && err != nil {
 			t.Fatal(err)
 		}
 		if got := f.placement(); got != tc.want {
@@ -340,9 +365,14 @@ func TestScaleHostsNeedsConsolidateMode(t *testing.T) {
 	f.member("h1", 1, 0.1)
 	f.member("h2", 2, 0.1)
 	f.sample(2)
+	want := `dimension = "hosts": pool web's virtpool_migration_policy mode is "balance", and hosts are freed only with mode = "consolidate": set that mode, or use dimension = "hot_hosts"`
 	err := scale(t, f, DimensionHosts, 1)
-	if err == nil || !strings.Contains(err.Error(), `mode is balance: hosts are freed only with mode = "consolidate"`) {
-		t.Fatalf("error %v", err)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	// At policy load: Status names it too.
+	if _, err := f.p.Status(map[string]string{"pool": "web", "dimension": DimensionHosts}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Status: error %v, want %q", err, want)
 	}
 	if len(f.fd.Migrations) != 0 {
 		t.Error("migrated anyway")
@@ -365,6 +395,9 @@ func TestDryRun(t *testing.T) {
 				calls[k] = v
 			}
 			a := sdk.ScalingAction{Count: 3}
+			if dim == DimensionHotHosts {
+				a.Count = 0 // its only target
+			}
 			a.SetDryRun() // as the agent does with dry-run = "true"
 			if err := f.p.Scale(a, map[string]string{"pool": "web", "dimension": dim}); err != nil {
 				t.Fatal(err)
