@@ -26,5 +26,8 @@ provider "virtpool" {
   # A migration that cannot converge is aborted (the guest stays where it
   # was) unless auto-converge or post-copy may finish it.
   migration_auto_converge = true
-  shutdown_timeout        = "60s"
+  # Encrypt the migration streams too (each host's QEMU needs its x509
+  # certificates: see the transports guide).
+  migration_tls    = true
+  shutdown_timeout = "60s"
 }
