@@ -48,7 +48,9 @@ type connPool struct {
 	log   hclog.Logger
 	mu    sync.Mutex
 	conns map[string]*lv.Connect
-	// connected, if set, runs in the background after each new connection.
+	// connected, if set, is called after each new connection, with the
+	// pool's lock held: it must not block (start what it does in the
+	// background, with a reference of its own on c).
 	connected func(uri string, c *lv.Connect)
 }
 
@@ -91,7 +93,7 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 	p.conns[uri] = c
 	p.log.Debug("connected", "uri", uri)
 	if p.connected != nil {
-		go p.connected(uri, c)
+		p.connected(uri, c)
 	}
 	return c, nil
 }

@@ -49,8 +49,22 @@ func New(logger hclog.Logger) *Driver {
 		accels: map[string][]string{},
 	}
 	d.ctx, d.stop = context.WithCancel(context.Background())
-	d.conns.connected = d.adoptAll
+	d.conns.connected = d.adoptInBackground
 	return d
+}
+
+// adoptInBackground runs adoptAll on a new connection in the background,
+// holding a reference of its own on it: the pool closes its reference at
+// Close or when the connection is lost, possibly while the scan runs
+// (which crashed libvirt's client once, in a unit test).
+func (d *Driver) adoptInBackground(uri string, c *lv.Connect) {
+	if err := c.Ref(); err != nil {
+		d.log.Debug("cannot look for running migrations", "uri", uri, "error", err)
+		return
+	}
+	if !d.background(func() { defer c.Close(); d.adoptAll(uri, c) }) {
+		c.Close()
+	}
 }
 
 // Close stops following migrations (they go on, bounded by the next driver
