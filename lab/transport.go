@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -13,13 +15,15 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/virtpool/virtpool/driver"
 )
 
 // Transport is how virtpool, and the hosts' libvirtds among themselves,
 // reach a lab host's libvirtd.
 //
 //	unix  virtpool over the host's unix socket, peers over plain TCP (auth none): the default, and the fastest
-//	tls   qemu+tls:// only (client certificates from the lab's CA), migration streams encrypted too (QEMU refuses any other)
+//	tls   qemu+tls:// only: client certificates from the lab's CA and a SASL login (SCRAM-SHA-256, LabLogin), migration streams encrypted too (QEMU refuses any other)
 //	ssh   qemu+libssh:// to an sshd per host (key login, known_hosts checked); libvirtd listens on no TCP port
 //
 // With tls and ssh, virtpool reaches the hosts as a remote machine would:
@@ -59,6 +63,8 @@ var (
 	clientPKI = filepath.Join(pkiDir, "client")     // a libvirt pkipath: cacert.pem, clientcert.pem, clientkey.pem
 	sshDir    = filepath.Join(Dir, "ssh")           // the client key, authorized_keys, known_hosts
 	relayDir  = filepath.Join(Dir, "relay")         // the relays' pid files
+	loginFile = filepath.Join(pkiDir, "login")      // the SASL login: user, password
+	authConf  = filepath.Join(pkiDir, "auth.conf")  // the same, as libvirt's auth.conf
 	caCert    = filepath.Join(pkiDir, "cacert.pem") // the lab's CA
 )
 
@@ -99,7 +105,10 @@ func (h *Host) uris(t Transport) {
 func prepareTransport(ctx context.Context, t Transport, hosts []Host) error {
 	switch t {
 	case TLS:
-		return makePKI(ctx, hosts)
+		if err := makePKI(ctx, hosts); err != nil {
+			return err
+		}
+		return makeLogins(ctx, hosts)
 	case SSH:
 		return makeSSHKeys(ctx, hosts)
 	}
@@ -135,6 +144,99 @@ encryption_key
 expiration_days = 3650
 `
 )
+
+// saslUser is the user name of the lab's SASL login.
+const saslUser = "virtpool"
+
+// LabLogin is the SASL login every host of a lab over tls asks for.
+func LabLogin() (driver.Credential, error) {
+	b, err := os.ReadFile(loginFile)
+	if err != nil {
+		return driver.Credential{}, fmt.Errorf("the lab's login: %w", err)
+	}
+	user, pass, ok := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if !ok {
+		return driver.Credential{}, fmt.Errorf("the lab's login %s: want a user and a password line", loginFile)
+	}
+	return driver.Credential{Username: user, Password: pass}, nil
+}
+
+// Credentials are the logins the lab's hosts ask for, by URI (none but
+// over tls), as driver.CredentialsEnv carries them.
+func (l *Lab) Credentials() (map[string]driver.Credential, error) {
+	if l.Transport() != TLS {
+		return nil, nil
+	}
+	login, err := LabLogin()
+	if err != nil {
+		return nil, err
+	}
+	creds := map[string]driver.Credential{}
+	for _, h := range l.Hosts {
+		creds[h.URI] = login
+	}
+	return creds, nil
+}
+
+// saslConf: libvirtd's SASL server (SASL_CONF_PATH names its directory):
+// SCRAM-SHA-256, which needs TLS underneath, and a database of the host's.
+var saslConf = template.Must(template.New("libvirt.conf").Parse(`mech_list: scram-sha-256
+sasldb_path: {{.SASLDir}}/passwd.db
+`))
+
+// SASLDir holds the host's SASL configuration and user database.
+func (h Host) SASLDir() string { return filepath.Join(h.StateDir, "sasl2") }
+
+// makeLogins makes the lab's SASL login (a random password, kept in
+// loginFile and, for the hosts' libvirtds calling each other in migrations
+// and for virsh, in an auth.conf), and each host's database holding it.
+func makeLogins(ctx context.Context, hosts []Host) error {
+	if !exists(loginFile) {
+		pw := make([]byte, 18)
+		if _, err := rand.Read(pw); err != nil {
+			return err
+		}
+		login := saslUser + "\n" + base64.RawURLEncoding.EncodeToString(pw) + "\n"
+		if err := os.WriteFile(loginFile, []byte(login), 0o600); err != nil {
+			return err
+		}
+	}
+	login, err := LabLogin()
+	if err != nil {
+		return err
+	}
+	conf := fmt.Sprintf("[credentials-lab]\nauthname=%s\npassword=%s\n\n[auth-libvirt-default]\ncredentials=lab\n", login.Username, login.Password)
+	if err := os.WriteFile(authConf, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		if err := os.MkdirAll(h.SASLDir(), 0o700); err != nil {
+			return err
+		}
+		var c strings.Builder
+		if err := saslConf.Execute(&c, h); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(h.SASLDir(), "libvirt.conf"), []byte(c.String()), 0o600); err != nil {
+			return err
+		}
+		// The host's libvirtd, as a client of the others, reads /etc/libvirt/auth.conf.
+		if err := os.MkdirAll(filepath.Join(h.StateDir, "etc"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(h.StateDir, "etc", "auth.conf"), []byte(conf), 0o600); err != nil {
+			return err
+		}
+		// The realm is the host's name: libvirtd's SASL server takes the
+		// host name for it.
+		cmd := exec.CommandContext(ctx, "saslpasswd2", "-p", "-c", "-a", "libvirt", "-f", filepath.Join(h.SASLDir(), "passwd.db"), "-u", h.Name, login.Username)
+		cmd.Stdin = strings.NewReader(login.Password)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("host %s: saslpasswd2: %w: %s", h.Name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
 
 // makePKI makes the lab's CA, a certificate per host (in its state
 // directory: libvirtd's key_file and cert_file, and QEMU's migration x509

@@ -56,13 +56,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	bins := []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh"}
 	switch transport {
 	case TLS:
-		bins = append(bins, "certtool", "socat")
+		bins = append(bins, "certtool", "saslpasswd2", "socat")
 	case SSH:
 		bins = append(bins, "ssh-keygen", "/usr/sbin/sshd", "virt-ssh-helper", "socat")
 	}
 	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
-			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux, tini, libvirt-clients, gnutls-bin, openssh-server, socat)", bin)
+			return nil, fmt.Errorf("%s not found: run 'make deps' (or install Debian's libvirt-daemon, qemu-system-x86, iproute2, util-linux, tini, libvirt-clients, gnutls-bin, sasl2-bin, openssh-server, socat)", bin)
 		}
 	}
 	l := &Lab{ClientNamespace: clientNS, ClientIP: clientIP, ImageDir: filepath.Join(Dir, "images")}
@@ -284,6 +284,7 @@ var (
 	libvirtdConf = template.Must(template.New("libvirtd.conf").Parse(`# virtpool lab host {{.Name}}
 {{if eq .Transport "tls"}}listen_tls = 1
 listen_tcp = 0
+auth_tls = "sasl"
 key_file = "{{.PKIDir}}/server-key.pem"
 cert_file = "{{.PKIDir}}/server-cert.pem"
 ca_file = "{{.PKIDir}}/ca-cert.pem"
@@ -336,6 +337,7 @@ virtlogd -d -p /run/libvirt/virtlogd.pid || true
 # for a stopped QEMU to be gone: every migration would last a second more.
 {{if eq .Transport "ssh"}}mkdir -p /run/sshd # sshd's privilege separation directory
 /usr/sbin/sshd -f {{.SSHDir}}/sshd_config -E /var/log/libvirt/sshd.log
+{{end}}{{if eq .Transport "tls"}}export SASL_CONF_PATH={{.SASLDir}}
 {{end}}setsid tini -s -- libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid \
 	</dev/null >>/var/log/libvirt/libvirtd.out 2>&1 &
 `))
@@ -352,7 +354,12 @@ func warm(ctx context.Context, hosts []Host) error {
 		go func() {
 			defer wg.Done()
 			for _, probe := range [][]string{{"capabilities"}, {"domcapabilities", "--virttype", "qemu"}} {
-				if err := run(ctx, "virsh", append([]string{"-c", h.URI}, probe...)...); err != nil {
+				args := append([]string{"virsh", "-c", h.URI}, probe...)
+				if h.Transport == TLS {
+					// virsh logs in as libvirt's auth.conf says.
+					args = append([]string{"LIBVIRT_AUTH_FILE=" + authConf}, args...)
+				}
+				if err := run(ctx, "env", args...); err != nil {
 					errs[i] = fmt.Errorf("host %s: libvirtd cannot probe the host and QEMU: %w", h.Name, err)
 					return
 				}

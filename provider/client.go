@@ -23,6 +23,8 @@ type Config struct {
 	// Migration holds the live-migration settings of guests whose pool
 	// has no migration policy saying otherwise.
 	Migration driver.MigrateOptions
+	// Credentials are the hosts' logins by URI (username, password).
+	Credentials map[string]driver.Credential
 }
 
 // Client is what resources and data sources get from Configure: the
@@ -32,7 +34,7 @@ type Client struct {
 	cfg Config
 }
 
-// The driver processes of this provider process, by binary path. Terraform
+// The driver processes of this provider process, by binary path and logins. Terraform
 // configures a provider many times in one process (and tests run many
 // providers in one process); they all share one driver process, which
 // CloseDrivers stops when the provider process ends.
@@ -58,22 +60,30 @@ func (c *Client) Driver(ctx context.Context) (driver.Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("driver_path: %w", err)
 	}
-	return supervisor(path).Driver(ctx)
+	env, err := driver.CredentialsEnvEntry(c.cfg.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	return supervisor(path, env).Driver(ctx)
 }
 
-// supervisor returns the supervisor of the driver binary at path. It is
-// kept after CloseDrivers, so that a process a late call starts is still
-// one CloseDrivers stops.
-func supervisor(path string) *plugin.Supervisor {
+// supervisor returns the supervisor of the driver binary at path started
+// with env (the logins it answers hosts with). It is kept after
+// CloseDrivers, so that a process a late call starts is still one
+// CloseDrivers stops.
+func supervisor(path, env string) *plugin.Supervisor {
 	drivers.Lock()
 	defer drivers.Unlock()
-	s := drivers.sups[path]
+	// One process per binary and logins: configurations with other
+	// logins (provider aliases) get their own.
+	key := path + "\x00" + env
+	s := drivers.sups[key]
 	if s == nil {
-		s = plugin.NewSupervisor(path, driverLogger())
+		s = plugin.NewSupervisor(path, driverLogger(), env)
 		if drivers.sups == nil {
 			drivers.sups = map[string]*plugin.Supervisor{}
 		}
-		drivers.sups[path] = s
+		drivers.sups[key] = s
 	}
 	return s
 }

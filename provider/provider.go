@@ -69,6 +69,7 @@ type providerModel struct {
 
 var hostEntryAttrTypes = map[string]attr.Type{
 	"uri": types.StringType, "peer_uri": types.StringType, "migration_uri": types.StringType,
+	"username": types.StringType, "password": types.StringType,
 	pool.CapacityCPUs: types.Float64Type, pool.CapacityMemoryMiB: types.Int64Type,
 	pool.CapacityReservedCPUs: types.Float64Type, pool.CapacityReservedMemoryMiB: types.Int64Type,
 	pool.CapacityVCPURatio: types.Float64Type,
@@ -78,6 +79,8 @@ type hostEntryModel struct {
 	URI               types.String  `tfsdk:"uri"`
 	PeerURI           types.String  `tfsdk:"peer_uri"`
 	MigrationURI      types.String  `tfsdk:"migration_uri"`
+	Username          types.String  `tfsdk:"username"`
+	Password          types.String  `tfsdk:"password"`
 	CPUs              types.Float64 `tfsdk:"cpus"`
 	MemoryMiB         types.Int64   `tfsdk:"memory_mib"`
 	ReservedCPUs      types.Float64 `tfsdk:"reserved_cpus"`
@@ -93,7 +96,7 @@ func (h hostEntryModel) capacity() pool.Capacity {
 }
 
 func (h hostEntryModel) unknown() bool {
-	for _, v := range []attr.Value{h.URI, h.PeerURI, h.MigrationURI, h.CPUs, h.MemoryMiB, h.ReservedCPUs, h.ReservedMemoryMiB, h.VCPURatio} {
+	for _, v := range []attr.Value{h.URI, h.PeerURI, h.MigrationURI, h.Username, h.Password, h.CPUs, h.MemoryMiB, h.ReservedCPUs, h.ReservedMemoryMiB, h.VCPURatio} {
 		if v.IsUnknown() {
 			return true
 		}
@@ -130,6 +133,19 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 							"(no host, or localhost) and there is more than one host.",
 						Optional:   true,
 						Validators: []validator.String{libvirtURIValidator{}},
+					},
+					"username": schema.StringAttribute{
+						Description: "User name for a libvirtd that asks for a login (SASL, e.g. `auth_tls = \"sasl\"`). " +
+							"Given with `password`. Without them libvirt's own auth.conf (`LIBVIRT_AUTH_FILE`) still applies.",
+						Optional:   true,
+						Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
+					},
+					"password": schema.StringAttribute{
+						Description: "Password for `username`. Sensitive: never shown or logged; it reaches the driver process " +
+							"in its environment only. Use a variable marked sensitive, or an environment variable (`TF_VAR_…`).",
+						Optional:   true,
+						Sensitive:  true,
+						Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
 					},
 					"migration_uri": schema.StringAttribute{
 						Description: "Where QEMU sends migration data, e.g. `tcp://10.0.0.2`. Defaults to libvirt's choice.",
@@ -281,6 +297,17 @@ func configFromModel(ctx context.Context, m providerModel) (Config, diag.Diagnos
 			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Invalid host capacity",
 				fmt.Sprintf("host %s: %v", name, err))
 			continue
+		}
+		if h.Username.IsNull() != h.Password.IsNull() {
+			diags.AddAttributeError(path.Root("hosts").AtMapKey(name), "Incomplete login",
+				fmt.Sprintf("hosts.%s: username and password go together: set both, or neither.", name))
+			continue
+		}
+		if !h.Username.IsNull() {
+			if cfg.Credentials == nil {
+				cfg.Credentials = map[string]driver.Credential{}
+			}
+			cfg.Credentials[e.URI] = driver.Credential{Username: h.Username.ValueString(), Password: h.Password.ValueString()}
 		}
 		cfg.Hosts[name] = e
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -79,7 +80,18 @@ func runWithLab(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "provider acc:", err)
 		return 1
 	}
-	p, err := vpplugin.Start(driverPath, log)
+	// The tests' own driver logs in as the provider does (over tls).
+	creds, err := theLab.Credentials()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "provider acc:", err)
+		return 1
+	}
+	env, err := driver.CredentialsEnvEntry(creds)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "provider acc:", err)
+		return 1
+	}
+	p, err := vpplugin.Start(driverPath, log, env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "provider acc:", err)
 		return 1
@@ -125,6 +137,13 @@ provider "virtpool" {
 		fmt.Fprintf(&b, "    %s = {\n      uri = %q\n", h.Name, h.URI)
 		if h.PeerURI != "" {
 			fmt.Fprintf(&b, "      peer_uri = %q\n      migration_uri = %q\n", h.PeerURI, h.MigrateTo)
+		}
+		if theLab != nil && theLab.Transport() == lab.TLS {
+			login, err := lab.LabLogin()
+			if err != nil {
+				panic(err)
+			}
+			fmt.Fprintf(&b, "      username = %q\n      password = %q\n", login.Username, login.Password)
 		}
 		if h.CPUs > 0 {
 			fmt.Fprintf(&b, "      cpus = %v\n      memory_mib = %d\n      vcpu_ratio = %v\n", h.CPUs, h.MemoryMiB, h.VCPURatio)
@@ -256,10 +275,15 @@ func TestConfigFromModel(t *testing.T) {
 		return types.ObjectValueMust(hostEntryAttrTypes, map[string]attr.Value{
 			"uri": types.StringValue(uri), "peer_uri": types.StringNull(), "migration_uri": types.StringValue("tcp://10.0.0.1"),
 			"cpus": f(cpus), "memory_mib": mem, "reserved_cpus": f(reservedCPUs), "reserved_memory_mib": types.Int64Null(),
-			"vcpu_ratio": types.Float64Null(),
+			"vcpu_ratio": types.Float64Null(), "username": types.StringNull(), "password": types.StringNull(),
 		})
 	}
 	host := func(uri string) types.Object { return hostWith(uri, 0, 0, 0) }
+	withLogin := func(user, password types.String) types.Map {
+		attrs := host("qemu+tls://kvm1/system").Attributes()
+		attrs["username"], attrs["password"] = user, password
+		return types.MapValueMust(hostType, map[string]attr.Value{"h1": types.ObjectValueMust(hostEntryAttrTypes, attrs)})
+	}
 	hosts := types.MapValueMust(hostType, map[string]attr.Value{"h1": host("qemu:///system")})
 	withCapacity := func(cpus, reservedCPUs float64, memMiB int64) types.Map {
 		return types.MapValueMust(hostType, map[string]attr.Value{"h1": hostWith("qemu:///system", cpus, reservedCPUs, memMiB)})
@@ -301,6 +325,16 @@ func TestConfigFromModel(t *testing.T) {
 		{"local host without peer_uri", providerModel{Hosts: types.MapValueMust(hostType, map[string]attr.Value{
 			"h1": host("qemu:///system"), "h2": host("qemu+tls://kvm2/system")})},
 			`hosts.h1.uri "qemu:///system" is local to the machine running Terraform, so the other hosts' libvirtd cannot reach it in a live migration: set hosts.h1.peer_uri`, nil},
+		{"login", providerModel{Hosts: withLogin(types.StringValue("virtpool"), types.StringValue("s3cret"))}, "",
+			func(c Config) error {
+				want := map[string]driver.Credential{"qemu+tls://kvm1/system": {Username: "virtpool", Password: "s3cret"}}
+				if !reflect.DeepEqual(c.Credentials, want) {
+					return fmt.Errorf("credentials %v, want %v", c.Credentials, want)
+				}
+				return nil
+			}},
+		{"password without username", providerModel{Hosts: withLogin(types.StringNull(), types.StringValue("s3cret"))},
+			"hosts.h1: username and password go together", nil},
 		{"remote hosts", providerModel{Hosts: types.MapValueMust(hostType, map[string]attr.Value{
 			"h1": host("qemu+tls://kvm1/system"), "h2": host("qemu+ssh://root@kvm2/system?keyfile=/k")})}, "",
 			func(c Config) error {

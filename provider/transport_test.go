@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,8 @@ import (
 )
 
 // TestAccTransportErrors: over the lab's secure transports, credentials a
-// host refuses (or that refuse the host) fail the plan of a pool using that
+// host refuses (a certificate, an SSH key, a SASL login, or none), or that
+// refuse the host (its certificate or host key), fail the plan of a pool using that
 // host with a diagnostic naming the host and what to fix, and nothing of the
 // pool is created on its other host. It runs where the lab is up over tls
 // or ssh ('make testacc-transports'); over unix there are no credentials.
@@ -30,8 +32,9 @@ func TestAccTransportErrors(t *testing.T) {
 	dir := t.TempDir()
 	type credCase struct {
 		name string
-		uri  string // h2's URI with the bad credentials
-		want string // regexp of the diagnostic
+		uri  string              // h2's URI with the bad credentials
+		edit func(string) string // or: changes h2's block in the provider's hosts
+		want string              // regexp of the diagnostic
 	}
 	// Terraform wraps diagnostics at spaces.
 	words := func(s string) string { return strings.ReplaceAll(regexp.QuoteMeta(s), " ", `\s+`) }
@@ -54,6 +57,20 @@ func TestAccTransportErrors(t *testing.T) {
 			}
 			cases = append(cases, c)
 		}
+		// The lab's hosts ask for a SASL login too.
+		login, err := lab.LabLogin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pwLine := fmt.Sprintf("password = %q", login.Password)
+		sasl := `(?s)host h2 .*` + words(h2.Loopback+" asks for a login (SASL)")
+		cases = append(cases,
+			credCase{name: "no login", edit: func(b string) string {
+				return strings.Replace(strings.Replace(b, fmt.Sprintf("username = %q", login.Username), "", 1), pwLine, "", 1)
+			}, want: sasl},
+			credCase{name: "wrong password", edit: func(b string) string {
+				return strings.Replace(b, pwLine, `password = "not-the-password"`, 1)
+			}, want: sasl})
 	case lab.SSH:
 		empty := filepath.Join(dir, "known_hosts")
 		if err := os.WriteFile(empty, nil, 0o600); err != nil {
@@ -64,19 +81,28 @@ func TestAccTransportErrors(t *testing.T) {
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
 		}
 		cases = []credCase{
-			{"unknown host key", strings.Replace(h2.URI, lab.KnownHosts, empty, 1),
+			{"unknown host key", strings.Replace(h2.URI, lab.KnownHosts, empty, 1), nil,
 				`(?s)host h2 .*` + words("SSH to "+h2.Loopback) + `.*` + words("host key is not the one in "+empty)},
-			{"refused login", strings.Replace(h2.URI, lab.SSHKey, key, 1),
+			{"refused login", strings.Replace(h2.URI, lab.SSHKey, key, 1), nil,
 				`(?s)host h2 .*` + words("login as root was refused") + `.*` + regexp.QuoteMeta(key)},
 		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.uri == h2.URI {
-				t.Fatalf("the bad credentials did not change h2's URI %s", h2.URI)
+			provider := providerConfig()
+			// h2's block in the provider's hosts.
+			block := regexp.MustCompile(`(?s)\n    h2 = \{.*?\n    \}`).FindString(provider)
+			bad := block
+			if tc.uri != "" {
+				bad = strings.Replace(block, `uri = "`+h2.URI+`"`, `uri = "`+tc.uri+`"`, 1)
 			}
-			config := strings.Replace(providerConfig(), `uri = "`+h2.URI+`"`, `uri = "`+tc.uri+`"`, 1) +
-				poolBlock("p", name, []string{"h1", "h2"}, 2, ipBase, true)
+			if tc.edit != nil {
+				bad = tc.edit(bad)
+			}
+			if block == "" || bad == block {
+				t.Fatalf("the bad credentials did not change h2's entry %q", block)
+			}
+			config := strings.Replace(provider, block, bad, 1) + poolBlock("p", name, []string{"h1", "h2"}, 2, ipBase, true)
 			tfresource.Test(t, tfresource.TestCase{
 				ProtoV6ProviderFactories: accProviders,
 				CheckDestroy:             checkNothingLeft(name),

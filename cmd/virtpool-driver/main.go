@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/driver/virt"
 )
@@ -20,7 +21,13 @@ func main() {
 		JSONFormat: true,
 		Output:     os.Stderr,
 	})
+	creds, err := driver.CredentialsFromEnv()
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		os.Exit(1)
+	}
 	d := virt.New(log.Named("libvirt"))
-	defer d.Close()
+	d.SetCredentials(creds)
 	plugin.Serve(d, log)
+	d.Close()
 }

@@ -84,6 +84,11 @@ func hostOp(ctx context.Context, log hclog.Logger, sub string, op func(context.C
 func printLab(ctx context.Context, log hclog.Logger, l *lab.Lab) error {
 	d := virt.New(log.Named("driver"))
 	defer d.Close()
+	creds, err := l.Credentials()
+	if err != nil {
+		return err
+	}
+	d.SetCredentials(creds)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "HOST\tSTATE\tADDRESS\tURI\tGUESTS")
 	for _, h := range l.Hosts {

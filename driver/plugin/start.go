@@ -27,16 +27,27 @@ type Process struct {
 }
 
 // Start launches the driver plugin binary at path and connects to it over
-// gRPC with mutual TLS. The plugin's log lines go to logger.Named("driver").
+// gRPC with mutual TLS, with env (KEY=value) added to its environment.
+// The plugin's log lines go to logger.Named("driver").
 // The caller must Close the Process.
-func Start(path string, logger hclog.Logger) (*Process, error) {
+func Start(path string, logger hclog.Logger, env ...string) (*Process, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
+	}
+	cmd := exec.Command(path)
+	// After this process's environment, so that env wins (go-plugin would
+	// put the environment after it).
+	cmd.Env = os.Environ()
+	for _, e := range env {
+		if e != "" { // "" adds nothing (CredentialsEnvEntry without logins)
+			cmd.Env = append(cmd.Env, e)
+		}
 	}
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          plugin.PluginSet{PluginName: &GRPCPlugin{}},
-		Cmd:              exec.Command(path),
+		Cmd:              cmd,
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		// Not managed: the Process's owner decides when it ends, and no

@@ -17,6 +17,7 @@ import (
 // each no longer than its own context allows (the start goes on).
 type Supervisor struct {
 	path string
+	env  []string
 	log  hclog.Logger
 
 	mu       sync.Mutex
@@ -33,12 +34,13 @@ type start struct {
 
 // NewSupervisor returns a supervisor of the driver binary at path (see
 // FindBinary). Its own messages and the process's log lines (see Start) go
-// to log; nil discards them. Nothing starts until Driver is called.
-func NewSupervisor(path string, log hclog.Logger) *Supervisor {
+// to log; nil discards them. Each process gets env (KEY=value) added to
+// its environment. Nothing starts until Driver is called.
+func NewSupervisor(path string, log hclog.Logger, env ...string) *Supervisor {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Supervisor{path: path, log: log}
+	return &Supervisor{path: path, env: env, log: log}
 }
 
 // Driver returns the driver, starting its process if there is none or the
@@ -80,7 +82,7 @@ func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 }
 
 func (s *Supervisor) start(st *start) {
-	p, err := Start(s.path, s.log)
+	p, err := Start(s.path, s.log, s.env...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.starting = nil

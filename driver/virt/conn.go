@@ -48,6 +48,7 @@ type connPool struct {
 	log   hclog.Logger
 	mu    sync.Mutex
 	conns map[string]*lv.Connect
+	creds map[string]driver.Credential // logins by URI (SetCredentials)
 	// connected, if set, is called after each new connection, with the
 	// pool's lock held: it must not block (start what it does in the
 	// background, with a reference of its own on c).
@@ -73,7 +74,10 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 		p.log.Info("connection lost, reconnecting", "uri", uri)
 		p.drop(uri, c)
 	}
-	c, err := dial(ctx, uri)
+	p.mu.Lock()
+	cred := p.creds[uri]
+	p.mu.Unlock()
+	c, err := dial(ctx, uri, cred)
 	if err != nil {
 		return nil, err
 	}
@@ -99,15 +103,15 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 }
 
 // dial opens a connection without letting an unreachable host block the
-// caller past ctx or dialTimeout.
-func dial(ctx context.Context, uri string) (*lv.Connect, error) {
+// caller past ctx or dialTimeout, answering a login prompt with cred.
+func dial(ctx context.Context, uri string, cred driver.Credential) (*lv.Connect, error) {
 	type result struct {
 		c   *lv.Connect
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := lv.NewConnect(uri)
+		c, err := lv.NewConnectWithAuth(uri, authFor(cred), 0)
 		ch <- result{c, err}
 	}()
 	timer := time.NewTimer(dialTimeout)
@@ -183,9 +187,16 @@ func connectHint(uri, msg string) string {
 	_, transport, _ := strings.Cut(u.Scheme, "+")
 	q := u.Query()
 	low := strings.ToLower(msg)
+	certs := strings.Contains(low, "certificate") || strings.Contains(low, "tls") || strings.Contains(low, "handshake")
+	if strings.Contains(low, "sasl") || strings.Contains(low, "auth credentials") ||
+		(!certs && strings.Contains(low, "authentication failed") && transport != "ssh" && transport != "libssh" && transport != "libssh2") {
+		return fmt.Sprintf(" (%s asks for a login (SASL): give the host's username and password (the provider's "+
+			"hosts.NAME.username and password, %s for the plugins and the agent, or libvirt's auth.conf) "+
+			"that the host's SASL database holds)", u.Hostname(), driver.CredentialsEnv)
+	}
 	switch transport {
 	case "tls":
-		if !strings.Contains(low, "certificate") && !strings.Contains(low, "tls") && !strings.Contains(low, "handshake") {
+		if !certs {
 			return ""
 		}
 		where := "/etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem and /etc/pki/libvirt/private/clientkey.pem"

@@ -3,6 +3,10 @@ package virt
 import (
 	"strings"
 	"testing"
+
+	lv "libvirt.org/go/libvirt"
+
+	"github.com/virtpool/virtpool/driver"
 )
 
 func TestConnectHint(t *testing.T) {
@@ -23,6 +27,9 @@ func TestConnectHint(t *testing.T) {
 		{"refused login", sshURI, "libssh transport error: failed to authenticate: Access denied for 'publickey'",
 			[]string{"login as root was refused", "/k/id"}},
 		{"ssh default files", "qemu+ssh://h1/system", "Permission denied (publickey)", []string{"the current user", "~/.ssh"}},
+		{"sasl, no login", tlsURI, "authentication failed: Failed to start SASL negotiation: -1 (SASL(-1): generic failure: All-whitespace username.)",
+			[]string{"h1.example asks for a login (SASL)", "username and password", "VIRTPOOL_LIBVIRT_CREDENTIALS"}},
+		{"sasl, wrong password", tlsURI, "authentication failed: authentication failed", []string{"asks for a login (SASL)"}},
 		{"tcp", "qemu+tcp://h1/system", "authentication failed: certificate", nil},
 		{"unix", "qemu:///system", "Failed to connect socket", nil},
 	}
@@ -36,6 +43,31 @@ func TestConnectHint(t *testing.T) {
 				if !strings.Contains(got, w) {
 					t.Errorf("hint %q lacks %q", got, w)
 				}
+			}
+		})
+	}
+}
+
+func TestAnswer(t *testing.T) {
+	cred := driver.Credential{Username: "virtpool", Password: "s3cret"}
+	tests := []struct {
+		name   string
+		cred   driver.Credential
+		t      lv.ConnectCredentialType
+		want   string
+		answer bool
+	}{
+		{"authname", cred, lv.CRED_AUTHNAME, "virtpool", true},
+		{"username", cred, lv.CRED_USERNAME, "virtpool", true},
+		{"password", cred, lv.CRED_PASSPHRASE, "s3cret", true},
+		{"a prompt (SSH host key)", cred, lv.CRED_ECHOPROMPT, "", false},
+		{"no login", driver.Credential{}, lv.CRED_PASSPHRASE, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := answer(tc.cred, tc.t)
+			if got != tc.want || ok != tc.answer {
+				t.Fatalf("answer %q, %t; want %q, %t", got, ok, tc.want, tc.answer)
 			}
 		})
 	}

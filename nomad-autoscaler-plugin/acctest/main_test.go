@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -65,6 +66,22 @@ func runWithLab(m *testing.M) int {
 		return 1
 	}
 	defer down()
+	// Over tls the hosts ask for a login: from the environment, as an
+	// operator gives it to the agent, its plugins and their drivers.
+	creds, err := theLab.Credentials()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "autoscaler acc:", err)
+		return 1
+	}
+	if creds != nil {
+		env, err := driver.CredentialsEnvEntry(creds)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "autoscaler acc:", err)
+			return 1
+		}
+		k, v, _ := strings.Cut(env, "=")
+		os.Setenv(k, v)
+	}
 	client = probe.New(theLab.ClientNamespace)
 	p, err := vpplugin.Start(filepath.Join(pluginDir, vpplugin.BinaryName), logger)
 	if err != nil {
