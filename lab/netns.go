@@ -135,20 +135,30 @@ func nsProcesses(ns string) ([]Process, error) {
 		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || st.Dev != want.Dev || st.Ino != want.Ino {
 			continue // another namespace's, or it exited meanwhile
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		p, err := readProcess(pid)
 		if err != nil {
 			continue // it exited meanwhile
-		}
-		p := Process{PID: pid}
-		if f := ProcStatFields(string(stat)); len(f) > 19 {
-			p.State, p.start = f[0], f[19]
-		}
-		if i, j := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')'); i >= 0 && j > i {
-			p.Name = string(stat[i+1 : j])
 		}
 		ps = append(ps, p)
 	}
 	return ps, nil
+}
+
+// readProcess reads process pid's name, state and start time from
+// /proc/PID/stat.
+func readProcess(pid int) (Process, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return Process{}, err
+	}
+	p := Process{PID: pid}
+	if f := ProcStatFields(string(stat)); len(f) > 19 {
+		p.State, p.start = f[0], f[19]
+	}
+	if i, j := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')'); i >= 0 && j > i {
+		p.Name = string(stat[i+1 : j])
+	}
+	return p, nil
 }
 
 // exited reports whether the process has done exiting: reaped (or its PID

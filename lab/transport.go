@@ -313,21 +313,16 @@ func ForeignClientPKI(ctx context.Context, dir string, trustLab bool) error {
 func (h Host) PKIDir() string { return filepath.Join(h.StateDir, "pki") }
 
 func selfSigned(ctx context.Context, key, cert, cfg string) error {
-	if exists(cert) {
-		return nil
-	}
-	tmpl, err := writeTemp(cfg)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmpl)
-	if err := run(ctx, "certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048", "--outfile", key); err != nil {
-		return err
-	}
-	return run(ctx, "certtool", "--generate-self-signed", "--load-privkey", key, "--template", tmpl, "--outfile", cert)
+	return certificate(ctx, key, cert, cfg, "--generate-self-signed")
 }
 
 func signed(ctx context.Context, caKey, ca, key, cert, cfg string) error {
+	return certificate(ctx, key, cert, cfg, "--generate-certificate", "--load-ca-certificate", ca, "--load-ca-privkey", caKey)
+}
+
+// certificate makes key and cert (certtool template cfg) unless cert
+// exists, with how's certtool arguments: self-signed, or by a CA.
+func certificate(ctx context.Context, key, cert, cfg string, how ...string) error {
 	if exists(cert) {
 		return nil
 	}
@@ -339,8 +334,7 @@ func signed(ctx context.Context, caKey, ca, key, cert, cfg string) error {
 	if err := run(ctx, "certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048", "--outfile", key); err != nil {
 		return err
 	}
-	return run(ctx, "certtool", "--generate-certificate", "--load-privkey", key, "--load-ca-certificate", ca,
-		"--load-ca-privkey", caKey, "--template", tmpl, "--outfile", cert)
+	return run(ctx, "certtool", append(how, "--load-privkey", key, "--template", tmpl, "--outfile", cert)...)
 }
 
 // sshdConfig: key login for root only, the lab's authorized_keys, on the
@@ -502,16 +496,8 @@ func readPID(file string) (int, error) {
 
 // isRelay reports whether pid is a live (not zombie) socat.
 func isRelay(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open || len(s) < closing+3 {
-		return false
-	}
-	return s[open+1:closing] == "socat" && s[closing+2] != 'Z'
+	p, err := readProcess(pid)
+	return err == nil && p.Name == "socat" && p.State != "Z"
 }
 
 func portOpen(addr string) bool {

@@ -133,18 +133,20 @@ provider "virtpool" {
 	if theLab != nil {
 		hosts = theLab.Hosts
 	}
+	var login string // over tls the hosts ask for a SASL login
+	if theLab != nil && theLab.Transport() == lab.TLS {
+		l, err := lab.LabLogin()
+		if err != nil {
+			panic(err)
+		}
+		login = fmt.Sprintf("      username = %q\n      password = %q\n", l.Username, l.Password)
+	}
 	for _, h := range hosts {
 		fmt.Fprintf(&b, "    %s = {\n      uri = %q\n", h.Name, h.URI)
 		if h.PeerURI != "" {
 			fmt.Fprintf(&b, "      peer_uri = %q\n      migration_uri = %q\n", h.PeerURI, h.MigrateTo)
 		}
-		if theLab != nil && theLab.Transport() == lab.TLS {
-			login, err := lab.LabLogin()
-			if err != nil {
-				panic(err)
-			}
-			fmt.Fprintf(&b, "      username = %q\n      password = %q\n", login.Username, login.Password)
-		}
+		b.WriteString(login)
 		if h.CPUs > 0 {
 			fmt.Fprintf(&b, "      cpus = %v\n      memory_mib = %d\n      vcpu_ratio = %v\n", h.CPUs, h.MemoryMiB, h.VCPURatio)
 		}
