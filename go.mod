@@ -17,6 +17,7 @@ require (
 	github.com/hashicorp/terraform-plugin-testing v1.16.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/common v0.67.5
+	github.com/restic/chunker v0.4.0
 	github.com/zclconf/go-cty v1.18.1
 	golang.org/x/mod v0.41.0
 	golang.org/x/sys v0.48.0

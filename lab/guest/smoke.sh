@@ -82,6 +82,11 @@ sleep 0.5
 b=$(busy)
 [ "$b" -le 15 ] && ok "cpu=0: guest busy ${b}%" || ko "cpu=0: guest busy ${b}%"
 curl -s -m 2 "$URL/stat" | grep -q '^uptime: ' && ok "/stat has uptime" || ko "/stat"
+c=$(curl -s -m 2 "$URL/clock")
+case $c in "mono_ns="[0-9]*" lag_us="[0-9]*) ok "/clock: $c" ;; *) ko "/clock: $c" ;; esac
+r=$(curl -s -m 2 "$URL/load?mem=8&rate=4&page=4096")
+case $r in "cpu=0 mem=8 rate=4"*) ok "/load with page=4096: $r" ;; *) ko "/load page=4096: $r" ;; esac
+curl -s -m 2 "$URL/load?mem=0&rate=0&page=8" >/dev/null
 
 echo "qemu_rss_kb=$(ps -o rss= -p $QPID)"
 echo "$pass passed, $fail failed"

@@ -19,9 +19,17 @@
  *                                   wake-ups a second cost an idle TCG guest
  *                                   ~0.06 of a core, 30 times all else)
  *     GET /seq?tail=1            -> last number written to the seq file
- *     GET /load?cpu=P&mem=M&rate=R&cost=C -> set load (missing keys keep
- *                                   their value; C: rounds of computation per
- *                                   page dirtied)
+ *     GET /clock                 -> "mono_ns=T lag_us=L": the guest's CLOCK_MONOTONIC,
+ *                                   and the longest that the seq writer's wake-ups
+ *                                   came more than its 10 ms slice apart since
+ *                                   the last /clock (-1 without the writer): a stall of
+ *                                   the vCPU while the guest's clock runs. A
+ *                                   paused guest's clock stops: that pause shows
+ *                                   as mono_ns falling behind the host's clock.
+ *     GET /load?cpu=P&mem=M&rate=R&cost=C&page=B -> set load (missing keys
+ *                                   keep their value; C: rounds of computation
+ *                                   per page dirtied; B: bytes of each page
+ *                                   rewritten, 8 (one word, the default) to 4096)
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
  *                                   /proc/stat (total + per vCPU), /proc/uptime
  *     GET /bytes?n=N             -> N bytes of 'x' as fast as the client reads
@@ -64,8 +72,10 @@
 static const char *seq_path = "/run/seq";
 static int seq_on = 1; /* as PID 1: virtpool.seq=1 on the kernel cmdline */
 static atomic_long seq_last;                  /* last number in seq file */
+static atomic_long seq_lag_ns = -1; /* latest wake-up of the writer since /clock */
 static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
 static atomic_int load_cost; /* rounds of computation per page dirtied */
+static atomic_int load_page = 8; /* bytes of each dirtied page rewritten */
 static int ncpu = 1;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t load_cv = PTHREAD_COND_INITIALIZER;
@@ -119,10 +129,15 @@ static void *seq_writer(void *arg) {
   if (fd < 0) { perror(seq_path); return NULL; }
   long n = 0, next = now_ns();
   char buf[32];
-  for (;;) {
+  atomic_store(&seq_lag_ns, 0);
+  for (long woke = next;;) {
     int len = sprintf(buf, "%ld\n", n + 1);
     if (write_all(fd, buf, (size_t)len) == 0) atomic_store(&seq_last, ++n);
     pace(&next);
+    /* how much longer than a slice since the last wake-up */
+    long t = now_ns(), late = t - woke - SLICE_NS, prev = atomic_load(&seq_lag_ns);
+    woke = t;
+    while (late > prev && !atomic_compare_exchange_weak(&seq_lag_ns, &prev, late)) {}
   }
 }
 
@@ -194,11 +209,13 @@ static void *mem_worker(void *arg) {
     int rate = atomic_load(&load_rate);
     /* pages per slice: rate MiB/s * 256 pages/MiB / 100 slices/s */
     size_t quota = rate > 0 ? ((size_t)rate * 256 + 99) / 100 : 4096;
-    int cost = atomic_load(&load_cost);
+    int cost = atomic_load(&load_cost), words = atomic_load(&load_page) / 8;
     for (size_t i = 0; i < quota; i++) {
       unsigned long x = ++gen;
       for (int k = 0; k < cost; k++) x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      *(volatile unsigned long *)(buf + (pos << 12)) = x;
+      volatile unsigned long *w = (volatile unsigned long *)(buf + (pos << 12));
+      w[0] = x;
+      for (int k = 1; k < words; k++) x ^= x << 13, x ^= x >> 7, x ^= x << 17, w[k] = x;
       if (++pos == pages) pos = 0;
     }
     if (rate > 0) pace(&next);
@@ -275,6 +292,11 @@ static void *http_conn(void *arg) {
   } else if (!strcmp(path, "/seq") && q && query_int(q, "tail") > 0) {
     b = sprintf(body, "%ld\n", atomic_load(&seq_last));
     reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/clock")) {
+    long lag = atomic_load(&seq_lag_ns);
+    if (lag >= 0) lag = atomic_exchange(&seq_lag_ns, 0);
+    b = sprintf(body, "mono_ns=%ld lag_us=%ld\n", now_ns(), lag < 0 ? -1 : lag / 1000);
+    reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/seq")) {
     /* send a snapshot: the first st_size bytes (always whole lines) */
     int sf = open(seq_path, O_RDONLY);
@@ -298,9 +320,11 @@ static void *http_conn(void *arg) {
     if (sf >= 0) close(sf);
   } else if (!strcmp(path, "/load")) {
     long c = q ? query_int(q, "cpu") : -1, m = q ? query_int(q, "mem") : -1,
-         r = q ? query_int(q, "rate") : -1, k = q ? query_int(q, "cost") : -1;
+         r = q ? query_int(q, "rate") : -1, k = q ? query_int(q, "cost") : -1,
+         pg = q ? query_int(q, "page") : -1;
     pthread_mutex_lock(&load_mu);
     if (k >= 0) atomic_store(&load_cost, (int)k);
+    if (pg >= 0) atomic_store(&load_page, pg < 8 ? 8 : pg > 4096 ? 4096 : (int)pg);
     if (c >= 0) atomic_store(&load_cpu, c > 100 ? 100 : (int)c);
     if (r >= 0) atomic_store(&load_rate, (int)r);
     if (m >= 0) { /* never ask for more than the guest can give */

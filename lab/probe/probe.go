@@ -220,3 +220,50 @@ func ParseCPUTicks(stat string) (CPUTicks, error) {
 	}
 	return CPUTicks{}, fmt.Errorf("no \"stat: cpu\" line in %q", stat)
 }
+
+// GuestClock is what a guest's GET /clock said, and when the host asked.
+type GuestClock struct {
+	Mono time.Duration // the guest's CLOCK_MONOTONIC
+	// Lag is the longest that the guest's sequence writer woke up later
+	// than its 10 ms slice since the previous reading: a stall of its vCPU
+	// while its clock ran (-1: the guest keeps no sequence file).
+	Lag time.Duration
+	At  time.Time // the host's clock half-way through the request
+}
+
+// Clock reads the guest's clock (GET /clock), which also starts its next
+// lag measurement.
+func (c *Client) Clock(ctx context.Context, ip string) (GuestClock, error) {
+	start := time.Now()
+	body, err := c.Get(ctx, ip, "/clock")
+	if err != nil {
+		return GuestClock{}, fmt.Errorf("read the clock of %s: %w", ip, err)
+	}
+	g, err := ParseClock(body)
+	if err != nil {
+		return g, fmt.Errorf("clock of %s: %w", ip, err)
+	}
+	g.At = start.Add(time.Since(start) / 2)
+	return g, nil
+}
+
+// ParseClock reads a guest's "mono_ns=T lag_us=L" answer.
+func ParseClock(body string) (GuestClock, error) {
+	var mono, lag int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(body), "mono_ns=%d lag_us=%d", &mono, &lag); err != nil {
+		return GuestClock{}, fmt.Errorf("%q: %w", body, err)
+	}
+	g := GuestClock{Mono: time.Duration(mono), Lag: -1}
+	if lag >= 0 {
+		g.Lag = time.Duration(lag) * time.Microsecond
+	}
+	return g, nil
+}
+
+// Stopped is how long the guest's clock stood still between the reading
+// before and g: the host's time between them less the guest's. A paused
+// guest's clock stops, so this is the pause as the guest lived it (give
+// or take the jitter of the two requests).
+func (g GuestClock) Stopped(before GuestClock) time.Duration {
+	return g.At.Sub(before.At) - (g.Mono - before.Mono)
+}

@@ -128,3 +128,22 @@ func TestParseCPUTicks(t *testing.T) {
 		t.Errorf("BusySince = %v, want 0.5", f)
 	}
 }
+
+func TestParseClock(t *testing.T) {
+	g, err := ParseClock("mono_ns=5000000000 lag_us=1500\n")
+	if err != nil || g.Mono != 5*time.Second || g.Lag != 1500*time.Microsecond {
+		t.Errorf("ParseClock: %+v, %v", g, err)
+	}
+	if g, err := ParseClock("mono_ns=1 lag_us=-1"); err != nil || g.Lag != -1 {
+		t.Errorf("no writer: %+v, %v", g, err)
+	}
+	if _, err := ParseClock("not found\n"); err == nil {
+		t.Error("a 404 body was read as a clock")
+	}
+	at := time.Now()
+	before := GuestClock{Mono: time.Second, At: at}
+	after := GuestClock{Mono: 2 * time.Second, At: at.Add(1300 * time.Millisecond)}
+	if d := after.Stopped(before); d != 300*time.Millisecond {
+		t.Errorf("Stopped: %s, want 300ms", d)
+	}
+}
