@@ -290,8 +290,7 @@ func captureBackground(tb testing.TB, g *ckptGuest, path string) captured {
 	go func() { received <- receiveImage(g.ln, path, xml) }()
 	if _, err := qmp(dom, "migrate", map[string]any{"uri": "unix:" + g.sock}); err != nil {
 		_ = g.ln.SetDeadline(time.Now()) // the receiver gives up
-		<-received
-		tb.Fatalf("background snapshot of %s: %v", g.Name, err)
+		tb.Fatalf("background snapshot of %s: %v (receiving: %v)", g.Name, err, <-received)
 	}
 	var st struct {
 		Status   string `json:"status"`
