@@ -132,6 +132,7 @@ func (a *Agent) Step(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}
+	a.notePlacements(ctx, cur, t)
 	a.failover(ctx, cur, t)
 	return nil
 }

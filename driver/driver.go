@@ -73,6 +73,9 @@ type Record struct {
 const (
 	RecordPool = "pool" // a pool's spec and migration policy
 	RecordHost = "host" // a host's state (maintenance, standby)
+	// RecordDomain says where a single domain that may be restarted
+	// elsewhere runs (pool.Placement), on its failover hosts.
+	RecordDomain = "domain"
 )
 
 // Accelerators as virtpool names them.

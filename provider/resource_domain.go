@@ -230,6 +230,19 @@ func (r *domainResource) Create(ctx context.Context, req resource.CreateRequest,
 	m.ID, m.UUID, m.State = types.StringValue(name), types.StringValue(dom.UUID), types.StringValue(dom.State)
 	m.LastMigrationElapsedMs, m.LastMigrationDowntimeMs = types.Int64Null(), types.Int64Null()
 	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+	r.notePlacement(ctx, name, host, labels, &resp.Diagnostics)
+}
+
+// notePlacement keeps, on a domain's failover hosts, where it runs, so
+// that an agent that never saw it can restart it if its host fails.
+// Failing that is a warning: the domain runs, and an agent that sees it
+// records it too.
+func (r *domainResource) notePlacement(ctx context.Context, name, host string, labels map[string]string, diags *diag.Diagnostics) {
+	if err := r.client.ops(ctx).NotePlacement(ctx, name, host, labels); err != nil {
+		diags.AddAttributeWarning(path.Root("failover_hosts"), "Failover record not stored",
+			fmt.Sprintf("%v. Until it is (virtpool agent writes it when it sees %s), only an agent that saw %s running on %s can restart it elsewhere.",
+				err, name, name, host))
+	}
 }
 
 func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -374,6 +387,9 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 	}
 	resp.Diagnostics.Append(m.fromDomain(ctx, now)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+	if now.Host != at.Host {
+		r.notePlacement(ctx, name, now.Host, now.Labels, &resp.Diagnostics)
+	}
 }
 
 func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -402,6 +418,13 @@ func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	}
 	if err := r.client.ops(ctx).RemoveGuest(ctx, at.Host, name); err != nil {
 		resp.Diagnostics.AddError("Cannot delete domain "+name, err.Error())
+		return
+	}
+	if fh := pool.FailoverHosts(at.Labels); len(fh) > 0 {
+		if err := r.client.ops(ctx).DropPlacement(ctx, name, append(fh, at.Host)); err != nil {
+			resp.Diagnostics.AddWarning("Failover record of "+name+" not removed everywhere",
+				fmt.Sprintf("%v. The domain is deleted; what a host down still holds is outranked and never restarts it.", err))
+		}
 	}
 }
 
