@@ -21,6 +21,7 @@ import (
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
@@ -318,21 +319,21 @@ func (tl *storyTimeline) row(ctx context.Context) {
 
 // event is how the timeline shows one of the agent's events of the pool
 // and its hosts ("" for the others).
-func (tl *storyTimeline) event(e agent.Event) string {
+func (tl *storyTimeline) event(e event.Event) string {
 	inPool := e.Pool == tl.pool.Name
 	switch {
-	case e.Kind == agent.EventMigrationFinished && inPool:
+	case e.Kind == event.MigrationFinished && inPool:
 		tl.migrations++
 		d := time.Duration(e.DowntimeMs) * time.Millisecond
 		tl.downtimes = append(tl.downtimes, d)
 		return fmt.Sprintf("moved %s %s→%s (downtime %s)", e.Guest, e.From, e.To, d)
-	case e.Kind == agent.EventGuestStarted && inPool:
+	case e.Kind == event.GuestStarted && inPool:
 		return fmt.Sprintf("created %s on %s", e.Guest, e.Host)
-	case e.Kind == agent.EventGuestStopped && inPool:
+	case e.Kind == event.GuestStopped && inPool:
 		return "removed " + e.Guest
-	case e.Kind == agent.EventHostState && e.State == agent.HostStandby:
+	case e.Kind == event.HostState && e.State == agent.HostStandby:
 		return e.Host + " on standby"
-	case e.Kind == agent.EventHostState && e.State == agent.HostActive:
+	case e.Kind == event.HostState && e.State == agent.HostActive:
 		return e.Host + " back in use"
 	}
 	return ""
