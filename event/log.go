@@ -29,7 +29,7 @@ type Log struct {
 func Open(path string) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("event log: %w", err)
+		return nil, err // a *fs.PathError: it names the file; callers name their setting
 	}
 	return &Log{path: path, f: f}, nil
 }
