@@ -12,6 +12,7 @@ import (
 
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/agenttest"
 )
@@ -154,7 +155,7 @@ func TestAgentFollowsNetwork(t *testing.T) {
 // missed meanwhile.
 func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o driver.MigrateOptions) {
 	t.Helper()
-	var evs []agent.Event
+	var evs []event.Event
 	ag.Get(t, "/api/v1/events", &evs)
 	seq := int64(0)
 	if len(evs) > 0 {
@@ -170,7 +171,7 @@ func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o dri
 	ag.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
 	var kinds []string
 	for _, e := range evs {
-		if e.Kind == agent.EventHostDown {
+		if e.Kind == event.HostDown {
 			// A migration's destination holds its domain in a job; a
 			// sample that waited for it would miss the host.
 			t.Errorf("during the migration: %s", e.Message)
@@ -182,13 +183,13 @@ func migrateWatched(t *testing.T, ag *runningAgent, g *guest, to lab.Host, o dri
 		}
 		kinds = append(kinds, fmt.Sprintf("%s %s→%s", e.Kind, e.From, e.To))
 		// The destination's completed job: what the driver's Migrate reported.
-		if e.Kind == agent.EventMigrationFinished && (e.ElapsedMs != m.Elapsed.Milliseconds() || e.DowntimeMs != m.Downtime.Milliseconds()) {
+		if e.Kind == event.MigrationFinished && (e.ElapsedMs != m.Elapsed.Milliseconds() || e.DowntimeMs != m.Downtime.Milliseconds()) {
 			t.Errorf("finished migration: the agent shows %d ms, downtime %d ms; the migration reported %d ms, downtime %d ms",
 				e.ElapsedMs, e.DowntimeMs, m.Elapsed.Milliseconds(), m.Downtime.Milliseconds())
 		}
 	}
-	want := []string{fmt.Sprintf("%s %s→%s", agent.EventMigrationStarted, from.Name, to.Name),
-		fmt.Sprintf("%s %s→%s", agent.EventMigrationFinished, from.Name, to.Name)}
+	want := []string{fmt.Sprintf("%s %s→%s", event.MigrationStarted, from.Name, to.Name),
+		fmt.Sprintf("%s %s→%s", event.MigrationFinished, from.Name, to.Name)}
 	if strings.Join(kinds, "; ") != strings.Join(want, "; ") {
 		t.Errorf("events of %s: %q, want %q", g.Name, kinds, want)
 	}

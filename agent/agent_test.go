@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
@@ -75,7 +76,7 @@ func host(t *testing.T, s State, name string) Host {
 	return Host{}
 }
 
-func kinds(evs []Event) []string {
+func kinds(evs []event.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.Kind+":"+e.Guest+e.Host+e.Pool)
@@ -228,7 +229,7 @@ func TestEventsBoundedAndSlowSubscriber(t *testing.T) {
 		t.Fatalf("past %v", past)
 	}
 	for i := range 300 { // more than the subscriber's buffer (256)
-		e.Add(Event{Kind: EventGuestStarted, Guest: string(rune('a' + i%26))})
+		e.Add(event.Event{Kind: event.GuestStarted, Guest: string(rune('a' + i%26))})
 	}
 	if got := e.Since(0); len(got) != 10 || got[0].Seq != 291 {
 		t.Errorf("kept %d events from seq %d, want 10 from 291", len(got), got[0].Seq)
@@ -255,7 +256,7 @@ func TestWatchAnnouncesMigration(t *testing.T) {
 	started := func() int {
 		n := 0
 		for _, e := range l.a.Events().Since(0) {
-			if e.Kind == EventMigrationStarted && e.Guest == "web-1" && e.From == "h1" && e.To == "h2" {
+			if e.Kind == event.MigrationStarted && e.Guest == "web-1" && e.From == "h1" && e.To == "h2" {
 				n++
 			}
 		}

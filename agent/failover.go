@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
@@ -198,11 +199,11 @@ func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) 
 	down := a.now().Sub(act.since).Round(time.Millisecond)
 	switch act.kind {
 	case actNoFence:
-		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s); "+
+		a.event(event.Event{Kind: event.HostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s); "+
 			"it has no fence action configured, so its guests are not restarted elsewhere", h, down)})
 		return nil
 	case actFence:
-		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s): fencing it", h, down)})
+		a.event(event.Event{Kind: event.HostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s): fencing it", h, down)})
 		if err := a.fence(ctx, h); err != nil {
 			return err
 		}
@@ -236,11 +237,11 @@ func (a *Agent) fence(ctx context.Context, host string) error {
 		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
 			last = last[i+1:]
 		}
-		a.event(Event{Kind: EventFenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
+		a.event(event.Event{Kind: event.FenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
 			Message: fmt.Sprintf("fence of host %s failed after %s (%s: %v; %s): its guests stay where they were", host, took, argv[0], err, last)})
 		return fmt.Errorf("fence %s: %w", host, err)
 	}
-	a.event(Event{Kind: EventHostFenced, Host: host, ElapsedMs: took.Milliseconds(),
+	a.event(event.Event{Kind: event.HostFenced, Host: host, ElapsedMs: took.Milliseconds(),
 		Message: fmt.Sprintf("host %s fenced in %s (%s)", host, took, argv[0])})
 	return nil
 }
@@ -273,13 +274,13 @@ func (a *Agent) restore(ctx context.Context, host string, s State, t fleet.Topol
 		start := time.Now()
 		n, err := a.restorePool(ctx, ops, name, host, s)
 		if err != nil {
-			a.event(Event{Kind: EventRestoreFailed, Host: host, Pool: name,
+			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Pool: name,
 				Message: fmt.Sprintf("pool %s not restored after the fence of %s: %v", name, host, err)})
 			errs = append(errs, err)
 			continue
 		}
 		took := time.Since(start).Round(time.Millisecond)
-		a.event(Event{Kind: EventPoolRestored, Host: host, Pool: name, Size: n, ElapsedMs: took.Milliseconds(),
+		a.event(event.Event{Kind: event.PoolRestored, Host: host, Pool: name, Size: n, ElapsedMs: took.Milliseconds(),
 			Message: fmt.Sprintf("pool %s restored without %s in %s: %d members", name, host, took, n)})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -395,13 +396,13 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 			on, err = a.restartDomain(ctx, ops, d, hosts)
 		}
 		if err != nil {
-			a.event(Event{Kind: EventRestoreFailed, Host: host, Guest: d.name,
+			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Guest: d.name,
 				Message: fmt.Sprintf("%s not restarted after the fence of %s: %v", d.name, host, err)})
 			errs = append(errs, err)
 			continue
 		}
 		took := time.Since(start).Round(time.Millisecond)
-		a.event(Event{Kind: EventGuestRestarted, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
+		a.event(event.Event{Kind: event.GuestRestarted, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
 			Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.name, on, host, took)})
 		if err := ops.NotePlacement(ctx, d.name, on, d.labels); err != nil {
 			a.log.Warn("placement of a restarted domain not recorded", "domain", d.name, "host", on, "error", err)
@@ -482,7 +483,7 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			errs = append(errs, err)
 			continue
 		}
-		a.event(Event{Kind: EventHostRecovered, Host: host, Pool: name,
+		a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name,
 			Message: fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -522,7 +523,7 @@ func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, a
 		stale = append(stale, d.Name+" (runs on "+on+")")
 	}
 	if len(stale) > 0 {
-		a.event(Event{Kind: EventHostRecovered, Host: host,
+		a.event(event.Event{Kind: event.HostRecovered, Host: host,
 			Message: fmt.Sprintf("host %s answers again: stale copies of restarted domains removed: %s", host, orNone(stale))})
 	}
 	return nil
@@ -536,7 +537,7 @@ func orNone(s []string) string {
 }
 
 // event records an event the agent's own actions make.
-func (a *Agent) event(e Event) {
+func (a *Agent) event(e event.Event) {
 	e.Time = a.now()
 	a.log.Info("event", "kind", e.Kind, "message", e.Message)
 	a.events.Add(e)

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
@@ -160,8 +161,8 @@ func (l *failLab) members(t *testing.T, name string) string {
 func (l *failLab) kinds(since int64) []string {
 	var out []string
 	for _, e := range l.a.Events().Since(since) {
-		if slices.Contains([]string{EventHostFailed, EventHostFenced, EventFenceFailed, EventPoolRestored,
-			EventRestoreFailed, EventHostRecovered, EventGuestRestarted}, e.Kind) {
+		if slices.Contains([]string{event.HostFailed, event.HostFenced, event.FenceFailed, event.PoolRestored,
+			event.RestoreFailed, event.HostRecovered, event.GuestRestarted}, e.Kind) {
 			out = append(out, e.Kind+":"+e.Host+e.Pool+e.Guest)
 		}
 	}
@@ -316,7 +317,7 @@ func TestFailoverRestartWaitsForFailoverHosts(t *testing.T) {
 	l.steps(t, 4)
 	var failed bool
 	for _, e := range l.a.Events().Since(0) {
-		failed = failed || (e.Kind == EventRestoreFailed && e.Guest == "solo" && strings.Contains(e.Message, "failover host h1 does not answer"))
+		failed = failed || (e.Kind == event.RestoreFailed && e.Guest == "solo" && strings.Contains(e.Message, "failover host h1 does not answer"))
 	}
 	if !failed || len(l.d.Where("solo")) != 1 {
 		t.Fatalf("with h1 down too: restore_failed for solo %v, solo on %v; want a failure and solo left alone", failed, l.d.Where("solo"))

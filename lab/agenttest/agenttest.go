@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/labtest"
@@ -143,7 +144,7 @@ func (a *Agent) After(t testing.TB, n int) agent.State {
 // LastSeq is the agent's newest event number.
 func (a *Agent) LastSeq(t testing.TB) int64 {
 	t.Helper()
-	var evs []agent.Event
+	var evs []event.Event
 	a.Get(t, "/api/v1/events", &evs)
 	if len(evs) == 0 {
 		return 0
@@ -155,12 +156,12 @@ func (a *Agent) LastSeq(t testing.TB) int64 {
 // "kind:subject" in want (subject: the pool for events about a pool, else
 // the guest for events about a guest, else the host), and returns the first of each. The deadline only keeps a
 // stuck agent from hanging the suite.
-func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]agent.Event {
+func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]event.Event {
 	t.Helper()
-	got := map[string]agent.Event{}
+	got := map[string]event.Event{}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		var evs []agent.Event
+		var evs []event.Event
 		a.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
 		for _, e := range evs {
 			subject := e.Host
