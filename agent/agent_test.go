@@ -103,9 +103,16 @@ func TestStateFollowsLoad(t *testing.T) {
 		t.Errorf("pools %+v", p)
 	}
 	l.d.SetLoad("web-1", 0.75)
+	l.d.SetIO("web-1", 3000, 300)
+	l.d.SetIO("web-2", 1000, 100)
 	s = l.step(t)
-	if h1 := host(t, s, "h1"); h1.CPURatio < 0.999 || h1.CPURatio > 1.001 {
+	h1 = host(t, s, "h1")
+	if h1.CPURatio < 0.999 || h1.CPURatio > 1.001 {
 		t.Errorf("after load: h1 cpu %v, want 1", h1.CPURatio)
+	}
+	// A host's disk and network rates are its guests' summed.
+	if h1.DiskBps != 4000 || h1.NetBps != 400 || h1.Guests[0].DiskBps != 3000 || h1.Guests[1].NetBps != 100 {
+		t.Errorf("after I/O: h1 disk %v B/s, network %v B/s (guests %+v), want 4000 and 400", h1.DiskBps, h1.NetBps, h1.Guests)
 	}
 	hist := l.a.History()["h1"]
 	if len(hist) != 2 || hist[0].CPURatio > 0.501 || hist[1].CPURatio < 0.999 {

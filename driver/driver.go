@@ -134,7 +134,9 @@ type DomainSpec struct {
 	// Direct kernel boot…
 	Kernel, Initrd, Cmdline string
 	// …or a disk image: a qcow2 overlay backed by BaseImage is created for
-	// the domain in OverlayDir (default: BaseImage's directory).
+	// the domain in OverlayDir (default: BaseImage's directory). With a
+	// Kernel too, the kernel boots and the overlay is a data disk (the
+	// lab's test guests with a disk).
 	BaseImage  string
 	OverlayDir string
 
