@@ -144,7 +144,7 @@ func (n *nomadAgent) env() []string {
 }
 
 // cli runs the nomad CLI against this agent, as an operator would.
-func (n *nomadAgent) cli(t *testing.T, args ...string) string {
+func (n *nomadAgent) cli(t *testing.T, args ...string) {
 	t.Helper()
 	cmd := exec.Command(n.bin, args...)
 	cmd.Env = n.env()
@@ -153,7 +153,6 @@ func (n *nomadAgent) cli(t *testing.T, args ...string) string {
 		t.Fatalf("nomad %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	t.Logf("nomad %s:\n%s", args[0]+" "+args[1], out)
-	return string(out)
 }
 
 // waitAlloc waits for the job's allocation to run; one that failed fails
@@ -228,7 +227,10 @@ func (n *nomadAgent) waitGone(t *testing.T, allocID string, pids []int) {
 		if errors.As(err, &unexpected) && unexpected.StatusCode() == 404 {
 			return true, nil
 		}
-		return false, fmt.Errorf("job %s still known (%v): %w", jobID, err, errNotYet)
+		if err != nil {
+			return false, fmt.Errorf("job %s: %w", jobID, err)
+		}
+		return false, fmt.Errorf("job %s still known: %w", jobID, errNotYet)
 	})
 }
 
