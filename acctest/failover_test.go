@@ -363,7 +363,18 @@ func startDomain(t *testing.T, name, ip string, host lab.Host, failover []string
 	if _, err := drv.CreateDomain(context.Background(), host.URI, spec); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	t.Cleanup(func() {
+		removeEverywhere(t, name)
+		if len(failover) == 0 {
+			return
+		}
+		if err := failOps().DropPlacement(context.Background(), name, theLab.Inventory().Names()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := failOps().NotePlacement(context.Background(), name, host.Name, labels); err != nil {
+		t.Fatal(err)
+	}
 	if err := client.WaitReady(context.Background(), ip, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -438,4 +449,46 @@ func TestDomainRestartAfterHostFailure(t *testing.T) {
 	t.Logf("HA restart of a single domain, grace %s: restarted on %s %s after the crash (create %d ms), answering after %s; stale definition on h3 removed %s after it was back",
 		failoverGrace, restarted.To, restarted.Time.Sub(crashed).Round(time.Millisecond), restarted.ElapsedMs,
 		answered.Round(time.Millisecond), rec.Time.Sub(back).Round(time.Millisecond))
+}
+
+// TestDomainRestartByLateAgent: h3 crashes and is fenced while no agent
+// runs. An agent started afterwards never saw vpf-late on h3; the
+// placement record on its failover hosts (what the provider writes when
+// it creates the domain) tells it, and it restarts vpf-late once, on one
+// of them. h3 back, the stale definition there goes.
+func TestDomainRestartByLateAgent(t *testing.T) {
+	needLab(t)
+	ctx := context.Background()
+	h3, err := theLab.Host("h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCopies(t)
+	const ip = "192.0.2.233"
+	startDomain(t, "vpf-late", ip, h3, []string{"h1", "h2"}, "52:54:00:c0:02:e9")
+	if err := lab.Crash(ctx, h3); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Fence(ctx, h3); err != nil { // by the operator, say
+		t.Fatal(err)
+	}
+	started := time.Now()
+	ag, _ := fencingAgent(t)
+	restarted := ag.WaitEvents(t, 0, "guest_restarted:vpf-late")["guest_restarted:vpf-late"]
+	if err := client.WaitReady(ctx, ip, 60*time.Second); err != nil {
+		t.Fatalf("restarted domain does not answer: %v", err)
+	}
+	if on := runningOn("vpf-late"); len(on) != 1 || on[0] != restarted.To || !slices.Contains([]string{"h1", "h2"}, on[0]) {
+		t.Fatalf("vpf-late runs on %v, want once on %s (one of its failover hosts)", on, restarted.To)
+	}
+	seq := ag.LastSeq(t)
+	if err := lab.Start(ctx, h3); err != nil {
+		t.Fatal(err)
+	}
+	ag.WaitEvents(t, seq, "host_up:h3", "host_recovered:h3")
+	if on := runningOn("vpf-late"); len(on) != 1 || on[0] != restarted.To {
+		t.Errorf("after h3 came back vpf-late runs on %v, want on %s only", on, restarted.To)
+	}
+	t.Logf("HA restart by an agent started after the fence (grace %s): restarted on %s %s after the agent started",
+		failoverGrace, restarted.To, restarted.Time.Sub(started).Round(time.Millisecond))
 }

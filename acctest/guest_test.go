@@ -3,6 +3,9 @@ package acctest
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +34,48 @@ var guestSeq struct {
 // it is.
 func startGuest(t testing.TB, host lab.Host, memMiB uint64) *guest {
 	t.Helper()
+	return startGuestSpec(t, host, memMiB, "")
+}
+
+// startGuestWithDisk is startGuest for a guest with a disk, its /dev/vda:
+// a qcow2 overlay (virtio-blk) of the lab's empty base disk (labDisk), made
+// beside it by the driver and removed with the guest.
+func startGuestWithDisk(t testing.TB, host lab.Host, memMiB uint64) *guest {
+	t.Helper()
+	return startGuestSpec(t, host, memMiB, labDisk(t))
+}
+
+// labDiskMiB is the size of the lab's base disk, labDisk.
+const labDiskMiB = 64
+
+// labDisk returns the lab's base disk for guests with one, an empty qcow2
+// image of labDiskMiB in the shared image directory (where every host sees
+// it, and the lab's teardown removes it), made by the first test that asks.
+func labDisk(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(theLab.ImageDir, fmt.Sprintf("disk-%dm.qcow2", labDiskMiB))
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	tmp := path + ".tmp"
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", tmp, fmt.Sprintf("%dM", labDiskMiB)).CombinedOutput(); err != nil {
+		t.Fatalf("base disk: qemu-img create: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startGuestSpec(t testing.TB, host lab.Host, memMiB uint64, baseImage string) *guest {
+	t.Helper()
 	guestSeq.Lock()
 	guestSeq.n++
 	n := guestSeq.n
 	guestSeq.Unlock()
 	name := fmt.Sprintf("acc-%d", n)
 	spec := theLab.GuestSpec(name, n, host, memMiB, 1, map[string]string{"role": "acctest", "test": t.Name()})
+	spec.BaseImage = baseImage
 	ctx := context.Background()
 	start := time.Now()
 	dom, err := drv.CreateDomain(ctx, host.URI, spec)
@@ -85,6 +124,24 @@ func (g *guest) setLoad(t testing.TB, cpu, memMiB int) {
 	if err := client.SetLoad(requestCtx(), g.IP, cpu, memMiB); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setDiskLoad has a guest with a disk read and write it at these MiB/s.
+func (g *guest) setDiskLoad(t testing.TB, readMiBs, writeMiBs int) {
+	t.Helper()
+	if err := client.SetDiskLoad(requestCtx(), g.IP, readMiBs, writeMiBs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// disk is what the guest's disk load has read and written, as it counts.
+func (g *guest) disk(t testing.TB) probe.DiskBytes {
+	t.Helper()
+	d, err := client.Disk(requestCtx(), g.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // fill writes mib MiB of the guest's memory once, then dirties it at only

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 )
 
@@ -113,9 +114,9 @@ func (a *Agent) Step(ctx context.Context) error {
 	}
 	for _, e := range evs {
 		switch e.Kind {
-		case EventMigrationFinished:
+		case event.MigrationFinished:
 			a.moves++
-		case EventPoolResized:
+		case event.PoolResized:
 			if a.resizes == nil {
 				a.resizes = map[resize]int64{}
 			}
@@ -132,6 +133,7 @@ func (a *Agent) Step(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}
+	a.notePlacements(ctx, cur, t)
 	a.failover(ctx, cur, t)
 	return nil
 }

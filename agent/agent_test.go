@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
@@ -75,7 +76,7 @@ func host(t *testing.T, s State, name string) Host {
 	return Host{}
 }
 
-func kinds(evs []Event) []string {
+func kinds(evs []event.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.Kind+":"+e.Guest+e.Host+e.Pool)
@@ -102,9 +103,16 @@ func TestStateFollowsLoad(t *testing.T) {
 		t.Errorf("pools %+v", p)
 	}
 	l.d.SetLoad("web-1", 0.75)
+	l.d.SetIO("web-1", 3000, 300)
+	l.d.SetIO("web-2", 1000, 100)
 	s = l.step(t)
-	if h1 := host(t, s, "h1"); h1.CPURatio < 0.999 || h1.CPURatio > 1.001 {
+	h1 = host(t, s, "h1")
+	if h1.CPURatio < 0.999 || h1.CPURatio > 1.001 {
 		t.Errorf("after load: h1 cpu %v, want 1", h1.CPURatio)
+	}
+	// A host's disk and network rates are its guests' summed.
+	if h1.DiskBps != 4000 || h1.NetBps != 400 || h1.Guests[0].DiskBps != 3000 || h1.Guests[1].NetBps != 100 {
+		t.Errorf("after I/O: h1 disk %v B/s, network %v B/s (guests %+v), want 4000 and 400", h1.DiskBps, h1.NetBps, h1.Guests)
 	}
 	hist := l.a.History()["h1"]
 	if len(hist) != 2 || hist[0].CPURatio > 0.501 || hist[1].CPURatio < 0.999 {
@@ -228,7 +236,7 @@ func TestEventsBoundedAndSlowSubscriber(t *testing.T) {
 		t.Fatalf("past %v", past)
 	}
 	for i := range 300 { // more than the subscriber's buffer (256)
-		e.Add(Event{Kind: EventGuestStarted, Guest: string(rune('a' + i%26))})
+		e.Add(event.Event{Kind: event.GuestStarted, Guest: string(rune('a' + i%26))})
 	}
 	if got := e.Since(0); len(got) != 10 || got[0].Seq != 291 {
 		t.Errorf("kept %d events from seq %d, want 10 from 291", len(got), got[0].Seq)
@@ -255,7 +263,7 @@ func TestWatchAnnouncesMigration(t *testing.T) {
 	started := func() int {
 		n := 0
 		for _, e := range l.a.Events().Since(0) {
-			if e.Kind == EventMigrationStarted && e.Guest == "web-1" && e.From == "h1" && e.To == "h2" {
+			if e.Kind == event.MigrationStarted && e.Guest == "web-1" && e.From == "h1" && e.To == "h2" {
 				n++
 			}
 		}

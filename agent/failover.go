@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
@@ -34,12 +36,14 @@ type failover struct {
 	grace     time.Duration
 	downSince map[string]time.Time // first sample the host missed
 	told      map[string]bool      // host_failed said, for a host with no fence action
+	placed    map[string]string    // single domain → the host its placement was last noted on (or tried)
 
 	mu      sync.Mutex
 	fenced  map[string]bool      // fenced by this agent, not answering since
 	retryAt map[string]time.Time // after a failed fence or restore
-	// unstarted: fenced hosts with single domains not yet restarted
-	// elsewhere (a failed try), to try again.
+	// unstarted: whether fenced hosts have single domains not yet
+	// restarted elsewhere (a failed try), to try again; a host not in it
+	// was not tried yet.
 	unstarted map[string]bool
 	acting    sync.WaitGroup // actions running
 	busy      bool
@@ -49,7 +53,7 @@ func newFailover(grace time.Duration) *failover {
 	if grace <= 0 {
 		grace = DefaultFailoverGrace
 	}
-	return &failover{grace: grace, downSince: map[string]time.Time{}, told: map[string]bool{},
+	return &failover{grace: grace, downSince: map[string]time.Time{}, told: map[string]bool{}, placed: map[string]string{},
 		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{}}
 }
 
@@ -94,7 +98,9 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence func(string)
 		switch {
 		case busy, now.Before(f.retryAt[h.Name]):
 		case fenced[h.Name] || f.fenced[h.Name]:
-			if short(s, h.Name) || f.unstarted[h.Name] {
+			// Restarts are tried once by every agent, even one started
+			// after the fence, and again while some are left.
+			if unstarted, tried := f.unstarted[h.Name]; short(s, h.Name) || unstarted || !tried {
 				out = append(out, action{kind: actRestore, host: h.Name, since: since})
 			}
 		case now.Sub(since) < f.grace:
@@ -161,16 +167,43 @@ func (a *Agent) failover(ctx context.Context, s State, t fleet.Topology) {
 	}()
 }
 
+// notePlacements records where the single domains with failover hosts
+// run when the placement records say otherwise (a domain made before
+// they existed, or moved by hand), so that an agent started after a
+// failure can still restart them. Once per domain and host: a write that
+// fails is logged, and tried again when the domain moves.
+func (a *Agent) notePlacements(ctx context.Context, s State, t fleet.Topology) {
+	for _, h := range s.Hosts {
+		last, ok := a.fleet.History.LastSeen(h.Name)
+		if h.State == HostDown || !ok {
+			continue
+		}
+		for _, d := range last.Stats.Domains {
+			if d.State != driver.StateRunning || d.Labels[pool.LabelRole] != pool.RoleDomain || len(pool.FailoverHosts(d.Labels)) == 0 ||
+				t.Placements[d.Name].Host == h.Name || a.fo.placed[d.Name] == h.Name {
+				continue
+			}
+			a.fo.placed[d.Name] = h.Name
+			if err := a.ops(t, "").NotePlacement(ctx, d.Name, h.Name, d.Labels); err != nil {
+				a.log.Warn("placement of a domain not recorded: an agent started after its host fails could not restart it",
+					"domain", d.Name, "host", h.Name, "error", err)
+				continue
+			}
+			a.log.Info("placement recorded", "domain", d.Name, "host", h.Name)
+		}
+	}
+}
+
 func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) error {
 	h := act.host
 	down := a.now().Sub(act.since).Round(time.Millisecond)
 	switch act.kind {
 	case actNoFence:
-		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s); "+
+		a.event(event.Event{Kind: event.HostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s); "+
 			"it has no fence action configured, so its guests are not restarted elsewhere", h, down)})
 		return nil
 	case actFence:
-		a.event(Event{Kind: EventHostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s): fencing it", h, down)})
+		a.event(event.Event{Kind: event.HostFailed, Host: h, Message: fmt.Sprintf("host %s failed (no answer for %s): fencing it", h, down)})
 		if err := a.fence(ctx, h); err != nil {
 			return err
 		}
@@ -204,11 +237,11 @@ func (a *Agent) fence(ctx context.Context, host string) error {
 		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
 			last = last[i+1:]
 		}
-		a.event(Event{Kind: EventFenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
+		a.event(event.Event{Kind: event.FenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
 			Message: fmt.Sprintf("fence of host %s failed after %s (%s: %v; %s): its guests stay where they were", host, took, argv[0], err, last)})
 		return fmt.Errorf("fence %s: %w", host, err)
 	}
-	a.event(Event{Kind: EventHostFenced, Host: host, ElapsedMs: took.Milliseconds(),
+	a.event(event.Event{Kind: event.HostFenced, Host: host, ElapsedMs: took.Milliseconds(),
 		Message: fmt.Sprintf("host %s fenced in %s (%s)", host, took, argv[0])})
 	return nil
 }
@@ -241,13 +274,13 @@ func (a *Agent) restore(ctx context.Context, host string, s State, t fleet.Topol
 		start := time.Now()
 		n, err := a.restorePool(ctx, ops, name, host, s)
 		if err != nil {
-			a.event(Event{Kind: EventRestoreFailed, Host: host, Pool: name,
+			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Pool: name,
 				Message: fmt.Sprintf("pool %s not restored after the fence of %s: %v", name, host, err)})
 			errs = append(errs, err)
 			continue
 		}
 		took := time.Since(start).Round(time.Millisecond)
-		a.event(Event{Kind: EventPoolRestored, Host: host, Pool: name, Size: n, ElapsedMs: took.Milliseconds(),
+		a.event(event.Event{Kind: event.PoolRestored, Host: host, Pool: name, Size: n, ElapsedMs: took.Milliseconds(),
 			Message: fmt.Sprintf("pool %s restored without %s in %s: %d members", name, host, took, n)})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -293,14 +326,45 @@ func (a *Agent) restartAll(ctx context.Context, host string, t fleet.Topology) e
 	return err
 }
 
+// orphan is a single domain of a fenced host to restart elsewhere.
+type orphan struct {
+	name   string
+	labels map[string]string // its template, failover hosts, MAC
+}
+
+// orphans lists the single domains with failover hosts that ran on host
+// when it was last seen: in the agent's own samples, running or paused,
+// and as the placement records say, for the domains this agent never
+// saw there (it started after the failure). A domain last seen stopped
+// there stays stopped.
+func (a *Agent) orphans(host string, t fleet.Topology) []orphan {
+	var out []orphan
+	seen := map[string]bool{}
+	if last, ok := a.fleet.History.LastSeen(host); ok {
+		for _, d := range last.Stats.Domains {
+			seen[d.Name] = true
+			if d.Labels[pool.LabelRole] == pool.RoleDomain && d.Labels[pool.LabelFailoverHosts] != "" &&
+				(d.State == driver.StateRunning || d.State == driver.StatePaused) {
+				out = append(out, orphan{d.Name, d.Labels})
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Placements)) {
+		if p := t.Placements[name]; p.Host == host && !seen[name] {
+			out = append(out, orphan{name, p.Labels})
+		}
+	}
+	return out
+}
+
 // restart starts, on one of its failover hosts (pool.LabelFailoverHosts),
-// every single domain that ran on the fenced host when it was last seen,
-// from the template in its labels (HA restart). A domain that runs
-// elsewhere already (an earlier try) is left alone, and so is one that a
-// failover host that does not answer may be running.
+// every single domain that ran on the fenced host (orphans), from the
+// template in its labels (HA restart), and records where it runs now. A
+// domain that runs elsewhere already (an earlier try) is left alone, and
+// so is one that a failover host that does not answer may be running.
 func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) error {
-	last, ok := a.fleet.History.LastSeen(host)
-	if !ok {
+	orphans := a.orphans(host, t)
+	if len(orphans) == 0 {
 		return nil
 	}
 	ops := a.ops(t, host)
@@ -318,67 +382,66 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 		}
 	}
 	var errs []error
-	for _, d := range last.Stats.Domains {
-		to := d.Labels[pool.LabelFailoverHosts]
-		if d.Labels[pool.LabelRole] != pool.RoleDomain || to == "" || (d.State != driver.StateRunning && d.State != driver.StatePaused) {
+	for _, d := range orphans {
+		if h, ok := running[d.name]; ok {
+			a.log.Info("domain of a fenced host runs elsewhere already", "domain", d.name, "host", h)
 			continue
 		}
-		if h, ok := running[d.Name]; ok {
-			a.log.Info("domain of a fenced host runs elsewhere already", "domain", d.Name, "host", h)
-			continue
-		}
-		hosts := strings.Split(to, ",")
+		hosts := pool.FailoverHosts(d.labels)
 		start := time.Now()
 		var on string
 		if h := slices.IndexFunc(hosts, func(h string) bool { _, ok := down[h]; return ok && h != host }); h >= 0 {
-			err = fmt.Errorf("failover host %s does not answer: it may run %s", hosts[h], d.Name)
+			err = fmt.Errorf("failover host %s does not answer: it may run %s", hosts[h], d.name)
 		} else {
 			on, err = a.restartDomain(ctx, ops, d, hosts)
 		}
 		if err != nil {
-			a.event(Event{Kind: EventRestoreFailed, Host: host, Guest: d.Name,
-				Message: fmt.Sprintf("%s not restarted after the fence of %s: %v", d.Name, host, err)})
+			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Guest: d.name,
+				Message: fmt.Sprintf("%s not restarted after the fence of %s: %v", d.name, host, err)})
 			errs = append(errs, err)
 			continue
 		}
 		took := time.Since(start).Round(time.Millisecond)
-		a.event(Event{Kind: EventGuestRestarted, Host: on, From: host, To: on, Guest: d.Name, ElapsedMs: took.Milliseconds(),
-			Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.Name, on, host, took)})
+		a.event(event.Event{Kind: event.GuestRestarted, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
+			Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.name, on, host, took)})
+		if err := ops.NotePlacement(ctx, d.name, on, d.labels); err != nil {
+			a.log.Warn("placement of a restarted domain not recorded", "domain", d.name, "host", on, "error", err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // restartDomain creates d from its template on the failover host the
 // scheduler picks among those that answer.
-func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d driver.DomainStats, hosts []string) (string, error) {
+func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d orphan, hosts []string) (string, error) {
 	var tpl pool.Template
-	if err := json.Unmarshal([]byte(d.Labels[pool.LabelTemplate]), &tpl); err != nil {
-		return "", fmt.Errorf("%s: %s: %w", d.Name, pool.LabelTemplate, err)
+	if err := json.Unmarshal([]byte(d.labels[pool.LabelTemplate]), &tpl); err != nil {
+		return "", fmt.Errorf("%s: %s: %w", d.name, pool.LabelTemplate, err)
 	}
 	allowed := map[string]bool{}
 	for _, h := range hosts {
-		allowed[strings.TrimSpace(h)] = true
+		allowed[h] = true
 	}
 	v, err := ops.View(ctx, allowed)
 	if _, err := pool.Partial(err); err != nil {
 		return "", err
 	}
-	g := scheduler.Guest{Name: d.Name, VCPUs: int(tpl.VCPUs), MemoryBytes: tpl.MemoryMiB << 20}
+	g := scheduler.Guest{Name: d.name, VCPUs: int(tpl.VCPUs), MemoryBytes: tpl.MemoryMiB << 20}
 	to, err := v.Place(g, 1, pool.SchedulerPolicy(pool.PlacementSpread, nil))
 	if err != nil {
-		return "", fmt.Errorf("place %s on one of %v: %w", d.Name, hosts, err)
+		return "", fmt.Errorf("place %s on one of %v: %w", d.name, hosts, err)
 	}
-	spec, err := tpl.DomainSpec(d.Name, 0, d.Labels)
+	spec, err := tpl.DomainSpec(d.name, 0, d.labels)
 	if err != nil {
 		return "", err
 	}
-	spec.MAC = d.Labels[pool.LabelMAC]
+	spec.MAC = d.labels[pool.LabelMAC]
 	drv, err := a.fleet.Driver(ctx)
 	if err != nil {
 		return "", err
 	}
 	if _, err := drv.CreateDomain(ctx, ops.Hosts[to[0]].URI, spec); err != nil {
-		return "", fmt.Errorf("create %s on %s: %w", d.Name, to[0], err)
+		return "", fmt.Errorf("create %s on %s: %w", d.name, to[0], err)
 	}
 	return to[0], nil
 }
@@ -420,7 +483,7 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			errs = append(errs, err)
 			continue
 		}
-		a.event(Event{Kind: EventHostRecovered, Host: host, Pool: name,
+		a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name,
 			Message: fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -460,7 +523,7 @@ func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, a
 		stale = append(stale, d.Name+" (runs on "+on+")")
 	}
 	if len(stale) > 0 {
-		a.event(Event{Kind: EventHostRecovered, Host: host,
+		a.event(event.Event{Kind: event.HostRecovered, Host: host,
 			Message: fmt.Sprintf("host %s answers again: stale copies of restarted domains removed: %s", host, orNone(stale))})
 	}
 	return nil
@@ -474,7 +537,7 @@ func orNone(s []string) string {
 }
 
 // event records an event the agent's own actions make.
-func (a *Agent) event(e Event) {
+func (a *Agent) event(e event.Event) {
 	e.Time = a.now()
 	a.log.Info("event", "kind", e.Kind, "message", e.Message)
 	a.events.Add(e)

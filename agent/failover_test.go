@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
@@ -29,7 +30,8 @@ func TestDecide(t *testing.T) {
 		states    []State // fed in order; the last one's actions are checked
 		fenced    map[string]bool
 		canFence  bool
-		busyUntil int // states seen while actions run
+		busyUntil int  // states seen while actions run
+		tried     bool // the single domains of h3 were restarted
 		want      string
 	}{
 		{name: "all up", states: []State{st(0, HostActive, 2)}, want: ""},
@@ -44,12 +46,18 @@ func TestDecide(t *testing.T) {
 		{name: "busy: nothing, and what is to say is kept", states: []State{st(0, HostDown, 1), st(10*time.Second, HostDown, 1),
 			st(11*time.Second, HostDown, 1)}, busyUntil: 2, want: "no-fence h3"},
 		{name: "fenced, pool short: restore", states: []State{st(0, HostDown, 1)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
-		{name: "fenced, pool at size", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: ""},
+		{name: "fenced, pool at size, restarts tried", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, tried: true, want: ""},
+		// An agent started after the fence: its single domains are its to
+		// restart (they are in no pool record).
+		{name: "fenced, pool at size, restarts not tried", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
 		{name: "fenced host answers: recover", states: []State{st(0, HostActive, 2)}, fenced: map[string]bool{"h3": true}, want: "recover h3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFailover(10 * time.Second)
+			if tc.tried {
+				f.unstarted["h3"] = false
+			}
 			fenced := tc.fenced
 			if fenced == nil {
 				fenced = none
@@ -153,8 +161,8 @@ func (l *failLab) members(t *testing.T, name string) string {
 func (l *failLab) kinds(since int64) []string {
 	var out []string
 	for _, e := range l.a.Events().Since(since) {
-		if slices.Contains([]string{EventHostFailed, EventHostFenced, EventFenceFailed, EventPoolRestored,
-			EventRestoreFailed, EventHostRecovered, EventGuestRestarted}, e.Kind) {
+		if slices.Contains([]string{event.HostFailed, event.HostFenced, event.FenceFailed, event.PoolRestored,
+			event.RestoreFailed, event.HostRecovered, event.GuestRestarted}, e.Kind) {
 			out = append(out, e.Kind+":"+e.Host+e.Pool+e.Guest)
 		}
 	}
@@ -228,6 +236,11 @@ func TestFailoverRestartsDomains(t *testing.T) {
 	single("solo", map[string]string{pool.LabelFailoverHosts: "h1", pool.LabelMAC: "52:54:00:00:00:07"})
 	single("stay", map[string]string{})
 	l.steps(t, 1)
+	// The agent records where solo runs, on its failover host, for an
+	// agent that would start after h3 fails.
+	if rs, err := l.d.ListRecords(context.Background(), "test:///h1"); err != nil || pool.Placements(rs)["solo"].Host != "h3" {
+		t.Errorf("h1's placement records %+v (%v), want solo on h3", pool.Placements(rs), err)
+	}
 	l.d.Host("test:///h3").Down = true
 	l.steps(t, 4)
 	if got, want := strings.Join(l.kinds(0), " "), "host_failed:h3 host_fenced:h3 pool_restored:h3db guest_restarted:h1solo"; got != want {
@@ -253,6 +266,41 @@ func TestFailoverRestartsDomains(t *testing.T) {
 	}
 }
 
+// TestFailoverRestartByLateAgent: an agent started after h3 failed never
+// saw solo there; the placement record on its failover host h1 (what the
+// provider writes) tells it, and it restarts solo on h1 and records that.
+func TestFailoverRestartByLateAgent(t *testing.T) {
+	l := newFailLab(t, func([]string) error { return nil })
+	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(tpl), pool.LabelFailoverHosts: "h1"}
+	l.d.AddDomain("test:///h3", driver.Domain{Name: "solo", VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
+	ops := &pool.Ops{Hosts: pool.Inventory{}, Driver: l.a.fleet.Driver}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		ops.Hosts[h] = pool.HostEntry{Name: h, URI: "test:///" + h}
+	}
+	if err := ops.NotePlacement(context.Background(), "solo", "h3", labels); err != nil {
+		t.Fatal(err)
+	}
+	l.d.Host("test:///h3").Down = true // before the agent's first sample
+	l.steps(t, 5)
+	if got := l.kinds(0); !slices.Contains(got, "guest_restarted:h1solo") {
+		t.Fatalf("events %q, want solo restarted on h1", got)
+	}
+	if w := l.d.Where("solo"); w["test:///h1"] != driver.StateRunning {
+		t.Errorf("solo: %v, want running on h1", w)
+	}
+	rs, err := l.d.ListRecords(context.Background(), "test:///h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pool.Placements(rs)["solo"]; p.Host != "h1" {
+		t.Errorf("placement of solo after the restart: %+v, want on h1", p)
+	}
+}
+
 // TestFailoverRestartWaitsForFailoverHosts: a domain whose failover host
 // does not answer either is not restarted (that host may run it), and is
 // once the host answers.
@@ -269,7 +317,7 @@ func TestFailoverRestartWaitsForFailoverHosts(t *testing.T) {
 	l.steps(t, 4)
 	var failed bool
 	for _, e := range l.a.Events().Since(0) {
-		failed = failed || (e.Kind == EventRestoreFailed && e.Guest == "solo" && strings.Contains(e.Message, "failover host h1 does not answer"))
+		failed = failed || (e.Kind == event.RestoreFailed && e.Guest == "solo" && strings.Contains(e.Message, "failover host h1 does not answer"))
 	}
 	if !failed || len(l.d.Where("solo")) != 1 {
 		t.Fatalf("with h1 down too: restore_failed for solo %v, solo on %v; want a failure and solo left alone", failed, l.d.Where("solo"))

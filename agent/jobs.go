@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 )
 
 // Migration histograms, observed when a migration is seen to finish.
@@ -54,10 +55,10 @@ func (a *Agent) progress(ctx context.Context, d driver.Driver, s *State) {
 
 // finish adds what the destination measured of each migration that
 // finished to its event, to the state's list and to the histograms.
-func (a *Agent) finish(ctx context.Context, d driver.Driver, s *State, evs []Event) {
+func (a *Agent) finish(ctx context.Context, d driver.Driver, s *State, evs []event.Event) {
 	for i := range evs {
 		e := &evs[i]
-		if e.Kind != EventMigrationFinished {
+		if e.Kind != event.MigrationFinished {
 			continue
 		}
 		f := Finished{Guest: e.Guest, From: e.From, To: e.To, Time: e.Time}

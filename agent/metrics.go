@@ -23,6 +23,8 @@ var (
 	descHostCPU      = desc("virtpool_host_cpu_utilisation_ratio", "Guests' CPU over the host's capacity.", "host")
 	descHostMemory   = desc("virtpool_host_memory_utilisation_ratio", "Guests' configured memory over the host's capacity.", "host")
 	descHostBusy     = desc("virtpool_host_busy_ratio", "The host's own CPU use (everything on it) over all its CPUs.", "host")
+	descHostDisk     = desc("virtpool_host_disk_bytes_per_second", "Bytes read and written by the disks of the host's guests per second.", "host")
+	descHostNet      = desc("virtpool_host_network_bytes_per_second", "Bytes received and sent by the NICs of the host's guests per second.", "host")
 	descGuestCPU     = desc("virtpool_guest_cpu_cores", "CPU the guest used over the last interval, in cores.", "host", "guest", "pool")
 	descGuestMemory  = desc("virtpool_guest_memory_bytes", "The guest's configured (balloon) memory.", "host", "guest", "pool")
 	descGuestRSS     = desc("virtpool_guest_rss_bytes", "Resident memory of the guest's QEMU process.", "host", "guest", "pool")
@@ -60,6 +62,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descHostCPU, h.CPURatio, h.Name)
 		gauge(descHostMemory, h.MemoryRatio, h.Name)
 		gauge(descHostBusy, h.BusyRatio, h.Name)
+		gauge(descHostDisk, h.DiskBps, h.Name)
+		gauge(descHostNet, h.NetBps, h.Name)
 		for _, g := range h.Guests {
 			gauge(descGuestCPU, g.CPUCores, h.Name, g.Name, g.Pool)
 			gauge(descGuestMemory, float64(g.MemoryBytes), h.Name, g.Name, g.Pool)

@@ -96,6 +96,8 @@ func TestAPI(t *testing.T) {
 		{"virtpool_host_state", map[string]string{"host": "h1", "state": "down"}, 0, 0},
 		{"virtpool_host_cpu_utilisation_ratio", map[string]string{"host": "h1"}, 0.499, 0.501},
 		{"virtpool_host_capacity_cpus", map[string]string{"host": "h1"}, 1, 1},
+		{"virtpool_host_disk_bytes_per_second", map[string]string{"host": "h1"}, 0, 0},
+		{"virtpool_host_network_bytes_per_second", map[string]string{"host": "h1"}, 0, 0},
 		{"virtpool_guest_cpu_cores", map[string]string{"guest": "web-1", "host": "h1", "pool": "web"}, 0.249, 0.251},
 		{"virtpool_pool_size", map[string]string{"pool": "web"}, 2, 2},
 		{"virtpool_pool_max_size", map[string]string{"pool": "web"}, 4, 4},

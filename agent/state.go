@@ -50,7 +50,11 @@ type Host struct {
 	CPURatio    float64 `json:"cpu_ratio"`
 	MemoryRatio float64 `json:"memory_ratio"`
 	BusyRatio   float64 `json:"busy_ratio"`
-	Guests      []Guest `json:"guests"`
+	// DiskBps and NetBps are its guests' disk and network rates summed
+	// (each guest's as in Guest), over the last interval.
+	DiskBps float64 `json:"disk_bytes_per_second"`
+	NetBps  float64 `json:"network_bytes_per_second"`
+	Guests  []Guest `json:"guests"`
 }
 
 // Guest is one domain on a host.
@@ -147,6 +151,8 @@ func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) Sta
 			if hf := f.Hosts[name]; hf != nil {
 				h.BusyRatio = hf.Busy
 				h.CPURatio, h.MemoryRatio = hf.Load()
+				tot := hf.Totals()
+				h.DiskBps, h.NetBps = tot.DiskBps, tot.NetBps
 				for _, g := range hf.Guests {
 					rates[g.UUID] = g
 				}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 )
 
 // coalesce is how long a sample asked for by an event waits for the
@@ -81,20 +82,20 @@ func (a *Agent) announce(host string, e driver.DomainEvent) {
 	a.announced[e.UUID] = a.steps
 	from := running(a.state)[e.UUID].Host
 	a.mu.Unlock()
-	a.events.Add(Event{Time: e.Time, Kind: EventMigrationStarted, From: from, To: host, Guest: e.Domain, UUID: e.UUID,
+	a.events.Add(event.Event{Time: e.Time, Kind: event.MigrationStarted, From: from, To: host, Guest: e.Domain, UUID: e.UUID,
 		Message: fmt.Sprintf("%s migrating %s → %s", e.Domain, from, host)})
 }
 
 // unannounced drops from evs the starts announced already, and forgets
 // announcements whose migration ended (finished, or not in flight for two
 // samples: it failed). a.mu held.
-func (a *Agent) unannounced(evs []Event, cur State) []Event {
+func (a *Agent) unannounced(evs []event.Event, cur State) []event.Event {
 	out := evs[:0]
 	for _, e := range evs {
-		if _, ok := a.announced[e.UUID]; ok && e.Kind == EventMigrationStarted {
+		if _, ok := a.announced[e.UUID]; ok && e.Kind == event.MigrationStarted {
 			continue
 		}
-		if e.Kind == EventMigrationFinished {
+		if e.Kind == event.MigrationFinished {
 			delete(a.announced, e.UUID)
 		}
 		out = append(out, e)

@@ -73,6 +73,9 @@ type Record struct {
 const (
 	RecordPool = "pool" // a pool's spec and migration policy
 	RecordHost = "host" // a host's state (maintenance, standby)
+	// RecordDomain says where a single domain that may be restarted
+	// elsewhere runs (pool.Placement), on its failover hosts.
+	RecordDomain = "domain"
 )
 
 // Accelerators as virtpool names them.
@@ -131,7 +134,9 @@ type DomainSpec struct {
 	// Direct kernel boot…
 	Kernel, Initrd, Cmdline string
 	// …or a disk image: a qcow2 overlay backed by BaseImage is created for
-	// the domain in OverlayDir (default: BaseImage's directory).
+	// the domain in OverlayDir (default: BaseImage's directory). With a
+	// Kernel too, the kernel boots and the overlay is a data disk (the
+	// lab's test guests with a disk).
 	BaseImage  string
 	OverlayDir string
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtpool/virtpool/driver/plugin"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -202,6 +203,9 @@ type Config struct {
 	SampleInterval time.Duration
 	Retention      time.Duration
 	MaxSamples     int
+	// Events is no key: a plugin that keeps an event log sets it, and the
+	// driver process's supervisor (Open) records its restarts there.
+	Events plugin.EventSink
 }
 
 // CommonKeys are the keys ParseConfig reads.

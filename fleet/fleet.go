@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +43,9 @@ type Topology struct {
 	Hosts  pool.Inventory
 	Pools  map[string]pool.Record
 	States map[string]pool.HostState
+	// Placements says where single domains that may be restarted
+	// elsewhere run, by domain name (pool.Placement).
+	Placements map[string]pool.Placement
 	// Errors holds, by URI, the hosts that could not be read.
 	Errors map[string]error
 }
@@ -199,6 +204,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 	for name, h := range t.Hosts {
 		t.States[name] = pool.HostStateOf(name, records[h.URI])
 	}
+	t.Placements = pool.Placements(slices.Collect(maps.Values(records))...)
 	if len(records) == 0 {
 		var errs []error
 		for u, e := range t.Errors {

@@ -47,6 +47,7 @@ func Open(c Config, log hclog.Logger) (*Fleet, func(), error) {
 		return nil, nil, fmt.Errorf("%s: %w", ConfigKeyDriverPath, err)
 	}
 	sup := plugin.NewSupervisor(path, log.Named("driver"))
+	sup.SetEvents(c.Events)
 	return New(c, sup.Driver, log), sup.Close, nil
 }
 

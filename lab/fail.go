@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -108,10 +110,14 @@ const startTimeout = time.Minute
 
 // Start powers host h on again after Crash or Fence (or after a test
 // killed its libvirtd): it starts its daemons and waits until its
-// libvirtd answers. The new libvirtd finds in run/ the state of guests
-// whose QEMU died with the host; it finds their monitors gone and marks
-// them shut off (or forgets them, if transient), so they do not come
-// back, as on a real host after a power cut. Starting a host whose
+// libvirtd answers. A host that was off boots with an empty /run, as a
+// real one does (tmpfs): the QEMU driver's state of the guests that died
+// with it is gone, so the new libvirtd lists them shut off from its first
+// answer. (Kept, libvirtd would list them running until its reconnection
+// to their dead monitors failed, a copy that seems to run for a moment.)
+// Its guests do not come back, as on a real host after a power cut. After
+// a test killed only libvirtd, its QEMUs run on and libvirtd reconnects
+// to them from that state. Starting a host whose
 // libvirtd runs is a no-op. A partitioned host stays partitioned, its
 // cable still pulled: its new libvirtd is stopped again once it answers,
 // and Heal connects it.
@@ -122,6 +128,11 @@ func Start(ctx context.Context, h Host) error {
 	}
 	if st.Libvirtd && st.Frozen {
 		return nil // it runs; only Heal makes it answer
+	}
+	if st.Processes == 0 {
+		if err := os.RemoveAll(filepath.Join(h.StateDir, "run", "qemu")); err != nil {
+			return fmt.Errorf("start host %s: empty its /run: %w", h.Name, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()

@@ -47,7 +47,7 @@ func (o *Ops) Apply(ctx context.Context, v *View, plan scheduler.Plan, opts func
 				defer wg.Done()
 				o.log().Info("moving guest", "domain", at.Name, "from", mv.From, "to", mv.To,
 					"wave", fmt.Sprintf("%d/%d", w+1, len(plan.Waves)), "reason", mv.Reason)
-				res[i].Result, res[i].Err = o.Migrate(ctx, at.Name, mv.From, mv.To, opts(at))
+				res[i].Result, res[i].Err = o.migrate(ctx, at.Labels[LabelPool], at.Name, mv.From, mv.To, opts(at))
 			}()
 		}
 		wg.Wait()

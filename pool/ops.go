@@ -12,7 +12,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 )
+
+// EventSink receives the records of what an Ops does (migrations, members
+// created and removed), for tools that follow it: its log lines say the
+// same to humans. *event.Log is one.
+type EventSink interface{ Emit(event.Event) }
 
 // Ops runs pool operations on a set of hosts through a driver.
 type Ops struct {
@@ -25,6 +31,9 @@ type Ops struct {
 	Driver func(ctx context.Context) (driver.Driver, error)
 	// Log receives progress; nil discards it.
 	Log hclog.Logger
+	// Events, if set, receives a record of each migration (its start,
+	// progress and end) and of each member created or removed.
+	Events EventSink
 	// ShutdownTimeout is how long a removed guest may take to power off
 	// before it is destroyed.
 	ShutdownTimeout time.Duration
@@ -62,6 +71,12 @@ func (o *Ops) log() hclog.Logger {
 		return hclog.NewNullLogger()
 	}
 	return o.Log
+}
+
+func (o *Ops) emit(e event.Event) {
+	if o.Events != nil {
+		o.Events.Emit(e)
+	}
 }
 
 func (o *Ops) driver(ctx context.Context) (driver.Driver, error) {
@@ -492,6 +507,12 @@ func (o *Ops) RemoveGuest(ctx context.Context, host, name string) error {
 // source, never on both. Migrating a guest that is already on the
 // destination is a no-op.
 func (o *Ops) Migrate(ctx context.Context, name, from, to string, opts driver.MigrateOptions) (driver.MigrateResult, error) {
+	return o.migrate(ctx, "", name, from, to, opts)
+}
+
+// migrate is Migrate of a member of pool ("" if unknown), which its
+// records name.
+func (o *Ops) migrate(ctx context.Context, pool, name, from, to string, opts driver.MigrateOptions) (driver.MigrateResult, error) {
 	d, err := o.driver(ctx)
 	if err != nil {
 		return driver.MigrateResult{}, err
@@ -507,7 +528,13 @@ func (o *Ops) Migrate(ctx context.Context, name, from, to string, opts driver.Mi
 	req := driver.MigrateRequest{Domain: name, SourceURI: src.URI, DestURI: dst.URI,
 		DestPeerURI: dst.PeerURI, MigrationURI: dst.MigrationURI, Options: opts}
 	log := o.log().With("domain", name, "from", from, "to", to)
+	rec := event.Event{Guest: name, Pool: pool, From: from, To: to}
+	emit := func(kind, msg string, e event.Event) {
+		e.Kind, e.Message = kind, msg
+		o.emit(e)
+	}
 	log.Info("live migration starting", "bandwidth_mibs", opts.BandwidthMiBs, "max_downtime", opts.MaxDowntime.String())
+	emit(event.MigrationStarted, "live migration starting", rec)
 	var last time.Time
 	res, err := d.Migrate(ctx, req, func(p driver.MigrateProgress) {
 		if time.Since(last) < time.Second {
@@ -520,10 +547,20 @@ func (o *Ops) Migrate(ctx context.Context, name, from, to string, opts driver.Mi
 		}
 		log.Info("live migration progress", "elapsed", p.Elapsed.String(), "percent", fmt.Sprintf("%.0f", pct),
 			"remaining_bytes", p.DataRemaining, "postcopy", p.PostCopy)
+		e := rec
+		e.ElapsedMs, e.Percent, e.RemainingBytes = p.Elapsed.Milliseconds(), pct, p.DataRemaining
+		emit(event.MigrationProgress, "live migration progress", e)
 	})
 	if err != nil {
-		return res, fmt.Errorf("live-migrate %s from %s to %s: %w", name, from, to, err)
+		err = fmt.Errorf("live-migrate %s from %s to %s: %w", name, from, to, err)
+		e := rec
+		e.Error = err.Error()
+		emit(event.MigrationFailed, "live migration failed", e)
+		return res, err
 	}
 	log.Info("live migration done", "elapsed", res.Elapsed.String(), "downtime", res.Downtime.String(), "bytes", res.Bytes)
+	e := rec
+	e.ElapsedMs, e.DowntimeMs, e.Bytes = res.Elapsed.Milliseconds(), res.Downtime.Milliseconds(), res.Bytes
+	emit(event.MigrationFinished, "live migration done", e)
 	return res, nil
 }

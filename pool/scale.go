@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/scheduler"
 )
 
@@ -41,7 +42,7 @@ func (o *Ops) Reconcile(ctx context.Context, pr Record) error {
 		if err != nil {
 			return fmt.Errorf("pool %s: member %s on %s must move to one of %v: %w", spec.Name, mb.Name, mb.Host, pr.Placeable(), err)
 		}
-		if _, err := o.Migrate(ctx, mb.Name, mb.Host, to[0], MigrateOptions(o.Migration, pol, spec.HasDisk())); err != nil {
+		if _, err := o.migrate(ctx, spec.Name, mb.Name, mb.Host, to[0], MigrateOptions(o.Migration, pol, spec.HasDisk())); err != nil {
 			return err
 		}
 	}
@@ -205,6 +206,7 @@ func (o *Ops) ScaleUp(ctx context.Context, pr Record, k int) error {
 		if _, err := d.CreateDomain(ctx, o.Hosts[h].URI, ds); err != nil {
 			return fmt.Errorf("pool %s: create member %s on host %s: %w", spec.Name, name, h, err)
 		}
+		o.emit(event.Event{Kind: event.MemberCreated, Pool: spec.Name, Guest: name, Host: h, Message: "pool member created"})
 		used[name] = true
 	}
 	o.log().Info("pool scaled up", "pool", spec.Name, "added", k, "took", time.Since(start).String())
@@ -232,6 +234,7 @@ func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) e
 		if err := o.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
 			return fmt.Errorf("pool %s: %w", spec.Name, err)
 		}
+		o.emit(event.Event{Kind: event.MemberRemoved, Pool: spec.Name, Guest: mb.Name, Host: mb.Host, Message: "pool member removed"})
 	}
 	return nil
 }

@@ -80,7 +80,8 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 		"may restart the guest, from its template, after its host failed and was fenced (HA restart: the guest boots again, " +
 		"what it had in memory is lost; set `mac` so that it keeps its MAC). Its disk (the `base_image` overlay) must be " +
 		"on storage those hosts share, as for live migration; it boots from it again. Without it, a failed host's domain " +
-		"stays down with it. After a restart, `host` reads where the guest runs now. " + replacesDomain,
+		"stays down with it. After a restart, `host` reads where the guest runs now. Where the guest runs is also kept " +
+		"in a record on these hosts, so that an agent started after the failure restarts it too. " + replacesDomain,
 		Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
 		Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
@@ -230,6 +231,19 @@ func (r *domainResource) Create(ctx context.Context, req resource.CreateRequest,
 	m.ID, m.UUID, m.State = types.StringValue(name), types.StringValue(dom.UUID), types.StringValue(dom.State)
 	m.LastMigrationElapsedMs, m.LastMigrationDowntimeMs = types.Int64Null(), types.Int64Null()
 	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+	r.notePlacement(ctx, name, host, labels, &resp.Diagnostics)
+}
+
+// notePlacement keeps, on a domain's failover hosts, where it runs, so
+// that an agent that never saw it can restart it if its host fails.
+// Failing that is a warning: the domain runs, and an agent that sees it
+// records it too.
+func (r *domainResource) notePlacement(ctx context.Context, name, host string, labels map[string]string, diags *diag.Diagnostics) {
+	if err := r.client.ops(ctx).NotePlacement(ctx, name, host, labels); err != nil {
+		diags.AddAttributeWarning(path.Root("failover_hosts"), "Failover record not stored",
+			fmt.Sprintf("%v. Until it is (virtpool agent writes it when it sees %s), only an agent that saw %s running on %s can restart it elsewhere.",
+				err, name, name, host))
+	}
 }
 
 func (r *domainResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -374,6 +388,9 @@ func (r *domainResource) Update(ctx context.Context, req resource.UpdateRequest,
 	}
 	resp.Diagnostics.Append(m.fromDomain(ctx, now)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+	if now.Host != at.Host {
+		r.notePlacement(ctx, name, now.Host, now.Labels, &resp.Diagnostics)
+	}
 }
 
 func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -402,6 +419,13 @@ func (r *domainResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	}
 	if err := r.client.ops(ctx).RemoveGuest(ctx, at.Host, name); err != nil {
 		resp.Diagnostics.AddError("Cannot delete domain "+name, err.Error())
+		return
+	}
+	if fh := pool.FailoverHosts(at.Labels); len(fh) > 0 {
+		if err := r.client.ops(ctx).DropPlacement(ctx, name, append(fh, at.Host)); err != nil {
+			resp.Diagnostics.AddWarning("Failover record of "+name+" not removed everywhere",
+				fmt.Sprintf("%v. The domain is deleted; what a host down still holds is outranked and never restarts it.", err))
+		}
 	}
 }
 

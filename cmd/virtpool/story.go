@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/driver/plugin"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
@@ -152,15 +152,34 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 		}
 	}()
 
-	// The autoscaler agent with virtpool's plugins.
+	// The autoscaler agent with virtpool's plugins, under the demo's
+	// configuration with an event log for the target: the timeline's
+	// decisions are its records. Both files stay with -keep.
 	logPath := filepath.Join(os.TempDir(), "virtpool-demo-agent.log")
-	step("starting nomad-autoscaler (file policies %s/policies, no Nomad server); its log: %s", *dir, logPath)
+	eventLog := filepath.Join(os.TempDir(), "virtpool-demo-events.jsonl")
+	if err := os.WriteFile(eventLog, nil, 0o644); err != nil { // the last run's records are not this one's
+		return fmt.Errorf("event log: %w", err)
+	}
+	agentHCL := filepath.Join(demoDir, "agent.hcl")
+	cfg, err := os.ReadFile(agentHCL)
+	if err != nil {
+		return err
+	}
+	if cfg, err = withPluginKey(cfg, agentHCL, "target", "virtpool-target", "event_log", eventLog); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(tfDir, "agent.hcl") // the run's directory; the agent still runs in the demo's (its policies)
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return err
+	}
+	step("starting nomad-autoscaler (file policies %s/policies, no Nomad server); its log: %s, the target's events: %s",
+		*dir, logPath, eventLog)
 	port, err := autoscaler.FreePort()
 	if err != nil {
 		return err
 	}
 	ag, err := autoscaler.Start(autoscaler.Config{Bin: filepath.Join(*binDir, "nomad-autoscaler"),
-		Args: []string{"agent", "-config", "agent.hcl", "-plugin-dir", filepath.Join(*binDir, "plugins"),
+		Args: []string{"agent", "-config", cfgPath, "-plugin-dir", filepath.Join(*binDir, "plugins"),
 			"-http-bind-port", strconv.Itoa(port)},
 		Dir: demoDir, LogFile: logPath, Log: log.Named("autoscaler")})
 	if err != nil {
@@ -178,7 +197,7 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 	step("live view: %s (virtpool agent: the page, /api/v1, /metrics)", va.url)
 
 	c := probe.New(l.ClientNamespace)
-	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, agent: ag, events: va.Events(), start: time.Now()}
+	tl := &storyTimeline{pool: demo, ops: ops, drv: drv, eventLog: eventLog, events: va.Events(), start: time.Now()}
 	run := func(name string, total int, d time.Duration) {
 		step("%s for %s", name, d)
 		tl.header()
@@ -203,14 +222,14 @@ func storyCmd(ctx context.Context, log hclog.Logger, args []string) (err error) 
 
 // storyTimeline prints one row every couple of seconds.
 type storyTimeline struct {
-	pool   storyPool
-	ops    *pool.Ops
-	drv    driver.Driver
-	agent  *autoscaler.Agent // its scale decisions
-	events *agent.Events     // what changed on the hosts
-	start  time.Time
-	seen   int   // the autoscaler's log lines read so far
-	seq    int64 // the last event shown
+	pool     storyPool
+	ops      *pool.Ops
+	drv      driver.Driver
+	eventLog string        // the target's: its scale decisions
+	events   *agent.Events // what changed on the hosts
+	start    time.Time
+	read     int64 // how far eventLog is read
+	seq      int64 // the last event shown
 
 	prev       map[string][2]float64 // member → (cpu ns, s)
 	migrations int
@@ -248,8 +267,6 @@ func (tl *storyTimeline) spread(ctx context.Context, c *probe.Client, total int)
 	}
 	wg.Wait()
 }
-
-var reScale = regexp.MustCompile(`scale requested:`)
 
 func (tl *storyTimeline) row(ctx context.Context) {
 	ms, _ := tl.ops.Members(ctx, tl.pool.Name)
@@ -291,12 +308,14 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		}
 	}
 	var events []string
-	lines := tl.agent.Lines(tl.seen)
-	tl.seen += len(lines)
-	for _, line := range lines {
-		if l := line.Text; reScale.MatchString(l) {
-			tl.decisions++
-			events = append(events, fmt.Sprintf("decision: %s→%s", autoscaler.Field(l, "dimension"), autoscaler.Field(l, "count")))
+	recs, read, err := event.ReadFile(tl.eventLog, tl.read)
+	tl.read = read
+	if err != nil {
+		events = append(events, err.Error())
+	}
+	for _, e := range recs {
+		if s := tl.decision(e); s != "" {
+			events = append(events, s)
 		}
 	}
 	for _, e := range tl.events.Since(tl.seq) {
@@ -316,23 +335,36 @@ func (tl *storyTimeline) row(ctx context.Context) {
 		strings.Join(inUse, ","), strings.Join(events, "; "))
 }
 
+// decision is how the timeline shows one of the target's records ("" for
+// those it does not show: its migrations are the agent's events too).
+func (tl *storyTimeline) decision(e event.Event) string {
+	switch e.Kind {
+	case event.ScaleRequested:
+		tl.decisions++
+		return fmt.Sprintf("decision: %s→%d", e.Dimension, e.Count)
+	case event.ScaleFailed:
+		return fmt.Sprintf("scale %s failed: %s", e.Dimension, e.Error)
+	}
+	return ""
+}
+
 // event is how the timeline shows one of the agent's events of the pool
 // and its hosts ("" for the others).
-func (tl *storyTimeline) event(e agent.Event) string {
+func (tl *storyTimeline) event(e event.Event) string {
 	inPool := e.Pool == tl.pool.Name
 	switch {
-	case e.Kind == agent.EventMigrationFinished && inPool:
+	case e.Kind == event.MigrationFinished && inPool:
 		tl.migrations++
 		d := time.Duration(e.DowntimeMs) * time.Millisecond
 		tl.downtimes = append(tl.downtimes, d)
 		return fmt.Sprintf("moved %s %s→%s (downtime %s)", e.Guest, e.From, e.To, d)
-	case e.Kind == agent.EventGuestStarted && inPool:
+	case e.Kind == event.GuestStarted && inPool:
 		return fmt.Sprintf("created %s on %s", e.Guest, e.Host)
-	case e.Kind == agent.EventGuestStopped && inPool:
+	case e.Kind == event.GuestStopped && inPool:
 		return "removed " + e.Guest
-	case e.Kind == agent.EventHostState && e.State == agent.HostStandby:
+	case e.Kind == event.HostState && e.State == agent.HostStandby:
 		return e.Host + " on standby"
-	case e.Kind == agent.EventHostState && e.State == agent.HostActive:
+	case e.Kind == event.HostState && e.State == agent.HostActive:
 		return e.Host + " back in use"
 	}
 	return ""

@@ -8,7 +8,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 )
+
+// EventSink receives the supervisor's records (its restarts of the
+// process), for tools that follow it; *event.Log is one.
+type EventSink interface{ Emit(event.Event) }
 
 // Supervisor owns the driver process of one driver binary: it starts it on
 // first use and again whenever it has died (killed, crashed), so that the
@@ -21,6 +26,7 @@ type Supervisor struct {
 	log  hclog.Logger
 
 	mu       sync.Mutex
+	events   EventSink // nil: none
 	proc     *Process
 	starting *start // the start in progress, if any
 	starts   int
@@ -43,6 +49,14 @@ func NewSupervisor(path string, log hclog.Logger, env ...string) *Supervisor {
 	return &Supervisor{path: path, env: env, log: log}
 }
 
+// SetEvents makes the supervisor record each restart of its process in
+// sink (nil: none), beside its log line.
+func (s *Supervisor) SetEvents(sink EventSink) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = sink
+}
+
 // Driver returns the driver, starting its process if there is none or the
 // last one exited. A ctx already done starts nothing; one that ends while
 // the process starts returns then, with its error (a plugin's Status must
@@ -56,6 +70,9 @@ func (s *Supervisor) Driver(ctx context.Context) (driver.Driver, error) {
 	}
 	if s.proc != nil {
 		s.log.Warn("driver process exited; starting it again", "path", s.path, "pid", s.proc.Pid())
+		if s.events != nil {
+			s.events.Emit(event.Event{Kind: event.DriverRestarted, Pid: s.proc.Pid(), Message: "driver process exited; starting it again"})
+		}
 		s.proc.Close()
 		s.proc = nil
 	}

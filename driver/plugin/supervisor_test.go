@@ -12,7 +12,26 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 )
+
+// sink keeps the records it gets.
+type sink struct {
+	mu  sync.Mutex
+	got []event.Event
+}
+
+func (k *sink) Emit(e event.Event) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.got = append(k.got, e)
+}
+
+func (k *sink) records() []event.Event {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]event.Event(nil), k.got...)
+}
 
 // state returns the supervisor's process id (0 for none) and start count.
 func (s *Supervisor) state() (pid, starts int) {
@@ -34,6 +53,8 @@ func TestSupervisor(t *testing.T) {
 	t.Setenv(serveEnv, "1")
 	s := NewSupervisor(os.Args[0], hclog.New(&hclog.LoggerOptions{Output: hclog.DefaultOutput, Level: hclog.Warn}))
 	defer s.Close()
+	events := &sink{}
+	s.SetEvents(events)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	works := func(d driver.Driver) {
@@ -108,6 +129,9 @@ func TestSupervisor(t *testing.T) {
 		t.Fatalf("after the process died: pid %d (was %d), %d starts; want a new process", pid2, pid1, starts)
 	}
 	works(d)
+	if evs := events.records(); len(evs) != 1 || evs[0].Kind != event.DriverRestarted || evs[0].Pid != pid1 {
+		t.Fatalf("records after the restart: %v, want one %s of pid %d", evs, event.DriverRestarted, pid1)
+	}
 
 	// Close stops it; the supervisor starts one again when asked.
 	s.Close()
@@ -126,6 +150,9 @@ func TestSupervisor(t *testing.T) {
 		t.Fatalf("after Close and Driver: %d starts, want 3", starts)
 	}
 	works(d)
+	if evs := events.records(); len(evs) != 1 {
+		t.Errorf("records after Close and Driver: %v, want only the restart (a start after Close is none)", evs)
+	}
 }
 
 // waitExited waits until the supervisor's process has exited.

@@ -170,8 +170,8 @@ func validateSpec(s driver.DomainSpec) error {
 	if s.MemoryMiB == 0 {
 		errs = append(errs, errors.New("memory_mib must be positive"))
 	}
-	if (s.Kernel == "") == (s.BaseImage == "") {
-		errs = append(errs, errors.New("set exactly one of kernel or base_image"))
+	if s.Kernel == "" && s.BaseImage == "" {
+		errs = append(errs, errors.New("set kernel or base_image (or both: a kernel booted with a disk)"))
 	}
 	switch s.Accelerator {
 	case "", driver.AccelAuto, driver.AccelKVM, driver.AccelTCG:
@@ -232,7 +232,9 @@ func qemuDomainParts(dom *libvirtxml.Domain, s driver.DomainSpec, g guest, overl
 		disk := overlayDisk(overlay, "vda", "virtio")
 		disk.Driver.Cache = "none"
 		dom.Devices.Disks = []libvirtxml.DomainDisk{disk}
-		dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+		if s.Kernel == "" { // else a data disk: the kernel boots
+			dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+		}
 	}
 }
 
@@ -263,7 +265,7 @@ func xenDomainParts(dom *libvirtxml.Domain, s driver.DomainSpec, g guest, overla
 	if overlay != "" {
 		// driver qemu: libxl's qdisk backend, the one that reads qcow2.
 		dom.Devices.Disks = []libvirtxml.DomainDisk{overlayDisk(overlay, "xvda", "xen")}
-		if g.OSType == osHVM {
+		if g.OSType == osHVM && s.Kernel == "" {
 			dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
 		}
 	}

@@ -278,3 +278,24 @@ func TestDomainXMLValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestDomainXMLKernelWithDisk: a kernel booted with a disk (the lab's test
+// guests with one) gets the overlay as a data disk, vda on virtio, and
+// boots the kernel: no boot device.
+func TestDomainXMLKernelWithDisk(t *testing.T) {
+	s := kernelBoot()
+	s.BaseImage = "/var/lib/virtpool/base.qcow2"
+	c := xmlCase{name: "tcg-kernel-disk", caps: "caps-qemu-tcg.xml", spec: s, accel: driver.AccelTCG, overlay: "/var/lib/virtpool/vp-1.qcow2"}
+	_, x := c.generate(t)
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(x); err != nil {
+		t.Fatal(err)
+	}
+	if dom.OS.Kernel != s.Kernel || dom.OS.Initrd != s.Initrd || len(dom.OS.BootDevices) != 0 {
+		t.Errorf("os = %+v, want direct kernel boot and no boot device", dom.OS)
+	}
+	d := dom.Devices.Disks
+	if len(d) != 1 || d[0].Target.Dev != "vda" || d[0].Target.Bus != "virtio" || d[0].Source.File.File != c.overlay || d[0].Driver.Cache != "none" {
+		t.Errorf("disks = %+v, want the overlay as vda on virtio, cache=none", d)
+	}
+}

@@ -121,8 +121,7 @@ func TestCreateDomainInvalidSpec(t *testing.T) {
 		{"no name", func(s *driver.DomainSpec) { s.Name = "" }, "name is empty"},
 		{"zero vcpus", func(s *driver.DomainSpec) { s.VCPUs = 0 }, "vcpus must be positive"},
 		{"zero memory", func(s *driver.DomainSpec) { s.MemoryMiB = 0 }, "memory_mib must be positive"},
-		{"no boot source", func(s *driver.DomainSpec) { s.Kernel = "" }, "exactly one of kernel or base_image"},
-		{"both boot sources", func(s *driver.DomainSpec) { s.BaseImage = "/x.qcow2" }, "exactly one of kernel or base_image"},
+		{"no boot source", func(s *driver.DomainSpec) { s.Kernel = "" }, "set kernel or base_image"},
 		{"bad accel", func(s *driver.DomainSpec) { s.Accelerator = "hvf" }, `accelerator "hvf"`},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,42 @@
 # answers 200 while samples reach a host and 503 otherwise.
 #
 #   nomad job run agent.nomad.hcl
+#
+# What differs from one site to another is in the variables below: set them
+# with -var or -var-file rather than editing the job, e.g.
+#
+#   nomad job run -var port=9480 -var-file site.vars.hcl agent.nomad.hcl
+#
+# (make testacc-nomad runs this file with the lab's hosts that way.)
+
+variable "virtpool" {
+  description = "The virtpool binary, on every Nomad client that may run the agent."
+  type        = string
+  default     = "/usr/local/bin/virtpool"
+}
+
+variable "driver_path" {
+  description = "The virtpool-driver binary the agent starts (docs/agent.md, driver_path)."
+  type        = string
+  default     = "/usr/local/libexec/virtpool/virtpool-driver"
+}
+
+variable "port" {
+  description = "The agent's HTTP port (page, API, /metrics, /health), static so that it can be found."
+  type        = number
+  default     = 8480
+}
+
+variable "hosts" {
+  description = "The hosts the agent watches: its configuration's hosts map (docs/agent.md)."
+  type        = string
+  default     = <<-EOT
+    {
+      kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+      kvm2 = { uri = "qemu+tls://kvm2.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
+    }
+  EOT
+}
 
 job "virtpool-agent" {
   type = "service"
@@ -12,7 +48,7 @@ job "virtpool-agent" {
 
     network {
       port "http" {
-        static = 8480
+        static = var.port
       }
     }
 
@@ -33,7 +69,7 @@ job "virtpool-agent" {
       driver = "raw_exec"
 
       config {
-        command = "/usr/local/bin/virtpool"
+        command = var.virtpool
         args    = ["agent", "-config", "local/agent.hcl"] # raw_exec runs in the task directory
       }
 
@@ -43,11 +79,8 @@ job "virtpool-agent" {
           listen          = "{{ env "NOMAD_ADDR_http" }}"
           sample_interval = "10s"
           retention       = "1h"
-          driver_path     = "/usr/local/libexec/virtpool/virtpool-driver"
-          hosts = {
-            kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
-            kvm2 = { uri = "qemu+tls://kvm2.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
-          }
+          driver_path     = "${var.driver_path}"
+          hosts = ${var.hosts}
         EOT
       }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/labtest"
@@ -49,19 +50,12 @@ func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hosts []string
-	for _, h := range l.Hosts {
-		line := fmt.Sprintf("  %s = { uri = %q", h.Name, h.URI)
-		if c := h.Capacity(); c.CPUs > 0 {
-			line += fmt.Sprintf(", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
-		}
-		if o.Fence {
-			line += fmt.Sprintf(", fence = [%q, \"lab\", \"fence\", %q]", bin, h.Name)
-		}
-		hosts = append(hosts, line+" }")
+	fence := ""
+	if o.Fence {
+		fence = bin
 	}
-	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = {\n%s\n}\n%s\n",
-		o.Interval, drvBin, strings.Join(hosts, "\n"), o.Extra)
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = %s\n%s\n",
+		o.Interval, drvBin, Hosts(l, fence), o.Extra)
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -86,6 +80,26 @@ func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
 	}
 	a.URL = regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(line.Text)[1]
 	return a
+}
+
+// Hosts is the agent configuration's hosts map for l's hosts, with their
+// budgets when they have one and, when virtpool (its binary) is not "",
+// each host's fence action: virtpool lab fence NAME.
+func Hosts(l *lab.Lab, virtpool string) string {
+	var b strings.Builder
+	b.WriteString("{\n")
+	for _, h := range l.Hosts {
+		fmt.Fprintf(&b, "  %s = { uri = %q", h.Name, h.URI)
+		if c := h.Capacity(); c.CPUs > 0 {
+			fmt.Fprintf(&b, ", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
+		}
+		if virtpool != "" {
+			fmt.Fprintf(&b, ", fence = [%q, \"lab\", \"fence\", %q]", virtpool, h.Name)
+		}
+		b.WriteString(" }\n")
+	}
+	b.WriteString("}")
+	return b.String()
 }
 
 // Tail is the agent's last n lines of output.
@@ -143,7 +157,7 @@ func (a *Agent) After(t testing.TB, n int) agent.State {
 // LastSeq is the agent's newest event number.
 func (a *Agent) LastSeq(t testing.TB) int64 {
 	t.Helper()
-	var evs []agent.Event
+	var evs []event.Event
 	a.Get(t, "/api/v1/events", &evs)
 	if len(evs) == 0 {
 		return 0
@@ -155,12 +169,12 @@ func (a *Agent) LastSeq(t testing.TB) int64 {
 // "kind:subject" in want (subject: the pool for events about a pool, else
 // the guest for events about a guest, else the host), and returns the first of each. The deadline only keeps a
 // stuck agent from hanging the suite.
-func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]agent.Event {
+func (a *Agent) WaitEvents(t testing.TB, seq int64, want ...string) map[string]event.Event {
 	t.Helper()
-	got := map[string]agent.Event{}
+	got := map[string]event.Event{}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		var evs []agent.Event
+		var evs []event.Event
 		a.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &evs)
 		for _, e := range evs {
 			subject := e.Host

@@ -175,19 +175,6 @@ func (a *Agent) find(re *regexp.Regexp, since time.Time) (Line, bool, <-chan str
 	return Line{}, false, a.changed
 }
 
-// All returns every line read at or after since that matches re.
-func (a *Agent) All(re *regexp.Regexp, since time.Time) []Line {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []Line
-	for _, l := range a.lines {
-		if !l.At.Before(since) && re.MatchString(l.Text) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // WaitLine waits for a line read at or after since that matches re. It
 // fails when ctx is done (wrapping ctx.Err()) or when the agent exits
 // without having written one (wrapping ErrExited).
@@ -243,16 +230,6 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Field is the value of key=value in an agent log line (the agent relays
-// its plugins' fields in any order), without quotes; "" when absent.
-func Field(line, key string) string {
-	m := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(key) + `=(\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		return ""
-	}
-	return strings.Trim(m[1], `"`)
 }
 
 // lineWriter cuts what the agent writes into lines, of any length (at

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Smoke test of a built guest with plain QEMU (TCG, user networking, host
-# forwards on 127.0.0.1 only): measures boot-to-ready, checks every endpoint.
+# forwards on 127.0.0.1 only, an empty 16 MiB qcow2 disk on virtio-blk):
+# measures boot-to-ready, checks every endpoint and the disk load.
 #
 #   lab/guest/smoke.sh OUTDIR [SMP]
 #
@@ -10,6 +11,8 @@ OUT=${1:?usage: smoke.sh OUTDIR [SMP]}
 SMP=${2:-1}
 CMDLINE="console=ttyS0 virtpool.ip=192.0.2.101/24 virtpool.name=smoke1 virtpool.seq=1 quiet acpi=noirq no_timer_check pti=on cryptomgr.notests"
 LOG=$(mktemp /tmp/vpsmoke.XXXXXX.log)
+DISK=$(mktemp /tmp/vpsmoke.XXXXXX.qcow2)
+qemu-img create -q -f qcow2 "$DISK" 16M || { echo "FAIL qemu-img create"; exit 1; }
 pass=0 fail=0
 ok() { echo "ok   $*"; pass=$((pass + 1)); }
 ko() { echo "FAIL $*"; fail=$((fail + 1)); }
@@ -29,9 +32,10 @@ qemu-system-x86_64 -accel tcg,tb-size=64 -m 128 -smp "$SMP" -nodefaults -nograph
 	-serial "file:$LOG" -no-reboot -kernel "$OUT/vmlinux" -initrd "$OUT/initramfs.img" \
 	-append "$CMDLINE" \
 	-netdev "user,id=n0,net=192.0.2.0/24,host=192.0.2.2,dhcpstart=192.0.2.200,hostfwd=tcp:127.0.0.1:$HP-192.0.2.101:80,hostfwd=tcp:127.0.0.1:$TP-192.0.2.101:9000" \
-	-device virtio-net-pci,netdev=n0,romfile= </dev/null >/dev/null 2>&1 &
+	-device virtio-net-pci,netdev=n0,romfile= \
+	-drive "file=$DISK,if=none,id=d0,format=qcow2" -device virtio-blk-pci,drive=d0 </dev/null >/dev/null 2>&1 &
 QPID=$!
-trap 'kill $QPID 2>/dev/null; wait $QPID 2>/dev/null; rm -f "$LOG"' EXIT
+trap 'kill $QPID 2>/dev/null; wait $QPID 2>/dev/null; rm -f "$LOG" "$DISK"' EXIT
 URL=http://127.0.0.1:$HP
 
 # readiness (resolution ~0.1 s: user networking accepts before the guest does)
@@ -87,6 +91,23 @@ case $c in "mono_ns="[0-9]*" lag_us="[0-9]*) ok "/clock: $c" ;; *) ko "/clock: $
 r=$(curl -s -m 2 "$URL/load?mem=8&rate=4&page=4096")
 case $r in "cpu=0 mem=8 rate=4"*) ok "/load with page=4096: $r" ;; *) ko "/load page=4096: $r" ;; esac
 curl -s -m 2 "$URL/load?mem=0&rate=0&page=8" >/dev/null
+
+# disk load: bytes read and written over 2 s at 4 MiB/s each (/stat's "disk:" line)
+disk() { curl -s -m 2 "$URL/stat" | awk '/^disk: \/dev\/vda /{for(i=3;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]}; print v["read"]+0, v["written"]+0}'; }
+r=$(curl -s -m 2 "$URL/load?disk_read=4&disk_write=4")
+case $r in *"disk_read=4 disk_write=4"*) ok "/load disk applied: $r" ;; *) ko "/load disk: $r" ;; esac
+sleep 0.5
+a=$(disk)
+sleep 2
+b=$(disk)
+curl -s -m 2 "$URL/load?disk_read=0&disk_write=0" >/dev/null
+if [ -n "$a" ] && [ -n "$b" ]; then
+	read -r rd wr < <(echo "$a $b" | awk '{printf "%d %d\n", ($3-$1)/2/1024, ($4-$2)/2/1024}')
+	[ "$rd" -ge 3277 ] && [ "$rd" -le 4915 ] && ok "disk_read=4: $rd KiB/s" || ko "disk_read=4: $rd KiB/s"
+	[ "$wr" -ge 3277 ] && [ "$wr" -le 4915 ] && ok "disk_write=4: $wr KiB/s" || ko "disk_write=4: $wr KiB/s"
+else
+	ko "/stat has no disk line: $(curl -s -m 2 "$URL/stat" | grep '^disk')"
+fi
 
 echo "qemu_rss_kb=$(ps -o rss= -p $QPID)"
 echo "$pass passed, $fail failed"

@@ -26,18 +26,29 @@
  *                                   the vCPU while the guest's clock runs. A
  *                                   paused guest's clock stops: that pause shows
  *                                   as mono_ns falling behind the host's clock.
- *     GET /load?cpu=P&mem=M&rate=R&cost=C&page=B -> set load (missing keys
- *                                   keep their value; C: rounds of computation
- *                                   per page dirtied; B: bytes of each page
- *                                   rewritten, 8 (one word, the default) to 4096)
+ *     GET /load?cpu=P&mem=M&rate=R&cost=C&page=B&disk_read=DR&disk_write=DW
+ *                                -> set load (missing keys keep their value;
+ *                                   C: rounds of computation per page dirtied;
+ *                                   B: bytes of each page rewritten, 8 (one
+ *                                   word, the default) to 4096; DR, DW: MiB/s
+ *                                   read from and written to the disk, 409 if
+ *                                   a rate > 0 is asked of a guest without one)
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
- *                                   /proc/stat (total + per vCPU), /proc/uptime
+ *                                   /proc/stat (total + per vCPU), /proc/uptime,
+ *                                   the disk and the bytes the disk load moved
  *     GET /bytes?n=N             -> N bytes of 'x' as fast as the client reads
  *                                   them (network load)
  *     GET /work?n=N              -> runs N rounds of a fixed computation (CPU
  *                                   only), then "n=N ns=T x=X": T the guest's
  *                                   own time for it (R-T6 times it from outside)
  *   TCP :9000: every connection gets an endless "1\n2\n3\n..." (as /stream).
+ *
+ * Disk load: the raw device /dev/vda (the guest's virtio-blk disk, if it has
+ * one), read and written in DISK_CHUNK blocks with O_DIRECT, so that every
+ * byte reaches the device (none is served from or left in the page cache),
+ * each paced on its own, sequentially over the whole disk (wrapping). Only
+ * as PID 1, in the guest: run on a machine whose own disk is /dev/vda,
+ * vpguest has no disk.
  *
  * Build: gcc -static -O2 -pthread -o vpguest vpguest.c
  */
@@ -68,6 +79,7 @@
 
 #define SLICE_NS 10000000L /* pacing / duty-cycle slice: 10 ms */
 #define STREAM_LINES 2     /* lines per slice for /stream and :9000 */
+#define DISK_CHUNK (64 << 10) /* bytes per disk read or write (O_DIRECT) */
 
 static const char *seq_path = "/run/seq";
 static int seq_on = 1; /* as PID 1: virtpool.seq=1 on the kernel cmdline */
@@ -76,6 +88,14 @@ static atomic_long seq_lag_ns = -1; /* latest wake-up of the writer since /clock
 static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
 static atomic_int load_cost; /* rounds of computation per page dirtied */
 static atomic_int load_page = 8; /* bytes of each dirtied page rewritten */
+static atomic_int load_disk[2]; /* MiB/s read from, written to the disk */
+static atomic_long disk_done[2]; /* bytes the disk load read, wrote */
+static atomic_int disk_errno[2]; /* last error of a read, a write (0: none) */
+static const char *disk_path = "/dev/vda";
+static int disk_fd = -1;      /* opened O_RDWR | O_DIRECT; -1: no disk */
+static long long disk_size;   /* bytes, a multiple of DISK_CHUNK */
+static char disk_err[160]; /* why there is none */
+static int as_init; /* PID 1 (or its services child): the guest's disk is ours */
 static int ncpu = 1;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t load_cv = PTHREAD_COND_INITIALIZER;
@@ -223,6 +243,53 @@ static void *mem_worker(void *arg) {
   return NULL;
 }
 
+/* Open the guest's disk for the disk load (as PID 1 only, see above). */
+static void disk_open(void) {
+  if (!as_init) {
+    snprintf(disk_err, sizeof disk_err, "no disk: not the guest's init");
+    return;
+  }
+  int fd = open(disk_path, O_RDWR | O_DIRECT | O_CLOEXEC);
+  off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+  if (fd < 0 || end < DISK_CHUNK) {
+    snprintf(disk_err, sizeof disk_err, "no disk: %s: %s", disk_path,
+             fd < 0 ? strerror(errno) : "smaller than one chunk");
+    if (fd >= 0) close(fd);
+    return;
+  }
+  disk_size = (long long)end / DISK_CHUNK * DISK_CHUNK;
+  disk_fd = fd;
+}
+
+/* Disk worker, arg 0 reads and 1 writes: one DISK_CHUNK at a time at
+ * load_disk[arg] MiB/s, each chunk due DISK_CHUNK/rate after the one before
+ * (paced like the others: no burst to catch up after a pause). */
+static void *disk_worker(void *arg) {
+  long w = (long)arg;
+  char *buf;
+  if (posix_memalign((void **)&buf, 4096, DISK_CHUNK) != 0) return NULL;
+  memset(buf, w ? 0x5a : 0, DISK_CHUNK); /* written data: not zeros */
+  long long pos = 0;
+  long next = now_ns();
+  for (;;) {
+    int rate = atomic_load(&load_disk[w]);
+    if (rate <= 0) { /* idle: wait for a new setting */
+      pthread_mutex_lock(&load_mu);
+      while (atomic_load(&load_disk[w]) <= 0) pthread_cond_wait(&load_cv, &load_mu);
+      pthread_mutex_unlock(&load_mu);
+      next = now_ns();
+      continue;
+    }
+    ssize_t n = w ? pwrite(disk_fd, buf, DISK_CHUNK, (off_t)pos)
+                  : pread(disk_fd, buf, DISK_CHUNK, (off_t)pos);
+    if (n > 0) atomic_fetch_add(&disk_done[w], (long)n);
+    else atomic_store(&disk_errno[w], n < 0 ? errno : EIO);
+    if ((pos += DISK_CHUNK) >= disk_size) pos = 0;
+    pace_by(&next, (long)((long long)DISK_CHUNK * 1000000000LL / ((long long)rate << 20)));
+  }
+  return NULL;
+}
+
 /* Integer value of key in a query string, or -1 if absent. */
 static long query_int(const char *q, const char *key) {
   size_t kl = strlen(key);
@@ -321,8 +388,16 @@ static void *http_conn(void *arg) {
   } else if (!strcmp(path, "/load")) {
     long c = q ? query_int(q, "cpu") : -1, m = q ? query_int(q, "mem") : -1,
          r = q ? query_int(q, "rate") : -1, k = q ? query_int(q, "cost") : -1,
-         pg = q ? query_int(q, "page") : -1;
+         pg = q ? query_int(q, "page") : -1,
+         dr = q ? query_int(q, "disk_read") : -1, dw = q ? query_int(q, "disk_write") : -1;
+    if ((dr > 0 || dw > 0) && disk_fd < 0) { /* nothing applied */
+      b = sprintf(body, "%s\n", disk_err);
+      reply(fd, "409 Conflict", body, (size_t)b);
+      goto out;
+    }
     pthread_mutex_lock(&load_mu);
+    if (dr >= 0) atomic_store(&load_disk[0], (int)dr);
+    if (dw >= 0) atomic_store(&load_disk[1], (int)dw);
     if (k >= 0) atomic_store(&load_cost, (int)k);
     if (pg >= 0) atomic_store(&load_page, pg < 8 ? 8 : pg > 4096 ? 4096 : (int)pg);
     if (c >= 0) atomic_store(&load_cpu, c > 100 ? 100 : (int)c);
@@ -334,8 +409,9 @@ static void *http_conn(void *arg) {
     }
     pthread_cond_broadcast(&load_cv);
     pthread_mutex_unlock(&load_mu);
-    b = sprintf(body, "cpu=%d mem=%d rate=%d workers=%d\n", atomic_load(&load_cpu),
-                atomic_load(&load_mem), atomic_load(&load_rate), ncpu);
+    b = sprintf(body, "cpu=%d mem=%d rate=%d workers=%d disk_read=%d disk_write=%d\n",
+                atomic_load(&load_cpu), atomic_load(&load_mem), atomic_load(&load_rate), ncpu,
+                atomic_load(&load_disk[0]), atomic_load(&load_disk[1]));
     reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/bytes")) {
     long n = q ? query_int(q, "n") : -1;
@@ -367,9 +443,9 @@ static void *http_conn(void *arg) {
     b = sprintf(body, "n=%ld ns=%lld x=%llu\n", n, ns, x); /* x printed: the loop is kept */
     reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/stat")) {
-    b = sprintf(body, "load: cpu=%d mem=%d rate=%d workers=%d\nloadavg: ",
-                atomic_load(&load_cpu), atomic_load(&load_mem),
-                atomic_load(&load_rate), ncpu);
+    b = sprintf(body, "load: cpu=%d mem=%d rate=%d workers=%d disk_read=%d disk_write=%d\nloadavg: ",
+                atomic_load(&load_cpu), atomic_load(&load_mem), atomic_load(&load_rate), ncpu,
+                atomic_load(&load_disk[0]), atomic_load(&load_disk[1]));
     b += cat_file(body + b, 256, "/proc/loadavg", 1);
     /* "stat: cpu ..." = aggregate line of /proc/stat, then one per vCPU */
     char ps[1024], *line = ps, *nl;
@@ -380,6 +456,18 @@ static void *http_conn(void *arg) {
     b += sprintf(body + b, "uptime: ");
     b += cat_file(body + b, 256, "/proc/uptime", 1);
     b += sprintf(body + b, "seq: %ld\n", atomic_load(&seq_last));
+    /* "disk: PATH bytes=SIZE read=R written=W": R, W the bytes the disk
+     * load moved since boot (and the last error of each, if any) */
+    if (disk_fd < 0) {
+      b += sprintf(body + b, "disk: none (%s)\n", disk_err);
+    } else {
+      b += sprintf(body + b, "disk: %s bytes=%lld read=%ld written=%ld", disk_path, disk_size,
+                   atomic_load(&disk_done[0]), atomic_load(&disk_done[1]));
+      for (int w = 0; w < 2; w++)
+        if (atomic_load(&disk_errno[w]))
+          b += sprintf(body + b, " %s_error=%s", w ? "write" : "read", strerror(atomic_load(&disk_errno[w])));
+      b += sprintf(body + b, "\n");
+    }
     reply(fd, "200 OK", body, (size_t)b);
   } else {
     reply(fd, "404 Not Found", "not found\n", 10);
@@ -437,6 +525,8 @@ static void services(void) {
   if (ncpu < 1) ncpu = 1;
   if (seq_on) spawn(seq_writer, NULL);
   spawn(mem_worker, NULL);
+  disk_open();
+  if (disk_fd >= 0) spawn(disk_worker, (void *)0L), spawn(disk_worker, (void *)1L);
   for (long i = 0; i < ncpu; i++) spawn(cpu_worker, (void *)i);
   /* Both sockets listen before either accepts: once /health answers, :9000
    * does too (a client that follows the stream right after is not refused). */
@@ -564,6 +654,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   seq_on = 0; /* unless the cmdline says virtpool.seq=1 (system_setup) */
+  as_init = 1;
   system_setup();
   pid_t svc = start(0), sh = start(1);
   for (;;) { /* reap everything; respawn what died (after 1 s) */

@@ -85,6 +85,72 @@ func (c *Client) SetLoad(ctx context.Context, ip string, cpu, memMiB int) error 
 	return nil
 }
 
+// SetDiskLoad drives the guest's disk load: MiB/s read from and written
+// to its disk (O_DIRECT, so all of it reaches the device). A guest without
+// a disk refuses a rate above 0.
+func (c *Client) SetDiskLoad(ctx context.Context, ip string, readMiBs, writeMiBs int) error {
+	_, err := c.Get(ctx, ip, fmt.Sprintf("/load?disk_read=%d&disk_write=%d", readMiBs, writeMiBs))
+	if err != nil {
+		return fmt.Errorf("set disk load on %s: %w", ip, err)
+	}
+	return nil
+}
+
+// DiskBytes are the bytes a guest's disk load has read and written since
+// it booted, as the guest counts them.
+type DiskBytes struct{ Read, Written uint64 }
+
+// Disk reads the guest's disk load counters from its /stat.
+func (c *Client) Disk(ctx context.Context, ip string) (DiskBytes, error) {
+	body, err := c.Get(ctx, ip, "/stat")
+	if err != nil {
+		return DiskBytes{}, fmt.Errorf("read /stat of %s: %w", ip, err)
+	}
+	d, err := ParseDiskBytes(body)
+	if err != nil {
+		return d, fmt.Errorf("/stat of %s: %w", ip, err)
+	}
+	return d, nil
+}
+
+// ParseDiskBytes reads the "disk: PATH bytes=N read=R written=W [E]" line
+// of a guest's /stat; a guest without a disk says "disk: none (why)", and
+// a read or write that failed adds read_error= or write_error=.
+func ParseDiskBytes(stat string) (DiskBytes, error) {
+	for _, line := range strings.Split(stat, "\n") {
+		rest, ok := strings.CutPrefix(line, "disk: ")
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(rest, "none") {
+			return DiskBytes{}, fmt.Errorf("the guest has no disk: %s", rest)
+		}
+		if strings.Contains(rest, "_error=") {
+			return DiskBytes{}, fmt.Errorf("disk load failed: %s", rest)
+		}
+		var d DiskBytes
+		var seen int
+		for _, kv := range strings.Fields(rest)[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return DiskBytes{}, fmt.Errorf("disk line %q: %q is not a number", line, kv)
+			}
+			switch k {
+			case "read":
+				d.Read, seen = n, seen|1
+			case "written":
+				d.Written, seen = n, seen|2
+			}
+		}
+		if seen != 3 {
+			return DiskBytes{}, fmt.Errorf("disk line %q: want read= and written=", line)
+		}
+		return d, nil
+	}
+	return DiskBytes{}, fmt.Errorf("no \"disk:\" line in %q (a guest image from before disks)", stat)
+}
+
 // Download reads n bytes from the guest (GET /bytes) at rate bytes/s, so
 // that the guest sends at that rate: TCP's flow control holds it back.
 func (c *Client) Download(ctx context.Context, ip string, n, rate int64) error {

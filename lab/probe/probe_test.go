@@ -147,3 +147,30 @@ func TestParseClock(t *testing.T) {
 		t.Errorf("Stopped: %s, want 300ms", d)
 	}
 }
+
+func TestParseDiskBytes(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    DiskBytes
+		wantErr string
+	}{
+		{in: "seq: 0\ndisk: /dev/vda bytes=67108864 read=4194304 written=65536\n", want: DiskBytes{Read: 4 << 20, Written: 64 << 10}},
+		{in: "disk: none (no disk: /dev/vda: No such file or directory)\n", wantErr: "has no disk: none (no disk: /dev/vda"},
+		{in: "disk: /dev/vda bytes=1 read=1 written=2 write_error=No space left on device\n", wantErr: "disk load failed"},
+		{in: "disk: /dev/vda bytes=1 read=x written=2\n", wantErr: `"read=x" is not a number`},
+		{in: "disk: /dev/vda bytes=1 read=1\n", wantErr: "want read= and written="},
+		{in: "seq: 0\n", wantErr: `no "disk:" line`},
+	}
+	for _, tc := range tests {
+		got, err := ParseDiskBytes(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}

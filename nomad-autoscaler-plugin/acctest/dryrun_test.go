@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtpool/virtpool/lab/autoscaler"
+	"github.com/virtpool/virtpool/event"
 )
 
 func pool1(p *testPool, n int) string { return fmt.Sprintf("%s-%d", p.spec.Name, n) }
@@ -32,20 +32,27 @@ func TestAccDryRunChangesNothing(t *testing.T) {
 	t0 := time.Now()
 	p.setLoad(1, hostPct(loadedPct))
 	p.setLoad(2, hostPct(loadedPct))
-	balance := a.waitLog(regexp.MustCompile(`dry run: would balance.*moves="?t4-`), t0, 90*time.Second)
-	resize := a.waitLog(regexp.MustCompile(`dry run: would scale pool.*pool=t4`), t0, 90*time.Second)
-	t.Logf("dry run, balance: %s", balance.Text)
-	t.Logf("dry run, size: %s", resize.Text)
+	balance := a.waitEvent(wantEvent{"dry run: would balance, moving t4's members", func(e event.Event) bool {
+		return e.Kind == event.DryRunPlan && e.Action == event.ActionBalance && e.Pool == "t4" &&
+			len(e.Moves) > 0 && strings.HasPrefix(e.Moves[0].Guest, "t4-")
+	}}, t0, 90*time.Second)
+	resize := a.waitEvent(wantEvent{"dry run: would scale pool t4", func(e event.Event) bool {
+		return e.Kind == event.DryRunPlan && e.Action == event.ActionScale && e.Pool == "t4"
+	}}, t0, 90*time.Second)
+	t.Logf("dry run, balance: %s", balance)
+	t.Logf("dry run, size: %s", resize)
 	tl := newTimeline(t, "dry run", t0)
-	tl.add("would balance (logged)", balance.At)
-	tl.add("would resize the pool to "+autoscaler.Field(resize.Text, "to")+" (logged)", resize.At)
+	tl.add("would balance (recorded)", balance.Time)
+	tl.add(fmt.Sprintf("would resize the pool to %d (recorded)", resize.Size), resize.Time)
 	tl.print()
 	// Several more evaluations: still nothing happens.
 	time.Sleep(hold)
-	if n := len(a.All(reMigrationStart, time.Time{})); n != 0 {
+	if n := len(a.allEvents(migrationStarted, time.Time{})); n != 0 {
 		t.Errorf("%d migrations in dry-run mode", n)
 	}
-	if n := len(a.All(regexp.MustCompile(`creating pool member|removing pool member`), time.Time{})); n != 0 {
+	if n := len(a.allEvents(wantEvent{"members created or removed", func(e event.Event) bool {
+		return e.Kind == event.MemberCreated || e.Kind == event.MemberRemoved
+	}}, time.Time{})); n != 0 {
 		t.Errorf("%d members created or removed in dry-run mode", n)
 	}
 	if got := p.on("h1"); len(got) != 2 {

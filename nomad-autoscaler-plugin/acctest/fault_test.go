@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/virtpool/virtpool/lab/autoscaler"
+	"github.com/virtpool/virtpool/event"
 )
 
 // Test 5: the driver process of virtpool-target is killed while a scale
@@ -51,14 +50,16 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			p.setLoad(1, hostPct(loadedPct))
 			p.setLoad(2, hostPct(loadedPct))
 			// A second progress report: the transfer has run for a second.
-			progress := a.waitLog(regexp.MustCompile(`live migration progress.*elapsed=[1-9][0-9.]*s`), t0, 90*time.Second)
-			victim := autoscaler.Field(progress.Text, "domain")
+			progress := a.waitEvent(wantEvent{"live migration progress after a second", func(e event.Event) bool {
+				return e.Kind == event.MigrationProgress && e.ElapsedMs >= 1000
+			}}, t0, 90*time.Second)
+			victim := progress.Guest
 			pid := targetDriverPid(t, a)
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill driver %d: %v", pid, err)
 			}
 			killed := time.Now()
-			t.Logf("killed the target's driver process %d while migrating %s: %s", pid, victim, progress.Text)
+			t.Logf("killed the target's driver process %d while migrating %s: %s", pid, victim, progress)
 			if tc.abort {
 				h1, _ := theLab.Host("h1")
 				if err := drv.AbortMigration(context.Background(), h1.URI, victim); err != nil {
@@ -66,7 +67,7 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 				}
 			}
 
-			restarted := a.waitLog(regexp.MustCompile(`driver process exited; starting it again`), killed, 60*time.Second)
+			restarted := a.waitEvent(eventOf(event.DriverRestarted, ""), killed, 60*time.Second)
 			converged := waitFor(t, "one member per host", 120*time.Second, func() bool {
 				return len(p.on("h1")) == 1 && len(p.on("h2")) == 1
 			}, placementOf(p))
@@ -75,17 +76,17 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			if len(p.on("h1")) != 1 || len(p.on("h2")) != 1 {
 				t.Errorf("placement after convergence: %v", p.placement())
 			}
-			failed, _ := a.Find(logRE("scale failed", name), killed.Add(-time.Second))
-			again, retried := a.Find(reMigrationStart, killed)
+			failed, reported := a.findEvent(eventOf(event.ScaleFailed, name), killed.Add(-time.Second))
+			again, retried := a.findEvent(migrationStarted, killed)
 			tl := newTimeline(t, "driver killed mid-migration, "+tc.name, t0)
-			tl.add("first migration started", mustFind(t, a, reMigrationStart, t0).At)
+			tl.add("first migration started", a.mustFindEvent(migrationStarted, t0).Time)
 			tl.add("driver process killed", killed)
-			if failed.Text != "" {
-				tl.add("scale action failed (reported)", failed.At)
+			if reported {
+				tl.add("scale action failed (reported)", failed.Time)
 			}
-			tl.add("driver process restarted", restarted.At)
+			tl.add("driver process restarted", restarted.Time)
 			if retried {
-				tl.add("migration started again", again.At)
+				tl.add("migration started again", again.Time)
 			}
 			tl.add("converged (one guest per host)", converged)
 			tl.print()
@@ -103,15 +104,6 @@ func TestAccDriverKilledMidMigration(t *testing.T) {
 			s.check(t)
 		})
 	}
-}
-
-func mustFind(t *testing.T, a *agent, re *regexp.Regexp, since time.Time) logLine {
-	t.Helper()
-	l, ok := a.Find(re, since)
-	if !ok {
-		t.Fatalf("no log line matching %q", re)
-	}
-	return l
 }
 
 // targetDriverPid finds the driver process virtpool-target started: a

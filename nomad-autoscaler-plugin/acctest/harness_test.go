@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/autoscaler"
 	"github.com/virtpool/virtpool/lab/probe"
@@ -350,12 +351,20 @@ func (s streams) check(t *testing.T) {
 
 // ---- the autoscaler agent ----------------------------------------------
 
-// agent is a running nomad-autoscaler agent (lab/autoscaler) whose log the
-// test reads, stopped when the test ends.
+// agent is a running nomad-autoscaler agent (lab/autoscaler) whose log and
+// whose target's event log the test reads, stopped when the test ends.
 type agent struct {
 	*autoscaler.Agent
 	t       *testing.T
 	logFile string
+	// eventLog is the virtpool-target's event_log ("" when the test's
+	// configuration has none): what the target was asked and did, as
+	// records, which the tests read rather than its log lines.
+	eventLog string
+
+	mu     sync.Mutex
+	events []event.Event // read so far
+	read   int64         // how far
 }
 
 // logLine is a line of its log, read at At.
@@ -401,10 +410,13 @@ func freePort(t *testing.T) int {
 }
 
 // startAgent runs the agent with file policies (file name → HCL) and the
-// given plugin configs, without any Nomad server.
+// given plugin configs, without any Nomad server; the target gets an
+// event_log in the agent's directory.
 func startAgent(t *testing.T, policies map[string]string, target, apm map[string]string) *agent {
 	t.Helper()
 	dir := t.TempDir()
+	eventLog := filepath.Join(dir, "events.jsonl")
+	target = with(target, "event_log", eventLog)
 	pdir := filepath.Join(dir, "policies")
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		t.Fatal(err)
@@ -445,7 +457,9 @@ target "virtpool" {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return runAgent(t, "", "agent", "-config", cfgFile)
+	a := runAgent(t, "", "agent", "-config", cfgFile)
+	a.eventLog = eventLog
+	return a
 }
 
 // runAgent starts the agent with args in dir, its log in the test's
@@ -482,6 +496,15 @@ func (a *agent) stop() {
 		keep := filepath.Join(os.TempDir(), "virtpool-autoscaler-acc", strings.ReplaceAll(a.t.Name(), "/", "_")+"-agent.log")
 		if err := keepFile(a.logFile, keep); err != nil {
 			keep = "nowhere: " + err.Error()
+		}
+		if a.eventLog != "" {
+			if _, err := os.Stat(a.eventLog); err == nil {
+				events := strings.TrimSuffix(keep, ".log") + "-events.jsonl"
+				if err := keepFile(a.eventLog, events); err != nil {
+					events = "nowhere: " + err.Error()
+				}
+				keep += "; the target's event log in " + events
+			}
 		}
 		a.t.Logf("agent log, virtpool's plugins and errors (last %d lines; all in %s):\n%s", len(shown), keep,
 			strings.Join(shown, "\n"))
@@ -522,6 +545,97 @@ func (a *agent) waitLogT(t *testing.T, re *regexp.Regexp, since time.Time, timeo
 		t.Fatal(err)
 	}
 	return l
+}
+
+// wantEvent picks records of the target's event log; what names them in
+// failure messages.
+type wantEvent struct {
+	what  string
+	match func(event.Event) bool
+}
+
+// eventOf wants the records of kind for pool ("": any pool, or none).
+func eventOf(kind, pool string) wantEvent {
+	if pool == "" {
+		return wantEvent{kind, func(e event.Event) bool { return e.Kind == kind }}
+	}
+	return wantEvent{kind + " of pool " + pool, func(e event.Event) bool { return e.Kind == kind && e.Pool == pool }}
+}
+
+// readEvents returns every record of the target's event log so far,
+// reading what it appended since the last call.
+func (a *agent) readEvents() []event.Event {
+	a.t.Helper()
+	if a.eventLog == "" {
+		a.t.Fatal("this agent's target has no event_log (startAgent gives it one)")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	evs, off, err := event.ReadFile(a.eventLog, a.read)
+	if err != nil {
+		a.t.Errorf("target's event log: %v", err) // the records read are still good
+	}
+	a.events, a.read = append(a.events, evs...), off
+	return a.events
+}
+
+// allEvents returns the records at or after since that w wants.
+func (a *agent) allEvents(w wantEvent, since time.Time) []event.Event {
+	a.t.Helper()
+	var out []event.Event
+	for _, e := range a.readEvents() {
+		if !e.Time.Before(since) && w.match(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// findEvent returns the first record at or after since that w wants.
+func (a *agent) findEvent(w wantEvent, since time.Time) (event.Event, bool) {
+	a.t.Helper()
+	if evs := a.allEvents(w, since); len(evs) > 0 {
+		return evs[0], true
+	}
+	return event.Event{}, false
+}
+
+// mustFindEvent is findEvent failing the test if there is none.
+func (a *agent) mustFindEvent(w wantEvent, since time.Time) event.Event {
+	a.t.Helper()
+	e, ok := a.findEvent(w, since)
+	if !ok {
+		a.t.Fatalf("no record %s in the target's event log since %s", w.what, since.Format("15:04:05.000"))
+	}
+	return e
+}
+
+// waitEvent waits for a record at or after since that w wants, failing
+// the test on timeout or when the agent exits first.
+func (a *agent) waitEvent(w wantEvent, since time.Time, timeout time.Duration) event.Event {
+	a.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if e, ok := a.findEvent(w, since); ok {
+			return e
+		}
+		select {
+		case <-a.Done():
+			if e, ok := a.findEvent(w, since); ok { // its plugins wrote it as it ended
+				return e
+			}
+			a.t.Fatalf("agent exited (%v) while waiting for a record %s", a.Err(), w.what)
+		case <-deadline:
+			evs := a.readEvents()
+			var last []string
+			for _, e := range evs[max(0, len(evs)-10):] {
+				last = append(last, e.String())
+			}
+			a.t.Fatalf("no record %s in the target's event log within %s; its last records:\n%s", w.what, timeout,
+				strings.Join(last, "\n"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitFor polls cond until it holds. On timeout it fails with what it
@@ -575,15 +689,10 @@ func placementOf(pools ...*testPool) func() string {
 	}
 }
 
-// Log lines the tests look for (the plugins' messages, as the agent
-// relays them).
-func logRE(msg, pool string) *regexp.Regexp {
-	return regexp.MustCompile(regexp.QuoteMeta(msg) + `.*pool=` + regexp.QuoteMeta(pool) + `\b`)
-}
-
+// The target's migrations, of any pool.
 var (
-	reMigrationStart = regexp.MustCompile(`live migration starting`)
-	reMigrationDone  = regexp.MustCompile(`live migration done`)
+	migrationStarted  = eventOf(event.MigrationStarted, "")
+	migrationFinished = eventOf(event.MigrationFinished, "")
 )
 
 // ---- timelines ---------------------------------------------------------

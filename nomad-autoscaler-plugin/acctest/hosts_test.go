@@ -3,11 +3,11 @@ package acctest
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -75,7 +75,7 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	s := followStreams(t, p, 3)
 	t0 := time.Now()
 	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", hostsTarget)}, targetConfig(), apmConfig())
-	packThenSpread(t, a, t0, "pool", logRE("scale requested", "t3"), func() {}, p)
+	packThenSpread(t, a, t0, "pool", eventOf(event.ScaleRequested, "t3"), func() {}, p)
 	w.check(t)
 	s.check(t)
 }
@@ -84,9 +84,9 @@ func TestAccHostsConsolidateAndSpread(t *testing.T) {
 // start of agent a at t0: the idle members of pools (three in all) are
 // packed onto one host and the two others go on standby; loaded, they
 // spread onto all three hosts again, and each state holds for a few more
-// evaluations. reScale matches the agent's Scale calls, what names the
-// subject in messages; check runs after each phase.
-func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *regexp.Regexp, check func(), pools ...*testPool) {
+// evaluations. decision picks the target's records of the agent's Scale
+// calls, what names the subject in messages; check runs after each phase.
+func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, decision wantEvent, check func(), pools ...*testPool) {
 	t.Helper()
 	hosts := []string{"h1", "h2", "h3"}
 	on := func(h string) int {
@@ -119,13 +119,13 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 		hs := inUse()
 		return len(hs) == 1 && on(hs[0]) == 3
 	}, placementOf(pools...))
-	decision := a.waitLog(reScale, t0, time.Second)
-	start := a.waitLog(reMigrationStart, t0, time.Second)
+	decided := a.waitEvent(decision, t0, time.Second)
+	start := a.waitEvent(migrationStarted, t0, time.Second)
 	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 },
 		func() string { return fmt.Sprintf("on standby: %v", standbyHosts()) })
 	tl := newTimeline(t, "idle "+what+" (from agent start)", t0)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first migration started", start.At)
+	tl.add("decision (Scale called)", decided.Time)
+	tl.add("first migration started", start.Time)
 	tl.add(what+" on one host", packed)
 	tl.add("freed hosts on standby", standby)
 	tl.print()
@@ -146,11 +146,11 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, reScale *
 	spread := waitFor(t, "one member on each host", 120*time.Second, func() bool {
 		return on("h1") == 1 && on("h2") == 1 && on("h3") == 1
 	}, placementOf(pools...))
-	decision = a.waitLog(reScale, t1, time.Second)
-	start = a.waitLog(reMigrationStart, t1, time.Second)
+	decided = a.waitEvent(decision, t1, time.Second)
+	start = a.waitEvent(migrationStarted, t1, time.Second)
 	tl = newTimeline(t, "load returns", t1)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first migration started", start.At)
+	tl.add("decision (Scale called)", decided.Time)
+	tl.add("first migration started", start.Time)
 	tl.add(what+" on three hosts", spread)
 	tl.print()
 	check()

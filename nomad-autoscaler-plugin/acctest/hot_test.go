@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/virtpool/virtpool/lab/autoscaler"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -66,7 +66,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Idle: no host is hot, nothing moves.
 	idle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.All(reMigrationStart, idle)); n != 0 {
+	if n := len(a.allEvents(migrationStarted, idle)); n != 0 {
 		t.Fatalf("%d migrations while every guest was idle", n)
 	}
 
@@ -82,7 +82,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	// Nothing else moves once no host is hot (no ping-pong).
 	settle := time.Now()
 	time.Sleep(hold)
-	if n := len(a.All(reMigrationStart, settle)); n != 0 {
+	if n := len(a.allEvents(migrationStarted, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h1 cooled", n)
 	}
 	if got := p.on("h1"); len(got) != 1 || got[0] != stayed {
@@ -101,7 +101,7 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 	}
 	settle = time.Now()
 	time.Sleep(hold)
-	if n := len(a.All(reMigrationStart, settle)); n != 0 {
+	if n := len(a.allEvents(migrationStarted, settle)); n != 0 {
 		t.Fatalf("%d more migrations after h2 cooled", n)
 	}
 	// One loaded guest per host: neither is hot.
@@ -128,24 +128,24 @@ func TestAccHotHostsBothDirections(t *testing.T) {
 // another after t0, prints the reaction times and returns the member.
 func waitMove(t *testing.T, a *agent, p *testPool, from, to string, t0 time.Time, what string) string {
 	t.Helper()
-	decision := a.waitLog(logRE("scale requested", p.spec.Name), t0, 90*time.Second)
-	start := a.waitLog(reMigrationStart, t0, 60*time.Second)
-	done := a.waitLog(reMigrationDone, t0, 60*time.Second)
-	scaled := a.waitLog(logRE("scale done", p.spec.Name), t0, 60*time.Second)
-	moved, f, to2 := autoscaler.Field(done.Text, "domain"), autoscaler.Field(done.Text, "from"), autoscaler.Field(done.Text, "to")
-	if f != from || to2 != to {
-		t.Fatalf("%s: first migration was %q, want one from %s to %s", what, done.Text, from, to)
+	decision := a.waitEvent(eventOf(event.ScaleRequested, p.spec.Name), t0, 90*time.Second)
+	start := a.waitEvent(migrationStarted, t0, 60*time.Second)
+	done := a.waitEvent(migrationFinished, t0, 60*time.Second)
+	scaled := a.waitEvent(eventOf(event.ScaleDone, p.spec.Name), t0, 60*time.Second)
+	moved := done.Guest
+	if done.From != from || done.To != to {
+		t.Fatalf("%s: first migration was %s, want one from %s to %s", what, done, from, to)
 	}
 	if got := p.placement()[moved]; len(got) != 1 || got[0] != to {
 		t.Fatalf("%s: %s runs on %v, want %s", what, moved, got, to)
 	}
 	tl := newTimeline(t, what, t0)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first migration started", start.At)
-	tl.add("first migration done", done.At)
-	tl.add("scale action done", scaled.At)
+	tl.add("decision (Scale called)", decision.Time)
+	tl.add("first migration started", start.Time)
+	tl.add("first migration done", done.Time)
+	tl.add("scale action done", scaled.Time)
 	tl.print()
-	t.Logf("%s: %s moved %s→%s (%s)", what, moved, from, to, done.Text)
+	t.Logf("%s: %s moved %s→%s (%s)", what, moved, from, to, done)
 	return moved
 }
 

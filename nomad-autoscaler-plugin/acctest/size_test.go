@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -74,11 +75,11 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 		return p.count() == 3
 	}, placementOf(p))
 	p.waitReady(3)
-	decision := a.waitLog(logRE("scale requested", "t2"), t0, time.Second)
-	created := a.waitLog(logRE("creating pool member", "t2"), t0, time.Second)
+	decision := a.waitEvent(eventOf(event.ScaleRequested, "t2"), t0, time.Second)
+	created := a.waitEvent(eventOf(event.MemberCreated, "t2"), t0, time.Second)
 	tl := newTimeline(t, "pool load up", t0)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first member created", created.At)
+	tl.add("decision (Scale called)", decision.Time)
+	tl.add("first member created", created.Time)
 	tl.add("3 members defined", grown)
 	tl.add("3 members answering", time.Now())
 	tl.print()
@@ -100,11 +101,11 @@ func TestAccPoolSizeFollowsLoad(t *testing.T) {
 	t1 := time.Now()
 	setLoad(0)
 	shrunk := waitFor(t, "1 member", 120*time.Second, func() bool { return p.count() == 1 }, placementOf(p))
-	decision = a.waitLog(logRE("scale requested", "t2"), t1, time.Second)
-	removed := a.waitLog(logRE("removing pool member", "t2"), t1, time.Second)
+	decision = a.waitEvent(eventOf(event.ScaleRequested, "t2"), t1, time.Second)
+	removed := a.waitEvent(eventOf(event.MemberRemoved, "t2"), t1, time.Second)
 	tl = newTimeline(t, "pool load down", t1)
-	tl.add("decision (Scale called)", decision.At)
-	tl.add("first member removed", removed.At)
+	tl.add("decision (Scale called)", decision.Time)
+	tl.add("first member removed", removed.Time)
 	tl.add("1 member left (min_size)", shrunk)
 	tl.print()
 	time.Sleep(hold)

@@ -2,6 +2,8 @@ package target
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -20,7 +23,7 @@ var (
 	// configKeys are the plugin's own keys (fleet adds the common ones).
 	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime,
 		configKeyAutoConverge, configKeyPostCopy, configKeyProgressTimeout, configKeyCompletion,
-		configKeyTLS, configKeyScaleTimeout, configKeyNomadInherit}
+		configKeyTLS, configKeyScaleTimeout, configKeyEventLog, configKeyNomadInherit}
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
 	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
@@ -39,6 +42,10 @@ type config struct {
 	// NomadSet: the config names a Nomad agent (nomad_address, the
 	// agent's own when nomad_config_inherit passes it on).
 	NomadSet bool
+	// EventLogPath is configKeyEventLog ("": none); SetConfig opens it as
+	// EventLog (nil: no records).
+	EventLogPath string
+	EventLog     *event.Log
 }
 
 func parseConfig(raw map[string]string) (config, error) {
@@ -96,6 +103,14 @@ func parseConfig(raw map[string]string) (config, error) {
 	}
 	if _, err := fleet.Bool(raw, configKeyNomadInherit, true); err != nil {
 		return c, err
+	}
+	if c.EventLogPath = raw[configKeyEventLog]; c.EventLogPath != "" {
+		// The plugin creates the file, not its directory.
+		dir := filepath.Dir(c.EventLogPath)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return c, fmt.Errorf("%s: %q: want a file in an existing directory; %s is none", configKeyEventLog,
+				c.EventLogPath, dir)
+		}
 	}
 	c.Nomad = nomadhelper.ConfigFromNamespacedMap(raw)
 	c.NomadSet = raw[configKeyNomadAddress] != ""
@@ -285,6 +300,13 @@ func (pc policyConfig) subject() string {
 		return "the cluster"
 	}
 	return "pool " + pc.Pool
+}
+
+// stamp fills in what a policy acts on, in a record of its action (as
+// logArgs does in its log lines).
+func (pc policyConfig) stamp(e event.Event) event.Event {
+	e.Pool, e.Cluster, e.Dimension = pc.Pool, pc.Cluster, pc.Dimension
+	return e
 }
 
 // logArgs are a policy's key/value pairs for its log lines.

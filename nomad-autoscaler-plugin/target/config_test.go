@@ -2,6 +2,8 @@ package target
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,11 @@ import (
 )
 
 func TestSetConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	base := func(kv ...string) map[string]string {
 		m := map[string]string{"hosts": "h1=fake:///h1", "sample_interval": "1s"}
 		for i := 0; i < len(kv); i += 2 {
@@ -45,11 +52,17 @@ func TestSetConfig(t *testing.T) {
 		{"bad completion timeout", base("migration_completion_timeout_per_gib", "soon"), `migration_completion_timeout_per_gib: "soon" is not a duration`},
 		{"bad tls", base("migration_tls", "on"), `migration_tls: "on" is not true or false`},
 		{"bad inherit", base("nomad_config_inherit", "maybe"), `nomad_config_inherit: "maybe" is not true or false`},
+		{"event log", base("event_log", filepath.Join(dir, "events.jsonl")), ""},
+		{"event log in no directory", base("event_log", filepath.Join(dir, "nodir", "events.jsonl")),
+			`event_log: "` + filepath.Join(dir, "nodir", "events.jsonl") + `": want a file in an existing directory; ` + filepath.Join(dir, "nodir") + " is none"},
+		{"event log under a file", base("event_log", filepath.Join(file, "events.jsonl")), "event_log: "},
+		{"event log is a directory", base("event_log", dir), "event_log: open " + dir},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(pooltest.New(2, 8, "fake:///h1"), nil))
 			err := p.SetConfig(tc.cfg)
+			defer p.Stop()
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)

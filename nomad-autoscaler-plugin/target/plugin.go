@@ -39,6 +39,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -72,6 +73,12 @@ const (
 	configKeyTLS = "migration_tls"
 	// configKeyScaleTimeout bounds one Scale call.
 	configKeyScaleTimeout = "scale_timeout"
+	// configKeyEventLog is a file the plugin appends its records to (one
+	// JSON object a line, package event): what it was asked, what a dry
+	// run would do, the migrations it makes and the members it creates
+	// and removes, and restarts of its driver process. Tools follow that
+	// file rather than the log.
+	configKeyEventLog = "event_log"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.
 	configKeyNomadInherit = "nomad_config_inherit"
 	// configKeyNomadAddress is the agent's Nomad address (nomadhelper's).
@@ -147,21 +154,52 @@ func (p *Plugin) Stop() {
 	defer p.mu.Unlock()
 	p.sampler.Stop()
 	p.sampler = nil
+	p.closeEventLog()
+}
+
+// closeEventLog closes the event log of the configuration in use (p.mu
+// held).
+func (p *Plugin) closeEventLog() {
+	if err := p.cfg.EventLog.Close(); err != nil {
+		p.logger.Warn("event log", "error", err)
+	}
+	p.cfg.EventLog = nil
 }
 
 // SetConfig implements base.Base: it validates every key, then starts
 // sampling the hosts (again, if it was running with an older config).
 func (p *Plugin) SetConfig(raw map[string]string) error {
-	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, p.start, p.logger)
+	var events *event.Log
+	// The event log opens once parseConfig has checked its key, before
+	// the sampling starts: the driver process's supervisor records its
+	// restarts there.
+	start := func(fc fleet.Config, log hclog.Logger) (*fleet.Sampler, error) {
+		if path := raw[configKeyEventLog]; path != "" {
+			var err error
+			if events, err = event.Open(path); err != nil {
+				return nil, fmt.Errorf("%s: %w", configKeyEventLog, err)
+			}
+			fc.Events = events
+		}
+		s, err := p.start(fc, log)
+		if err != nil {
+			_ = events.Close() // nothing written to it yet
+			events = nil
+		}
+		return s, err
+	}
+	c, s, err := fleet.Configure(PluginName, raw, configKeys, parseConfig, start, p.logger)
 	if err != nil {
 		return err
 	}
+	c.EventLog = events
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sampler.Stop()
+	p.closeEventLog()
 	p.cfg, p.sampler, p.nomad = c, s, nil
 	p.logger.Info("configured", "seeds", len(c.Seeds), "sample_interval", c.SampleInterval.String(),
-		"load_window", c.LoadWindow.String())
+		"load_window", c.LoadWindow.String(), "event_log", c.EventLogPath)
 	return nil
 }
 
@@ -186,7 +224,10 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 		want = dryRunCount(action.Meta)
 	}
 	log := p.logger.Named("scale").With(pc.logArgs()...)
+	emit := func(e event.Event) { c.EventLog.Emit(pc.stamp(e)) }
 	log.Info("scale requested", "count", want, "direction", action.Direction.String(), "reason", action.Reason, "dry_run", dry)
+	emit(event.Event{Kind: event.ScaleRequested, Count: want, Direction: action.Direction.String(), Reason: action.Reason,
+		DryRun: dry, Message: "scale requested"})
 	what := fmt.Sprintf("%s to %d", pc.Dimension, want)
 	if b, ok := p.track.try(pc, what); !ok {
 		return sdk.NewTargetScalingNoOpError("%s is busy (%s)", pc.subject(), b)
@@ -195,19 +236,23 @@ func (p *Plugin) Scale(action sdk.ScalingAction, raw map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.ScaleTimeout)
 	defer cancel()
 	start := time.Now()
-	changed, err := p.scale(ctx, c, f, pc, request{want: want, dry: dry, log: log})
+	changed, err := p.scale(ctx, c, f, pc, request{want: want, dry: dry, log: log, emit: emit})
 	switch {
 	case errors.Is(err, errInFlight):
 		log.Info("not scaling now", "why", err)
 		return sdk.NewTargetScalingNoOpError("%s: %v", pc.subject(), err)
 	case err != nil:
 		log.Error("scale failed", "count", want, "took", time.Since(start).String(), "error", err)
+		emit(event.Event{Kind: event.ScaleFailed, Count: want, DryRun: dry, ElapsedMs: time.Since(start).Milliseconds(),
+			Error: err.Error(), Message: "scale failed"})
 		return fmt.Errorf("%s: %s: %s: %w", PluginName, pc.subject(), what, err)
 	}
 	if changed {
 		p.track.event(pc, f.Time())
 	}
 	log.Info("scale done", "count", want, "changed", changed, "dry_run", dry, "took", time.Since(start).String())
+	emit(event.Event{Kind: event.ScaleDone, Count: want, DryRun: dry, ElapsedMs: time.Since(start).Milliseconds(),
+		Message: "scale done"})
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/scheduler"
@@ -26,6 +27,7 @@ type request struct {
 	want      int64
 	dry       bool // plan and log, change nothing
 	log       hclog.Logger
+	emit      func(event.Event) // records one of the action's events (stamped with its policy)
 }
 
 // dryRunCount is the count the strategy wanted, which the agent keeps in
@@ -94,6 +96,8 @@ func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyCo
 		capped := min(max(r.want, spec.MinSize), spec.MaxSize)
 		r.log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", spec.MinSize,
 			"max_size", spec.MaxSize)
+		r.emit(event.Event{Kind: event.DryRunPlan, DryRun: true, Action: event.ActionScale, Count: r.want, Size: int(capped),
+			Message: fmt.Sprintf("dry run: would scale pool %s from %d to %d members", spec.Name, have, capped)})
 		return false, nil
 	}
 	if pc.NodeDrain {
@@ -144,7 +148,7 @@ func scaleHot(ctx context.Context, r request) (bool, error) {
 	}
 	log = log.With("hot", cnt.Hot, "loads", cnt.Loads)
 	if r.dry {
-		logPlan(log, "dry run: would balance", plan)
+		r.dryRun(log, event.ActionBalance, plan)
 		return false, nil
 	}
 	logPlan(log, "balancing", plan)
@@ -186,7 +190,7 @@ func scaleHosts(ctx context.Context, r request) (bool, error) {
 			return false, fmt.Errorf("plan consolidation: %w", err)
 		}
 		if r.dry {
-			logPlan(log, "dry run: would consolidate", plan)
+			r.dryRun(log, event.ActionConsolidate, plan)
 			return false, nil
 		}
 		logPlan(log, "consolidating", plan)
@@ -209,7 +213,7 @@ func scaleHosts(ctx context.Context, r request) (bool, error) {
 			return false, fmt.Errorf("plan spread: %w", err)
 		}
 		if r.dry {
-			logPlan(log, "dry run: would spread", plan)
+			r.dryRun(log, event.ActionSpread, plan)
 			return false, nil
 		}
 		logPlan(log, "spreading", plan)
@@ -237,6 +241,21 @@ func standbyIfEmpty(ctx context.Context, ops *pool.Ops, host string, log hclog.L
 		}
 	}
 	return ops.SetAutoStandby(ctx, host, true)
+}
+
+// dryRun logs and records what a dry run would do: action, by plan.
+func (r request) dryRun(log hclog.Logger, action string, plan scheduler.Plan) {
+	msg := "dry run: would " + action
+	logPlan(log, msg, plan)
+	e := event.Event{Kind: event.DryRunPlan, DryRun: true, Action: action, Count: r.want, PowerOn: plan.PowerOn,
+		PowerOff: plan.PowerOff, Message: msg}
+	for _, m := range plan.Moves {
+		e.Moves = append(e.Moves, event.Move{Guest: m.Guest, From: m.From, To: m.To, Wave: m.Wave + 1})
+	}
+	if plan.Infeasible != "" {
+		e.Message += " (infeasible: " + plan.Infeasible + ")"
+	}
+	r.emit(e)
 }
 
 func logMoves(log hclog.Logger, res []pool.Moved) {

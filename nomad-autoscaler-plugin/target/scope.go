@@ -132,7 +132,8 @@ func findPool(ctx context.Context, f *fleet.Fleet, name string) (pool.Record, fl
 func (s scope) newOps(c config, f *fleet.Fleet, log hclog.Logger) *pool.Ops {
 	demand := f.History.Demand(c.LoadWindow)
 	return &pool.Ops{
-		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
+		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, Events: c.EventLog,
+		ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
 		HostTimeout: f.CallTimeout, // a host down costs what it costs the samples
 		Size: func(host string) (int, uint64, bool) {
 			r, ok := f.History.Latest()

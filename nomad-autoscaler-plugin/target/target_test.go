@@ -3,6 +3,9 @@ package target
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet/fleettest"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
@@ -22,10 +26,12 @@ import (
 // fixture is the target plugin over three fake 2-CPU hosts and a pool web
 // on all of them.
 type fixture struct {
-	t   *testing.T
-	fd  *pooltest.Driver
-	p   *Plugin
-	ops *pool.Ops
+	t      *testing.T
+	fd     *pooltest.Driver
+	p      *Plugin
+	ops    *pool.Ops
+	events string // the plugin's event log
+	read   int64  // how far events has read it
 }
 
 func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *fixture {
@@ -42,11 +48,48 @@ func newFixture(t *testing.T, size, minSize, maxSize int64, pol *pool.Policy) *f
 		t.Fatal(err)
 	}
 	p := newPlugin(hclog.NewNullLogger(), fleettest.Starter(fd, fd.Now))
+	events := filepath.Join(t.TempDir(), "events.jsonl")
 	if err := p.SetConfig(map[string]string{"hosts": "fake:///h1, h4=fake:///h4", "sample_interval": "1s", "load_window": "5s",
-		"migration_bandwidth_mib": "100"}); err != nil {
+		"migration_bandwidth_mib": "100", "event_log": events}); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, fd: fd, p: p, ops: ops}
+	t.Cleanup(p.Stop)
+	return &fixture{t: t, fd: fd, p: p, ops: ops, events: events}
+}
+
+// newEvents returns the plugin's records since the last call, rendered
+// "kind field=value …" with the fields the tests look at.
+func (f *fixture) newEvents() []string {
+	f.t.Helper()
+	evs, off, err := event.ReadFile(f.events, f.read)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.read = off
+	out := []string{}
+	for _, e := range evs {
+		s := e.Kind
+		add := func(k string, v any, ok bool) {
+			if ok {
+				s += fmt.Sprintf(" %s=%v", k, v)
+			}
+		}
+		add("pool", e.Pool, e.Pool != "")
+		add("cluster", e.Cluster, e.Cluster)
+		add("dimension", e.Dimension, e.Dimension != "")
+		add("count", e.Count, e.Kind == event.ScaleRequested || e.Kind == event.DryRunPlan)
+		add("dry_run", e.DryRun, e.DryRun)
+		add("action", e.Action, e.Action != "")
+		add("size", e.Size, e.Action == event.ActionScale)
+		add("moves", len(e.Moves), e.Kind == event.DryRunPlan && e.Action != event.ActionScale)
+		add("guest", e.Guest, e.Guest != "")
+		add("error", "…", e.Error != "")
+		if e.Time.IsZero() {
+			s += " (no time)"
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // member adds pool member n on host with load (cores).
@@ -543,5 +586,85 @@ func TestScaleClusterHosts(t *testing.T) {
 	}
 	if st, _ := f.p.Status(cluster); st.Count != 2 {
 		t.Errorf("%d hosts in use after consolidating (%v), want 2", st.Count, st.Meta)
+	}
+}
+
+// The plugin's event log has what it was asked, what a dry run would do,
+// what it did (migrations, members), and how each action ended, each
+// record naming the policy's pool and dimension.
+func TestEventLog(t *testing.T) {
+	consolidate := hotPolicy()
+	consolidate.Mode = "consolidate"
+	tests := []struct {
+		name   string
+		pol    *pool.Policy
+		dim    string
+		count  int64
+		dryRun bool
+		want   []string
+	}{
+		{"hot hosts", hotPolicy(), DimensionHotHosts, 0, false, []string{
+			"scale_requested pool=web dimension=hot_hosts count=0",
+			"migration_started pool=web guest=web-1", "migration_progress pool=web guest=web-1", "migration_finished pool=web guest=web-1",
+			"scale_done pool=web dimension=hot_hosts"}},
+		{"size up", nil, DimensionSize, 3, false, []string{
+			"scale_requested pool=web dimension=size count=3",
+			"member_created pool=web guest=web-3",
+			"scale_done pool=web dimension=size"}},
+		{"size outside the pool's bounds", nil, DimensionSize, 9, false, []string{
+			"scale_requested pool=web dimension=size count=9",
+			"scale_failed pool=web dimension=size error=…"}},
+		{"dry run, hot hosts", hotPolicy(), DimensionHotHosts, 0, true, []string{
+			"scale_requested pool=web dimension=hot_hosts count=0 dry_run=true",
+			"dry_run pool=web dimension=hot_hosts count=0 dry_run=true action=balance moves=1",
+			"scale_done pool=web dimension=hot_hosts dry_run=true"}},
+		{"dry run, size", nil, DimensionSize, 3, true, []string{
+			"scale_requested pool=web dimension=size count=3 dry_run=true",
+			"dry_run pool=web dimension=size count=3 dry_run=true action=scale size=3",
+			"scale_done pool=web dimension=size dry_run=true"}},
+		{"dry run, hosts", consolidate, DimensionHosts, 1, true, []string{
+			"scale_requested pool=web dimension=hosts count=1 dry_run=true",
+			"dry_run pool=web dimension=hosts count=1 dry_run=true action=consolidate moves=1",
+			"scale_done pool=web dimension=hosts dry_run=true"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 2, 1, 3, tc.pol)
+			f.member("h1", 1, 0.8)
+			f.member("h1", 2, 0.8)
+			if tc.dim == DimensionHosts {
+				f.member("h2", 3, 0.1)
+				f.fd.SetLoad("web-1", 0.1)
+				f.fd.SetLoad("web-2", 0.1)
+			}
+			f.sample(3)
+			a := sdk.ScalingAction{Count: tc.count}
+			if tc.dryRun {
+				a.SetDryRun()
+			}
+			err := f.p.Scale(a, map[string]string{"pool": "web", "dimension": tc.dim})
+			if failed := slices.ContainsFunc(tc.want, func(s string) bool { return strings.HasPrefix(s, event.ScaleFailed) }); (err != nil) != failed {
+				t.Fatalf("Scale: %v", err)
+			}
+			if got := f.newEvents(); !slices.Equal(got, tc.want) {
+				t.Fatalf("records\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// A cluster policy's records say so, and name no pool.
+func TestEventLogCluster(t *testing.T) {
+	f := newFixture(t, 2, 1, 3, nil)
+	f.member("h1", 1, 0.1)
+	f.sample(3)
+	a := sdk.ScalingAction{Count: 2}
+	a.SetDryRun()
+	if err := f.p.Scale(a, map[string]string{"dimension": DimensionHosts}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.newEvents()
+	if len(got) == 0 || got[0] != "scale_requested cluster=true dimension=hosts count=2 dry_run=true" {
+		t.Fatalf("records %q", got)
 	}
 }

@@ -23,6 +23,10 @@ type Domain struct {
 	Load      float64
 	CPUTimeNs uint64
 	RSSKiB    uint64
+	// DiskBps and NetBps are its disk (read) and network (received)
+	// rates, bytes/s; its counters advance like the CPU's.
+	DiskBps, NetBps     float64
+	DiskBytes, NetBytes uint64
 	// Job is what JobStats reports: Migrate sets it on both sides.
 	Job driver.Job
 }
@@ -91,6 +95,8 @@ func (d *Driver) Advance(dt time.Duration) {
 		for _, dom := range h.Domains {
 			if dom.State == driver.StateRunning {
 				dom.CPUTimeNs += uint64(dom.Load * float64(dt))
+				dom.DiskBytes += uint64(dom.DiskBps * dt.Seconds())
+				dom.NetBytes += uint64(dom.NetBps * dt.Seconds())
 				used += dom.Load
 			}
 		}
@@ -114,6 +120,17 @@ func (d *Driver) SetLoad(name string, cores float64) {
 	for _, h := range d.hosts {
 		if dom, ok := h.Domains[name]; ok {
 			dom.Load = cores
+		}
+	}
+}
+
+// SetIO sets a guest's disk and network rates (bytes/s) wherever it runs.
+func (d *Driver) SetIO(name string, diskBps, netBps float64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, h := range d.hosts {
+		if dom, ok := h.Domains[name]; ok {
+			dom.DiskBps, dom.NetBps = diskBps, netBps
 		}
 	}
 }
@@ -267,7 +284,7 @@ func (d *Driver) Stats(_ context.Context, uri string) (driver.HostStats, error) 
 		}
 		st.Domains = append(st.Domains, driver.DomainStats{Name: dom.Name, UUID: dom.UUID, State: dom.State,
 			CPUTimeNs: dom.CPUTimeNs, VCPUs: dom.VCPUs, BalloonKiB: dom.MemoryMiB << 10, RSSKiB: dom.RSSKiB,
-			Labels: copyLabels(dom.Labels)})
+			BlockRdBytes: dom.DiskBytes, NetRxBytes: dom.NetBytes, Labels: copyLabels(dom.Labels)})
 	}
 	sort.Slice(st.Domains, func(i, j int) bool { return st.Domains[i].Name < st.Domains[j].Name })
 	return st, nil
@@ -331,7 +348,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	incoming.State = driver.StateRunning
 	incoming.Job = driver.Job{State: driver.JobCompleted, Downtime: 20 * time.Millisecond,
 		Progress: driver.MigrateProgress{Elapsed: 500 * time.Millisecond, DataTotal: dom.MemoryMiB << 20, DataProcessed: dom.MemoryMiB << 20}}
-	incoming.CPUTimeNs = 0
+	incoming.CPUTimeNs, incoming.DiskBytes, incoming.NetBytes = 0, 0, 0
 	incoming.RSSKiB = dom.RSSKiB
 	delete(src.Domains, req.Domain)
 	d.emit(req.SourceURI, req.Domain, dom.UUID, driver.LifecycleStopped, driver.DetailMigrated)

@@ -1,6 +1,7 @@
 # The agent `make demo` runs (from this directory, with -plugin-dir): the
 # same plugins as ../agent.hcl, sampling every second and reacting within
-# seconds, for a demo on the lab.
+# seconds, for a demo on the lab. virtpool story runs it with an event_log
+# added to the target's config (the records its timeline shows).
 log_level = "INFO"
 
 policy {
