@@ -18,6 +18,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/power"
 )
 
 // resize counts a pool's size changes one way (up, down).
@@ -54,7 +55,7 @@ type Agent struct {
 
 	// Failover (failover.go).
 	fo       *failover
-	runFence func(ctx context.Context, argv []string) ([]byte, error)
+	runFence func(ctx context.Context, argv []string) error
 }
 
 // New returns an agent over f, configured by cfg.
@@ -62,7 +63,7 @@ func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 	a := &Agent{cfg: cfg, fleet: f, log: log, events: NewEvents(cfg.MaxEvents), now: f.Time,
 		watchers: map[chan State]bool{}, kick: make(chan struct{}, 1), watching: map[string]bool{},
 		announced: map[string]int{}, completed: map[string]driver.Job{},
-		fo: newFailover(cfg.FailoverGrace), runFence: runCommand}
+		fo: newFailover(cfg.FailoverGrace, cfg.StandbyOff), runFence: power.Run}
 	a.durations, a.downtimes = newHistograms()
 	return a
 }

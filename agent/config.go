@@ -47,8 +47,18 @@ const (
 	// KeyFailoverGrace is how long a host must not answer before it is
 	// failed and fenced.
 	KeyFailoverGrace = "failover_grace"
-	// KeyFenceTimeout bounds a fence action.
+	// KeyFenceTimeout bounds a fence action, and a power-on action.
 	KeyFenceTimeout = "fence_timeout"
+	// KeyPowerOn is a host's power-on action, inside KeyHosts: a command
+	// as for KeyFence, e.g. [..., "chassis", "power", "on"]. With both
+	// actions, a host on standby (the autoscaler's hosts dimension, or the
+	// operator's virtpool_host standby) that has run nothing for
+	// KeyStandbyPowerOff is powered off with its fence action, and powered
+	// on again when a pool's restore needs room there.
+	KeyPowerOn = "power_on"
+	// KeyStandbyPowerOff is how long a standby host must stay empty
+	// before it is powered off.
+	KeyStandbyPowerOff = "standby_power_off_after"
 )
 
 // Defaults.
@@ -57,6 +67,7 @@ const (
 	DefaultEvents        = 1000
 	DefaultFailoverGrace = 30 * time.Second
 	DefaultFenceTimeout  = time.Minute
+	DefaultStandbyOff    = 5 * time.Minute
 )
 
 // Config is the agent's parsed configuration.
@@ -65,14 +76,17 @@ type Config struct {
 	Listen    string
 	MaxEvents int
 	// Fence holds each host's fence action (KeyFence), by host name.
-	Fence         map[string][]string
+	Fence map[string][]string
+	// PowerOn holds each host's power-on action (KeyPowerOn).
+	PowerOn       map[string][]string
 	FailoverGrace time.Duration
 	FenceTimeout  time.Duration
+	StandbyOff    time.Duration // KeyStandbyPowerOff
 }
 
 var knownKeys = []string{KeyListen, KeyHosts, KeyEvents, fleet.ConfigKeyDriverPath,
 	fleet.ConfigKeySampleInterval, fleet.ConfigKeyRetention, fleet.ConfigKeyMaxSamples,
-	KeyFailoverGrace, KeyFenceTimeout}
+	KeyFailoverGrace, KeyFenceTimeout, KeyStandbyPowerOff}
 
 // LoadConfig reads the agent's configuration file.
 func LoadConfig(path string) (Config, error) {
@@ -105,7 +119,7 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	}
 	raw := map[string]string{}
 	var seeds []fleet.Seed
-	var fence map[string][]string
+	var acts actions
 	for _, name := range sortedKeys(attrs) {
 		a := attrs[name]
 		at := func(err error) error { return fmt.Errorf("%s: %s: %w", a.NameRange, name, err) }
@@ -118,7 +132,7 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 		}
 		var err error
 		if name == KeyHosts {
-			if seeds, fence, err = parseHosts(v); err == nil && len(seeds) == 0 {
+			if seeds, acts, err = parseHosts(v); err == nil && len(seeds) == 0 {
 				err = errors.New("no host given")
 			}
 		} else {
@@ -136,11 +150,14 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
-	c := Config{Config: fc, Listen: DefaultListen, Fence: fence}
+	c := Config{Config: fc, Listen: DefaultListen, Fence: acts.fence, PowerOn: acts.powerOn}
 	if c.FailoverGrace, err = fleet.Duration(raw, KeyFailoverGrace, DefaultFailoverGrace); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
 	if c.FenceTimeout, err = fleet.Duration(raw, KeyFenceTimeout, DefaultFenceTimeout); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", filename, err)
+	}
+	if c.StandbyOff, err = fleet.Duration(raw, KeyStandbyPowerOff, DefaultStandbyOff); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
 	if s, ok := raw[KeyListen]; ok {
@@ -157,35 +174,42 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	return c, nil
 }
 
-// parseHosts reads hosts = { NAME = { uri = …, fence = […], capacity
-// settings… } }.
-func parseHosts(v cty.Value) ([]fleet.Seed, map[string][]string, error) {
+// actions are the hosts' power actions, by host name.
+type actions struct{ fence, powerOn map[string][]string }
+
+// parseHosts reads hosts = { NAME = { uri = …, fence = […], power_on =
+// […], capacity settings… } }.
+func parseHosts(v cty.Value) ([]fleet.Seed, actions, error) {
+	acts := actions{fence: map[string][]string{}, powerOn: map[string][]string{}}
 	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
-		return nil, nil, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
+		return nil, acts, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
 	}
 	var out []fleet.Seed
-	fence := map[string][]string{}
 	hosts := v.AsValueMap()
 	for _, name := range sortedKeys(hosts) {
 		h := hosts[name]
 		if !h.Type().IsObjectType() && !h.Type().IsMapType() {
-			return nil, nil, fmt.Errorf("%s: want { %s = …, … }", name, KeyHostURI)
+			return nil, acts, fmt.Errorf("%s: want { %s = …, … }", name, KeyHostURI)
 		}
 		var uri string
 		var settings []string // capacity, as pool.ParseCapacity reads it
 		attrs := h.AsValueMap()
 		for _, k := range sortedKeys(attrs) {
-			if k == KeyFence {
+			if k == KeyFence || k == KeyPowerOn {
 				cmd, err := command(attrs[k])
 				if err != nil {
-					return nil, nil, fmt.Errorf("%s: %s: %w", name, k, err)
+					return nil, acts, fmt.Errorf("%s: %s: %w", name, k, err)
 				}
-				fence[name] = cmd
+				if k == KeyFence {
+					acts.fence[name] = cmd
+				} else {
+					acts.powerOn[name] = cmd
+				}
 				continue
 			}
 			s, err := scalar(attrs[k])
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %s: %w", name, k, err)
+				return nil, acts, fmt.Errorf("%s: %s: %w", name, k, err)
 			}
 			if k == KeyHostURI {
 				uri = s
@@ -194,19 +218,23 @@ func parseHosts(v cty.Value) ([]fleet.Seed, map[string][]string, error) {
 			settings = append(settings, k+"="+s)
 		}
 		if uri == "" {
-			return nil, nil, fmt.Errorf("%s: %s missing", name, KeyHostURI)
+			return nil, acts, fmt.Errorf("%s: %s missing", name, KeyHostURI)
+		}
+		if _, on := acts.powerOn[name]; on && len(acts.fence[name]) == 0 {
+			return nil, acts, fmt.Errorf("%s: %s given without %s: a standby host is powered off with its %s action, "+
+				"and on again with %s", name, KeyPowerOn, KeyFence, KeyFence, KeyPowerOn)
 		}
 		capa, err := pool.ParseCapacity(strings.Join(settings, ";"))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+			return nil, acts, fmt.Errorf("%s: %w", name, err)
 		}
 		sd, err := fleet.NewSeed(name, uri, capa)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+			return nil, acts, fmt.Errorf("%s: %w", name, err)
 		}
 		out = append(out, sd)
 	}
-	return out, fence, nil
+	return out, acts, nil
 }
 
 // command reads a command as a list of strings: the program, then its

@@ -61,10 +61,22 @@ hosts = {
 			}
 		}},
 		{name: "failover defaults", src: hosts, check: func(t *testing.T, c Config) {
-			if c.FailoverGrace != DefaultFailoverGrace || c.FenceTimeout != DefaultFenceTimeout || len(c.Fence) != 0 {
+			if c.FailoverGrace != DefaultFailoverGrace || c.FenceTimeout != DefaultFenceTimeout || len(c.Fence) != 0 ||
+				c.StandbyOff != DefaultStandbyOff || len(c.PowerOn) != 0 {
 				t.Errorf("failover settings: grace %s, timeout %s, fence %q", c.FailoverGrace, c.FenceTimeout, c.Fence)
 			}
 		}},
+		{name: "power actions", src: `
+standby_power_off_after = "10m"
+hosts = {
+  h1 = { uri = "qemu+tls://h1.example/system", fence = ["ipmitool", "power", "off"], power_on = ["ipmitool", "power", "on"] }
+}`, check: func(t *testing.T, c Config) {
+			if c.StandbyOff != 10*time.Minute || strings.Join(c.PowerOn["h1"], " ") != "ipmitool power on" {
+				t.Errorf("power settings: after %s, power_on %q", c.StandbyOff, c.PowerOn)
+			}
+		}},
+		{name: "power_on without fence", src: `hosts = { h1 = { uri = "qemu:///system", power_on = ["ipmitool", "power", "on"] } }`,
+			wantErr: "hosts: h1: power_on given without fence: a standby host is powered off with its fence action"},
 		{name: "fence not a list", src: `hosts = { h1 = { uri = "qemu:///system", fence = "ipmitool power off" } }`,
 			wantErr: `hosts: h1: fence: want a command as a list: ["program", "argument", …]`},
 		{name: "fence empty", src: `hosts = { h1 = { uri = "qemu:///system", fence = [] } }`, wantErr: `h1: fence: want a command as a list`},

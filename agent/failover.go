@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -33,10 +32,12 @@ import (
 // belong to the goroutine that samples, but for the outcome of actions
 // (mu).
 type failover struct {
-	grace     time.Duration
-	downSince map[string]time.Time // first sample the host missed
-	told      map[string]bool      // host_failed said, for a host with no fence action
-	placed    map[string]string    // single domain → the host its placement was last noted on (or tried)
+	grace      time.Duration
+	standbyOff time.Duration        // how long a standby host stays empty before it is powered off
+	downSince  map[string]time.Time // first sample the host missed
+	idleSince  map[string]time.Time // first sample the host was on standby and empty
+	told       map[string]bool      // host_failed said, for a host with no fence action
+	placed     map[string]string    // single domain → the host its placement was last noted on (or tried)
 
 	mu      sync.Mutex
 	fenced  map[string]bool      // fenced by this agent, not answering since
@@ -49,20 +50,25 @@ type failover struct {
 	busy      bool
 }
 
-func newFailover(grace time.Duration) *failover {
+func newFailover(grace, standbyOff time.Duration) *failover {
 	if grace <= 0 {
 		grace = DefaultFailoverGrace
 	}
-	return &failover{grace: grace, downSince: map[string]time.Time{}, told: map[string]bool{}, placed: map[string]string{},
+	if standbyOff <= 0 {
+		standbyOff = DefaultStandbyOff
+	}
+	return &failover{grace: grace, standbyOff: standbyOff, downSince: map[string]time.Time{}, idleSince: map[string]time.Time{},
+		told: map[string]bool{}, placed: map[string]string{},
 		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{}}
 }
 
 // Failover actions.
 const (
-	actFence   = "fence"    // fence the host, then restore its pools
-	actNoFence = "no-fence" // say the host failed and nothing is done
-	actRestore = "restore"  // restore the pools and restart the single domains of a fenced host
-	actRecover = "recover"  // a fenced host answers again: remove stale copies, drop its fences
+	actFence   = "fence"     // fence the host, then restore its pools
+	actNoFence = "no-fence"  // say the host failed and nothing is done
+	actRestore = "restore"   // restore the pools and restart the single domains of a fenced host
+	actRecover = "recover"   // a fenced host answers again: remove stale copies, drop its fences
+	actOff     = "power-off" // a standby host empty for long enough: power it off
 )
 
 type action struct {
@@ -71,15 +77,28 @@ type action struct {
 }
 
 // decide lists what to do about s's hosts at s.Time. fenced tells which
-// hosts the pool records say are fenced; canFence which have a fence
-// action. While actions run (busy) it only keeps count of when hosts went
-// down.
-func (f *failover) decide(s State, fenced map[string]bool, canFence func(string) bool) []action {
+// hosts the pool records say are fenced (failed; a host they say is off on
+// standby is HostOff in s); canFence which have a fence action, canPower
+// which have both power actions. While actions run (busy) it only keeps
+// count of when hosts went down or idle.
+func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower func(string) bool) []action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now, busy := s.Time, f.busy
 	var out []action
 	for _, h := range s.Hosts {
+		if !idle(s, h) || !canPower(h.Name) {
+			delete(f.idleSince, h.Name)
+		} else if since, ok := f.idleSince[h.Name]; !ok {
+			f.idleSince[h.Name] = now
+		} else if !busy && now.Sub(since) >= f.standbyOff && !now.Before(f.retryAt[h.Name]) {
+			out = append(out, action{kind: actOff, host: h.Name, since: since})
+			delete(f.idleSince, h.Name)
+		}
+		if h.State == HostOff {
+			delete(f.downSince, h.Name)
+			continue
+		}
 		if h.State != HostDown {
 			if (fenced[h.Name] || f.fenced[h.Name]) && !busy {
 				out = append(out, action{kind: actRecover, host: h.Name})
@@ -114,6 +133,15 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence func(string)
 	return out
 }
 
+// idle tells whether h is on standby, runs no guest and is one of a
+// pool's hosts (whose record can note that it is off).
+func idle(s State, h Host) bool {
+	if h.State != HostStandby || slices.ContainsFunc(h.Guests, func(g Guest) bool { return g.rank() > 0 }) {
+		return false
+	}
+	return slices.ContainsFunc(s.Pools, func(p Pool) bool { return slices.Contains(p.Hosts, h.Name) })
+}
+
 // short tells whether a pool that uses host has fewer members than it
 // should.
 func short(s State, host string) bool {
@@ -125,22 +153,30 @@ func short(s State, host string) bool {
 	return false
 }
 
-// fencedHosts lists the hosts a pool record says are fenced.
-func fencedHosts(t fleet.Topology) map[string]bool {
-	out := map[string]bool{}
+// fencedHosts lists the hosts a pool record says are fenced: failed, or
+// powered off on standby (off).
+func fencedHosts(t fleet.Topology) (failed, off map[string]bool) {
+	failed, off = map[string]bool{}, map[string]bool{}
 	for _, pr := range t.Pools {
 		for _, fc := range pr.Fences {
-			out[fc.Host] = true
+			if fc.Standby {
+				off[fc.Host] = true
+			} else {
+				failed[fc.Host] = true
+			}
 		}
 	}
-	return out
+	return failed, off
 }
 
 // failover runs, in the background, what decide asks for s (one batch at
 // a time: a batch still running when the next sample comes is not
 // doubled).
 func (a *Agent) failover(ctx context.Context, s State, t fleet.Topology) {
-	acts := a.fo.decide(s, fencedHosts(t), func(h string) bool { return len(a.cfg.Fence[h]) > 0 })
+	failed, off := fencedHosts(t)
+	maps.Copy(failed, off) // an off host that answers again is recovered too: its fences dropped
+	acts := a.fo.decide(s, failed, func(h string) bool { return len(a.cfg.Fence[h]) > 0 },
+		func(h string) bool { return len(a.cfg.Fence[h]) > 0 && len(a.cfg.PowerOn[h]) > 0 })
 	if len(acts) == 0 {
 		return
 	}
@@ -215,30 +251,19 @@ func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) 
 		return errors.Join(a.restore(ctx, h, s, t), a.restartAll(ctx, h, t))
 	case actRecover:
 		return a.recover(ctx, h, t)
+	case actOff:
+		return a.powerOff(ctx, h, t, a.now().Sub(act.since))
 	}
 	return fmt.Errorf("unknown action %q", act.kind)
 }
 
-// fence runs the host's fence action. Only the program's name is logged:
-// its arguments may hold what the operator would not show.
+// fence runs the host's fence action.
 func (a *Agent) fence(ctx context.Context, host string) error {
 	argv := a.cfg.Fence[host]
-	timeout := a.cfg.FenceTimeout
-	if timeout <= 0 {
-		timeout = DefaultFenceTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := time.Now()
-	out, err := a.runFence(ctx, argv)
-	took := time.Since(start).Round(time.Millisecond)
+	took, err := a.run(ctx, argv)
 	if err != nil {
-		last := strings.TrimSpace(string(out))
-		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
-			last = last[i+1:]
-		}
 		a.event(event.Event{Kind: event.FenceFailed, Host: host, ElapsedMs: took.Milliseconds(),
-			Message: fmt.Sprintf("fence of host %s failed after %s (%s: %v; %s): its guests stay where they were", host, took, argv[0], err, last)})
+			Message: fmt.Sprintf("fence of host %s failed after %s (%v): its guests stay where they were", host, took, err)})
 		return fmt.Errorf("fence %s: %w", host, err)
 	}
 	a.event(event.Event{Kind: event.HostFenced, Host: host, ElapsedMs: took.Milliseconds(),
@@ -246,15 +271,64 @@ func (a *Agent) fence(ctx context.Context, host string) error {
 	return nil
 }
 
-func runCommand(ctx context.Context, argv []string) ([]byte, error) {
-	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+// run runs a host's power action (fence or power-on) within the fence
+// timeout and says how long it took (its error: power.Failure's).
+func (a *Agent) run(ctx context.Context, argv []string) (time.Duration, error) {
+	timeout := a.cfg.FenceTimeout
+	if timeout <= 0 {
+		timeout = DefaultFenceTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err := a.runFence(ctx, argv)
+	return time.Since(start).Round(time.Millisecond), err
+}
+
+// powerOff powers off a standby host that has been empty for idle, with
+// its fence action (pool.Ops.PowerOffStandby).
+func (a *Agent) powerOff(ctx context.Context, host string, t fleet.Topology, idle time.Duration) error {
+	var took time.Duration
+	err := a.ops(t, "").PowerOffStandby(ctx, host, func(ctx context.Context) (err error) {
+		took, err = a.run(ctx, a.cfg.Fence[host])
+		return err
+	})
+	if err != nil {
+		a.event(event.Event{Kind: event.PowerOffFailed, Host: host,
+			Message: fmt.Sprintf("standby host %s not powered off: %v", host, err)})
+		return err
+	}
+	a.event(event.Event{Kind: event.HostPoweredOff, Host: host, ElapsedMs: took.Milliseconds(),
+		Message: fmt.Sprintf("standby host %s powered off after %s empty (%s, %s)", host, idle.Round(time.Second),
+			a.cfg.Fence[host][0], took)})
+	return nil
+}
+
+// powerOn runs a host's power-on action (for pool.Ops.PowerOn).
+func (a *Agent) powerOn(ctx context.Context, host string) error {
+	argv := a.cfg.PowerOn[host]
+	if len(argv) == 0 {
+		return fmt.Errorf("host %s has no %s action", host, KeyPowerOn)
+	}
+	_, err := a.run(ctx, argv)
+	return err
+}
+
+// powerEvents passes an Ops's power-on records to the agent's events (the
+// samples show its migrations and members already).
+type powerEvents struct{ a *Agent }
+
+func (p powerEvents) Emit(e event.Event) {
+	if e.Kind == event.HostPoweredOn {
+		p.a.event(e)
+	}
 }
 
 // ops are pool operations over the topology's hosts; off is a fenced
 // host, which they do not wait for.
 func (a *Agent) ops(t fleet.Topology, off string) *pool.Ops {
 	ops := &pool.Ops{Hosts: t.WithCapacity(t.Hosts), Driver: a.fleet.Driver, Log: a.log.Named("failover"),
-		HostTimeout: a.fleet.CallTimeout}
+		HostTimeout: a.fleet.CallTimeout, PowerOn: a.powerOn, Events: powerEvents{a}}
 	if off != "" {
 		ops.Off = map[string]bool{off: true}
 	}
@@ -466,7 +540,8 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			errs = append(errs, notFound(name, err))
 			continue
 		}
-		if _, fenced := pr.Fenced(host); !fenced {
+		fc, fenced := pr.Fenced(host)
+		if !fenced {
 			continue
 		}
 		var stale []string
@@ -483,8 +558,11 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			errs = append(errs, err)
 			continue
 		}
-		a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name,
-			Message: fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))})
+		msg := fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))
+		if fc.Standby {
+			msg = fmt.Sprintf("host %s, off on standby, answers again: pool %s's standby fence dropped", host, name)
+		}
+		a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name, Message: msg})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recover %s: %w", host, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 	"github.com/virtpool/virtpool/pool/pooltest"
+	"github.com/virtpool/virtpool/power"
 )
 
 func TestDecide(t *testing.T) {
@@ -30,6 +31,7 @@ func TestDecide(t *testing.T) {
 		states    []State // fed in order; the last one's actions are checked
 		fenced    map[string]bool
 		canFence  bool
+		canPower  bool // both power actions
 		busyUntil int  // states seen while actions run
 		tried     bool // the single domains of h3 were restarted
 		want      string
@@ -51,10 +53,19 @@ func TestDecide(t *testing.T) {
 		// restart (they are in no pool record).
 		{name: "fenced, pool at size, restarts not tried", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
 		{name: "fenced host answers: recover", states: []State{st(0, HostActive, 2)}, fenced: map[string]bool{"h3": true}, want: "recover h3"},
+		{name: "standby and empty, not long enough", states: []State{st(0, HostStandby, 2), st(DefaultStandbyOff-time.Second, HostStandby, 2)},
+			canFence: true, canPower: true, want: ""},
+		{name: "standby and empty long enough: power off", states: []State{st(0, HostStandby, 2), st(DefaultStandbyOff, HostStandby, 2)},
+			canFence: true, canPower: true, want: "power-off h3"},
+		{name: "standby, no power actions", states: []State{st(0, HostStandby, 2), st(DefaultStandbyOff, HostStandby, 2)},
+			canFence: true, want: ""},
+		{name: "active again in between: the count restarts", states: []State{st(0, HostStandby, 2), st(time.Minute, HostActive, 2),
+			st(DefaultStandbyOff, HostStandby, 2)}, canFence: true, canPower: true, want: ""},
+		{name: "off on standby: not failed", states: []State{st(0, HostOff, 2), st(time.Hour, HostOff, 2)}, canFence: true, want: ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFailover(10 * time.Second)
+			f := newFailover(10*time.Second, 0)
 			if tc.tried {
 				f.unstarted["h3"] = false
 			}
@@ -65,7 +76,7 @@ func TestDecide(t *testing.T) {
 			var acts []action
 			for i, s := range tc.states {
 				f.busy = i < tc.busyUntil
-				acts = f.decide(s, fenced, func(string) bool { return tc.canFence })
+				acts = f.decide(s, fenced, func(string) bool { return tc.canFence }, func(string) bool { return tc.canPower })
 			}
 			var got []string
 			for _, a := range acts {
@@ -124,9 +135,9 @@ func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
 	f := fleet.New(cfg.Config, func(context.Context) (driver.Driver, error) { return d, nil }, hclog.NewNullLogger())
 	f.Now = d.Now
 	l := &failLab{d: d, a: New(cfg, f, hclog.NewNullLogger())}
-	l.a.runFence = func(_ context.Context, argv []string) ([]byte, error) {
+	l.a.runFence = func(_ context.Context, argv []string) error {
 		l.fences = append(l.fences, strings.Join(argv, " "))
-		return []byte("chassis power off: done\n"), fence(argv)
+		return power.Failure(argv, []byte("chassis power off: done\n"), fence(argv))
 	}
 	return l
 }
@@ -371,5 +382,66 @@ func TestFenceFails(t *testing.T) {
 	l.steps(t, 2)
 	if len(l.fences) != 2 {
 		t.Errorf("fence tried %d times, want a second try after the grace period", len(l.fences))
+	}
+}
+
+// TestStandbyPowerOff: h3, on standby and empty for standby_power_off_after
+// (3 s here), is powered off with its fence action: it is off, not failed
+// (no host_failed, no second fence), and db's record says so. Powered on
+// by hand, it is recovered: its standby fence is dropped.
+func TestStandbyPowerOff(t *testing.T) {
+	var l *failLab
+	l = newFailLab(t, func([]string) error {
+		l.d.Host("test:///h3").Down = true
+		return nil
+	})
+	l.a.cfg.PowerOn = map[string][]string{"h3": {"power-on-h3"}}
+	l.a.fo.standbyOff = 3 * time.Second
+	ctx := context.Background()
+	if _, err := l.a.fleet.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ops := l.a.ops(l.a.fleet.Topology(), "")
+	if err := ops.RemoveGuest(ctx, "h3", "db-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.SetAutoStandby(ctx, "h3", true); err != nil {
+		t.Fatal(err)
+	}
+	l.steps(t, 3)
+	if len(l.fences) != 0 {
+		t.Fatalf("powered off before 3 s: %v", l.fences)
+	}
+	l.steps(t, 1)
+	if got := strings.Join(l.fences, "; "); got != "fence-h3 --now" {
+		t.Fatalf("actions %q, want h3's fence once", got)
+	}
+	l.steps(t, 8)
+	if len(l.fences) != 1 {
+		t.Errorf("actions %q after the power-off, want no more", l.fences)
+	}
+	var kinds []string
+	for _, e := range l.a.Events().Since(0) {
+		if e.Kind == event.HostPoweredOff || e.Kind == event.HostFailed || e.Kind == event.HostFenced {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if strings.Join(kinds, " ") != event.HostPoweredOff {
+		t.Errorf("events %v, want host_powered_off alone", kinds)
+	}
+	if h3 := host(t, l.a.State(), "h3"); h3.State != HostOff {
+		t.Errorf("h3 is %q, want %q", h3.State, HostOff)
+	}
+	pr, _, _, err := ops.ReadPool(ctx, "db", []string{"h2"})
+	if fc, ok := pr.Fenced("h3"); err != nil || !ok || !fc.Standby {
+		t.Errorf("db's record: fence %+v (%v, %v), want h3's standby fence", fc, ok, err)
+	}
+	l.d.Host("test:///h3").Down = false
+	l.steps(t, 2)
+	if pr, _, _, err := ops.ReadPool(ctx, "db", []string{"h2"}); err != nil || len(pr.Fences) != 0 {
+		t.Errorf("db's fences once h3 answers: %+v (%v), want none", pr.Fences, err)
+	}
+	if h3 := host(t, l.a.State(), "h3"); h3.State != HostStandby {
+		t.Errorf("h3 is %q once it answers, want %q", h3.State, HostStandby)
 	}
 }

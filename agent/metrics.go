@@ -6,7 +6,7 @@ import (
 
 // Metrics are documented in docs/agent.md. They are read from the last
 // state at scrape time, so they never drift from what the API shows.
-var hostStates = []string{HostActive, HostStandby, HostMaintenance, HostDown}
+var hostStates = []string{HostActive, HostStandby, HostMaintenance, HostDown, HostOff}
 
 // collector exposes the agent's state as Prometheus metrics.
 type collector struct{ a *Agent }
@@ -17,7 +17,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descHostUp       = desc("virtpool_host_up", "1 if the host answered the last sample.", "host")
-	descHostState    = desc("virtpool_host_state", "1 for the host's state (active, standby, maintenance, down).", "host", "state")
+	descHostState    = desc("virtpool_host_state", "1 for the host's state (active, standby, maintenance, down, off: powered off on standby).", "host", "state")
 	descHostCapCPUs  = desc("virtpool_host_capacity_cpus", "CPU capacity virtpool plans with, in cores.", "host")
 	descHostCapMem   = desc("virtpool_host_capacity_memory_bytes", "Memory capacity virtpool plans with.", "host")
 	descHostCPU      = desc("virtpool_host_cpu_utilisation_ratio", "Guests' CPU over the host's capacity.", "host")
@@ -50,11 +50,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, h := range s.Hosts {
-		gauge(descHostUp, b2f(h.State != HostDown), h.Name)
+		up := h.State != HostDown && h.State != HostOff
+		gauge(descHostUp, b2f(up), h.Name)
 		for _, st := range hostStates {
 			gauge(descHostState, b2f(h.State == st), h.Name, st)
 		}
-		if h.State == HostDown {
+		if !up {
 			continue // its numbers are unknown, not zero
 		}
 		gauge(descHostCapCPUs, h.CapacityCPUs, h.Name)

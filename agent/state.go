@@ -15,6 +15,7 @@ const (
 	HostStandby     = "standby"
 	HostMaintenance = "maintenance"
 	HostDown        = "down" // did not answer in the last sample
+	HostOff         = "off"  // powered off on standby by the agent (DPM): answers nothing, runs nothing
 )
 
 // GuestUnknown is the state of a guest last seen on a host that is down:
@@ -40,7 +41,7 @@ type Host struct {
 	// Error says why a down host could not be sampled.
 	Error string `json:"error,omitempty"`
 	// Fenced: a pool record notes its fence (powered off by the agent's
-	// failover); while down it runs nothing.
+	// failover, or on standby: state off); while down it runs nothing.
 	Fenced              bool    `json:"fenced,omitempty"`
 	CapacityCPUs        float64 `json:"capacity_cpus"`
 	CapacityMemoryBytes int64   `json:"capacity_memory_bytes"`
@@ -132,17 +133,21 @@ func (s State) Guests() []Guest {
 // now down, where a migration started and how long it has run.
 func buildState(t fleet.Topology, r fleet.Round, f *fleet.Frame, prev State) State {
 	s := State{Time: r.Time}
-	fenced := fencedHosts(t)
+	fenced, off := fencedHosts(t)
 	for _, name := range sortedKeys(t.Hosts) {
 		e := t.Hosts[name]
-		h := Host{Name: name, URI: e.URI, State: hostState(t.States[name]), Fenced: fenced[name]}
+		h := Host{Name: name, URI: e.URI, State: hostState(t.States[name]), Fenced: fenced[name] || off[name]}
 		hs, ok := r.Hosts[name]
 		if !ok {
 			why := "not sampled"
 			if err, bad := t.Errors[e.URI]; bad {
 				why = err.Error()
 			}
-			s.Hosts = append(s.Hosts, downHost(h, prev, why))
+			h = downHost(h, prev, why)
+			if off[name] {
+				h.State, h.Error = HostOff, ""
+			}
+			s.Hosts = append(s.Hosts, h)
 			continue
 		}
 		h.CapacityCPUs, h.CapacityMemoryBytes, _ = hs.Capacity.Of(hs.Stats.CPUs, hs.Stats.MemoryTotalBytes) // checked by Sample

@@ -30,6 +30,10 @@ const (
 	RestoreFailed  = "restore_failed"  // … or could not be
 	HostRecovered  = "host_recovered"  // a fenced host answers again: stale copies removed
 	GuestRestarted = "guest_restarted" // a single domain of a fenced host started on a failover host
+	// Power (DPM).
+	HostPoweredOff = "host_powered_off" // a standby host, empty long enough, powered off
+	PowerOffFailed = "power_off_failed" // … or not: it stays on
+	HostPoweredOn  = "host_powered_on"  // a standby host powered off is on and answers again (the target records it too)
 )
 
 // Kinds the autoscaler target plugin records (its event_log), besides

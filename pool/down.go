@@ -90,11 +90,11 @@ var errOff = errors.New("powered off (fenced)")
 // known is why host is down without asking it: it is off, or it missed its
 // deadline in an earlier read of this Ops.
 func (o *Ops) known(host string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.Off[host] {
 		return errOff
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	if err := o.late[host]; err != nil {
 		return fmt.Errorf("%w (in an earlier read)", err)
 	}

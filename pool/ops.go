@@ -57,6 +57,13 @@ type Ops struct {
 	// Off lists hosts known to be powered off (fenced): reads do not wait
 	// for them, they are down at once.
 	Off map[string]bool
+	// PowerOn, if set, powers a host on (its power-on action): ScaleUp
+	// then powers on a pool's standby host that is off when its new
+	// members fit nowhere else (PowerOnStandby).
+	PowerOn func(ctx context.Context, host string) error
+	// BootTimeout bounds the wait for a powered-on host to answer
+	// (DefaultBootTimeout if zero).
+	BootTimeout time.Duration
 	// Size, if set, gives a host's CPUs and memory when the caller knows
 	// them (a recent sample): View then does not ask the host for them,
 	// which costs more than the rest of what it reads.

@@ -109,15 +109,9 @@ func setOf(names []string) map[string]bool {
 // its record, then reconciles the members with it. It returns the size it
 // set.
 func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) {
-	pr, _, found, err := o.ReadPool(ctx, name, nil)
-	if found {
-		err = need(pr, err)
-	}
+	pr, err := o.readFound(ctx, name)
 	if err != nil {
 		return 0, err
-	}
-	if !found {
-		return 0, fmt.Errorf("pool %s: no pool record on any of the hosts %v", name, o.Hosts.Names())
 	}
 	want := min(max(n, pr.Spec.MinSize), pr.Spec.MaxSize)
 	if want != n {
@@ -134,9 +128,26 @@ func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) 
 	return want, o.Reconcile(ctx, pr)
 }
 
+// readFound reads a pool's record, which must exist, from the hosts it
+// needs.
+func (o *Ops) readFound(ctx context.Context, name string) (Record, error) {
+	pr, _, found, err := o.ReadPool(ctx, name, nil)
+	if found {
+		err = need(pr, err)
+	}
+	if err != nil {
+		return pr, err
+	}
+	if !found {
+		return pr, fmt.Errorf("pool %s: no pool record on any of the hosts %v", name, o.Hosts.Names())
+	}
+	return pr, nil
+}
+
 // ScaleUp creates k members, placed by the scheduler on the pool's hosts
 // (not on a fenced one). When they do not fit on the active hosts, hosts
-// the autoscaler put on standby are brought back, one at a time.
+// the autoscaler put on standby are brought back, one at a time, powered
+// on first if they are off and Ops.PowerOn is set.
 func (o *Ops) ScaleUp(ctx context.Context, pr Record, k int) error {
 	spec := pr.Spec
 	allowed := setOf(pr.Placeable())
@@ -158,8 +169,21 @@ func (o *Ops) ScaleUp(ctx context.Context, pr Record, k int) error {
 				break
 			}
 		}
-		if !errors.Is(err, scheduler.ErrInfeasible) || wake == "" {
+		off := pr.offStandby()
+		if !errors.Is(err, scheduler.ErrInfeasible) || (wake == "" && (len(off) == 0 || o.PowerOn == nil)) {
 			return fmt.Errorf("pool %s: place %d new members on %v: %w", spec.Name, k, spec.HostNames(), err)
+		}
+		if wake == "" {
+			// Powered on, it is still on standby: the next round wakes it.
+			o.log().Info("new members need room: powering a standby host on", "pool", spec.Name, "host", off[0])
+			if err := o.PowerOnStandby(ctx, off[0]); err != nil {
+				return fmt.Errorf("pool %s: %w", spec.Name, err)
+			}
+			if pr, err = o.readFound(ctx, spec.Name); err != nil {
+				return err
+			}
+			allowed = setOf(pr.Placeable())
+			continue
 		}
 		o.log().Info("new members need room: bringing a standby host back", "pool", spec.Name, "host", wake)
 		if err := o.SetAutoStandby(ctx, wake, false); err != nil {

@@ -131,12 +131,39 @@ type Record struct {
 // host, and when it answers again every member found there predates the
 // fence and is stale: removed, never started (Ops.DropFence), before the
 // fence is dropped.
+//
+// A standby fence notes instead that the host was powered off on standby,
+// empty (Ops.PowerOffStandby): nothing ran there, nothing is placed there,
+// and it is powered on again when a pool needs room (Ops.PowerOnStandby).
 type Fence struct {
 	Host string    `json:"host"`
 	At   time.Time `json:"at"`
 	// Members are the names last seen there, kept from reuse until the
 	// host is back and its stale copies are gone.
 	Members []string `json:"members,omitempty"`
+	Standby bool     `json:"standby,omitempty"`
+}
+
+// Failed tells whether any of the pool's fences is of a failed host (not
+// of one powered off on standby).
+func (pr Record) Failed() bool {
+	for _, f := range pr.Fences {
+		if !f.Standby {
+			return true
+		}
+	}
+	return false
+}
+
+// offStandby lists the hosts the pool's standby fences say are off.
+func (pr Record) offStandby() []string {
+	var out []string
+	for _, f := range pr.Fences {
+		if f.Standby {
+			out = append(out, f.Host)
+		}
+	}
+	return out
 }
 
 // Fenced returns the fence on host, if any.

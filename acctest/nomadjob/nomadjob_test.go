@@ -88,7 +88,7 @@ func TestAgentNomadJob(t *testing.T) {
 	start := time.Now()
 	n.cli(t, "job", "run", "-detach",
 		"-var", "virtpool="+bin, "-var", "driver_path="+drvBin,
-		"-var", fmt.Sprintf("port=%d", port), "-var", "hosts="+agenttest.Hosts(theLab, ""),
+		"-var", fmt.Sprintf("port=%d", port), "-var", "hosts="+agenttest.Hosts(theLab, "", false),
 		jobFile)
 	alloc := n.waitAlloc(t)
 	running := time.Since(start)

@@ -44,7 +44,11 @@ function chart(points) {
 
 function hostCard(h) {
   const card = el("div", { class: "card " + h.state, "data-host": h.name });
-  card.append(el("h3", {}, h.name, el("span", { class: "badge " + h.state }, h.state + (h.fenced ? ", fenced" : ""))));
+  card.append(el("h3", {}, h.name, el("span", { class: "badge " + h.state }, h.state + (h.fenced && h.state !== "off" ? ", fenced" : ""))));
+  if (h.state === "off") {
+    card.append(el("div", { class: "none" }, "powered off on standby: powered on again when a pool needs room"));
+    return card;
+  }
   if (h.state === "down") {
     card.append(el("div", { class: "error" }, h.fenced ? "fenced (powered off): its pools are restored on the other hosts" : h.error || "not answering"));
     return card;
@@ -63,7 +67,7 @@ function hostCard(h) {
 
 function render(s) {
   for (const h of s.hosts || []) {
-    if (h.state === "down") continue;
+    if (h.state === "down" || h.state === "off") continue;
     const pts = (history[h.name] = history[h.name] || []);
     if (!pts.length || pts[pts.length - 1].time !== s.time) pts.push({ time: s.time, cpu_ratio: h.cpu_ratio, memory_ratio: h.memory_ratio });
     const cut = Date.parse(s.time) - retainedMs;

@@ -14,10 +14,16 @@ driver_path     = "/usr/local/libexec/virtpool/virtpool-driver"
 failover_grace = "30s"
 fence_timeout  = "1m"
 
+# kvm1 also has a power-on action: on standby (the autoscaler packed its
+# guests onto fewer hosts) and empty for 15 minutes, it is powered off
+# with its fence action, and powered on again when a pool needs it.
+standby_power_off_after = "15m"
+
 hosts = {
   # 2 cores and 4 GiB kept for the hypervisor itself on each host.
   kvm1 = { uri = "qemu+tls://kvm1.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096,
-           fence = ["ipmitool", "-I", "lanplus", "-H", "kvm1-bmc.example.com", "-U", "virtpool", "-E", "chassis", "power", "off"] }
+           fence    = ["ipmitool", "-I", "lanplus", "-H", "kvm1-bmc.example.com", "-U", "virtpool", "-E", "chassis", "power", "off"],
+           power_on = ["ipmitool", "-I", "lanplus", "-H", "kvm1-bmc.example.com", "-U", "virtpool", "-E", "chassis", "power", "on"] }
   kvm2 = { uri = "qemu+tls://kvm2.example.com/system", reserved_cpus = 2, reserved_memory_mib = 4096 }
   # Over SSH, with the host key checked against known_hosts.
   kvm3 = { uri = "qemu+ssh://virtpool@kvm3.example.com/system?keyfile=/etc/virtpool/id_ed25519", reserved_cpus = 2, reserved_memory_mib = 4096 }

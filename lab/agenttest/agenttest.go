@@ -27,6 +27,7 @@ import (
 type Options struct {
 	Interval time.Duration // sample_interval
 	Fence    bool          // every host's fence action: virtpool lab fence NAME
+	PowerOn  bool          // with Fence, every host's power-on action: virtpool lab start NAME
 	Extra    string        // more top-level lines
 }
 
@@ -55,7 +56,7 @@ func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
 		fence = bin
 	}
 	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = %s\n%s\n",
-		o.Interval, drvBin, Hosts(l, fence), o.Extra)
+		o.Interval, drvBin, Hosts(l, fence, o.PowerOn), o.Extra)
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -84,8 +85,9 @@ func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
 
 // Hosts is the agent configuration's hosts map for l's hosts, with their
 // budgets when they have one and, when virtpool (its binary) is not "",
-// each host's fence action: virtpool lab fence NAME.
-func Hosts(l *lab.Lab, virtpool string) string {
+// each host's fence action: virtpool lab fence NAME, and with powerOn its
+// power-on action: virtpool lab start NAME.
+func Hosts(l *lab.Lab, virtpool string, powerOn bool) string {
 	var b strings.Builder
 	b.WriteString("{\n")
 	for _, h := range l.Hosts {
@@ -95,6 +97,9 @@ func Hosts(l *lab.Lab, virtpool string) string {
 		}
 		if virtpool != "" {
 			fmt.Fprintf(&b, ", fence = [%q, \"lab\", \"fence\", %q]", virtpool, h.Name)
+			if powerOn {
+				fmt.Fprintf(&b, ", power_on = [%q, \"lab\", \"start\", %q]", virtpool, h.Name)
+			}
 		}
 		b.WriteString(" }\n")
 	}

@@ -30,7 +30,7 @@ func TestAccClusterConsolidateAndSpread(t *testing.T) {
 	t0 := time.Now()
 	a := startAgent(t, map[string]string{"cluster.hcl": hostsPolicy("cluster-hosts", "", hostsTarget)}, targetConfig(), apmConfig())
 	packThenSpread(t, a, t0, "cluster", wantEvent{event.ScaleRequested + " of the cluster",
-		func(e event.Event) bool { return e.Kind == event.ScaleRequested && e.Cluster }}, c2Home, c1, c2)
+		func(e event.Event) bool { return e.Kind == event.ScaleRequested && e.Cluster }}, c2Home, nil, c1, c2)
 	w.check(t)
 	s1.check(t)
 	s2.check(t)

@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	agentpkg "github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/event"
+	"github.com/virtpool/virtpool/lab"
+	"github.com/virtpool/virtpool/lab/agenttest"
+	"github.com/virtpool/virtpool/lab/labtest"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -64,29 +68,50 @@ const (
 )
 
 // Test 3: low load → the pool is consolidated onto one host and the others
-// are marked standby; load returns → it spreads onto them again.
+// are marked standby, and virtpool agent powers them off (the lab's fence)
+// once they have been empty for standby_power_off_after; load returns →
+// the target powers them on (the lab's start) and the pool spreads onto
+// them again.
 func TestAccHostsConsolidateAndSpread(t *testing.T) {
 	needLab(t)
 	pol := labPolicy(pool.ModeConsolidate, 0.9)
 	pol.TargetUtilisation = 0.6
 	p := newPool(t, "t3", []string{"h1", "h2", "h3"}, "192.0.2.221/24", 3, 3, 3, pol)
 	p.createOn("h1", "h2", "h3")
+	// Cleanups run last first: every host is on before the pool goes.
+	t.Cleanup(func() {
+		for _, h := range theLab.Hosts {
+			if err := lab.Start(context.Background(), h); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 	w := watchMembers(t, p, func() []string { return []string{"t3-1", "t3-2", "t3-3"} })
 	s := followStreams(t, p, 3)
 	t0 := time.Now()
-	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", hostsTarget)}, targetConfig(), apmConfig())
-	packThenSpread(t, a, t0, "pool", eventOf(event.ScaleRequested, "t3"), func() {}, p)
+	ag := agenttest.Start(t, theLab, agenttest.Options{Interval: time.Second, Fence: true, PowerOn: true,
+		Extra: `standby_power_off_after = "5s"`})
+	bin, err := labtest.VirtpoolBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, map[string]string{"hosts.hcl": hostsPolicy("t3-hosts", "t3", hostsTarget)},
+		with(targetConfig(), "power_on", bin+" lab start {host}"), apmConfig())
+	packThenSpread(t, a, t0, "pool", eventOf(event.ScaleRequested, "t3"), func() {}, ag, p)
 	w.check(t)
 	s.check(t)
 }
 
 // packThenSpread follows the hosts dimension through a cycle, from the
 // start of agent a at t0: the idle members of pools (three in all) are
-// packed onto one host and the two others go on standby; loaded, they
-// spread onto all three hosts again, and each state holds for a few more
-// evaluations. decision picks the target's records of the agent's Scale
-// calls, what names the subject in messages; check runs after each phase.
-func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, decision wantEvent, check func(), pools ...*testPool) {
+// packed onto one host and the two others go on standby (and, with a
+// virtpool agent ag that powers standby hosts off, off); loaded, they
+// spread onto all three hosts again (powered on first), and each state
+// holds for a few more evaluations. decision picks the target's records
+// of the agent's Scale calls, what names the subject in messages; check
+// runs after each phase.
+func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, decision wantEvent, check func(), ag *agenttest.Agent,
+	pools ...*testPool) {
 	t.Helper()
 	hosts := []string{"h1", "h2", "h3"}
 	on := func(h string) int {
@@ -121,23 +146,35 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, decision 
 	}, placementOf(pools...))
 	decided := a.waitEvent(decision, t0, time.Second)
 	start := a.waitEvent(migrationStarted, t0, time.Second)
-	standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 },
-		func() string { return fmt.Sprintf("on standby: %v", standbyHosts()) })
+	home := inUse()[0]
+	freed := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == home })
 	tl := newTimeline(t, "idle "+what+" (from agent start)", t0)
 	tl.add("decision (Scale called)", decided.Time)
 	tl.add("first migration started", start.Time)
 	tl.add(what+" on one host", packed)
-	tl.add("freed hosts on standby", standby)
-	tl.print()
-	home := inUse()[0]
-	t.Logf("packed onto %s; on standby: %v", home, standbyHosts())
-	if slices.Contains(standbyHosts(), home) {
-		t.Fatalf("%s runs the members and is on standby", home)
+	if ag == nil {
+		standby := waitFor(t, "two hosts on standby", 30*time.Second, func() bool { return len(standbyHosts()) == 2 },
+			func() string { return fmt.Sprintf("on standby: %v", standbyHosts()) })
+		tl.add("freed hosts on standby", standby)
+		t.Logf("packed onto %s; on standby: %v", home, standbyHosts())
+		if slices.Contains(standbyHosts(), home) {
+			t.Fatalf("%s runs the members and is on standby", home)
+		}
+	} else {
+		off := ag.WaitEvents(t, 0, event.HostPoweredOff+":"+freed[0], event.HostPoweredOff+":"+freed[1])
+		for _, h := range freed {
+			tl.add(h+" powered off", off[event.HostPoweredOff+":"+h].Time)
+		}
+		checkOff(t, ag, freed)
 	}
+	tl.print()
 	check()
 	time.Sleep(hold)
 	if hs := inUse(); len(hs) != 1 {
 		t.Fatalf("%s spread again without load: %v", what, hs)
+	}
+	if ag != nil {
+		checkOff(t, ag, freed) // and they stay off: not failed, not fenced again
 	}
 
 	// Load returns: three busy guests on one host.
@@ -150,6 +187,11 @@ func packThenSpread(t *testing.T, a *agent, t0 time.Time, what string, decision 
 	start = a.waitEvent(migrationStarted, t1, time.Second)
 	tl = newTimeline(t, "load returns", t1)
 	tl.add("decision (Scale called)", decided.Time)
+	if ag != nil {
+		for _, e := range a.allEvents(eventOf(event.HostPoweredOn, ""), t1) {
+			tl.add(fmt.Sprintf("%s powered on (answers %d ms after its power-on started)", e.Host, e.ElapsedMs), e.Time)
+		}
+	}
 	tl.add("first migration started", start.Time)
 	tl.add(what+" on three hosts", spread)
 	tl.print()
@@ -180,4 +222,33 @@ func (p *testPool) standbyHosts() []string {
 		}
 	}
 	return out
+}
+
+// checkOff fails unless hosts are off in the lab (nothing runs in their
+// namespaces) and virtpool agent shows them off, and it neither took them
+// for failed nor fenced them.
+func checkOff(t *testing.T, ag *agenttest.Agent, hosts []string) {
+	t.Helper()
+	s := ag.After(t, 1)
+	for _, name := range hosts {
+		h, err := theLab.Host(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := h.State(); err != nil || st.Processes > 0 {
+			t.Errorf("%s powered off, but runs %d processes (%v)", name, st.Processes, err)
+		}
+		for _, sh := range s.Hosts {
+			if sh.Name == name && sh.State != agentpkg.HostOff {
+				t.Errorf("virtpool agent shows %s %q, want %q", name, sh.State, agentpkg.HostOff)
+			}
+		}
+	}
+	var evs []event.Event
+	ag.Get(t, "/api/v1/events", &evs)
+	for _, e := range evs {
+		if e.Kind == event.HostFailed || e.Kind == event.HostFenced {
+			t.Errorf("virtpool agent: %s %s: a standby host powered off is not failed", e.Kind, e.Message)
+		}
+	}
 }

@@ -23,7 +23,7 @@ var (
 	// configKeys are the plugin's own keys (fleet adds the common ones).
 	configKeys = []string{configKeyLoadWindow, configKeyShutdownTimeout, configKeyBandwidth, configKeyMaxDowntime,
 		configKeyAutoConverge, configKeyPostCopy, configKeyProgressTimeout, configKeyCompletion,
-		configKeyTLS, configKeyScaleTimeout, configKeyEventLog, configKeyNomadInherit}
+		configKeyTLS, configKeyScaleTimeout, configKeyEventLog, configKeyPowerOn, configKeyNomadInherit}
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
 	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
@@ -46,6 +46,8 @@ type config struct {
 	// EventLog (nil: no records).
 	EventLogPath string
 	EventLog     *event.Log
+	// PowerOn is configKeyPowerOn's command template (nil: none).
+	PowerOn []string
 }
 
 func parseConfig(raw map[string]string) (config, error) {
@@ -110,6 +112,12 @@ func parseConfig(raw map[string]string) (config, error) {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return c, fmt.Errorf("%s: %q: want a file in an existing directory; %s is none", configKeyEventLog,
 				c.EventLogPath, dir)
+		}
+	}
+	if s, ok := raw[configKeyPowerOn]; ok {
+		if c.PowerOn = strings.Fields(s); len(c.PowerOn) == 0 {
+			return c, fmt.Errorf("%s: empty; give the command that powers a host on, e.g. %q", configKeyPowerOn,
+				"ipmitool -I lanplus -H bmc-{host} -U admin -E chassis power on")
 		}
 	}
 	c.Nomad = nomadhelper.ConfigFromNamespacedMap(raw)

@@ -53,6 +53,8 @@ func TestSetConfig(t *testing.T) {
 		{"bad tls", base("migration_tls", "on"), `migration_tls: "on" is not true or false`},
 		{"bad inherit", base("nomad_config_inherit", "maybe"), `nomad_config_inherit: "maybe" is not true or false`},
 		{"event log", base("event_log", filepath.Join(dir, "events.jsonl")), ""},
+		{"power on", base("power_on", "ipmitool -H bmc-{host} -E chassis power on"), ""},
+		{"power on empty", base("power_on", " "), "power_on: empty; give the command that powers a host on"},
 		{"event log in no directory", base("event_log", filepath.Join(dir, "nodir", "events.jsonl")),
 			`event_log: "` + filepath.Join(dir, "nodir", "events.jsonl") + `": want a file in an existing directory; ` + filepath.Join(dir, "nodir") + " is none"},
 		{"event log under a file", base("event_log", filepath.Join(file, "events.jsonl")), "event_log: "},

@@ -79,6 +79,14 @@ const (
 	// and removes, and restarts of its driver process. Tools follow that
 	// file rather than the log.
 	configKeyEventLog = "event_log"
+	// configKeyPowerOn powers on a standby host that virtpool agent
+	// powered off: a command, split on white space and run without a
+	// shell, whose {host} is replaced by the host's name, e.g.
+	// "ipmitool -I lanplus -H bmc-{host} -U admin -E chassis power on"
+	// (-E: the password from IPMI_PASSWORD in the autoscaler's
+	// environment). With it, the hosts dimension and a pool that needs
+	// room power such hosts on; without it they stay off.
+	configKeyPowerOn = "power_on"
 	// configKeyNomadInherit is the agent's: the plugin accepts it.
 	configKeyNomadInherit = "nomad_config_inherit"
 	// configKeyNomadAddress is the agent's Nomad address (nomadhelper's).

@@ -162,18 +162,14 @@ func scaleHot(ctx context.Context, r request) (bool, error) {
 }
 
 // scaleHosts packs the scope onto fewer hosts and marks the freed ones
-// standby, or brings standby hosts back and spreads onto them.
+// standby, or brings standby hosts back (powered on first if virtpool
+// agent powered them off) and spreads onto them.
 func scaleHosts(ctx context.Context, r request) (bool, error) {
 	v, err := r.view(ctx)
 	if err != nil {
 		return false, err
 	}
-	// The operator's standby hosts are not the autoscaler's to use.
-	for i, h := range v.Hosts {
-		if st := v.States[h.Name]; st.Standby && !st.Maintenance {
-			v.Hosts[i].State = scheduler.Maintenance
-		}
-	}
+	asideOperatorStandby(v)
 	cnt, err := countOf(DimensionHosts, r.scope, v)
 	if err != nil {
 		return false, err
@@ -208,11 +204,26 @@ func scaleHosts(ctx context.Context, r request) (bool, error) {
 		}
 		return changed, nil
 	default:
+		// Hosts powered off on standby come back first, as many as the
+		// count needs beyond the hosts that are on.
+		on := len(v.HostsIn(scheduler.Active)) + len(v.HostsIn(scheduler.Standby))
+		off := r.off()
+		wake := off[:min(max(int(want)-on, 0), len(off))]
+		if len(wake) > 0 && !r.dry {
+			if err := powerOn(ctx, r.ops, wake); err != nil {
+				return true, err
+			}
+			if v, err = r.view(ctx); err != nil {
+				return true, err
+			}
+			asideOperatorStandby(v)
+		}
 		plan, err := v.Spread(int(want), pol)
 		if err != nil {
-			return false, fmt.Errorf("plan spread: %w", err)
+			return len(wake) > 0, fmt.Errorf("plan spread: %w", err)
 		}
 		if r.dry {
+			plan.PowerOn = append(plan.PowerOn, wake...)
 			r.dryRun(log, event.ActionSpread, plan)
 			return false, nil
 		}
@@ -224,7 +235,28 @@ func scaleHosts(ctx context.Context, r request) (bool, error) {
 		}
 		res, err := r.ops.Apply(ctx, v, plan, r.migrateOpts(r.migration))
 		logMoves(log, res)
-		return len(plan.PowerOn) > 0 || len(res) > 0, err
+		return len(wake) > 0 || len(plan.PowerOn) > 0 || len(res) > 0, err
+	}
+}
+
+// powerOn powers on hosts that are off on standby, one after the other:
+// each rewrites the records of the pools that use it.
+func powerOn(ctx context.Context, ops *pool.Ops, hosts []string) error {
+	for _, h := range hosts {
+		if err := ops.PowerOnStandby(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// asideOperatorStandby shows the operator's standby hosts in maintenance:
+// they are not the autoscaler's to use.
+func asideOperatorStandby(v *pool.View) {
+	for i, h := range v.Hosts {
+		if st := v.States[h.Name]; st.Standby && !st.Maintenance {
+			v.Hosts[i].State = scheduler.Maintenance
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/power"
 	"github.com/virtpool/virtpool/scheduler"
 )
 
@@ -89,10 +92,26 @@ func (s scope) fenced(host string) bool {
 	return false
 }
 
+// off lists the scope's hosts that virtpool agent powered off on standby
+// (a pool record's standby fence).
+func (s scope) off() []string {
+	recs := []pool.Record{s.rec}
+	if s.cluster {
+		recs = slices.Collect(maps.Values(s.pools))
+	}
+	var out []string
+	for _, h := range s.hosts.Names() {
+		if slices.ContainsFunc(recs, func(pr pool.Record) bool { fc, ok := pr.Fenced(h); return ok && fc.Standby }) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // restoring tells whether the pool is short of members since a fence:
 // virtpool agent is restoring it.
 func (s scope) restoring(members int) bool {
-	return !s.cluster && len(s.rec.Fences) > 0 && members < int(s.rec.Spec.Size)
+	return !s.cluster && s.rec.Failed() && members < int(s.rec.Spec.Size)
 }
 
 // findPool returns a pool's record and the topology it was found in,
@@ -131,8 +150,13 @@ func findPool(ctx context.Context, f *fleet.Fleet, name string) (pool.Record, fl
 // over the load window.
 func (s scope) newOps(c config, f *fleet.Fleet, log hclog.Logger) *pool.Ops {
 	demand := f.History.Demand(c.LoadWindow)
+	var powerOn func(ctx context.Context, host string) error
+	if c.PowerOn != nil {
+		powerOn = func(ctx context.Context, host string) error { return power.Run(ctx, power.Expand(c.PowerOn, host)) }
+	}
 	return &pool.Ops{
-		Hosts: f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, Events: c.EventLog,
+		PowerOn: powerOn,
+		Hosts:   f.Topology().WithCapacity(s.hosts), Driver: f.Driver, Log: log, Events: c.EventLog,
 		ShutdownTimeout: c.ShutdownTimeout, Migration: c.Migration,
 		HostTimeout: f.CallTimeout, // a host down costs what it costs the samples
 		Size: func(host string) (int, uint64, bool) {
