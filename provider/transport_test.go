@@ -50,7 +50,7 @@ func TestAccTransportErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := credCase{uri: strings.Replace(h2.URI, lab.ClientPKI, pki, 1),
-				want: `(?s)host h2 .*` + words("TLS to "+h2.Loopback) + `.*` + words("pkipath "+pki)}
+				want: `(?s)host\s+h2\s.*` + words("TLS to "+h2.Loopback) + `.*` + words("pkipath "+pki)}
 			c.name = "client certificate of another CA"
 			if !trust {
 				c.name = "host certificate of another CA"
@@ -63,7 +63,7 @@ func TestAccTransportErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		pwLine := fmt.Sprintf("password = %q", login.Password)
-		sasl := `(?s)host h2 .*` + words(h2.Loopback+" asks for a login (SASL)")
+		sasl := `(?s)host\s+h2\s.*` + words(h2.Loopback+" asks for a login (SASL)")
 		cases = append(cases,
 			credCase{name: "no login", edit: func(b string) string {
 				return strings.Replace(strings.Replace(b, fmt.Sprintf("username = %q", login.Username), "", 1), pwLine, "", 1)
@@ -82,9 +82,9 @@ func TestAccTransportErrors(t *testing.T) {
 		}
 		cases = []credCase{
 			{"unknown host key", strings.Replace(h2.URI, lab.KnownHosts, empty, 1), nil,
-				`(?s)host h2 .*` + words("SSH to "+h2.Loopback) + `.*` + words("host key is not the one in "+empty)},
+				`(?s)host\s+h2\s.*` + words("SSH to "+h2.Loopback) + `.*` + words("host key is not the one in "+empty)},
 			{"refused login", strings.Replace(h2.URI, lab.SSHKey, key, 1), nil,
-				`(?s)host h2 .*` + words("login as root was refused") + `.*` + regexp.QuoteMeta(key)},
+				`(?s)host\s+h2\s.*` + words("login as root was refused") + `.*` + regexp.QuoteMeta(key)},
 		}
 	}
 	for _, tc := range cases {

@@ -111,7 +111,7 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 		d.conns.check(uri, err)
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
 	}
-	accel, err := d.chooseAccel(ctx, c, uri, caps.Host.UUID, spec.Accelerator)
+	accel, err := d.chooseAccel(ctx, c, uri, caps, spec.Accelerator)
 	if err != nil {
 		return driver.Domain{}, wrap(op, uri, spec.Name, err)
 	}

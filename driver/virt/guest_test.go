@@ -299,3 +299,37 @@ func TestDomainXMLKernelWithDisk(t *testing.T) {
 		t.Errorf("disks = %+v, want the overlay as vda on virtio, cache=none", d)
 	}
 }
+
+// TestHardwareVirt: KVM is tried only where the host CPU has VT-x or AMD-V
+// (an x86 host without them runs firmware under KVM-PVM, not Linux).
+func TestHardwareVirt(t *testing.T) {
+	x86 := func(flags ...string) *libvirtxml.Caps {
+		cpu := &libvirtxml.CapsHostCPU{Arch: "x86_64"}
+		for _, f := range flags {
+			cpu.FeatureFlags = append(cpu.FeatureFlags, libvirtxml.CapsHostCPUFeatureFlag{Name: f})
+		}
+		return &libvirtxml.Caps{Host: libvirtxml.CapsHost{CPU: cpu}}
+	}
+	for _, tc := range []struct {
+		name string
+		caps *libvirtxml.Caps
+		want bool
+	}{
+		{"intel host (testdata)", loadCaps(t, "caps-qemu-kvm.xml"), true},
+		{"vmx", x86("ss", "vmx"), true},
+		{"svm", x86("svm"), true},
+		{"kvm-pvm: hypervisor, no vmx or svm", x86("vme", "hypervisor", "xsaves"), false},
+		{"aarch64: left to the probe", &libvirtxml.Caps{Host: libvirtxml.CapsHost{CPU: &libvirtxml.CapsHostCPU{Arch: "aarch64"}}}, true},
+		{"no cpu element (test driver)", &libvirtxml.Caps{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := hardwareVirt(tc.caps)
+			if got != tc.want {
+				t.Fatalf("hardwareVirt = %v (%q), want %v", got, reason, tc.want)
+			}
+			if !got && reason == "" {
+				t.Error("no reason given for refusing KVM")
+			}
+		})
+	}
+}

@@ -20,32 +20,32 @@ func (d *Driver) HostInfo(ctx context.Context, uri string) (driver.HostInfo, err
 	if err != nil {
 		return driver.HostInfo{}, wrap(op, uri, "", err)
 	}
-	hi, err := hostInfo(c)
+	hi, caps, err := hostInfo(c)
 	if err != nil {
 		d.conns.check(uri, err)
 		return driver.HostInfo{}, wrap(op, uri, "", err)
 	}
 	hi.URI = uri
-	hi.Accelerators, err = d.accelerators(ctx, c, uri, hi.UUID)
+	hi.Accelerators, err = d.accelerators(ctx, c, uri, caps)
 	return hi, wrap(op, uri, "", err)
 }
 
-func hostInfo(c *lv.Connect) (driver.HostInfo, error) {
+func hostInfo(c *lv.Connect) (driver.HostInfo, *libvirtxml.Caps, error) {
 	var hi driver.HostInfo
 	ni, err := c.GetNodeInfo()
 	if err != nil {
-		return hi, err
+		return hi, nil, err
 	}
 	hi.CPUs = int(ni.Cpus)
 	hi.MemoryBytes = ni.Memory * 1024
 	if hi.FreeMemoryBytes, err = c.GetFreeMemory(); err != nil {
-		return hi, err
+		return hi, nil, err
 	}
 	if hi.Hostname, err = c.GetHostname(); err != nil {
-		return hi, err
+		return hi, nil, err
 	}
 	if hi.Hypervisor, err = c.GetType(); err != nil {
-		return hi, err
+		return hi, nil, err
 	}
 	if v, err := c.GetVersion(); err == nil {
 		hi.HypervisorVersion = version(v)
@@ -55,10 +55,10 @@ func hostInfo(c *lv.Connect) (driver.HostInfo, error) {
 	}
 	caps, err := capabilities(c)
 	if err != nil {
-		return hi, err
+		return hi, nil, err
 	}
 	hi.UUID = caps.Host.UUID // empty for the test driver
-	return hi, nil
+	return hi, caps, nil
 }
 
 // capabilities reads and parses the host's capabilities (virConnectGetCapabilities).
@@ -79,8 +79,8 @@ func version(v uint32) string {
 	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)
 }
 
-func (d *Driver) accelerators(ctx context.Context, c *lv.Connect, uri, hostUUID string) ([]string, error) {
-	key := hostUUID
+func (d *Driver) accelerators(ctx context.Context, c *lv.Connect, uri string, caps *libvirtxml.Caps) ([]string, error) {
+	key := caps.Host.UUID
 	if key == "" {
 		key = uri
 	}
@@ -99,7 +99,10 @@ func (d *Driver) accelerators(ctx context.Context, c *lv.Connect, uri, hostUUID 
 		accels = []string{driver.AccelKVM}
 	} else {
 		if kvmAdvertised(c) {
-			ok, reason := probeKVM(ctx, c)
+			ok, reason := hardwareVirt(caps)
+			if ok {
+				ok, reason = probeKVM(ctx, c)
+			}
 			if ok {
 				accels = append(accels, driver.AccelKVM)
 			} else {
@@ -115,6 +118,24 @@ func (d *Driver) accelerators(ctx context.Context, c *lv.Connect, uri, hostUUID 
 func kvmAdvertised(c *lv.Connect) bool {
 	x, err := c.GetDomainCapabilities("", "x86_64", "", "kvm", 0)
 	return err == nil && x != ""
+}
+
+// hardwareVirt reports whether an x86 host's CPU has Intel VT-x or AMD-V,
+// which KVM proper needs. A host can offer /dev/kvm without them (KVM-PVM,
+// some nested setups): firmware then runs, so probeKVM passes, but a Linux
+// guest dies with an emulation failure. Other architectures are left to
+// the probe.
+func hardwareVirt(caps *libvirtxml.Caps) (bool, string) {
+	cpu := caps.Host.CPU
+	if cpu == nil || (cpu.Arch != "x86_64" && cpu.Arch != "i686") {
+		return true, ""
+	}
+	for _, f := range cpu.FeatureFlags {
+		if f.Name == "vmx" || f.Name == "svm" {
+			return true, ""
+		}
+	}
+	return false, "the host CPU has neither vmx nor svm (KVM without hardware virtualization, e.g. KVM-PVM)"
 }
 
 // kvmProbePrefix names probeKVM's guests, which listings leave out.
@@ -163,8 +184,8 @@ func probeKVM(ctx context.Context, c *lv.Connect) (bool, string) {
 
 // chooseAccel resolves "auto" to the best working accelerator of the host
 // and refuses one the host cannot run.
-func (d *Driver) chooseAccel(ctx context.Context, c *lv.Connect, uri, hostUUID, want string) (string, error) {
-	have, err := d.accelerators(ctx, c, uri, hostUUID)
+func (d *Driver) chooseAccel(ctx context.Context, c *lv.Connect, uri string, caps *libvirtxml.Caps, want string) (string, error) {
+	have, err := d.accelerators(ctx, c, uri, caps)
 	if err != nil {
 		return "", err
 	}
