@@ -24,7 +24,7 @@ import (
 //
 //	unix  virtpool over the host's unix socket, peers over plain TCP (auth none): the default, and the fastest
 //	tls   qemu+tls:// only: client certificates from the lab's CA and a SASL login (SCRAM-SHA-256, LabLogin), migration streams encrypted too (QEMU refuses any other)
-//	ssh   qemu+libssh:// to an sshd per host (key login, known_hosts checked); libvirtd listens on no TCP port
+//	ssh   qemu+ssh:// (OpenSSH's client) to an sshd per host (key login, the lab's known_hosts checked); libvirtd listens on no TCP port
 //
 // With tls and ssh, virtpool reaches the hosts as a remote machine would:
 // across the lab's switch, from the client namespace. A relay (socat, in
@@ -68,11 +68,14 @@ var (
 	caCert    = filepath.Join(pkiDir, "cacert.pem") // the lab's CA
 )
 
-// SSHKey is the private key the lab's hosts accept for root, and
-// KnownHosts the lab's known_hosts file, which holds every host's key.
+// SSHKey is the private key the lab's hosts accept for root, KnownHosts
+// the lab's known_hosts file, which holds every host's key, and SSHCommand
+// the ssh that libvirt runs for the lab (SSHWrapper: OpenSSH reading the
+// lab's known_hosts, never the machine's ~/.ssh).
 var (
 	SSHKey     = filepath.Join(sshDir, "id_ed25519")
 	KnownHosts = filepath.Join(sshDir, "known_hosts")
+	SSHCommand = filepath.Join(sshDir, "ssh")
 	// ClientPKI is the pkipath of a client the hosts' libvirtds accept.
 	ClientPKI = clientPKI
 	// CACert is the certificate of the lab's CA.
@@ -92,8 +95,10 @@ func (h *Host) uris(t Transport) {
 		q := "/system?pkipath=" + clientPKI
 		h.URI, h.PeerURI = "qemu+tls://"+h.Loopback+q, "qemu+tls://"+h.IP+q
 	case SSH:
-		q := "/system?keyfile=" + SSHKey + "&known_hosts=" + KnownHosts + "&sshauth=privkey"
-		h.URI, h.PeerURI = "qemu+libssh://root@"+h.Loopback+q, "qemu+libssh://root@"+h.IP+q
+		// OpenSSH's client (qemu+ssh), as the guide's example: its
+		// configuration comes from the lab's wrapper (SSHWrapper).
+		q := "/system?keyfile=" + SSHKey + "&command=" + SSHCommand + "&no_tty=1"
+		h.URI, h.PeerURI = "qemu+ssh://root@"+h.Loopback+q, "qemu+ssh://root@"+h.IP+q
 	default:
 		h.URI, h.PeerURI = "qemu+unix:///system?socket="+socketIn(h.StateDir), "qemu+tcp://"+h.IP+"/system"
 	}
@@ -338,7 +343,12 @@ func certificate(ctx context.Context, key, cert, cfg string, how ...string) erro
 }
 
 // sshdConfig: key login for root only, the lab's authorized_keys, on the
-// host's lab address.
+// host's lab address. SetEnv SHLVL=1: bash, root's shell, runs ~/.bashrc
+// for a command from sshd only when it is the first shell (SHLVL unset),
+// and the machine's root .bashrc is not the lab's (there, pyenv's rehash
+// waited 60 s for a lock that a cut login had left: every later login took
+// a minute). MaxStartups above OpenSSH's 10:30:100, which drops new
+// connections at random once 10 are still logging in.
 var sshdConfig = template.Must(template.New("sshd_config").Parse(`# virtpool lab host {{.Name}}
 ListenAddress {{.IP}}
 HostKey {{.SSHDir}}/host_ed25519
@@ -348,6 +358,9 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
+UseDNS no
+MaxStartups 100
+SetEnv SHLVL=1
 `))
 
 // SSHDir holds the host's sshd configuration and host key.
@@ -394,7 +407,58 @@ func makeSSHKeys(ctx context.Context, hosts []Host) error {
 			return err
 		}
 	}
-	return os.WriteFile(KnownHosts, []byte(known.String()), 0o644)
+	if err := os.WriteFile(KnownHosts, []byte(known.String()), 0o644); err != nil {
+		return err
+	}
+	return SSHWrapper(SSHCommand, KnownHosts)
+}
+
+// sshWrapper runs OpenSSH with a configuration of its own (-F: no
+// ~/.ssh/config), so that the hosts' keys are checked against one
+// known_hosts file; libvirt's qemu+ssh runs it as its ssh (?command=) and
+// adds the user, the key (-i) and BatchMode (no_tty=1).
+var sshWrapper = template.Must(template.New("ssh").Parse(`#!/bin/sh
+# ssh for libvirt's qemu+ssh:// (?command=): host keys from {{.Known}} only
+exec {{.SSH}} -F {{.Config}} "$@"
+`))
+
+// sshClientConfig: only the given key (IdentitiesOnly), host keys checked
+// against one file, no prompt; a host that stops answering is given up
+// after 15 s, as virtpool's host deadline.
+var sshClientConfig = template.Must(template.New("ssh_config").Parse(`Host *
+  UserKnownHostsFile {{.Known}}
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  IdentitiesOnly yes
+  BatchMode yes
+  ConnectTimeout 10
+  ServerAliveInterval 5
+  ServerAliveCountMax 3
+`))
+
+// SSHWrapper writes an ssh command at path (and its configuration beside
+// it, path+"_config") for libvirt's qemu+ssh:// ?command=, which checks
+// host keys against knownHosts only.
+func SSHWrapper(path, knownHosts string) error {
+	ssh, err := exec.LookPath("ssh")
+	if err != nil {
+		return fmt.Errorf("ssh command for the lab: %w (Debian package openssh-client)", err)
+	}
+	v := struct{ SSH, Known, Config string }{ssh, knownHosts, path + "_config"}
+	for _, f := range []struct {
+		path string
+		t    *template.Template
+		mode os.FileMode
+	}{{v.Config, sshClientConfig, 0o644}, {path, sshWrapper, 0o755}} {
+		var b strings.Builder
+		if err := f.t.Execute(&b, v); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.path, []byte(b.String()), f.mode); err != nil {
+			return fmt.Errorf("ssh command for the lab: %w", err)
+		}
+	}
+	return nil
 }
 
 func sshKeygen(ctx context.Context, key, comment string) error {

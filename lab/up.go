@@ -58,7 +58,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	case TLS:
 		bins = append(bins, "certtool", "saslpasswd2", "socat")
 	case SSH:
-		bins = append(bins, "ssh-keygen", "/usr/sbin/sshd", "virt-ssh-helper", "socat")
+		bins = append(bins, "ssh", "ssh-keygen", "/usr/sbin/sshd", "virt-ssh-helper", "socat")
 	}
 	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {

@@ -80,9 +80,14 @@ func TestAccTransportErrors(t *testing.T) {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
 		}
+		// An ssh that reads an empty known_hosts: h2's key is unknown to it.
+		stranger := filepath.Join(dir, "ssh")
+		if err := lab.SSHWrapper(stranger, empty); err != nil {
+			t.Fatal(err)
+		}
 		cases = []credCase{
-			{"unknown host key", strings.Replace(h2.URI, lab.KnownHosts, empty, 1), nil,
-				`(?s)host\s+h2\s.*` + words("SSH to "+h2.Loopback) + `.*` + words("host key is not the one in "+empty)},
+			{"unknown host key", strings.Replace(h2.URI, lab.SSHCommand, stranger, 1), nil,
+				`(?s)host\s+h2\s.*` + words("SSH to "+h2.Loopback) + `.*` + words("host key is not the one in the known_hosts file that "+stranger+" reads")},
 			{"refused login", strings.Replace(h2.URI, lab.SSHKey, key, 1), nil,
 				`(?s)host\s+h2\s.*` + words("login as root was refused") + `.*` + regexp.QuoteMeta(key)},
 		}

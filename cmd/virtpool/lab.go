@@ -20,7 +20,7 @@ func labCmd(ctx context.Context, log hclog.Logger, sub string, args []string) er
 		hosts := fs.Int("hosts", 3, "number of hosts")
 		guestDir := fs.String("guest-dir", "", "prebuilt guest image directory (default: build into the cache)")
 		noBudgets := fs.Bool("no-budgets", false, "let every host use the whole machine (no per-host CPU and memory budget)")
-		transport := fs.String("transport", "unix", "how virtpool and the hosts reach the hosts' libvirtd: unix, tls (qemu+tls, certificates from a lab CA) or ssh (qemu+libssh, an sshd per host)")
+		transport := fs.String("transport", "unix", "how virtpool and the hosts reach the hosts' libvirtd: unix, tls (qemu+tls, certificates from a lab CA) or ssh (qemu+ssh, an sshd per host)")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}

@@ -45,21 +45,34 @@ func startEventLoop(log hclog.Logger) {
 
 // connPool keeps one connection per URI and reopens it when it dies.
 type connPool struct {
-	log   hclog.Logger
-	mu    sync.Mutex
-	conns map[string]*lv.Connect
-	creds map[string]driver.Credential // logins by URI (SetCredentials)
+	log     hclog.Logger
+	mu      sync.Mutex
+	conns   map[string]*lv.Connect
+	dialing map[string]*dialCall         // dials under way, by URI
+	creds   map[string]driver.Credential // logins by URI (SetCredentials)
 	// connected, if set, is called after each new connection, with the
 	// pool's lock held: it must not block (start what it does in the
 	// background, with a reference of its own on c).
 	connected func(uri string, c *lv.Connect)
 }
 
-func newConnPool(log hclog.Logger) *connPool {
-	return &connPool{log: log, conns: map[string]*lv.Connect{}}
+// dialCall is one dial of a URI, shared by every caller that needs it
+// meanwhile.
+type dialCall struct {
+	done chan struct{}
+	c    *lv.Connect
+	err  error
 }
 
-// get returns a live connection to uri, dialling it if needed.
+func newConnPool(log hclog.Logger) *connPool {
+	return &connPool{log: log, conns: map[string]*lv.Connect{}, dialing: map[string]*dialCall{}}
+}
+
+// get returns a live connection to uri, dialling it if needed. A dial
+// outlives the caller that started it (up to dialTimeout) and its result
+// is kept: opening a connection (an SSH login on a busy host, say) may take
+// longer than one short call may wait, and a dial dropped with each call
+// would never connect.
 func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 	if uri == "" {
 		return nil, errors.New("empty libvirt URI")
@@ -75,13 +88,31 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 		p.drop(uri, c)
 	}
 	p.mu.Lock()
-	cred := p.creds[uri]
-	p.mu.Unlock()
-	c, err := dial(ctx, uri, cred)
-	if err != nil {
-		return nil, err
+	if c := p.conns[uri]; c != nil { // another caller reconnected meanwhile
+		p.mu.Unlock()
+		return c, nil
 	}
-	if !strings.HasPrefix(uri, "test:") {
+	d := p.dialing[uri]
+	if d == nil {
+		d = &dialCall{done: make(chan struct{})}
+		p.dialing[uri] = d
+		go p.dial(uri, p.creds[uri], d)
+	}
+	p.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.c, d.err
+	case <-ctx.Done():
+		return nil, &driver.Error{Op: "connect", Host: uri, Code: driver.CodeNoConnect,
+			Err: fmt.Errorf("host not connected yet (the connection is still being opened): %w", ctx.Err())}
+	}
+}
+
+// dial runs d and keeps its connection in the pool.
+func (p *connPool) dial(uri string, cred driver.Credential, d *dialCall) {
+	start := time.Now()
+	c, err := dial(uri, cred)
+	if err == nil && !strings.HasPrefix(uri, "test:") {
 		// Not every driver supports keepalive (local ones don't need it).
 		if err := c.SetKeepAlive(keepaliveInterval, keepaliveCount); err != nil {
 			p.log.Debug("keepalive not set", "uri", uri, "error", err)
@@ -89,22 +120,21 @@ func (p *connPool) get(ctx context.Context, uri string) (*lv.Connect, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if old := p.conns[uri]; old != nil {
-		// Another caller dialled concurrently; keep theirs.
-		c.Close()
-		return old, nil
+	delete(p.dialing, uri)
+	d.c, d.err = c, err
+	if err == nil {
+		p.conns[uri] = c
+		p.log.Debug("connected", "uri", uri, "took", time.Since(start))
+		if p.connected != nil {
+			p.connected(uri, c)
+		}
 	}
-	p.conns[uri] = c
-	p.log.Debug("connected", "uri", uri)
-	if p.connected != nil {
-		p.connected(uri, c)
-	}
-	return c, nil
+	close(d.done)
 }
 
-// dial opens a connection without letting an unreachable host block the
-// caller past ctx or dialTimeout, answering a login prompt with cred.
-func dial(ctx context.Context, uri string, cred driver.Credential) (*lv.Connect, error) {
+// dial opens a connection without letting an unreachable host block past
+// dialTimeout, answering a login prompt with cred.
+func dial(uri string, cred driver.Credential) (*lv.Connect, error) {
 	type result struct {
 		c   *lv.Connect
 		err error
@@ -122,7 +152,6 @@ func dial(ctx context.Context, uri string, cred driver.Credential) (*lv.Connect,
 			return nil, fmt.Errorf("connect to host: %w%s", r.err, connectHint(uri, r.err.Error()))
 		}
 		return r.c, nil
-	case <-ctx.Done():
 	case <-timer.C:
 	}
 	go func() { // close whatever the late dial returns
@@ -206,14 +235,22 @@ func connectHint(uri, msg string) string {
 		return fmt.Sprintf(" (TLS to %s: the CA and this client's certificate and key are read from %s; the host's "+
 			"certificate must be signed by that CA and name %s, and its libvirtd must trust the client's CA)", u.Hostname(), where, u.Hostname())
 	case "ssh", "libssh", "libssh2":
-		known := q.Get("known_hosts")
-		if known == "" {
-			known = "~/.ssh/known_hosts"
-		}
 		switch {
 		case strings.Contains(low, "host key"):
+			// libssh reads ?known_hosts=; OpenSSH (qemu+ssh) its own
+			// configuration, which a ?command= wrapper may set.
+			known, add := q.Get("known_hosts"), ""
+			switch {
+			case known != "":
+				add = fmt.Sprintf("ssh-keyscan %s >> %s", u.Hostname(), known)
+			case q.Get("command") != "":
+				known, add = "the known_hosts file that "+q.Get("command")+" reads", "ssh-keyscan "+u.Hostname()+" prints it"
+			default:
+				known = "~/.ssh/known_hosts"
+				add = fmt.Sprintf("ssh-keyscan %s >> %s", u.Hostname(), known)
+			}
 			return fmt.Sprintf(" (SSH to %s: its host key is not the one in %s: if the host is new, check its fingerprint "+
-				"and add it, e.g. ssh-keyscan %s >> %s)", u.Hostname(), known, u.Hostname(), known)
+				"and add it, e.g. %s)", u.Hostname(), known, add)
 		case strings.Contains(low, "authenticat") || strings.Contains(low, "access denied") || strings.Contains(low, "permission denied"):
 			key := q.Get("keyfile")
 			if key == "" {

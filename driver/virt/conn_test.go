@@ -1,8 +1,13 @@
 package virt
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	lv "libvirt.org/go/libvirt"
 
@@ -24,6 +29,14 @@ func TestConnectHint(t *testing.T) {
 		{"tls unrelated", tlsURI, "Cannot recv data: Connection reset by peer", nil},
 		{"unknown host key", sshURI, "libssh transport error: SSH host key for 'h1.example' (aa:bb) was not accepted",
 			[]string{"SSH to h1.example", "not the one in /k/known", "ssh-keyscan h1.example >> /k/known"}},
+		{"unknown host key, openssh", "qemu+ssh://root@h1.example/system?keyfile=/k/id&command=/k/ssh&no_tty=1",
+			"Cannot recv data: Host key verification failed.: Connection reset by peer",
+			[]string{"SSH to h1.example", "not the one in the known_hosts file that /k/ssh reads", "ssh-keyscan h1.example prints it"}},
+		{"unknown host key, default file", "qemu+ssh://h1/system", "Host key verification failed.",
+			[]string{"not the one in ~/.ssh/known_hosts", "ssh-keyscan h1 >> ~/.ssh/known_hosts"}},
+		{"refused login, openssh", "qemu+ssh://root@h1.example/system?keyfile=/k/id&command=/k/ssh",
+			"Cannot recv data: root@h1.example: Permission denied (publickey).: Connection reset by peer",
+			[]string{"login as root was refused", "/k/id"}},
 		{"refused login", sshURI, "libssh transport error: failed to authenticate: Access denied for 'publickey'",
 			[]string{"login as root was refused", "/k/id"}},
 		{"ssh default files", "qemu+ssh://h1/system", "Permission denied (publickey)", []string{"the current user", "~/.ssh"}},
@@ -70,5 +83,56 @@ func TestAnswer(t *testing.T) {
 				t.Fatalf("answer %q, %t; want %q, %t", got, ok, tc.want, tc.answer)
 			}
 		})
+	}
+}
+
+// A dial outlives a caller that gives up, and callers meanwhile share it:
+// each URI is dialled once.
+func TestConnPoolDialOnce(t *testing.T) {
+	const uri = "test:///default"
+	p := newConnPool(hclog.NewNullLogger())
+	var dials atomic.Int32
+	p.connected = func(string, *lv.Connect) { dials.Add(1) }
+	defer func() {
+		if err := p.closeAll(); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = p.get(gone, uri) // the caller gives up at once; the dial goes on
+	p.mu.Lock()
+	d := p.dialing[uri]
+	p.mu.Unlock()
+	if d != nil {
+		<-d.done
+	}
+	p.mu.Lock()
+	kept := p.conns[uri] != nil
+	p.mu.Unlock()
+	if !kept {
+		t.Fatal("the connection dialled for a caller that gave up was not kept")
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := p.get(context.Background(), uri)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials of %s, want 1", n, uri)
 	}
 }
