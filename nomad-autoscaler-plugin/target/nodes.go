@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -174,7 +175,7 @@ func chooseVictims(cands []pool.Member, nodes map[string]*api.NodeListStub, self
 	}
 	var picked []*api.NodeListStub
 	if need <= len(stubs) {
-		picked = sel.Select(stubs, need)
+		picked = sel.Select(selectorOrder(sel.Name(), stubs), need)
 	}
 	if len(picked) < need {
 		return nil, nil, fmt.Errorf("%d member(s) to remove, %d without a Nomad node to drain; of the %d whose node may "+
@@ -194,6 +195,18 @@ func chooseVictims(cands []pool.Member, nodes map[string]*api.NodeListStub, self
 		}
 	}
 	return victims, drain, nil
+}
+
+// selectorOrder orders nodes for a selector: the create-index ones take
+// them as Nomad lists them (newest first); the others get virtpool's order,
+// which then breaks their ties.
+func selectorOrder(selector string, nodes []*api.NodeListStub) []*api.NodeListStub {
+	if selector != sdk.TargetNodeSelectorStrategyNewestCreateIndex && selector != sdk.TargetNodeSelectorStrategyOldestCreateIndex {
+		return nodes
+	}
+	out := slices.Clone(nodes)
+	slices.SortStableFunc(out, func(a, b *api.NodeListStub) int { return cmp.Compare(b.CreateIndex, a.CreateIndex) })
+	return out
 }
 
 // filterText says which nodes the policy's filter keeps, for messages.
