@@ -63,7 +63,7 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 	}
 	switch pc.Dimension {
 	case DimensionSize:
-		return p.scaleSize(ctx, c, r, pc)
+		return p.scaleSize(ctx, r, pc)
 	case DimensionHotHosts:
 		return scaleHot(ctx, r)
 	case DimensionHosts:
@@ -74,7 +74,7 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 
 // scaleSize sets the pool's size, draining the Nomad client of each member
 // it removes if the policy says so.
-func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyConfig) (bool, error) {
+func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (bool, error) {
 	spec := r.rec.Spec
 	members, err := r.ops.Members(ctx, spec.Name)
 	if err := r.unknown(err); err != nil {
