@@ -44,10 +44,17 @@ type Ops struct {
 	// for View: CPU in cores and memory in use in bytes. Guests it does
 	// not know count with no CPU demand.
 	Demand func(uuid string) (cpuCores float64, memUsed int64, ok bool)
-	// BeforeRemove, if set, runs before a running member is stopped on
-	// scale-in (for example to drain the Nomad client in it). An error
-	// stops the scale-in before that member is touched.
-	BeforeRemove func(ctx context.Context, m Member) error
+	// PrepareRemoval, if set, chooses the k members a scale-in removes
+	// and readies them all at once (for example drains the Nomad clients
+	// in them): it gets every member of the pool scale-in may remove, in
+	// virtpool's order of preference (Candidates), and returns exactly k
+	// of them. An error removes none (it wraps ErrNotRemoved), and
+	// ScaleTo puts the pool's stored size back. Unset, scale-in removes
+	// the scheduler's Victims.
+	PrepareRemoval func(ctx context.Context, pr Record, candidates []Member, k int) ([]Member, error)
+	// AfterRemove, if set, runs after each member a scale-in removed (for
+	// example to purge its Nomad node).
+	AfterRemove func(ctx context.Context, m Member)
 	// HostTimeout bounds each host's part of a read or of a record write
 	// (DefaultHostTimeout if zero); a host that does not answer in time is
 	// down for that read (see HostsDown), and for the later reads of this

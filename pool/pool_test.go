@@ -184,30 +184,64 @@ func TestScaleUpWakesAutoStandbyHost(t *testing.T) {
 	}
 }
 
-func TestScaleInBeforeRemove(t *testing.T) {
-	_, ops, _ := setup(t, 3, nil)
-	ctx := context.Background()
-	if _, err := ops.ScaleTo(ctx, "web", 3); err != nil {
-		t.Fatal(err)
+// PrepareRemoval gets every candidate in virtpool's order and chooses the
+// victims; when it refuses, no member is removed and the stored size goes
+// back. AfterRemove runs for each member removed.
+func TestScaleInPrepareRemoval(t *testing.T) {
+	tests := []struct {
+		name      string
+		pick      func(cands []pool.Member, k int) ([]pool.Member, error)
+		wantErr   string
+		want      string // members left
+		wantSize  int64
+		wantAfter string
+	}{
+		{name: "last candidates chosen", pick: func(c []pool.Member, k int) ([]pool.Member, error) { return c[len(c)-k:], nil },
+			want: "web-1@h1", wantSize: 1, wantAfter: "web-2 web-3"},
+		{name: "refused: nothing removed, size back", pick: func([]pool.Member, int) ([]pool.Member, error) {
+			return nil, errors.New("drain failed")
+		}, wantErr: "drain failed", want: "web-1@h1 web-2@h2 web-3@h3", wantSize: 3},
+		{name: "too few chosen: nothing removed", pick: func(c []pool.Member, _ int) ([]pool.Member, error) { return c[:1], nil },
+			wantErr: "1 members chosen to remove, want 2", want: "web-1@h1 web-2@h2 web-3@h3", wantSize: 3},
 	}
-	var drained []string
-	ops.BeforeRemove = func(_ context.Context, m pool.Member) error {
-		drained = append(drained, m.Name)
-		if m.Name == "web-2" {
-			return errors.New("drain failed")
-		}
-		return nil
-	}
-	_, err := ops.ScaleTo(ctx, "web", 0)
-	if err == nil || !strings.Contains(err.Error(), "drain failed") {
-		t.Fatalf("error %v, want the drain failure", err)
-	}
-	// web-2 was not touched after its drain failed.
-	if p := placement(t, ops); !strings.Contains(p, "web-2@") {
-		t.Errorf("members %q: web-2 removed despite its failed drain", p)
-	}
-	if len(drained) == 0 {
-		t.Error("BeforeRemove never ran")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ops, _ := setup(t, 3, nil)
+			ctx := context.Background()
+			if _, err := ops.ScaleTo(ctx, "web", 3); err != nil {
+				t.Fatal(err)
+			}
+			var order, after []string
+			ops.PrepareRemoval = func(_ context.Context, _ pool.Record, cands []pool.Member, k int) ([]pool.Member, error) {
+				for _, m := range cands {
+					order = append(order, m.Name)
+				}
+				return tc.pick(cands, k)
+			}
+			ops.AfterRemove = func(_ context.Context, m pool.Member) { after = append(after, m.Name) }
+			_, err := ops.ScaleTo(ctx, "web", 1)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, pool.ErrNotRemoved) {
+					t.Fatalf("error %v, want %q wrapping ErrNotRemoved", err, tc.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			// Spread over three hosts: hosts emptied in name order.
+			if got := strings.Join(order, " "); got != "web-1 web-2 web-3" {
+				t.Errorf("candidates %q, want virtpool's order web-1 web-2 web-3", got)
+			}
+			if p := placement(t, ops); p != tc.want {
+				t.Errorf("members %q, want %q", p, tc.want)
+			}
+			if got := strings.Join(after, " "); got != tc.wantAfter {
+				t.Errorf("AfterRemove ran for %q, want %q", got, tc.wantAfter)
+			}
+			pr, _, _, err := ops.ReadPool(ctx, "web", nil)
+			if err != nil || pr.Spec.Size != tc.wantSize {
+				t.Errorf("stored size %d (%v), want %d", pr.Spec.Size, err, tc.wantSize)
+			}
+		})
 	}
 }
 

@@ -113,7 +113,7 @@ func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	want := min(max(n, pr.Spec.MinSize), pr.Spec.MaxSize)
+	want, prev := min(max(n, pr.Spec.MinSize), pr.Spec.MaxSize), pr.Spec.Size
 	if want != n {
 		o.log().Warn("size outside the pool's bounds; capped", "pool", name, "asked", n, "size", want,
 			"min_size", pr.Spec.MinSize, "max_size", pr.Spec.MaxSize)
@@ -125,7 +125,30 @@ func (o *Ops) ScaleTo(ctx context.Context, name string, n int64) (int64, error) 
 		}
 		o.log().Info("pool size stored", "pool", name, "size", want, "generation", pr.Generation)
 	}
-	return want, o.Reconcile(ctx, pr)
+	err = o.Reconcile(ctx, pr)
+	if errors.Is(err, ErrNotRemoved) && want < prev {
+		// No member went: the record keeps saying how many there are, so
+		// nothing else (a failover's reconcile) removes them unprepared.
+		if rerr := o.restoreSize(ctx, name, prev); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return want, err
+}
+
+// restoreSize stores a pool's size back after a scale-in that removed no
+// member.
+func (o *Ops) restoreSize(ctx context.Context, name string, size int64) error {
+	pr, err := o.readFound(ctx, name)
+	if err != nil {
+		return fmt.Errorf("pool %s: store size %d back: %w", name, size, err)
+	}
+	pr.Spec.Size = size
+	if _, err := o.WritePool(ctx, pr, nil); err != nil {
+		return fmt.Errorf("pool %s: store size %d back: %w", name, size, err)
+	}
+	o.log().Info("no member removed: pool size stored back", "pool", name, "size", size)
+	return nil
 }
 
 // readFound reads a pool's record, which must exist, from the hosts it
@@ -237,30 +260,75 @@ func (o *Ops) ScaleUp(ctx context.Context, pr Record, k int) error {
 	return nil
 }
 
+// ErrNotRemoved wraps the errors of a scale-in that removed no member
+// because Ops.PrepareRemoval refused (a drain failed, too few members fit).
+var ErrNotRemoved = errors.New("no member removed")
+
 // ScaleIn removes k members: stopped ones first (removing them disturbs
 // nothing), then running ones chosen by the scheduler (Victims: members
-// whose removal empties a host, then the least loaded). Ops.BeforeRemove
-// runs before each running member is stopped.
+// whose removal empties a host, then the least loaded). With
+// Ops.PrepareRemoval set, that chooses among Candidates and readies all
+// its victims before any is stopped.
 func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) error {
 	spec := pr.Spec
-	victims, err := o.Victims(ctx, pr, members, k)
+	victims, err := o.victims(ctx, pr, members, k)
 	if err != nil {
 		return err
 	}
 	for i, mb := range victims {
-		if o.BeforeRemove != nil && mb.State == driver.StateRunning {
-			if err := o.BeforeRemove(ctx, mb); err != nil {
-				return fmt.Errorf("pool %s: before removing %s: %w", spec.Name, mb.Name, err)
-			}
-		}
 		o.log().Info("removing pool member", "pool", spec.Name, "domain", mb.Name, "host", mb.Host,
 			"progress", fmt.Sprintf("%d/%d", i+1, k))
 		if err := o.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
 			return fmt.Errorf("pool %s: %w", spec.Name, err)
 		}
 		o.emit(event.Event{Kind: event.MemberRemoved, Pool: spec.Name, Guest: mb.Name, Host: mb.Host, Message: "pool member removed"})
+		if o.AfterRemove != nil {
+			o.AfterRemove(ctx, mb)
+		}
 	}
 	return nil
+}
+
+// victims returns the k members ScaleIn removes, ready to be removed.
+func (o *Ops) victims(ctx context.Context, pr Record, members []Member, k int) ([]Member, error) {
+	if o.PrepareRemoval == nil {
+		return o.Victims(ctx, pr, members, k)
+	}
+	cands, err := o.Candidates(ctx, pr, members)
+	if err != nil {
+		return nil, err
+	}
+	victims, err := o.PrepareRemoval(ctx, pr, cands, k)
+	if err == nil && len(victims) != k {
+		err = fmt.Errorf("%d members chosen to remove, want %d", len(victims), k)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w: %w", pr.Spec.Name, ErrNotRemoved, err)
+	}
+	return victims, nil
+}
+
+// Candidates returns every member scale-in may remove, in virtpool's order
+// of preference: stopped ones first, then running ones in the scheduler's
+// order (Victims of all of them: sets that empty a host, then the least
+// loaded).
+func (o *Ops) Candidates(ctx context.Context, pr Record, members []Member) ([]Member, error) {
+	var out, running []Member
+	for _, mb := range members {
+		if mb.State == driver.StateShutoff || mb.State == driver.StateCrashed {
+			out = append(out, mb)
+		} else {
+			running = append(running, mb)
+		}
+	}
+	if len(running) == 0 {
+		return out, nil
+	}
+	ordered, err := o.Victims(ctx, pr, running, len(running))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ordered...), nil
 }
 
 // Victims chooses the k members ScaleIn removes, in order.

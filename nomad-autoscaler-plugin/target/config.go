@@ -27,7 +27,9 @@ var (
 	clusterKeys = []string{policyKeyCPULow, policyKeyCPUHigh, policyKeyMemoryLow, policyKeyMemoryHigh, policyKeyTarget,
 		policyKeyMaxMigrations, policyKeyMaxParallel}
 	policyKeys = append([]string{policyKeyPool, policyKeyDimension, policyKeyDryRun, policyKeyNodeDrain,
-		policyKeyDrainDeadline, policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}, clusterKeys...)
+		policyKeyDrainDeadline, policyKeyDrainIgnoreSys, policyKeyAgentGRPCTimeout}, append(nomadKeys, clusterKeys...)...)
+	// nomadKeys choose the Nomad nodes of members to remove (node_drain).
+	nomadKeys  = []string{policyKeyNodeClass, policyKeyDatacenter, policyKeyNodePool, policyKeyNodeSelector, policyKeyNodePurge}
 	dimensions = []string{DimensionSize, DimensionHosts, DimensionHotHosts}
 )
 
@@ -136,22 +138,21 @@ func checkPolicy(c config, pc policyConfig) error {
 			"%q config block (or the agent's nomad block, with %s = true)", PluginName, policyKeyNodeDrain, configKeyNomadAddress,
 			PluginName, configKeyNomadInherit)
 	}
-	if err := checkDrainTime(c, pc, 1); err != nil {
+	if err := checkDrainTime(c, pc); err != nil {
 		return fmt.Errorf("%s: %w", PluginName, err)
 	}
 	return nil
 }
 
-// checkDrainTime says whether draining victims members, one after the
-// other, each up to its deadline and drainMargin, fits in scale_timeout.
-func checkDrainTime(c config, pc policyConfig, victims int64) error {
-	need := time.Duration(victims) * (pc.DrainDeadline + drainMargin)
+// checkDrainTime says whether draining the members to remove, all at
+// once, each up to its deadline and drainMargin, fits in scale_timeout.
+func checkDrainTime(c config, pc policyConfig) error {
+	need := pc.DrainDeadline + drainMargin
 	if need <= c.ScaleTimeout {
 		return nil
 	}
-	return fmt.Errorf("%s %s × %d member(s) to remove (each drained in turn, plus %s margin) is %s, above %s %s: "+
-		"shorten %s, raise %s in the plugin's config, or remove fewer members at a time (the policy's strategy)",
-		policyKeyDrainDeadline, pc.DrainDeadline, victims, drainMargin, need, configKeyScaleTimeout, c.ScaleTimeout,
+	return fmt.Errorf("%s %s (plus %s margin) is %s, above %s %s: shorten %s or raise %s in the plugin's config",
+		policyKeyDrainDeadline, pc.DrainDeadline, drainMargin, need, configKeyScaleTimeout, c.ScaleTimeout,
 		policyKeyDrainDeadline, configKeyScaleTimeout)
 }
 
@@ -166,6 +167,7 @@ type policyConfig struct {
 	NodeDrain     bool
 	DrainDeadline time.Duration
 	DrainIgnore   bool
+	Nodes         nodeChoice // which Nomad nodes go, with NodeDrain
 	StatusTimeout time.Duration
 }
 
@@ -254,6 +256,9 @@ func parsePolicy(raw map[string]string) (policyConfig, error) {
 		return pc, err
 	}
 	if pc.DrainIgnore, err = fleet.Bool(raw, policyKeyDrainIgnoreSys, false); err != nil {
+		return pc, err
+	}
+	if pc.Nodes, err = parseNodeChoice(raw, pc.NodeDrain); err != nil {
 		return pc, err
 	}
 	// The agent bounds Status by this; answer a little sooner.

@@ -97,10 +97,25 @@ const (
 	policyKeyDimension = "dimension"
 	policyKeyDryRun    = "dry-run" // read by the agent: Scale gets count -1
 	// policyKeyNodeDrain: drain the Nomad client running in a member
-	// (node name = member name) before removing it.
-	policyKeyNodeDrain        = "node_drain"
-	policyKeyDrainDeadline    = sdk.TargetConfigKeyDrainDeadline
-	policyKeyDrainIgnoreSys   = sdk.TargetConfigKeyIgnoreSystemJobs
+	// (its node's meta pool.NomadMetaDomain, or else its name, is the
+	// member's name) before removing it.
+	policyKeyNodeDrain      = "node_drain"
+	policyKeyDrainDeadline  = sdk.TargetConfigKeyDrainDeadline
+	policyKeyDrainIgnoreSys = sdk.TargetConfigKeyIgnoreSystemJobs
+	// policyKeyNodeClass, policyKeyDatacenter and policyKeyNodePool (with
+	// node_drain): only members whose Nomad node has that node class,
+	// datacenter and node pool (all those given) may be removed, as in
+	// the aws-asg target.
+	policyKeyNodeClass  = sdk.TargetConfigKeyClass
+	policyKeyDatacenter = sdk.TargetConfigKeyDatacenter
+	policyKeyNodePool   = sdk.TargetConfigKeyNodePool
+	// policyKeyNodeSelector (with node_drain): how Nomad picks among the
+	// members with a Nomad node (least_busy, empty, empty_ignore_system,
+	// newest_create_index, oldest_create_index; least_busy if unset).
+	policyKeyNodeSelector = sdk.TargetConfigNodeSelectorStrategy
+	// policyKeyNodePurge (with node_drain): purge a removed member's Nomad
+	// node rather than leave it down until Nomad's GC.
+	policyKeyNodePurge        = sdk.TargetConfigKeyNodePurge
 	policyKeyAgentGRPCTimeout = "_nomad_autoscaler_grpc_timeout"
 	// Keys of a cluster policy's target block (no pool): its migration
 	// policy, named as in virtpool_migration_policy.
@@ -319,7 +334,8 @@ func (p *Plugin) Status(raw map[string]string) (*sdk.TargetStatus, error) {
 	if restoring {
 		st.Meta[metaRestoring] = "true"
 	}
-	st.Ready = busy == "" && len(v.InFlight) == 0 && len(down) == 0 && !restoring && (measured || pc.Dimension == DimensionSize)
+	st.Ready = busy == "" && len(v.InFlight) == 0 && len(down) == 0 && !restoring && (measured || pc.Dimension == DimensionSize) &&
+		p.nomadReady(ctx, pc, s, v, st, log)
 	report(st, cnt, busy, v.InFlight)
 	log.Debug("status", "count", st.Count, "ready", st.Ready, "busy", busy, "in_flight", v.InFlight,
 		"hot", cnt.Hot, "loads", cnt.Loads)

@@ -63,7 +63,7 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 	}
 	switch pc.Dimension {
 	case DimensionSize:
-		return p.scaleSize(ctx, c, r, pc)
+		return p.scaleSize(ctx, r, pc)
 	case DimensionHotHosts:
 		return scaleHot(ctx, r)
 	case DimensionHosts:
@@ -74,7 +74,7 @@ func (p *Plugin) scale(ctx context.Context, c config, f *fleet.Fleet, pc policyC
 
 // scaleSize sets the pool's size, draining the Nomad client of each member
 // it removes if the policy says so.
-func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyConfig) (bool, error) {
+func (p *Plugin) scaleSize(ctx context.Context, r request, pc policyConfig) (bool, error) {
 	spec := r.rec.Spec
 	members, err := r.ops.Members(ctx, spec.Name)
 	if err := r.unknown(err); err != nil {
@@ -87,11 +87,6 @@ func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyCo
 		return false, fmt.Errorf("count %d is outside pool %s's min_size %d … max_size %d: set the scaling policy's "+
 			"min and max within them (or change the pool's min_size/max_size)", r.want, spec.Name, spec.MinSize, spec.MaxSize)
 	}
-	if pc.NodeDrain && r.want >= 0 && r.want < int64(have) {
-		if err := checkDrainTime(c, pc, int64(have)-r.want); err != nil {
-			return false, err
-		}
-	}
 	if r.dry {
 		capped := min(max(r.want, spec.MinSize), spec.MaxSize)
 		r.log.Info("dry run: would scale pool", "members", have, "to", capped, "min_size", spec.MinSize,
@@ -101,7 +96,9 @@ func (p *Plugin) scaleSize(ctx context.Context, c config, r request, pc policyCo
 		return false, nil
 	}
 	if pc.NodeDrain {
-		r.ops.BeforeRemove = p.drainer(pc, r.log)
+		if err := p.nomadRemoval(r.ops, pc, r.log); err != nil {
+			return false, err
+		}
 	}
 	got, err := r.ops.ScaleTo(ctx, spec.Name, r.want)
 	if err != nil {

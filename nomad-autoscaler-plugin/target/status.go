@@ -1,11 +1,15 @@
 package target
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad-autoscaler/sdk"
 
 	"github.com/virtpool/virtpool/pool"
@@ -22,7 +26,34 @@ const (
 	metaMembers   = "virtpool.members"
 	metaDown      = "virtpool.hosts_down" // hosts of the scope that did not answer, not fenced
 	metaRestoring = "virtpool.restoring"  // short of members since a fence: virtpool agent restores it
+	// metaNomadNotReady: members whose Nomad node cannot take work yet
+	// (node_drain policies).
+	metaNomadNotReady = "virtpool.nomad_not_ready"
 )
+
+// nomadReady says whether the Nomad nodes of a node_drain policy's members
+// can all take work: until then a new member's work has not arrived, or a
+// drain is running, and a measure of the pool would mislead the agent.
+func (p *Plugin) nomadReady(ctx context.Context, pc policyConfig, s scope, v *pool.View, st *sdk.TargetStatus, log hclog.Logger) bool {
+	if !pc.NodeDrain {
+		return true
+	}
+	c, err := p.nomadClient()
+	if err == nil {
+		var nr map[string]string
+		if nr, err = nomadNotReady(ctx, c, pc.Pool, s.rec.Live(s.members(v.Domains)), pc.Nodes); err == nil && len(nr) > 0 {
+			names := slices.Sorted(maps.Keys(nr))
+			st.Meta[metaNomadNotReady] = strings.Join(names, ",")
+			log.Info("members' Nomad nodes not ready; not ready", "members", names, "why", nr)
+			return false
+		}
+	}
+	if err != nil {
+		log.Warn("Nomad nodes unreadable; not ready", "error", err)
+		return false
+	}
+	return true
+}
 
 // report puts a measurement, and what keeps the target busy, in a status.
 func report(st *sdk.TargetStatus, cnt counted, busy string, inFlight []string) {
