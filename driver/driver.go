@@ -47,6 +47,15 @@ type Driver interface {
 	// one event at a time; events a slow fn cannot take are dropped.
 	Watch(ctx context.Context, uri string, fn func(DomainEvent)) error
 
+	// CheckpointDomain writes a running domain's memory to a file on its
+	// host while the guest runs (a live external snapshot, memory only,
+	// no snapshot metadata), pausing it only for the last dirty pages and
+	// the devices. The file is a save image: RestoreDomain starts it.
+	CheckpointDomain(ctx context.Context, uri, name string, opts CheckpointOptions) (Checkpoint, error)
+	// RestoreDomain starts a domain, running, from a checkpoint file on a
+	// host (the file holds its definition).
+	RestoreDomain(ctx context.Context, uri, path string) error
+
 	// PutRecord stores r on a host, replacing any record of the same kind
 	// and name. Records are how virtpool keeps its own objects (pool specs,
 	// host states) in libvirt, so that every tool finds them on the hosts
@@ -286,6 +295,7 @@ const (
 	LifecycleOther     = "other"
 
 	DetailBooted    = "booted"
+	DetailRestored  = "restored" // started from a checkpoint (RestoreDomain)
 	DetailMigrated  = "migrated" // the start, pause, resume or stop of a migration's side
 	DetailPostCopy  = "postcopy"
 	DetailDestroyed = "destroyed"
@@ -301,6 +311,28 @@ type DomainEvent struct {
 	Kind          string
 	Event, Detail string // EventLifecycle
 	Job           Job    // EventJobCompleted
+}
+
+// CheckpointOptions say where and how a checkpoint is taken.
+type CheckpointOptions struct {
+	// Path is the memory file, absolute, on the domain's host; its
+	// directory must exist there. An existing file is replaced.
+	Path string
+	// MaxDowntime bounds the guest's pause at the end of the capture
+	// (DefaultCheckpointDowntime if zero); the domain's own maximum
+	// downtime, for migrations, is set back afterwards.
+	MaxDowntime time.Duration
+}
+
+// DefaultCheckpointDowntime is the pause a checkpoint aims at unless told:
+// QEMU's own default (300 ms) is meant for migrations.
+const DefaultCheckpointDowntime = 20 * time.Millisecond
+
+// Checkpoint is what libvirt reports of a checkpoint taken.
+type Checkpoint struct {
+	Elapsed  time.Duration // the whole capture, the guest running
+	Downtime time.Duration // the guest's pause; -1 when libvirt did not report it
+	Bytes    uint64        // memory written
 }
 
 // MigrateResult is what libvirt reports of a completed migration.

@@ -102,6 +102,21 @@ func (c *Client) AbortMigration(ctx context.Context, uri, name string) error {
 	return fromStatus(ctx, err)
 }
 
+func (c *Client) CheckpointDomain(ctx context.Context, uri, name string, opts driver.CheckpointOptions) (driver.Checkpoint, error) {
+	cp, err := c.rpc.CheckpointDomain(ctx, &pb.CheckpointDomainRequest{Uri: uri, Name: name, Path: opts.Path,
+		MaxDowntimeNs: int64(opts.MaxDowntime)})
+	if err != nil {
+		return driver.Checkpoint{}, fromStatus(ctx, err)
+	}
+	return driver.Checkpoint{Elapsed: time.Duration(cp.GetElapsedNs()), Downtime: time.Duration(cp.GetDowntimeNs()),
+		Bytes: cp.GetBytes()}, nil
+}
+
+func (c *Client) RestoreDomain(ctx context.Context, uri, path string) error {
+	_, err := c.rpc.RestoreDomain(ctx, &pb.RestoreDomainRequest{Uri: uri, Path: path})
+	return fromStatus(ctx, err)
+}
+
 func (c *Client) JobStats(ctx context.Context, uri, name string) (driver.Job, error) {
 	j, err := c.rpc.JobStats(ctx, &pb.JobStatsRequest{Uri: uri, Name: name})
 	if err != nil {

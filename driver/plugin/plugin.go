@@ -19,7 +19,7 @@ import (
 // of the same protocol, and that the plugin binary refuses to run by hand.
 // Bump ProtocolVersion on any incompatible change of driver.proto.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  2, // 2: records (PutRecord, ListRecords, DeleteRecord)
+	ProtocolVersion:  3, // 2: records (PutRecord, ListRecords, DeleteRecord); 3: CheckpointDomain, RestoreDomain
 	MagicCookieKey:   "VIRTPOOL_DRIVER_PLUGIN",
 	MagicCookieValue: "5d1f0b3e-virtpool-driver",
 }

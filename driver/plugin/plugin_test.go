@@ -27,6 +27,7 @@ type fakeDriver struct {
 	result   driver.MigrateResult
 	records  []driver.Record
 	job      driver.Job
+	ckpt     driver.Checkpoint
 	events   []driver.DomainEvent
 	err      error
 	// block makes Migrate wait, after its progress reports, until its ctx
@@ -114,6 +115,16 @@ func (f *fakeDriver) Migrate(ctx context.Context, req driver.MigrateRequest, pro
 
 func (f *fakeDriver) AbortMigration(_ context.Context, uri, name string) error {
 	f.record(uri, name)
+	return f.err
+}
+
+func (f *fakeDriver) CheckpointDomain(_ context.Context, uri, name string, opts driver.CheckpointOptions) (driver.Checkpoint, error) {
+	f.record(uri, name, opts)
+	return f.ckpt, f.err
+}
+
+func (f *fakeDriver) RestoreDomain(_ context.Context, uri, path string) error {
+	f.record(uri, path)
 	return f.err
 }
 
@@ -208,6 +219,7 @@ func TestRoundTrip(t *testing.T) {
 		result: driver.MigrateResult{UUID: "u1", Elapsed: 3200 * time.Millisecond, Downtime: 42 * time.Millisecond, Bytes: 1 << 33, PostCopy: true},
 		job: driver.Job{State: driver.JobRunning, Progress: driver.MigrateProgress{Elapsed: 2 * time.Second, DataTotal: 1 << 30,
 			DataProcessed: 1 << 29, DataRemaining: 1 << 29}, Downtime: 35 * time.Millisecond, DirtyRate: 3 << 20},
+		ckpt: driver.Checkpoint{Elapsed: 140 * time.Millisecond, Downtime: -1, Bytes: 23 << 20},
 		records: []driver.Record{
 			{Kind: driver.RecordHost, Name: "h1", Generation: 1, Data: map[string]string{"maintenance": "true"}},
 			{Kind: driver.RecordPool, Name: "web", Generation: 1 << 40, Data: map[string]string{"spec": `{"size":3}`, "policy": ""}},
@@ -261,6 +273,11 @@ func TestRoundTrip(t *testing.T) {
 			nil, []any{"qemu:///system", "web-1"}},
 		{"JobStats", func() (any, error) { return d.JobStats(ctx, "qemu:///system", "web-1") },
 			fake.job, []any{"qemu:///system", "web-1"}},
+		{"CheckpointDomain", func() (any, error) {
+			return d.CheckpointDomain(ctx, "qemu:///system", "web-1", driver.CheckpointOptions{Path: "/c/web-1.img", MaxDowntime: 20*time.Millisecond + 1})
+		}, fake.ckpt, []any{"qemu:///system", "web-1", driver.CheckpointOptions{Path: "/c/web-1.img", MaxDowntime: 20*time.Millisecond + 1}}},
+		{"RestoreDomain", func() (any, error) { return nil, d.RestoreDomain(ctx, "qemu:///system", "/c/web-1.img") },
+			nil, []any{"qemu:///system", "/c/web-1.img"}},
 		{"PutRecord", func() (any, error) { return nil, d.PutRecord(ctx, "qemu:///system", rec) },
 			nil, []any{"qemu:///system", rec}},
 		{"ListRecords", func() (any, error) { return d.ListRecords(ctx, "qemu:///system") },

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/virtpool/virtpool/driver"
 	pb "github.com/virtpool/virtpool/driver/proto"
@@ -95,6 +96,22 @@ func (s *Server) Migrate(req *pb.MigrateRequest, stream pb.Driver_MigrateServer)
 
 func (s *Server) AbortMigration(ctx context.Context, req *pb.AbortMigrationRequest) (*pb.Empty, error) {
 	if err := s.Impl.AbortMigration(ctx, req.GetUri(), req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) CheckpointDomain(ctx context.Context, req *pb.CheckpointDomainRequest) (*pb.Checkpoint, error) {
+	cp, err := s.Impl.CheckpointDomain(ctx, req.GetUri(), req.GetName(), driver.CheckpointOptions{Path: req.GetPath(),
+		MaxDowntime: time.Duration(req.GetMaxDowntimeNs())})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Checkpoint{ElapsedNs: int64(cp.Elapsed), DowntimeNs: int64(cp.Downtime), Bytes: cp.Bytes}, nil
+}
+
+func (s *Server) RestoreDomain(ctx context.Context, req *pb.RestoreDomainRequest) (*pb.Empty, error) {
+	if err := s.Impl.RestoreDomain(ctx, req.GetUri(), req.GetPath()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.Empty{}, nil

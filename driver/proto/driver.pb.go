@@ -1636,6 +1636,186 @@ func (x *AbortMigrationRequest) GetName() string {
 	return ""
 }
 
+type CheckpointDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	MaxDowntimeNs int64                  `protobuf:"varint,4,opt,name=max_downtime_ns,json=maxDowntimeNs,proto3" json:"max_downtime_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointDomainRequest) Reset() {
+	*x = CheckpointDomainRequest{}
+	mi := &file_driver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointDomainRequest) ProtoMessage() {}
+
+func (x *CheckpointDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointDomainRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointDomainRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckpointDomainRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *CheckpointDomainRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CheckpointDomainRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckpointDomainRequest) GetMaxDowntimeNs() int64 {
+	if x != nil {
+		return x.MaxDowntimeNs
+	}
+	return 0
+}
+
+type Checkpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ElapsedNs     int64                  `protobuf:"varint,1,opt,name=elapsed_ns,json=elapsedNs,proto3" json:"elapsed_ns,omitempty"`
+	DowntimeNs    int64                  `protobuf:"varint,2,opt,name=downtime_ns,json=downtimeNs,proto3" json:"downtime_ns,omitempty"` // -1: not reported
+	Bytes         uint64                 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Checkpoint) Reset() {
+	*x = Checkpoint{}
+	mi := &file_driver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Checkpoint) ProtoMessage() {}
+
+func (x *Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
+func (*Checkpoint) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Checkpoint) GetElapsedNs() int64 {
+	if x != nil {
+		return x.ElapsedNs
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetDowntimeNs() int64 {
+	if x != nil {
+		return x.DowntimeNs
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type RestoreDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreDomainRequest) Reset() {
+	*x = RestoreDomainRequest{}
+	mi := &file_driver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreDomainRequest) ProtoMessage() {}
+
+func (x *RestoreDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreDomainRequest.ProtoReflect.Descriptor instead.
+func (*RestoreDomainRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RestoreDomainRequest) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *RestoreDomainRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 type JobStatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
@@ -1646,7 +1826,7 @@ type JobStatsRequest struct {
 
 func (x *JobStatsRequest) Reset() {
 	*x = JobStatsRequest{}
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1838,7 @@ func (x *JobStatsRequest) String() string {
 func (*JobStatsRequest) ProtoMessage() {}
 
 func (x *JobStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1851,7 @@ func (x *JobStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatsRequest.ProtoReflect.Descriptor instead.
 func (*JobStatsRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{21}
+	return file_driver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobStatsRequest) GetUri() string {
@@ -1700,7 +1880,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1892,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1905,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{22}
+	return file_driver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Job) GetState() string {
@@ -1765,7 +1945,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1957,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1970,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{23}
+	return file_driver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchRequest) GetUri() string {
@@ -1815,7 +1995,7 @@ type DomainEvent struct {
 
 func (x *DomainEvent) Reset() {
 	*x = DomainEvent{}
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +2007,7 @@ func (x *DomainEvent) String() string {
 func (*DomainEvent) ProtoMessage() {}
 
 func (x *DomainEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2020,7 @@ func (x *DomainEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainEvent.ProtoReflect.Descriptor instead.
 func (*DomainEvent) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{24}
+	return file_driver_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DomainEvent) GetTime() *Timestamp {
@@ -1904,7 +2084,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2096,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2109,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{25}
+	return file_driver_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Record) GetKind() string {
@@ -1970,7 +2150,7 @@ type PutRecordRequest struct {
 
 func (x *PutRecordRequest) Reset() {
 	*x = PutRecordRequest{}
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2162,7 @@ func (x *PutRecordRequest) String() string {
 func (*PutRecordRequest) ProtoMessage() {}
 
 func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2175,7 @@ func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
 func (*PutRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{26}
+	return file_driver_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PutRecordRequest) GetUri() string {
@@ -2021,7 +2201,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2213,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2226,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{27}
+	return file_driver_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListRecordsRequest) GetUri() string {
@@ -2065,7 +2245,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_driver_proto_msgTypes[28]
+	mi := &file_driver_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2257,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[28]
+	mi := &file_driver_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2270,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{28}
+	return file_driver_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*Record {
@@ -2111,7 +2291,7 @@ type DeleteRecordRequest struct {
 
 func (x *DeleteRecordRequest) Reset() {
 	*x = DeleteRecordRequest{}
-	mi := &file_driver_proto_msgTypes[29]
+	mi := &file_driver_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2303,7 @@ func (x *DeleteRecordRequest) String() string {
 func (*DeleteRecordRequest) ProtoMessage() {}
 
 func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[29]
+	mi := &file_driver_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2316,7 @@ func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{29}
+	return file_driver_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteRecordRequest) GetUri() string {
@@ -2321,7 +2501,22 @@ const file_driver_proto_rawDesc = "" +
 	"\x05event\"=\n" +
 	"\x15AbortMigrationRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"7\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"{\n" +
+	"\x17CheckpointDomainRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12&\n" +
+	"\x0fmax_downtime_ns\x18\x04 \x01(\x03R\rmaxDowntimeNs\"b\n" +
+	"\n" +
+	"Checkpoint\x12\x1d\n" +
+	"\n" +
+	"elapsed_ns\x18\x01 \x01(\x03R\telapsedNs\x12\x1f\n" +
+	"\vdowntime_ns\x18\x02 \x01(\x03R\n" +
+	"downtimeNs\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\"<\n" +
+	"\x14RestoreDomainRequest\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"7\n" +
 	"\x0fJobStatsRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x9c\x01\n" +
@@ -2362,7 +2557,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x13DeleteRecordRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name2\xd3\b\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name2\x8a\n" +
+	"\n" +
 	"\x06Driver\x12U\n" +
 	"\bHostInfo\x12#.virtpool.driver.v1.HostInfoRequest\x1a$.virtpool.driver.v1.HostInfoResponse\x12^\n" +
 	"\vListDomains\x12&.virtpool.driver.v1.ListDomainsRequest\x1a'.virtpool.driver.v1.ListDomainsResponse\x12S\n" +
@@ -2373,7 +2569,9 @@ const file_driver_proto_rawDesc = "" +
 	"\aMigrate\x12\".virtpool.driver.v1.MigrateRequest\x1a .virtpool.driver.v1.MigrateEvent0\x01\x12V\n" +
 	"\x0eAbortMigration\x12).virtpool.driver.v1.AbortMigrationRequest\x1a\x19.virtpool.driver.v1.Empty\x12H\n" +
 	"\bJobStats\x12#.virtpool.driver.v1.JobStatsRequest\x1a\x17.virtpool.driver.v1.Job\x12L\n" +
-	"\x05Watch\x12 .virtpool.driver.v1.WatchRequest\x1a\x1f.virtpool.driver.v1.DomainEvent0\x01\x12L\n" +
+	"\x05Watch\x12 .virtpool.driver.v1.WatchRequest\x1a\x1f.virtpool.driver.v1.DomainEvent0\x01\x12_\n" +
+	"\x10CheckpointDomain\x12+.virtpool.driver.v1.CheckpointDomainRequest\x1a\x1e.virtpool.driver.v1.Checkpoint\x12T\n" +
+	"\rRestoreDomain\x12(.virtpool.driver.v1.RestoreDomainRequest\x1a\x19.virtpool.driver.v1.Empty\x12L\n" +
 	"\tPutRecord\x12$.virtpool.driver.v1.PutRecordRequest\x1a\x19.virtpool.driver.v1.Empty\x12^\n" +
 	"\vListRecords\x12&.virtpool.driver.v1.ListRecordsRequest\x1a'.virtpool.driver.v1.ListRecordsResponse\x12R\n" +
 	"\fDeleteRecord\x12'.virtpool.driver.v1.DeleteRecordRequest\x1a\x19.virtpool.driver.v1.EmptyB+Z)github.com/virtpool/virtpool/driver/protob\x06proto3"
@@ -2390,60 +2588,63 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_driver_proto_goTypes = []any{
-	(*Empty)(nil),                 // 0: virtpool.driver.v1.Empty
-	(*Timestamp)(nil),             // 1: virtpool.driver.v1.Timestamp
-	(*ErrorDetail)(nil),           // 2: virtpool.driver.v1.ErrorDetail
-	(*HostInfoRequest)(nil),       // 3: virtpool.driver.v1.HostInfoRequest
-	(*HostInfoResponse)(nil),      // 4: virtpool.driver.v1.HostInfoResponse
-	(*ListDomainsRequest)(nil),    // 5: virtpool.driver.v1.ListDomainsRequest
-	(*ListDomainsResponse)(nil),   // 6: virtpool.driver.v1.ListDomainsResponse
-	(*Domain)(nil),                // 7: virtpool.driver.v1.Domain
-	(*DomainSpec)(nil),            // 8: virtpool.driver.v1.DomainSpec
-	(*CreateDomainRequest)(nil),   // 9: virtpool.driver.v1.CreateDomainRequest
-	(*ShutdownDomainRequest)(nil), // 10: virtpool.driver.v1.ShutdownDomainRequest
-	(*UndefineDomainRequest)(nil), // 11: virtpool.driver.v1.UndefineDomainRequest
-	(*StatsRequest)(nil),          // 12: virtpool.driver.v1.StatsRequest
-	(*HostStats)(nil),             // 13: virtpool.driver.v1.HostStats
-	(*DomainStats)(nil),           // 14: virtpool.driver.v1.DomainStats
-	(*MigrateOptions)(nil),        // 15: virtpool.driver.v1.MigrateOptions
-	(*MigrateRequest)(nil),        // 16: virtpool.driver.v1.MigrateRequest
-	(*MigrateProgress)(nil),       // 17: virtpool.driver.v1.MigrateProgress
-	(*MigrateResult)(nil),         // 18: virtpool.driver.v1.MigrateResult
-	(*MigrateEvent)(nil),          // 19: virtpool.driver.v1.MigrateEvent
-	(*AbortMigrationRequest)(nil), // 20: virtpool.driver.v1.AbortMigrationRequest
-	(*JobStatsRequest)(nil),       // 21: virtpool.driver.v1.JobStatsRequest
-	(*Job)(nil),                   // 22: virtpool.driver.v1.Job
-	(*WatchRequest)(nil),          // 23: virtpool.driver.v1.WatchRequest
-	(*DomainEvent)(nil),           // 24: virtpool.driver.v1.DomainEvent
-	(*Record)(nil),                // 25: virtpool.driver.v1.Record
-	(*PutRecordRequest)(nil),      // 26: virtpool.driver.v1.PutRecordRequest
-	(*ListRecordsRequest)(nil),    // 27: virtpool.driver.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),   // 28: virtpool.driver.v1.ListRecordsResponse
-	(*DeleteRecordRequest)(nil),   // 29: virtpool.driver.v1.DeleteRecordRequest
-	nil,                           // 30: virtpool.driver.v1.Domain.LabelsEntry
-	nil,                           // 31: virtpool.driver.v1.DomainSpec.LabelsEntry
-	nil,                           // 32: virtpool.driver.v1.DomainStats.LabelsEntry
-	nil,                           // 33: virtpool.driver.v1.Record.DataEntry
+	(*Empty)(nil),                   // 0: virtpool.driver.v1.Empty
+	(*Timestamp)(nil),               // 1: virtpool.driver.v1.Timestamp
+	(*ErrorDetail)(nil),             // 2: virtpool.driver.v1.ErrorDetail
+	(*HostInfoRequest)(nil),         // 3: virtpool.driver.v1.HostInfoRequest
+	(*HostInfoResponse)(nil),        // 4: virtpool.driver.v1.HostInfoResponse
+	(*ListDomainsRequest)(nil),      // 5: virtpool.driver.v1.ListDomainsRequest
+	(*ListDomainsResponse)(nil),     // 6: virtpool.driver.v1.ListDomainsResponse
+	(*Domain)(nil),                  // 7: virtpool.driver.v1.Domain
+	(*DomainSpec)(nil),              // 8: virtpool.driver.v1.DomainSpec
+	(*CreateDomainRequest)(nil),     // 9: virtpool.driver.v1.CreateDomainRequest
+	(*ShutdownDomainRequest)(nil),   // 10: virtpool.driver.v1.ShutdownDomainRequest
+	(*UndefineDomainRequest)(nil),   // 11: virtpool.driver.v1.UndefineDomainRequest
+	(*StatsRequest)(nil),            // 12: virtpool.driver.v1.StatsRequest
+	(*HostStats)(nil),               // 13: virtpool.driver.v1.HostStats
+	(*DomainStats)(nil),             // 14: virtpool.driver.v1.DomainStats
+	(*MigrateOptions)(nil),          // 15: virtpool.driver.v1.MigrateOptions
+	(*MigrateRequest)(nil),          // 16: virtpool.driver.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 17: virtpool.driver.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 18: virtpool.driver.v1.MigrateResult
+	(*MigrateEvent)(nil),            // 19: virtpool.driver.v1.MigrateEvent
+	(*AbortMigrationRequest)(nil),   // 20: virtpool.driver.v1.AbortMigrationRequest
+	(*CheckpointDomainRequest)(nil), // 21: virtpool.driver.v1.CheckpointDomainRequest
+	(*Checkpoint)(nil),              // 22: virtpool.driver.v1.Checkpoint
+	(*RestoreDomainRequest)(nil),    // 23: virtpool.driver.v1.RestoreDomainRequest
+	(*JobStatsRequest)(nil),         // 24: virtpool.driver.v1.JobStatsRequest
+	(*Job)(nil),                     // 25: virtpool.driver.v1.Job
+	(*WatchRequest)(nil),            // 26: virtpool.driver.v1.WatchRequest
+	(*DomainEvent)(nil),             // 27: virtpool.driver.v1.DomainEvent
+	(*Record)(nil),                  // 28: virtpool.driver.v1.Record
+	(*PutRecordRequest)(nil),        // 29: virtpool.driver.v1.PutRecordRequest
+	(*ListRecordsRequest)(nil),      // 30: virtpool.driver.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),     // 31: virtpool.driver.v1.ListRecordsResponse
+	(*DeleteRecordRequest)(nil),     // 32: virtpool.driver.v1.DeleteRecordRequest
+	nil,                             // 33: virtpool.driver.v1.Domain.LabelsEntry
+	nil,                             // 34: virtpool.driver.v1.DomainSpec.LabelsEntry
+	nil,                             // 35: virtpool.driver.v1.DomainStats.LabelsEntry
+	nil,                             // 36: virtpool.driver.v1.Record.DataEntry
 }
 var file_driver_proto_depIdxs = []int32{
 	7,  // 0: virtpool.driver.v1.ListDomainsResponse.domains:type_name -> virtpool.driver.v1.Domain
-	30, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
-	31, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
+	33, // 1: virtpool.driver.v1.Domain.labels:type_name -> virtpool.driver.v1.Domain.LabelsEntry
+	34, // 2: virtpool.driver.v1.DomainSpec.labels:type_name -> virtpool.driver.v1.DomainSpec.LabelsEntry
 	8,  // 3: virtpool.driver.v1.CreateDomainRequest.spec:type_name -> virtpool.driver.v1.DomainSpec
 	1,  // 4: virtpool.driver.v1.HostStats.time:type_name -> virtpool.driver.v1.Timestamp
 	14, // 5: virtpool.driver.v1.HostStats.domains:type_name -> virtpool.driver.v1.DomainStats
-	32, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
+	35, // 6: virtpool.driver.v1.DomainStats.labels:type_name -> virtpool.driver.v1.DomainStats.LabelsEntry
 	15, // 7: virtpool.driver.v1.MigrateRequest.options:type_name -> virtpool.driver.v1.MigrateOptions
 	17, // 8: virtpool.driver.v1.MigrateEvent.progress:type_name -> virtpool.driver.v1.MigrateProgress
 	18, // 9: virtpool.driver.v1.MigrateEvent.result:type_name -> virtpool.driver.v1.MigrateResult
 	17, // 10: virtpool.driver.v1.Job.progress:type_name -> virtpool.driver.v1.MigrateProgress
 	1,  // 11: virtpool.driver.v1.DomainEvent.time:type_name -> virtpool.driver.v1.Timestamp
-	22, // 12: virtpool.driver.v1.DomainEvent.job:type_name -> virtpool.driver.v1.Job
-	33, // 13: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
-	25, // 14: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
-	25, // 15: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
+	25, // 12: virtpool.driver.v1.DomainEvent.job:type_name -> virtpool.driver.v1.Job
+	36, // 13: virtpool.driver.v1.Record.data:type_name -> virtpool.driver.v1.Record.DataEntry
+	28, // 14: virtpool.driver.v1.PutRecordRequest.record:type_name -> virtpool.driver.v1.Record
+	28, // 15: virtpool.driver.v1.ListRecordsResponse.records:type_name -> virtpool.driver.v1.Record
 	3,  // 16: virtpool.driver.v1.Driver.HostInfo:input_type -> virtpool.driver.v1.HostInfoRequest
 	5,  // 17: virtpool.driver.v1.Driver.ListDomains:input_type -> virtpool.driver.v1.ListDomainsRequest
 	9,  // 18: virtpool.driver.v1.Driver.CreateDomain:input_type -> virtpool.driver.v1.CreateDomainRequest
@@ -2452,26 +2653,30 @@ var file_driver_proto_depIdxs = []int32{
 	12, // 21: virtpool.driver.v1.Driver.Stats:input_type -> virtpool.driver.v1.StatsRequest
 	16, // 22: virtpool.driver.v1.Driver.Migrate:input_type -> virtpool.driver.v1.MigrateRequest
 	20, // 23: virtpool.driver.v1.Driver.AbortMigration:input_type -> virtpool.driver.v1.AbortMigrationRequest
-	21, // 24: virtpool.driver.v1.Driver.JobStats:input_type -> virtpool.driver.v1.JobStatsRequest
-	23, // 25: virtpool.driver.v1.Driver.Watch:input_type -> virtpool.driver.v1.WatchRequest
-	26, // 26: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
-	27, // 27: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
-	29, // 28: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
-	4,  // 29: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
-	6,  // 30: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
-	7,  // 31: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
-	0,  // 32: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
-	0,  // 33: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
-	13, // 34: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
-	19, // 35: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
-	0,  // 36: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
-	22, // 37: virtpool.driver.v1.Driver.JobStats:output_type -> virtpool.driver.v1.Job
-	24, // 38: virtpool.driver.v1.Driver.Watch:output_type -> virtpool.driver.v1.DomainEvent
-	0,  // 39: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
-	28, // 40: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
-	0,  // 41: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
-	29, // [29:42] is the sub-list for method output_type
-	16, // [16:29] is the sub-list for method input_type
+	24, // 24: virtpool.driver.v1.Driver.JobStats:input_type -> virtpool.driver.v1.JobStatsRequest
+	26, // 25: virtpool.driver.v1.Driver.Watch:input_type -> virtpool.driver.v1.WatchRequest
+	21, // 26: virtpool.driver.v1.Driver.CheckpointDomain:input_type -> virtpool.driver.v1.CheckpointDomainRequest
+	23, // 27: virtpool.driver.v1.Driver.RestoreDomain:input_type -> virtpool.driver.v1.RestoreDomainRequest
+	29, // 28: virtpool.driver.v1.Driver.PutRecord:input_type -> virtpool.driver.v1.PutRecordRequest
+	30, // 29: virtpool.driver.v1.Driver.ListRecords:input_type -> virtpool.driver.v1.ListRecordsRequest
+	32, // 30: virtpool.driver.v1.Driver.DeleteRecord:input_type -> virtpool.driver.v1.DeleteRecordRequest
+	4,  // 31: virtpool.driver.v1.Driver.HostInfo:output_type -> virtpool.driver.v1.HostInfoResponse
+	6,  // 32: virtpool.driver.v1.Driver.ListDomains:output_type -> virtpool.driver.v1.ListDomainsResponse
+	7,  // 33: virtpool.driver.v1.Driver.CreateDomain:output_type -> virtpool.driver.v1.Domain
+	0,  // 34: virtpool.driver.v1.Driver.ShutdownDomain:output_type -> virtpool.driver.v1.Empty
+	0,  // 35: virtpool.driver.v1.Driver.UndefineDomain:output_type -> virtpool.driver.v1.Empty
+	13, // 36: virtpool.driver.v1.Driver.Stats:output_type -> virtpool.driver.v1.HostStats
+	19, // 37: virtpool.driver.v1.Driver.Migrate:output_type -> virtpool.driver.v1.MigrateEvent
+	0,  // 38: virtpool.driver.v1.Driver.AbortMigration:output_type -> virtpool.driver.v1.Empty
+	25, // 39: virtpool.driver.v1.Driver.JobStats:output_type -> virtpool.driver.v1.Job
+	27, // 40: virtpool.driver.v1.Driver.Watch:output_type -> virtpool.driver.v1.DomainEvent
+	22, // 41: virtpool.driver.v1.Driver.CheckpointDomain:output_type -> virtpool.driver.v1.Checkpoint
+	0,  // 42: virtpool.driver.v1.Driver.RestoreDomain:output_type -> virtpool.driver.v1.Empty
+	0,  // 43: virtpool.driver.v1.Driver.PutRecord:output_type -> virtpool.driver.v1.Empty
+	31, // 44: virtpool.driver.v1.Driver.ListRecords:output_type -> virtpool.driver.v1.ListRecordsResponse
+	0,  // 45: virtpool.driver.v1.Driver.DeleteRecord:output_type -> virtpool.driver.v1.Empty
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2492,7 +2697,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,19 +26,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Driver_HostInfo_FullMethodName       = "/virtpool.driver.v1.Driver/HostInfo"
-	Driver_ListDomains_FullMethodName    = "/virtpool.driver.v1.Driver/ListDomains"
-	Driver_CreateDomain_FullMethodName   = "/virtpool.driver.v1.Driver/CreateDomain"
-	Driver_ShutdownDomain_FullMethodName = "/virtpool.driver.v1.Driver/ShutdownDomain"
-	Driver_UndefineDomain_FullMethodName = "/virtpool.driver.v1.Driver/UndefineDomain"
-	Driver_Stats_FullMethodName          = "/virtpool.driver.v1.Driver/Stats"
-	Driver_Migrate_FullMethodName        = "/virtpool.driver.v1.Driver/Migrate"
-	Driver_AbortMigration_FullMethodName = "/virtpool.driver.v1.Driver/AbortMigration"
-	Driver_JobStats_FullMethodName       = "/virtpool.driver.v1.Driver/JobStats"
-	Driver_Watch_FullMethodName          = "/virtpool.driver.v1.Driver/Watch"
-	Driver_PutRecord_FullMethodName      = "/virtpool.driver.v1.Driver/PutRecord"
-	Driver_ListRecords_FullMethodName    = "/virtpool.driver.v1.Driver/ListRecords"
-	Driver_DeleteRecord_FullMethodName   = "/virtpool.driver.v1.Driver/DeleteRecord"
+	Driver_HostInfo_FullMethodName         = "/virtpool.driver.v1.Driver/HostInfo"
+	Driver_ListDomains_FullMethodName      = "/virtpool.driver.v1.Driver/ListDomains"
+	Driver_CreateDomain_FullMethodName     = "/virtpool.driver.v1.Driver/CreateDomain"
+	Driver_ShutdownDomain_FullMethodName   = "/virtpool.driver.v1.Driver/ShutdownDomain"
+	Driver_UndefineDomain_FullMethodName   = "/virtpool.driver.v1.Driver/UndefineDomain"
+	Driver_Stats_FullMethodName            = "/virtpool.driver.v1.Driver/Stats"
+	Driver_Migrate_FullMethodName          = "/virtpool.driver.v1.Driver/Migrate"
+	Driver_AbortMigration_FullMethodName   = "/virtpool.driver.v1.Driver/AbortMigration"
+	Driver_JobStats_FullMethodName         = "/virtpool.driver.v1.Driver/JobStats"
+	Driver_Watch_FullMethodName            = "/virtpool.driver.v1.Driver/Watch"
+	Driver_CheckpointDomain_FullMethodName = "/virtpool.driver.v1.Driver/CheckpointDomain"
+	Driver_RestoreDomain_FullMethodName    = "/virtpool.driver.v1.Driver/RestoreDomain"
+	Driver_PutRecord_FullMethodName        = "/virtpool.driver.v1.Driver/PutRecord"
+	Driver_ListRecords_FullMethodName      = "/virtpool.driver.v1.Driver/ListRecords"
+	Driver_DeleteRecord_FullMethodName     = "/virtpool.driver.v1.Driver/DeleteRecord"
 )
 
 // DriverClient is the client API for Driver service.
@@ -58,6 +60,10 @@ type DriverClient interface {
 	JobStats(ctx context.Context, in *JobStatsRequest, opts ...grpc.CallOption) (*Job, error)
 	// Watch streams a host's domain events until the caller cancels.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DomainEvent], error)
+	// Checkpoints: a running domain's memory to a file on its host, and a
+	// domain started from one.
+	CheckpointDomain(ctx context.Context, in *CheckpointDomainRequest, opts ...grpc.CallOption) (*Checkpoint, error)
+	RestoreDomain(ctx context.Context, in *RestoreDomainRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -191,6 +197,26 @@ func (c *driverClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Driver_WatchClient = grpc.ServerStreamingClient[DomainEvent]
 
+func (c *driverClient) CheckpointDomain(ctx context.Context, in *CheckpointDomainRequest, opts ...grpc.CallOption) (*Checkpoint, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Checkpoint)
+	err := c.cc.Invoke(ctx, Driver_CheckpointDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) RestoreDomain(ctx context.Context, in *RestoreDomainRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Driver_RestoreDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *driverClient) PutRecord(ctx context.Context, in *PutRecordRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -238,6 +264,10 @@ type DriverServer interface {
 	JobStats(context.Context, *JobStatsRequest) (*Job, error)
 	// Watch streams a host's domain events until the caller cancels.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[DomainEvent]) error
+	// Checkpoints: a running domain's memory to a file on its host, and a
+	// domain started from one.
+	CheckpointDomain(context.Context, *CheckpointDomainRequest) (*Checkpoint, error)
+	RestoreDomain(context.Context, *RestoreDomainRequest) (*Empty, error)
 	// Records: virtpool's own documents (pool specs, host states) kept on a
 	// host in libvirt.
 	PutRecord(context.Context, *PutRecordRequest) (*Empty, error)
@@ -282,6 +312,12 @@ func (UnimplementedDriverServer) JobStats(context.Context, *JobStatsRequest) (*J
 }
 func (UnimplementedDriverServer) Watch(*WatchRequest, grpc.ServerStreamingServer[DomainEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedDriverServer) CheckpointDomain(context.Context, *CheckpointDomainRequest) (*Checkpoint, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckpointDomain not implemented")
+}
+func (UnimplementedDriverServer) RestoreDomain(context.Context, *RestoreDomainRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestoreDomain not implemented")
 }
 func (UnimplementedDriverServer) PutRecord(context.Context, *PutRecordRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PutRecord not implemented")
@@ -479,6 +515,42 @@ func _Driver_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Driver_WatchServer = grpc.ServerStreamingServer[DomainEvent]
 
+func _Driver_CheckpointDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).CheckpointDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_CheckpointDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).CheckpointDomain(ctx, req.(*CheckpointDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_RestoreDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).RestoreDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_RestoreDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).RestoreDomain(ctx, req.(*RestoreDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Driver_PutRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PutRecordRequest)
 	if err := dec(in); err != nil {
@@ -571,6 +643,14 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "JobStats",
 			Handler:    _Driver_JobStats_Handler,
+		},
+		{
+			MethodName: "CheckpointDomain",
+			Handler:    _Driver_CheckpointDomain_Handler,
+		},
+		{
+			MethodName: "RestoreDomain",
+			Handler:    _Driver_RestoreDomain_Handler,
 		},
 		{
 			MethodName: "PutRecord",

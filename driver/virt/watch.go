@@ -87,6 +87,7 @@ func lifecycleNames(ev lv.DomainEventType, detail int) (string, string) {
 	details := map[key]string{
 		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_BOOTED)}:       driver.DetailBooted,
 		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_MIGRATED)}:     driver.DetailMigrated,
+		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_RESTORED)}:     driver.DetailRestored,
 		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_MIGRATED)}: driver.DetailMigrated,
 		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_POSTCOPY)}: driver.DetailPostCopy,
 		{lv.DOMAIN_EVENT_RESUMED, int(lv.DOMAIN_EVENT_RESUMED_MIGRATED)}:     driver.DetailMigrated,

@@ -1,0 +1,142 @@
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	lv "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/virtpool/virtpool/driver"
+)
+
+// CheckpointDomain implements driver.Driver: libvirt 9.0 migrates the
+// memory into the file while the guest runs and pauses it only at the end,
+// for at most about the maximum downtime (see the continuity guide for the
+// figures of this and the other ways, make bench-checkpoint).
+func (d *Driver) CheckpointDomain(ctx context.Context, uri, name string, opts driver.CheckpointOptions) (driver.Checkpoint, error) {
+	const op = "checkpoint domain"
+	var cp driver.Checkpoint
+	// The path is on the host, not here: only its form can be checked.
+	if !path.IsAbs(opts.Path) {
+		return cp, opError(op, uri, name, driver.CodeInvalidArg,
+			fmt.Errorf("checkpoint file %q: give an absolute path on the host", opts.Path))
+	}
+	if opts.MaxDowntime < 0 {
+		return cp, opError(op, uri, name, driver.CodeInvalidArg, fmt.Errorf("max downtime %s is negative", opts.MaxDowntime))
+	}
+	if opts.MaxDowntime == 0 {
+		opts.MaxDowntime = driver.DefaultCheckpointDowntime
+	}
+	err := d.withDomain(ctx, op, uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
+		if why, err := notCheckpointable(dom); err != nil || why != "" {
+			if err != nil {
+				return err
+			}
+			return opError(op, uri, name, driver.CodeOperationInvalid, errors.New(why))
+		}
+		x, err := snapshotXML(dom, opts.Path)
+		if err != nil {
+			return err
+		}
+		// The maximum downtime is the domain's, for migrations too: set
+		// it back whatever happens.
+		if old, err := dom.MigrateGetMaxDowntime(0); err == nil {
+			defer func() {
+				if err := dom.MigrateSetMaxDowntime(old, 0); err != nil {
+					d.log.Warn("max downtime not set back", "domain", name, "ms", old, "error", err)
+				}
+			}()
+		}
+		if err := dom.MigrateSetMaxDowntime(uint64(max(opts.MaxDowntime.Milliseconds(), 1)), 0); err != nil {
+			return fmt.Errorf("set max downtime %s: %w", opts.MaxDowntime, err)
+		}
+		stop := context.AfterFunc(ctx, func() { _ = dom.AbortJob() }) // cancelling ctx aborts the capture
+		defer stop()
+		start := time.Now()
+		snap, err := dom.CreateSnapshotXML(x, lv.DOMAIN_SNAPSHOT_CREATE_LIVE|lv.DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("capture into %s aborted: %w", opts.Path, ctx.Err())
+			}
+			return fmt.Errorf("capture into %s (its directory must exist on the host, writable by libvirt): %w", opts.Path, err)
+		}
+		_ = snap.Free()
+		cp.Elapsed, cp.Downtime = time.Since(start), -1
+		if js, err := dom.GetJobStats(lv.DOMAIN_JOB_STATS_COMPLETED); err == nil {
+			if js.DowntimeSet {
+				cp.Downtime = time.Duration(js.Downtime) * time.Millisecond
+			}
+			if js.MemProcessedSet {
+				cp.Bytes = js.MemProcessed
+			}
+		}
+		d.log.Debug("checkpoint taken", "domain", name, "path", opts.Path, "took", cp.Elapsed, "downtime", cp.Downtime)
+		return nil
+	})
+	return cp, err
+}
+
+// notCheckpointable says why a domain cannot be checkpointed ("": it
+// can): not running, or running a job (a migration), which libvirt would
+// refuse less clearly.
+func notCheckpointable(dom *lv.Domain) (string, error) {
+	state, _, err := dom.GetState()
+	if err != nil {
+		return "", err
+	}
+	if state != lv.DOMAIN_RUNNING && state != lv.DOMAIN_PAUSED {
+		return "the domain is not running: only a running guest is checkpointed", nil
+	}
+	if ji, err := dom.GetJobInfo(); err == nil && ji.Type != lv.DOMAIN_JOB_NONE {
+		return "a job (a migration?) runs on the domain: try again when it is over", nil
+	}
+	return "", nil
+}
+
+// snapshotXML is a snapshot of the memory only: every disk snapshot="no"
+// (with none listed, libvirt would snapshot the disks as well).
+func snapshotXML(dom *lv.Domain, file string) (string, error) {
+	s, err := dom.GetXMLDesc(0)
+	if err != nil {
+		return "", err
+	}
+	var def libvirtxml.Domain
+	if err := def.Unmarshal(s); err != nil {
+		return "", fmt.Errorf("read domain XML: %w", err)
+	}
+	snap := libvirtxml.DomainSnapshot{
+		Name:   strings.TrimSuffix(path.Base(file), path.Ext(file)),
+		Memory: &libvirtxml.DomainSnapshotMemory{Snapshot: "external", File: file},
+		Disks:  &libvirtxml.DomainSnapshotDisks{},
+	}
+	if def.Devices != nil {
+		for _, disk := range def.Devices.Disks {
+			if disk.Target != nil {
+				snap.Disks.Disks = append(snap.Disks.Disks, libvirtxml.DomainSnapshotDisk{Name: disk.Target.Dev, Snapshot: "no"})
+			}
+		}
+	}
+	return snap.Marshal()
+}
+
+// RestoreDomain implements driver.Driver.
+func (d *Driver) RestoreDomain(ctx context.Context, uri, file string) error {
+	const op = "restore domain"
+	if !path.IsAbs(file) {
+		return opError(op, uri, "", driver.CodeInvalidArg, fmt.Errorf("checkpoint file %q: give an absolute path on the host", file))
+	}
+	c, err := d.conns.get(ctx, uri)
+	if err != nil {
+		return wrap(op, uri, "", err)
+	}
+	if err := c.DomainRestoreFlags(file, "", lv.DOMAIN_SAVE_RUNNING); err != nil {
+		d.conns.check(uri, err)
+		return wrap(op, uri, "", fmt.Errorf("from %s: %w", file, err))
+	}
+	return nil
+}
