@@ -96,10 +96,11 @@ func TestAccCheckpointRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its clock goes on from the checkpoint: past the guest's clock before
-	// the capture, behind the destroyed guest's (no new boot either).
-	if c.Mono < before.Mono || c.Mono > at.Mono {
-		t.Errorf("restored clock %s: the capture began at %s, the guest was destroyed at %s", c.Mono, before.Mono, at.Mono)
+	// Its clock goes on from the checkpoint, past the guest's clock before
+	// the capture: its memory came with it (a new boot starts near 0).
+	// How far past depends on how fast it answered, not a thing to assert.
+	if c.Mono < before.Mono {
+		t.Errorf("restored clock %s: the capture began at %s (the guest was destroyed at %s): not the checkpoint's memory", c.Mono, before.Mono, at.Mono)
 	}
 	seq, err := client.Sequence(requestCtx(), g.IP)
 	if err != nil {
