@@ -90,6 +90,12 @@ var SmallCDC = CDC{Pol: Pol, MinSize: 1 << 10, MaxSize: 64 << 10, AverageBits: 1
 
 // Cut reads r to its end and returns its content-defined chunks.
 func (p CDC) Cut(r io.Reader) (Manifest, error) {
+	return p.Each(r, nil)
+}
+
+// Each is Cut that also hands each chunk's bytes to fn (if not nil), in
+// order; fn must not keep data, which the next chunk overwrites.
+func (p CDC) Each(r io.Reader, fn func(c Chunk, data []byte) error) (Manifest, error) {
 	if p.MinSize < 64 || p.MaxSize < p.MinSize || p.AverageBits < 1 {
 		return nil, fmt.Errorf("chunk sizes min %d, max %d, %d average bits: want 64 <= min <= max", p.MinSize, p.MaxSize, p.AverageBits)
 	}
@@ -105,7 +111,13 @@ func (p CDC) Cut(r io.Reader) (Manifest, error) {
 		if err != nil {
 			return m, err
 		}
-		m = append(m, Chunk{Digest: digestOf(ch.Data), Len: uint32(ch.Length)})
+		k := Chunk{Digest: digestOf(ch.Data), Len: uint32(ch.Length)}
+		if fn != nil {
+			if err := fn(k, ch.Data); err != nil {
+				return m, err
+			}
+		}
+		m = append(m, k)
 	}
 }
 
