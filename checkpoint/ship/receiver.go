@@ -1,0 +1,177 @@
+package ship
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/checkpoint"
+)
+
+// Receiver keeps guests' images on a standby host, one directory each
+// under Dir: chunks/ (the chunk store), image (the last complete image,
+// what a failover restores: ImagePath) and manifest.
+type Receiver struct {
+	Dir string
+	Log hclog.Logger
+
+	once sync.Once
+	mux  *http.ServeMux
+	mu   sync.Mutex
+	busy map[string]bool // guests whose image is being received
+}
+
+// validName: a guest's name as a directory, nothing that climbs out of Dir.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ImagePath is where the last complete image of a guest is.
+func (rc *Receiver) ImagePath(name string) string { return filepath.Join(rc.Dir, name, "image") }
+
+func (rc *Receiver) log() hclog.Logger {
+	if rc.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return rc.Log
+}
+
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.once.Do(func() {
+		rc.busy = map[string]bool{}
+		rc.mux = http.NewServeMux()
+		rc.mux.HandleFunc("POST /v1/images/{name}", rc.receive)
+		rc.mux.HandleFunc("GET /v1/images/{name}/manifest", rc.manifest)
+	})
+	rc.mux.ServeHTTP(w, r)
+}
+
+func fail(w http.ResponseWriter, code int, e errorBody) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+func (rc *Receiver) name(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("name")
+	if !validName.MatchString(name) {
+		fail(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("guest name %q: want letters, digits, '.', '_' or '-'", name)})
+		return "", false
+	}
+	return name, true
+}
+
+func (rc *Receiver) manifest(w http.ResponseWriter, r *http.Request) {
+	name, ok := rc.name(w, r)
+	if !ok {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(rc.Dir, name, "manifest"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		fail(w, http.StatusNotFound, errorBody{Error: "no image of " + name + " here"})
+	case err != nil:
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+	default:
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(b)
+	}
+}
+
+// countingReader counts what was read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
+	name, ok := rc.name(w, r)
+	if !ok {
+		return
+	}
+	// One image of a guest at a time: a second sender is an error of the
+	// caller's (two primaries), not something to interleave.
+	rc.mu.Lock()
+	if rc.busy[name] {
+		rc.mu.Unlock()
+		fail(w, http.StatusConflict, errorBody{Error: "an image of " + name + " is being received already"})
+		return
+	}
+	rc.busy[name] = true
+	rc.mu.Unlock()
+	defer func() {
+		rc.mu.Lock()
+		delete(rc.busy, name)
+		rc.mu.Unlock()
+	}()
+
+	dir := filepath.Join(rc.Dir, name)
+	store, err := checkpoint.OpenStore(filepath.Join(dir, "chunks"))
+	if err != nil {
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		return
+	}
+	body := &countingReader{r: r.Body}
+	m, st, err := readImage(body, store, uint32(checkpoint.SmallCDC.MaxSize))
+	st.WireBytes = body.n
+	if err != nil {
+		rc.log().Warn("image refused", "guest", name, "error", err)
+		fail(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("image of %s: %v", name, err)})
+		return
+	}
+	if miss := store.Missing(m); len(miss) > 0 {
+		// The sender thought this store held chunks it does not (it was
+		// emptied, or the sender's record is of another standby).
+		fail(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("image of %s: %d chunks missing", name, len(miss)), Missing: len(miss)})
+		return
+	}
+	if err := store.Assemble(m, rc.ImagePath(name)); err != nil {
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		return
+	}
+	if err := writeFile(filepath.Join(dir, "manifest"), encodeManifest(m)); err != nil {
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		return
+	}
+	if _, err := store.Prune(m); err != nil {
+		rc.log().Warn("old chunks not pruned", "guest", name, "error", err)
+	}
+	rc.log().Debug("image received", "guest", name, "chunks", st.Chunks, "new_chunks", st.NewChunks, "wire_bytes", st.WireBytes)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+// writeFile replaces path with data through a synced temporary file.
+func writeFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
