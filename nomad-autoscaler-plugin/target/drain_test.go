@@ -278,20 +278,10 @@ func TestChooseVictims(t *testing.T) {
 				t.Fatal(err)
 			}
 			victims, drain, err := chooseVictims(c, n, tc.self, nc, tc.k, sel, hclog.NewNullLogger())
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want %q", err, tc.wantErr)
-				}
+			if failedAsWanted(t, err, tc.wantErr) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, v := range victims {
-				got = append(got, v.Name)
-			}
-			if g := strings.Join(got, " "); g != tc.want {
+			if g := memberNames(victims); g != tc.want {
 				t.Errorf("victims %q, want %q", g, tc.want)
 			}
 			if g := strings.Join(slices.Sorted(maps.Keys(drain)), " "); g != tc.drain {
@@ -336,20 +326,10 @@ func TestChooseVictimsAllocSelectors(t *testing.T) {
 				cands = append(cands, pool.Member{Located: pool.Located{Domain: driver.Domain{Name: n, State: run}}})
 			}
 			victims, _, err := chooseVictims(cands, nodes, "", nodeChoice{Selector: tc.selector}, tc.k, sel, hclog.NewNullLogger())
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want %q", err, tc.wantErr)
-				}
+			if failedAsWanted(t, err, tc.wantErr) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, v := range victims {
-				got = append(got, v.Name)
-			}
-			if g := strings.Join(got, " "); g != tc.want {
+			if g := memberNames(victims); g != tc.want {
 				t.Errorf("victims %q, want %q", g, tc.want)
 			}
 		})
@@ -544,4 +524,29 @@ func TestScaleSizeDrains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failedAsWanted fails t unless err is as wanted (an error holding want,
+// or none if want is ""), and says whether an error was wanted.
+func failedAsWanted(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want != "" {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
+}
+
+// memberNames lists members' names, space-separated.
+func memberNames(ms []pool.Member) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return strings.Join(out, " ")
 }
