@@ -555,8 +555,16 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			}
 		}
 		if err := ops.Reconcile(ctx, pr); err != nil {
-			errs = append(errs, err)
-			continue
+			// A record write may miss its deadline on a host just back
+			// after the fence was dropped in the record readers take: then
+			// the host has recovered for this pool, and a retry would see
+			// no fence and say nothing.
+			again, _, found, rerr := ops.ReadPool(ctx, name, nil)
+			if _, still := again.Fenced(host); rerr != nil || !found || still {
+				errs = append(errs, err)
+				continue
+			}
+			a.log.Warn("pool recovered on a host that is back, a record write late", "host", host, "pool", name, "error", err)
 		}
 		msg := fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))
 		if fc.Standby {

@@ -339,21 +339,14 @@ func (f *failTest) uptime(t *testing.T, g *failGuest) time.Duration {
 // qemuPID is the PID of the guest's QEMU process on h.
 func qemuPID(t *testing.T, h lab.Host, name string) int {
 	t.Helper()
-	ps, err := h.Processes()
+	p, err := h.QEMU(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range ps {
-		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID))
-		if err == nil && strings.HasPrefix(p.Name, "qemu-system") && strings.Contains(string(cmd), "guest="+name+",") {
-			if p.Stopped() {
-				t.Errorf("QEMU of %s (%d) is stopped", name, p.PID)
-			}
-			return p.PID
-		}
+	if p.Stopped() {
+		t.Errorf("QEMU of %s (%d) is stopped", name, p.PID)
 	}
-	t.Fatalf("no QEMU of %s on %s in %+v", name, h.Name, ps)
-	return 0
+	return p.PID
 }
 
 func hasRunning(doms []driver.Domain, name string) bool {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -180,4 +181,42 @@ func (p Process) exited() bool {
 	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID))
 	return err != nil || len(tasks) <= 1
+}
+
+// QEMU returns the QEMU process of a guest on h.
+func (h Host) QEMU(name string) (Process, error) {
+	ps, err := h.Processes()
+	if err != nil {
+		return Process{}, err
+	}
+	for _, p := range ps {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID))
+		if err == nil && strings.HasPrefix(p.Name, "qemu-system") && strings.Contains(string(cmd), "guest="+name+",") {
+			return p, nil
+		}
+	}
+	return Process{}, fmt.Errorf("no QEMU of %s on host %s", name, h.Name)
+}
+
+// CPUTime is the CPU the process has used so far, user and system, in
+// all its threads (/proc/PID/stat, in clock ticks of 1/100 s, Linux's
+// USER_HZ).
+func (p Process) CPUTime() (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return 0, err
+	}
+	f := ProcStatFields(string(stat))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", p.PID, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", p.PID, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
