@@ -104,8 +104,9 @@ func TestAgentFollowsGuests(t *testing.T) {
 	re := regexp.MustCompile(fmt.Sprintf(`(?m)^virtpool_guest_cpu_cores\{guest="%s",host="%s",pool=""\} (\S+)$`, g.Name, src.Name))
 	if m := re.FindStringSubmatch(metrics); m == nil {
 		t.Errorf("/metrics has no virtpool_guest_cpu_cores for %s on %s", g.Name, src.Name)
-	} else if v := parseFloat(t, m[1]); v < 0.3 {
-		t.Errorf("/metrics: virtpool_guest_cpu_cores of %s = %v, want the load (about %.2f)", g.Name, v, guestBusy)
+	} else if v := parseFloat(t, m[1]); v < 0.1 {
+		// One sample, not the six above: it shows the load, not its figure.
+		t.Errorf("/metrics: virtpool_guest_cpu_cores of %s = %v, want the load (about %.2f)", g.Name, v, qemuCores)
 	}
 	g.setLoad(t, 0, 0)
 
