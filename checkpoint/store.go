@@ -64,10 +64,7 @@ func (s *Store) Put(c Chunk, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("chunk %x: %w", c.Digest, err)
 	}
-	return writeAtomic(p, func(f *os.File) error {
-		_, err := f.Write(data)
-		return err
-	})
+	return WriteFile(p, data)
 }
 
 // Assemble writes the image m into path from the store's chunks. It checks
@@ -120,6 +117,14 @@ func (s *Store) Prune(keep ...Manifest) (int, error) {
 		return n, fmt.Errorf("prune chunk store %s: %w", s.dir, err)
 	}
 	return n, nil
+}
+
+// WriteFile replaces path with data as writeAtomic does.
+func WriteFile(path string, data []byte) error {
+	return writeAtomic(path, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
 }
 
 // writeAtomic writes path through a temporary file beside it, synced and

@@ -141,7 +141,7 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
 		return
 	}
-	if err := writeFile(filepath.Join(dir, "manifest"), encodeManifest(m)); err != nil {
+	if err := checkpoint.WriteFile(filepath.Join(dir, "manifest"), encodeManifest(m)); err != nil {
 		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
 		return
 	}
@@ -151,27 +151,4 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 	rc.log().Debug("image received", "guest", name, "chunks", st.Chunks, "new_chunks", st.NewChunks, "wire_bytes", st.WireBytes)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(st)
-}
-
-// writeFile replaces path with data through a synced temporary file.
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }
