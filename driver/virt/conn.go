@@ -13,6 +13,7 @@ import (
 	lv "libvirt.org/go/libvirt"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pki"
 )
 
 // Keepalive: a host that answers no keepalive for interval×count seconds is
@@ -228,7 +229,7 @@ func connectHint(uri, msg string) string {
 		if !certs {
 			return ""
 		}
-		where := "/etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem and /etc/pki/libvirt/private/clientkey.pem"
+		where := pki.CACert + ", " + pki.ClientCert + " and " + pki.ClientKey
 		if p := q.Get("pkipath"); p != "" {
 			where = "pkipath " + p + " (cacert.pem, clientcert.pem, clientkey.pem)"
 		}
