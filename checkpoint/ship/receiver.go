@@ -25,8 +25,33 @@ type Receiver struct {
 
 	once sync.Once
 	mux  *http.ServeMux
+	busy oneAtATime // guests whose image is being received
+}
+
+// oneAtATime holds the guests being worked on, so that a second request
+// for one is refused instead of interleaved.
+type oneAtATime struct {
 	mu   sync.Mutex
-	busy map[string]bool // guests whose image is being received
+	busy map[string]bool
+}
+
+// start marks name busy and returns what ends that, or false if it is
+// busy already.
+func (o *oneAtATime) start(name string) (done func(), ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.busy[name] {
+		return nil, false
+	}
+	if o.busy == nil {
+		o.busy = map[string]bool{}
+	}
+	o.busy[name] = true
+	return func() {
+		o.mu.Lock()
+		delete(o.busy, name)
+		o.mu.Unlock()
+	}, true
 }
 
 // validName: a guest's name as a directory, nothing that climbs out of Dir.
@@ -44,7 +69,6 @@ func (rc *Receiver) log() hclog.Logger {
 
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.once.Do(func() {
-		rc.busy = map[string]bool{}
 		rc.mux = http.NewServeMux()
 		rc.mux.HandleFunc("POST /v1/images/{name}", rc.receive)
 		rc.mux.HandleFunc("GET /v1/images/{name}/manifest", rc.manifest)
@@ -58,10 +82,18 @@ func fail(w http.ResponseWriter, code int, e errorBody) {
 	_ = json.NewEncoder(w).Encode(e)
 }
 
+// checkName refuses a guest name that is not a valid directory name.
+func checkName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("guest name %q: want letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
+}
+
 func (rc *Receiver) name(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name := r.PathValue("name")
-	if !validName.MatchString(name) {
-		fail(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("guest name %q: want letters, digits, '.', '_' or '-'", name)})
+	if err := checkName(name); err != nil {
+		fail(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return "", false
 	}
 	return name, true
@@ -103,19 +135,12 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	// One image of a guest at a time: a second sender is an error of the
 	// caller's (two primaries), not something to interleave.
-	rc.mu.Lock()
-	if rc.busy[name] {
-		rc.mu.Unlock()
+	done, ok := rc.busy.start(name)
+	if !ok {
 		fail(w, http.StatusConflict, errorBody{Error: "an image of " + name + " is being received already"})
 		return
 	}
-	rc.busy[name] = true
-	rc.mu.Unlock()
-	defer func() {
-		rc.mu.Lock()
-		delete(rc.busy, name)
-		rc.mu.Unlock()
-	}()
+	defer done()
 
 	dir := filepath.Join(rc.Dir, name)
 	store, err := checkpoint.OpenStore(filepath.Join(dir, "chunks"))

@@ -71,13 +71,19 @@ func (s *Sender) heldBy(ctx context.Context, name string) (checkpoint.Manifest, 
 	if ok {
 		return m, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v1/images/"+url.PathEscape(name)+"/manifest", nil)
+	return getManifest(ctx, s.Client, s.URL, name)
+}
+
+// getManifest asks the receiver at base for the manifest of its last
+// image of name (nil: none).
+func getManifest(ctx context.Context, client *http.Client, base, name string) (checkpoint.Manifest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/images/"+url.PathEscape(name)+"/manifest", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("ask %s for its image of %s: %w", s.URL, name, err)
+		return nil, fmt.Errorf("ask %s for its image of %s: %w", base, name, err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -86,11 +92,11 @@ func (s *Sender) heldBy(ctx context.Context, name string) (checkpoint.Manifest, 
 	case http.StatusOK:
 		m, err := readManifest(bufio.NewReader(resp.Body))
 		if err != nil {
-			return nil, fmt.Errorf("manifest of %s from %s: %w", name, s.URL, err)
+			return nil, fmt.Errorf("manifest of %s from %s: %w", name, base, err)
 		}
 		return m, nil
 	default:
-		return nil, fmt.Errorf("ask %s for its image of %s: %s: %s", s.URL, name, resp.Status, decodeError(resp.Body).Error)
+		return nil, fmt.Errorf("ask %s for its image of %s: %w", base, name, statusError(resp))
 	}
 }
 
@@ -137,9 +143,9 @@ func (s *Sender) post(ctx context.Context, name, path string, held checkpoint.Ma
 		if e.Missing > 0 {
 			return st, nil, true, nil
 		}
-		return st, nil, false, fmt.Errorf("send image of %s to %s: %s", name, s.URL, e.Error)
+		return st, nil, false, fmt.Errorf("send image of %s to %s: %w", name, s.URL, &StatusError{Code: resp.StatusCode, Message: e.Error})
 	default:
-		return st, nil, false, fmt.Errorf("send image of %s to %s: %s: %s", name, s.URL, resp.Status, decodeError(resp.Body).Error)
+		return st, nil, false, fmt.Errorf("send image of %s to %s: %w", name, s.URL, statusError(resp))
 	}
 }
 

@@ -28,16 +28,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/virtpool/virtpool/checkpoint"
 )
 
 // Stats are what one image cost to send.
 type Stats struct {
-	Chunks     int   `json:"chunks"`      // chunks in the image
-	NewChunks  int   `json:"new_chunks"`  // chunks sent
-	ImageBytes int64 `json:"image_bytes"` // the image's size
-	WireBytes  int64 `json:"wire_bytes"`  // the request body: chunks sent, framing and manifest
+	Chunks        int   `json:"chunks"`         // chunks in the image
+	NewChunks     int   `json:"new_chunks"`     // chunks sent
+	ImageBytes    int64 `json:"image_bytes"`    // the image's size
+	ChunkBytes    int64 `json:"chunk_bytes"`    // the data of the chunks sent
+	ManifestBytes int64 `json:"manifest_bytes"` // the manifest, as sent
+	WireBytes     int64 `json:"wire_bytes"`     // the request body: chunks sent, framing and manifest
 }
 
 const entrySize = checkpoint.ManifestEntry
@@ -61,6 +64,9 @@ func readEntry(r io.Reader) (checkpoint.Chunk, error) {
 	c.Len = binary.BigEndian.Uint32(b[len(c.Digest):])
 	return c, nil
 }
+
+// manifestHeader is the manifest's count of entries, before them.
+const manifestHeader = 4
 
 // writeManifest writes a manifest: its count, then its entries.
 func writeManifest(w io.Writer, m checkpoint.Manifest) error {
@@ -132,12 +138,13 @@ func readImage(body io.Reader, store *checkpoint.Store, maxChunk uint32) (checkp
 			return nil, st, err
 		}
 		st.NewChunks++
+		st.ChunkBytes += int64(c.Len)
 	}
 	m, err := readManifest(r)
 	if err != nil {
 		return nil, st, err
 	}
-	st.Chunks, st.ImageBytes = len(m), m.Bytes()
+	st.Chunks, st.ImageBytes, st.ManifestBytes = len(m), m.Bytes(), manifestHeader+m.ManifestBytes()
 	return m, st, nil
 }
 
@@ -145,6 +152,21 @@ func readImage(body io.Reader, store *checkpoint.Store, maxChunk uint32) (checkp
 type errorBody struct {
 	Error   string `json:"error"`
 	Missing int    `json:"missing,omitempty"` // chunks the receiver lacks: send everything again
+}
+
+// StatusError is a refusal from the other end: its HTTP status and what
+// it said.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+func statusError(resp *http.Response) error {
+	return &StatusError{Code: resp.StatusCode, Message: decodeError(resp.Body).Error}
 }
 
 func decodeError(r io.Reader) errorBody {

@@ -95,6 +95,9 @@ func TestSendOnlyWhatChanged(t *testing.T) {
 			if wire > tc.maxWire || wire < tc.minWire {
 				t.Errorf("%d bytes of chunks on the wire (%d chunks of %d), want %d…%d", wire, st.NewChunks, st.Chunks, tc.minWire, tc.maxWire)
 			}
+			if framing := int64((st.NewChunks + 1) * entrySize); st.ChunkBytes+st.ManifestBytes+framing != st.WireBytes {
+				t.Errorf("%d bytes of chunks + %d of manifest + %d of framing, but %d on the wire", st.ChunkBytes, st.ManifestBytes, framing, st.WireBytes)
+			}
 			if st.ImageBytes != int64(len(tc.img)) {
 				t.Errorf("image of %d bytes reported, want %d", st.ImageBytes, len(tc.img))
 			}
