@@ -21,7 +21,7 @@ import (
 // chunks.
 type Sender struct {
 	Client *http.Client
-	URL    string // the receiver's base URL, e.g. https://h2:7070
+	URL    string // the receiver's base URL, e.g. https://h2:8481
 
 	mu   sync.Mutex
 	held map[string]checkpoint.Manifest // by guest: the receiver's last image

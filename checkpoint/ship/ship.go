@@ -15,9 +15,19 @@
 //
 // GET /v1/images/NAME/manifest returns the manifest of the last image the
 // receiver holds (404: none), so that a sender that restarted resumes
-// from it instead of sending everything again. The transport (TLS with
-// client certificates between hosts) is the caller's: Receiver is an
-// http.Handler and Send takes an *http.Client.
+// from it instead of sending everything again. Receiver is an
+// http.Handler and Send takes an *http.Client: any transport will do.
+//
+// On the hosts, Serve runs a Helper ('virtpool ship serve') on every
+// host, over mutual TLS with libvirt's certificates (package pki): the
+// Receiver of the images the host is standby for, and POST /v1/send, by
+// which the agent (Client) has the primary's helper send an image to the
+// standby's with a Sender, so that images cross from host to host and
+// only control crosses to the agent:
+//
+//	POST /v1/send {"name": NAME, "path": ABSOLUTE PATH UNDER ITS DIRECTORY, "to": "https://PEER:PORT"}
+//	→ 200 Sent (JSON: the Stats and the time taken); 400 bad input, named;
+//	  409 a send of NAME under way; 502 the peer failed or refused it
 package ship
 
 import (
