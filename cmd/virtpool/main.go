@@ -1,6 +1,8 @@
-// Command virtpool runs virtpool's agent, its local lab and its demo.
+// Command virtpool runs virtpool's agent, the per-host checkpoint helper,
+// its local lab and its demo.
 //
 //	virtpool agent -config FILE
+//	virtpool ship serve -dir DIR [-listen ADDR] [-ca FILE -cert FILE -key FILE -client-cert FILE -client-key FILE]
 //	virtpool lab up [--hosts N] [--guest-dir DIR]
 //	virtpool lab status
 //	virtpool lab down
@@ -39,6 +41,8 @@ func envOr(k, def string) string {
 
 const usage = `usage:
   virtpool agent -config FILE                     sample the hosts, serve the live page, API and /metrics
+  virtpool ship serve -dir DIR [-listen ADDR]     on each host: send checkpoint images to standby hosts and receive them, over
+                                                  mutual TLS with libvirt's certificates (-ca, -cert, -key, -client-cert, -client-key)
   virtpool lab up [--hosts N] [--guest-dir DIR]   bring the local lab up (idempotent)
   virtpool lab status                             show the lab's hosts and guests
   virtpool lab down                               remove everything the lab made
@@ -62,6 +66,8 @@ func run(ctx context.Context, log hclog.Logger, args []string) error {
 		return labCmd(ctx, log.Named("lab"), args[1], args[2:])
 	case "agent":
 		return agentCmd(ctx, log.Named("agent"), args[1:])
+	case "ship":
+		return shipCmd(ctx, log.Named("ship"), args[1:])
 	case "demo":
 		return demoCmd(ctx, log, args[1:])
 	case "story":
