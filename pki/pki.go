@@ -37,30 +37,33 @@ var (
 // ServerConfig serves with f's certificate and accepts only clients that
 // present a certificate f's CA signed.
 func (f Files) ServerConfig() (*tls.Config, error) {
-	pool, cert, err := f.load()
+	c, pool, err := f.config()
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}, nil
+	c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	return c, nil
 }
 
 // ClientConfig presents f's certificate and trusts only servers whose
 // certificate f's CA signed (for the name dialled).
 func (f Files) ClientConfig() (*tls.Config, error) {
-	pool, cert, err := f.load()
+	c, pool, err := f.config()
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-	}, nil
+	c.RootCAs = pool
+	return c, nil
+}
+
+// config is what both ends have: TLS 1.3 and f's certificate; and the
+// pool of f's CA, for the end to trust.
+func (f Files) config() (*tls.Config, *x509.CertPool, error) {
+	pool, cert, err := f.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}, pool, nil
 }
 
 // load reads the three files; each error names the file (never its
