@@ -112,6 +112,7 @@ func httpClient(tlsConf *tls.Config) *http.Client {
 // POST /v1/send, through which the agent has this host send an image it
 // holds under Dir to a peer's helper. The bytes of an image thus go from
 // the primary host to the standby host directly, never through the agent.
+// NewHelper makes one.
 type Helper struct {
 	Dir string // absolute, links resolved
 
