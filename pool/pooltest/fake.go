@@ -60,7 +60,9 @@ type Driver struct {
 	// Calls counts calls by method name.
 	Calls map[string]int
 	// Fail, if set, is asked before each call (method name, host URI,
-	// domain name or "") and fails it with the error it returns.
+	// and the domain name, or for PutRecord and DeleteRecord the record's
+	// kind/name, as "pool/db"; else "") and fails it with the error it
+	// returns. It runs with the driver locked: it must not call it.
 	Fail func(method, uri, domain string) error
 
 	// DuringMigrate, if set, runs while a migration is in flight (the
@@ -251,6 +253,19 @@ func (d *Driver) ShutdownDomain(_ context.Context, uri, name string, _ time.Dura
 		d.emit(uri, name, dom.UUID, driver.LifecycleStopped, driver.DetailDestroyed)
 	}
 	return nil
+}
+
+// PowerOff stops every domain of a host, whether it answers or not, as
+// a fence action that powers the host off does.
+func (d *Driver) PowerOff(uri string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, dom := range d.hosts[uri].Domains {
+		if dom.State != driver.StateShutoff {
+			dom.State = driver.StateShutoff
+			d.emit(uri, name, dom.UUID, driver.LifecycleStopped, driver.DetailDestroyed)
+		}
+	}
 }
 
 // UndefineDomain implements driver.Driver.
@@ -506,7 +521,7 @@ func recordKey(kind, name string) string { return kind + "/" + name }
 func (d *Driver) PutRecord(_ context.Context, uri string, r driver.Record) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h, err := d.enter("PutRecord", uri, "")
+	h, err := d.enter("PutRecord", uri, recordKey(r.Kind, r.Name))
 	if err != nil {
 		return err
 	}
@@ -536,7 +551,7 @@ func (d *Driver) ListRecords(_ context.Context, uri string) ([]driver.Record, er
 func (d *Driver) DeleteRecord(_ context.Context, uri, kind, name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h, err := d.enter("DeleteRecord", uri, "")
+	h, err := d.enter("DeleteRecord", uri, recordKey(kind, name))
 	if err != nil {
 		return err
 	}
