@@ -100,33 +100,16 @@ type failLab struct {
 
 func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
 	t.Helper()
-	uris := []string{"test:///h1", "test:///h2", "test:///h3"}
-	d := pooltest.New(4, 8, uris...)
-	entry := func(n int) pool.HostEntry { return pool.HostEntry{Name: uris[n-1][len("test:///"):], URI: uris[n-1]} }
-	tpl := pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"}
-	web := pool.Spec{Name: "web", Size: 1, MaxSize: 4, Template: tpl, Hosts: []pool.HostEntry{entry(1), entry(2)}}
-	db := pool.Spec{Name: "db", Size: 2, MaxSize: 4, Template: tpl, Hosts: []pool.HostEntry{entry(2), entry(3)}}
-	for _, sp := range []pool.Spec{web, db} {
-		rec, err := pool.EncodeRecord(pool.Record{Generation: 1, Spec: sp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range sp.Hosts {
-			if err := d.PutRecord(context.Background(), h.URI, rec); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	member := func(sp pool.Spec, n int, uri string) {
-		d.AddDomain(uri, driver.Domain{Name: pool.MemberName(sp.Name, n), VCPUs: 1, MemoryMiB: 256, Labels: pool.MemberLabels(sp, n)}, 0.1)
-	}
-	member(web, 1, uris[0])
-	member(db, 1, uris[2])
-	member(db, 2, uris[1])
+	hosts := failHosts("h1", "h2", "h3")
 	var seeds []fleet.Seed
-	for i := range uris {
-		seeds = append(seeds, fleet.Seed{Name: entry(i + 1).Name, URI: uris[i]})
+	var uris []string
+	for _, h := range hosts {
+		seeds = append(seeds, fleet.Seed{Name: h.Name, URI: h.URI})
+		uris = append(uris, h.URI)
 	}
+	d := pooltest.New(4, 8, uris...)
+	putPool(t, d, pool.Spec{Name: "web", Size: 1, MaxSize: 4, Template: failTemplate, Hosts: failHosts("h1", "h2")}, "test:///h1")
+	putPool(t, d, pool.Spec{Name: "db", Size: 2, MaxSize: 4, Template: failTemplate, Hosts: failHosts("h2", "h3")}, "test:///h3", "test:///h2")
 	cfg := Config{Config: fleet.Config{Seeds: seeds, SampleInterval: time.Second, Retention: time.Minute, MaxSamples: 100},
 		MaxEvents: 100, FailoverGrace: 3 * time.Second, Fence: map[string][]string{}}
 	if fence != nil {
@@ -140,6 +123,50 @@ func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
 		return power.Failure(argv, []byte("chassis power off: done\n"), fence(argv))
 	}
 	return l
+}
+
+// failTemplate is the template of failLab's pools and single domains.
+var failTemplate = pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"}
+
+// failHosts are the entries of failLab's hosts of these names.
+func failHosts(names ...string) []pool.HostEntry {
+	var out []pool.HostEntry
+	for _, n := range names {
+		out = append(out, pool.HostEntry{Name: n, URI: "test:///" + n})
+	}
+	return out
+}
+
+// putPool stores sp's record (generation 1) on each of its hosts and puts
+// its member n+1 on the host of URI on[n], running.
+func putPool(t *testing.T, d *pooltest.Driver, sp pool.Spec, on ...string) {
+	t.Helper()
+	rec, err := pool.EncodeRecord(pool.Record{Generation: 1, Spec: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range sp.Hosts {
+		if err := d.PutRecord(context.Background(), h.URI, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, uri := range on {
+		d.AddDomain(uri, driver.Domain{Name: pool.MemberName(sp.Name, i+1), VCPUs: 1, MemoryMiB: 256, Labels: pool.MemberLabels(sp, i+1)}, 0.1)
+	}
+}
+
+// single puts a running single domain of failTemplate on h3, with labels
+// (its failover hosts, MAC) to which it adds its role and template, and
+// returns them.
+func (l *failLab) single(t *testing.T, name string, labels map[string]string) map[string]string {
+	t.Helper()
+	tpl, err := json.Marshal(failTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels[pool.LabelRole], labels[pool.LabelTemplate] = pool.RoleDomain, string(tpl)
+	l.d.AddDomain("test:///h3", driver.Domain{Name: name, VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
+	return labels
 }
 
 // steps samples n times a second apart, letting what failover started
@@ -231,21 +258,11 @@ func TestFailover(t *testing.T) {
 func TestFailoverRestartsDomains(t *testing.T) {
 	var l *failLab
 	l = newFailLab(t, func([]string) error {
-		for _, d := range l.d.Host("test:///h3").Domains { // powered off
-			d.State = driver.StateShutoff
-		}
+		l.d.PowerOff("test:///h3")
 		return nil
 	})
-	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	single := func(name string, labels map[string]string) {
-		labels[pool.LabelRole], labels[pool.LabelTemplate] = pool.RoleDomain, string(tpl)
-		l.d.AddDomain("test:///h3", driver.Domain{Name: name, VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
-	}
-	single("solo", map[string]string{pool.LabelFailoverHosts: "h1", pool.LabelMAC: "52:54:00:00:00:07"})
-	single("stay", map[string]string{})
+	l.single(t, "solo", map[string]string{pool.LabelFailoverHosts: "h1", pool.LabelMAC: "52:54:00:00:00:07"})
+	l.single(t, "stay", map[string]string{})
 	l.steps(t, 1)
 	// The agent records where solo runs, on its failover host, for an
 	// agent that would start after h3 fails.
@@ -282,12 +299,7 @@ func TestFailoverRestartsDomains(t *testing.T) {
 // provider writes) tells it, and it restarts solo on h1 and records that.
 func TestFailoverRestartByLateAgent(t *testing.T) {
 	l := newFailLab(t, func([]string) error { return nil })
-	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels := map[string]string{pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(tpl), pool.LabelFailoverHosts: "h1"}
-	l.d.AddDomain("test:///h3", driver.Domain{Name: "solo", VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
+	labels := l.single(t, "solo", map[string]string{pool.LabelFailoverHosts: "h1"})
 	ops := &pool.Ops{Hosts: pool.Inventory{}, Driver: l.a.fleet.Driver}
 	for _, h := range []string{"h1", "h2", "h3"} {
 		ops.Hosts[h] = pool.HostEntry{Name: h, URI: "test:///" + h}
@@ -317,12 +329,7 @@ func TestFailoverRestartByLateAgent(t *testing.T) {
 // once the host answers.
 func TestFailoverRestartWaitsForFailoverHosts(t *testing.T) {
 	l := newFailLab(t, func([]string) error { return nil })
-	tpl, err := json.Marshal(pool.Template{VCPUs: 1, MemoryMiB: 256, Kernel: "/k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.d.AddDomain("test:///h3", driver.Domain{Name: "solo", VCPUs: 1, MemoryMiB: 256, Labels: map[string]string{
-		pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(tpl), pool.LabelFailoverHosts: "h1"}}, 0.1)
+	l.single(t, "solo", map[string]string{pool.LabelFailoverHosts: "h1"})
 	l.steps(t, 1)
 	l.d.Host("test:///h1").Down, l.d.Host("test:///h3").Down = true, true
 	l.steps(t, 4)
