@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -96,6 +97,7 @@ type failLab struct {
 	d      *pooltest.Driver
 	a      *Agent
 	fences []string // fence actions run
+	log    *logged  // the agent's warnings and errors
 }
 
 func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
@@ -117,7 +119,9 @@ func newFailLab(t *testing.T, fence func(argv []string) error) *failLab {
 	}
 	f := fleet.New(cfg.Config, func(context.Context) (driver.Driver, error) { return d, nil }, hclog.NewNullLogger())
 	f.Now = d.Now
-	l := &failLab{d: d, a: New(cfg, f, hclog.NewNullLogger())}
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: io.Discard})
+	l := &failLab{d: d, a: New(cfg, f, log), log: &logged{}}
+	log.RegisterSink(l.log)
 	l.a.runFence = func(_ context.Context, argv []string) error {
 		l.fences = append(l.fences, strings.Join(argv, " "))
 		return power.Failure(argv, []byte("chassis power off: done\n"), fence(argv))

@@ -1,0 +1,338 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// logged keeps the warnings and errors of a log (an hclog sink), for a
+// test to read while the agent logs.
+type logged struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Accept keeps "level: message key=value…", without the error.
+func (l *logged) Accept(_ string, level hclog.Level, msg string, args ...any) {
+	if level < hclog.Warn {
+		return
+	}
+	line := level.String() + ": " + msg
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] != "error" {
+			line += fmt.Sprintf(" %v=%v", args[i], args[i+1])
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+// take returns the lines kept since the last take.
+func (l *logged) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.lines
+	l.lines = nil
+	return out
+}
+
+// faults fails driver calls (pooltest.Driver.Fail), each call named by
+// method, host URI and domain or record ("pool/db") a number of times
+// (-1: every time), as a host that misses its deadline does.
+type faults struct {
+	mu   sync.Mutex
+	left map[string]int
+	hits map[string]int
+}
+
+func (f *faults) add(n int, method, uri, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.left == nil {
+		f.left, f.hits = map[string]int{}, map[string]int{}
+	}
+	f.left[method+" "+uri+" "+name] = n
+}
+
+func (f *faults) fail(method, uri, name string) error {
+	k := method + " " + uri + " " + name
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.left[k] == 0 {
+		return nil
+	}
+	if f.left[k] > 0 {
+		f.left[k]--
+	}
+	f.hits[k]++
+	return fmt.Errorf("%s on %s: no answer in time: %w", method, uri, context.DeadlineExceeded)
+}
+
+// unfired lists the faults not used up: those that never failed a call,
+// or have failures left.
+func (f *faults) unfired() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k, n := range f.left {
+		if n > 0 || f.hits[k] == 0 {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lastSeq is the sequence number of the agent's last event.
+func (l *failLab) lastSeq() int64 {
+	evs := l.a.Events().Since(0)
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// readersFence tells whether the record of pool name that readers take
+// (the newest generation the hosts that answer hold) has a fence on host.
+func (l *failLab) readersFence(t *testing.T, name, host string) bool {
+	t.Helper()
+	pr, _, found, err := l.a.ops(l.a.fleet.Topology(), "").ReadPool(context.Background(), name, nil)
+	if _, err := pool.Partial(err); err != nil || !found {
+		t.Fatalf("read pool %s: found %v, %v", name, found, err)
+	}
+	_, fenced := pr.Fenced(host)
+	return fenced
+}
+
+// fencedCopies lists, as pool@host, the copies of pool records on every
+// host that still have a fence on host.
+func (l *failLab) fencedCopies(t *testing.T, host string) []string {
+	t.Helper()
+	var out []string
+	for _, h := range failHosts("h1", "h2", "h3") {
+		rs, err := l.d.ListRecords(context.Background(), h.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Kind != driver.RecordPool {
+				continue
+			}
+			pr, err := pool.DecodeRecord(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, fenced := pr.Fenced(host); fenced {
+				out = append(out, fmt.Sprintf("%s@%s (generation %d)", r.Name, h.Name, r.Generation))
+			}
+		}
+	}
+	return out
+}
+
+// twice lists the guests that run (or are paused) on more than one host.
+func (l *failLab) twice(t *testing.T) []string {
+	t.Helper()
+	on := map[string][]string{}
+	for _, h := range failHosts("h1", "h2", "h3") {
+		doms, err := l.d.ListDomains(context.Background(), h.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range doms {
+			if d.State == driver.StateRunning || d.State == driver.StatePaused {
+				on[d.Name] = append(on[d.Name], h.Name)
+			}
+		}
+	}
+	var out []string
+	for name, hosts := range on {
+		if len(hosts) > 1 {
+			out = append(out, name+" on "+strings.Join(hosts, " and "))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// afterRecover checks, after a pass of h3's recovery, that no guest runs
+// on two hosts and that h3 keeps only the guests of kept (sorted): its
+// stale copies are gone.
+func (l *failLab) afterRecover(t *testing.T, pass string, kept []string) {
+	t.Helper()
+	if two := l.twice(t); len(two) > 0 {
+		t.Errorf("after %s, guests run twice: %q", pass, two)
+	}
+	doms, err := l.d.ListDomains(context.Background(), "test:///h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onH3 []string
+	for _, d := range doms {
+		onH3 = append(onH3, d.Name)
+	}
+	if !slices.Equal(onH3, kept) {
+		t.Errorf("after %s, h3 keeps %q, want %q", pass, onH3, kept)
+	}
+}
+
+// TestRecover: h3, with pools db (h2, h3) and cache (h1, h3) and the
+// single domain solo (failover host h1), is fenced, db and cache are
+// restored under new names and solo restarted on h1. Then h3 answers
+// again, with the case's faults on the first pass of its recovery (the
+// first sample that sees it), and a second pass follows. Whatever the
+// faults, once recovered: the stale copies on h3 are gone, no pool record
+// keeps h3's fence, each pool said host_recovered once, and no guest runs
+// on two hosts (checked after each pass).
+func TestRecover(t *testing.T) {
+	const h1, h2, h3 = "test:///h1", "test:///h2", "test:///h3"
+	tests := []struct {
+		name string
+		// setup adds guests to h3 and faults for the whole test, before
+		// the first sample.
+		setup func(t *testing.T, l *failLab, f *faults)
+		back  func(f *faults) // faults of the first pass once h3 answers
+		// The events (failLab.kinds) of each pass once h3 answers.
+		pass1, pass2 string
+		fenced1      bool     // db's record readers take keeps h3's fence after the first pass
+		warn1        []string // the warnings and errors of the first pass, in order
+		kept         []string // guests h3 keeps
+		// running: the fence leaves h3's guests running. Without solo: a
+		// single domain restarted elsewhere whose stale copy still runs
+		// is left running (dropRestarted removes stopped ones only), on
+		// two hosts then.
+		running bool
+	}{
+		{
+			name:  "answers again: stale copies removed, fences dropped, host_recovered per pool",
+			pass1: "host_recovered:h3 host_recovered:h3cache host_recovered:h3db",
+		},
+		{
+			// ec3d154: the write of db's record on h3 misses its deadline
+			// after h2 took it, without the fence: readers take h2's.
+			name:  "db's record write on h3 late, the fence gone from the record readers take",
+			back:  func(f *faults) { f.add(1, "PutRecord", h3, "pool/db") },
+			pass1: "host_recovered:h3 host_recovered:h3cache host_recovered:h3db",
+			warn1: []string{"warn: pool recovered on a host that is back, a record write late host=h3 pool=db"},
+		},
+		{
+			name: "db's record write late on every host, the fence still in the record readers take",
+			back: func(f *faults) {
+				f.add(1, "PutRecord", h2, "pool/db")
+				f.add(1, "PutRecord", h3, "pool/db")
+			},
+			pass1: "host_recovered:h3 host_recovered:h3cache", pass2: "host_recovered:h3db",
+			fenced1: true,
+			warn1:   []string{"warn: failover action failed; retried later action=recover host=h3"},
+		},
+		{
+			// Nothing lost: what runs nowhere else stays, stopped by the
+			// fence, for its operator.
+			name: "guests that only h3 has are kept",
+			setup: func(t *testing.T, l *failLab, f *faults) {
+				l.single(t, "stay", map[string]string{}) // no failover hosts
+				l.single(t, "pinned", map[string]string{pool.LabelFailoverHosts: "h1"})
+				f.add(-1, "CreateDomain", h1, "pinned")                                          // never restarted
+				l.d.AddDomain(h3, driver.Domain{Name: "foreign", VCPUs: 1, MemoryMiB: 256}, 0.1) // not virtpool's
+			},
+			pass1: "host_recovered:h3 host_recovered:h3cache host_recovered:h3db",
+			kept:  []string{"foreign", "pinned", "stay"},
+		},
+		{
+			// Members of a pool fenced there are stale even running: the
+			// pool has their replacements.
+			name:    "the fence left the guests running",
+			running: true,
+			pass1:   "host_recovered:h3cache host_recovered:h3db",
+			warn1: []string{"error: a stale copy runs on a fenced host that is back: the fence did not power it off host=h3 domain=cache-1",
+				"error: a stale copy runs on a fenced host that is back: the fence did not power it off host=h3 domain=db-1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var l *failLab
+			l = newFailLab(t, func([]string) error {
+				if !tc.running {
+					l.d.PowerOff(h3)
+				}
+				return nil
+			})
+			putPool(t, l.d, pool.Spec{Name: "cache", Size: 1, MaxSize: 4, Template: failTemplate, Hosts: failHosts("h1", "h3")}, h3)
+			restarted := []string{"guest_restarted:h1solo"}
+			if tc.running {
+				restarted = nil
+			} else {
+				l.single(t, "solo", map[string]string{pool.LabelFailoverHosts: "h1"})
+			}
+			f := &faults{}
+			if tc.setup != nil {
+				tc.setup(t, l, f)
+			}
+			l.d.Fail = f.fail
+			l.steps(t, 1)
+			l.d.Host(h3).Down = true
+			l.steps(t, 4) // fenced at the grace period's end
+			for _, want := range append([]string{"host_fenced:h3", "pool_restored:h3cache", "pool_restored:h3db"}, restarted...) {
+				if !slices.Contains(l.kinds(0), want) {
+					t.Fatalf("events %q before h3 answers, want %s", l.kinds(0), want)
+				}
+			}
+			if !l.readersFence(t, "db", "h3") || !l.readersFence(t, "cache", "h3") {
+				t.Fatal("h3's fence is not in db's and cache's records")
+			}
+			if un := f.unfired(); len(un) > 0 {
+				t.Fatalf("faults never used while h3 was down: %q", un)
+			}
+			if tc.back != nil {
+				tc.back(f)
+			}
+			l.log.take()
+
+			seq := l.lastSeq()
+			l.d.Host(h3).Down = false
+			l.steps(t, 1)
+			if got := strings.Join(l.kinds(seq), " "); got != tc.pass1 {
+				t.Errorf("events of the first pass once h3 answers %q, want %q", got, tc.pass1)
+			}
+			if un := f.unfired(); len(un) > 0 {
+				t.Errorf("faults not used by the first pass: %q", un)
+			}
+			if got := l.log.take(); !slices.Equal(got, tc.warn1) {
+				t.Errorf("the first pass logged %q, want %q", got, tc.warn1)
+			}
+			if got := l.readersFence(t, "db", "h3"); got != tc.fenced1 {
+				t.Errorf("after the first pass, h3's fence in db's record readers take: %v, want %v", got, tc.fenced1)
+			}
+			l.afterRecover(t, "the first pass", tc.kept)
+
+			seq = l.lastSeq()
+			l.steps(t, 1)
+			if got := strings.Join(l.kinds(seq), " "); got != tc.pass2 {
+				t.Errorf("events of the second pass %q, want %q", got, tc.pass2)
+			}
+			if got := l.fencedCopies(t, "h3"); len(got) > 0 {
+				t.Errorf("pool records that keep h3's fence: %q", got)
+			}
+			l.afterRecover(t, "the second pass", tc.kept)
+			if w := l.d.Where("solo"); restarted != nil && (len(w) != 1 || w[h1] != driver.StateRunning) {
+				t.Errorf("solo: %v, want running on h1 only", w)
+			}
+			for name, want := range map[string]string{"db": "db-2@h2 db-3@h2", "cache": "cache-2@h1"} {
+				if got := l.members(t, name); got != want {
+					t.Errorf("%s's members %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
