@@ -46,8 +46,22 @@ type failover struct {
 	// restarted elsewhere (a failed try), to try again; a host not in it
 	// was not tried yet.
 	unstarted map[string]bool
-	acting    sync.WaitGroup // actions running
-	busy      bool
+	// recovering: fenced hosts back whose recovery is not done (a failed
+	// pass), to recover again at the next pass even once no record has
+	// their fence any more.
+	recovering map[string]bool
+	// unsaid: for each host in recovering, the pools that were fenced
+	// there whose host_recovered is not said yet, with what it says.
+	unsaid map[string]map[string]recovered
+	acting sync.WaitGroup // actions running
+	busy   bool
+}
+
+// recovered is what a pool's host_recovered says: the stale copies
+// removed, and whether the fence was a standby one.
+type recovered struct {
+	stale   []string
+	standby bool
 }
 
 func newFailover(grace, standbyOff time.Duration) *failover {
@@ -59,7 +73,8 @@ func newFailover(grace, standbyOff time.Duration) *failover {
 	}
 	return &failover{grace: grace, standbyOff: standbyOff, downSince: map[string]time.Time{}, idleSince: map[string]time.Time{},
 		told: map[string]bool{}, placed: map[string]string{},
-		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{}}
+		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{},
+		recovering: map[string]bool{}, unsaid: map[string]map[string]recovered{}}
 }
 
 // Failover actions.
@@ -100,8 +115,9 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 			continue
 		}
 		if h.State != HostDown {
-			if (fenced[h.Name] || f.fenced[h.Name]) && !busy {
+			if (fenced[h.Name] || f.fenced[h.Name] || f.recovering[h.Name]) && !busy {
 				out = append(out, action{kind: actRecover, host: h.Name})
+				f.recovering[h.Name] = true
 				delete(f.fenced, h.Name)
 				delete(f.unstarted, h.Name)
 			}
@@ -250,7 +266,14 @@ func (a *Agent) act(ctx context.Context, act action, s State, t fleet.Topology) 
 	case actRestore:
 		return errors.Join(a.restore(ctx, h, s, t), a.restartAll(ctx, h, t))
 	case actRecover:
-		return a.recover(ctx, h, t)
+		if err := a.recover(ctx, h, t); err != nil {
+			return err // recovering: the next pass tries again
+		}
+		a.fo.mu.Lock()
+		delete(a.fo.recovering, h)
+		delete(a.fo.unsaid, h)
+		a.fo.mu.Unlock()
+		return nil
 	case actOff:
 		return a.powerOff(ctx, h, t, a.now().Sub(act.since))
 	}
@@ -523,7 +546,10 @@ func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d orphan, host
 // recover ends the fences of a host that answers again: reconciling each
 // pool fenced there removes the stale copies (pool.Ops.Reconcile) and
 // drops the fence; single domains restarted elsewhere lose their stale
-// definition there.
+// definition there. An error leaves the host recovering: the
+// next pass runs recover again, and says the host_recovered of a pool
+// fenced there that an earlier pass could not (unsaid) once every host
+// answers and its fence is gone.
 func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) error {
 	ops := a.ops(t, "")
 	all, err := ops.ListAll(ctx, nil)
@@ -540,8 +566,21 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			errs = append(errs, notFound(name, err))
 			continue
 		}
+		said, owed := a.fo.owed(host, name)
 		fc, fenced := pr.Fenced(host)
 		if !fenced {
+			if !owed {
+				continue
+			}
+			// An earlier pass saw the fence and could not tell whether it
+			// was dropped (a record write late, then a host missed by
+			// the read that was to confirm it).
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pool %s: is its fence of %s gone? %w", name, host, err))
+				continue
+			}
+			a.log.Info("pool recovered on a host that is back: its fence was dropped in an earlier pass", "host", host, "pool", name)
+			a.poolRecovered(host, name, said)
 			continue
 		}
 		var stale []string
@@ -554,28 +593,68 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 				}
 			}
 		}
+		said = recovered{stale: merge(said.stale, stale), standby: fc.Standby}
 		if err := ops.Reconcile(ctx, pr); err != nil {
 			// A record write may miss its deadline on a host just back
 			// after the fence was dropped in the record readers take: then
 			// the host has recovered for this pool, and a retry would see
-			// no fence and say nothing.
+			// no fence.
 			again, _, found, rerr := ops.ReadPool(ctx, name, nil)
 			if _, still := again.Fenced(host); rerr != nil || !found || still {
+				a.fo.owe(host, name, said)
 				errs = append(errs, err)
 				continue
 			}
 			a.log.Warn("pool recovered on a host that is back, a record write late", "host", host, "pool", name, "error", err)
 		}
-		msg := fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(stale))
-		if fc.Standby {
-			msg = fmt.Sprintf("host %s, off on standby, answers again: pool %s's standby fence dropped", host, name)
-		}
-		a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name, Message: msg})
+		a.poolRecovered(host, name, said)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recover %s: %w", host, err)
 	}
 	return nil
+}
+
+// poolRecovered says a pool's host_recovered for host, once.
+func (a *Agent) poolRecovered(host, name string, r recovered) {
+	a.fo.mu.Lock()
+	delete(a.fo.unsaid[host], name)
+	a.fo.mu.Unlock()
+	msg := fmt.Sprintf("host %s answers again: pool %s's fence dropped, stale copies removed: %s", host, name, orNone(r.stale))
+	if r.standby {
+		msg = fmt.Sprintf("host %s, off on standby, answers again: pool %s's standby fence dropped", host, name)
+	}
+	a.event(event.Event{Kind: event.HostRecovered, Host: host, Pool: name, Message: msg})
+}
+
+// owed tells whether pool name's host_recovered for host is unsaid, and
+// what it says so far.
+func (f *failover) owed(host, name string) (recovered, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.unsaid[host][name]
+	return r, ok
+}
+
+// owe notes that pool name's host_recovered for host is unsaid.
+func (f *failover) owe(host, name string, r recovered) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unsaid[host] == nil {
+		f.unsaid[host] = map[string]recovered{}
+	}
+	f.unsaid[host][name] = r
+}
+
+// merge is a, then what b has that a has not.
+func merge(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // notFound is the error of a pool record not found (err: why, if known).

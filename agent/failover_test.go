@@ -35,7 +35,10 @@ func TestDecide(t *testing.T) {
 		canPower  bool // both power actions
 		busyUntil int  // states seen while actions run
 		tried     bool // the single domains of h3 were restarted
-		want      string
+		// recovering: a recovery of h3 failed (its records may have no
+		// fence left).
+		recovering bool
+		want       string
 	}{
 		{name: "all up", states: []State{st(0, HostActive, 2)}, want: ""},
 		{name: "down, within the grace period", states: []State{st(0, HostDown, 1), st(9*time.Second, HostDown, 1)}, canFence: true, want: ""},
@@ -54,6 +57,7 @@ func TestDecide(t *testing.T) {
 		// restart (they are in no pool record).
 		{name: "fenced, pool at size, restarts not tried", states: []State{st(0, HostDown, 2)}, fenced: map[string]bool{"h3": true}, want: "restore h3"},
 		{name: "fenced host answers: recover", states: []State{st(0, HostActive, 2)}, fenced: map[string]bool{"h3": true}, want: "recover h3"},
+		{name: "recovery not done, no fence left: recover again", states: []State{st(0, HostActive, 2)}, recovering: true, want: "recover h3"},
 		{name: "standby and empty, not long enough", states: []State{st(0, HostStandby, 2), st(DefaultStandbyOff-time.Second, HostStandby, 2)},
 			canFence: true, canPower: true, want: ""},
 		{name: "standby and empty long enough: power off", states: []State{st(0, HostStandby, 2), st(DefaultStandbyOff, HostStandby, 2)},
@@ -70,6 +74,7 @@ func TestDecide(t *testing.T) {
 			if tc.tried {
 				f.unstarted["h3"] = false
 			}
+			f.recovering["h3"] = tc.recovering
 			fenced := tc.fenced
 			if fenced == nil {
 				fenced = none

@@ -51,22 +51,45 @@ func (l *logged) take() []string {
 // method, host URI and domain or record ("pool/db") a number of times
 // (-1: every time), as a host that misses its deadline does.
 type faults struct {
-	mu   sync.Mutex
-	left map[string]int
-	hits map[string]int
+	mu    sync.Mutex
+	left  map[string]int
+	hits  map[string]int          // calls failed
+	armed map[string][]armedFault // by the call whose first failure arms them
+}
+
+// armedFault is n failures of the call of key, once armed.
+type armedFault struct {
+	key string
+	n   int
+}
+
+func faultKey(method, uri, name string) string { return method + " " + uri + " " + name }
+
+func (f *faults) init() {
+	if f.left == nil {
+		f.left, f.hits, f.armed = map[string]int{}, map[string]int{}, map[string][]armedFault{}
+	}
 }
 
 func (f *faults) add(n int, method, uri, name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.left == nil {
-		f.left, f.hits = map[string]int{}, map[string]int{}
-	}
-	f.left[method+" "+uri+" "+name] = n
+	f.init()
+	f.left[faultKey(method, uri, name)] = n
+}
+
+// then fails the call (method, uri, name) n times from the moment the
+// call of trigger (method, host URI and name, space-separated) first
+// fails: the next call after it, whatever its order among others.
+func (f *faults) then(trigger string, n int, method, uri, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	f.armed[trigger] = append(f.armed[trigger], armedFault{faultKey(method, uri, name), n})
 }
 
 func (f *faults) fail(method, uri, name string) error {
-	k := method + " " + uri + " " + name
+	k := faultKey(method, uri, name)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.left[k] == 0 {
@@ -76,11 +99,15 @@ func (f *faults) fail(method, uri, name string) error {
 		f.left[k]--
 	}
 	f.hits[k]++
+	for _, a := range f.armed[k] {
+		f.left[a.key] = a.n
+	}
+	delete(f.armed, k)
 	return fmt.Errorf("%s on %s: no answer in time: %w", method, uri, context.DeadlineExceeded)
 }
 
 // unfired lists the faults not used up: those that never failed a call,
-// or have failures left.
+// or have failures left, or were never armed.
 func (f *faults) unfired() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -88,6 +115,11 @@ func (f *faults) unfired() []string {
 	for k, n := range f.left {
 		if n > 0 || f.hits[k] == 0 {
 			out = append(out, k)
+		}
+	}
+	for k, as := range f.armed {
+		for _, a := range as {
+			out = append(out, a.key+" (armed by "+k+")")
 		}
 	}
 	sort.Strings(out)
@@ -197,6 +229,7 @@ func (l *failLab) afterRecover(t *testing.T, pass string, kept []string) {
 // on two hosts (checked after each pass).
 func TestRecover(t *testing.T) {
 	const h1, h2, h3 = "test:///h1", "test:///h2", "test:///h3"
+	const retried = "warn: failover action failed; retried later action=recover host=h3"
 	tests := []struct {
 		name string
 		// setup adds guests to h3 and faults for the whole test, before
@@ -205,8 +238,10 @@ func TestRecover(t *testing.T) {
 		back  func(f *faults) // faults of the first pass once h3 answers
 		// The events (failLab.kinds) of each pass once h3 answers.
 		pass1, pass2 string
+		// said: words of these events' messages (by failLab.kinds' name).
+		said         map[string]string
 		fenced1      bool     // db's record readers take keeps h3's fence after the first pass
-		warn1        []string // the warnings and errors of the first pass, in order
+		warn1, warn2 []string // the warnings and errors of each pass, in order
 		kept         []string // guests h3 keeps
 		// running: the fence leaves h3's guests running. Without solo: a
 		// single domain restarted elsewhere whose stale copy still runs
@@ -217,6 +252,7 @@ func TestRecover(t *testing.T) {
 		{
 			name:  "answers again: stale copies removed, fences dropped, host_recovered per pool",
 			pass1: "host_recovered:h3 host_recovered:h3cache host_recovered:h3db",
+			said:  map[string]string{"host_recovered:h3db": "stale copies removed: db-1 (shutoff)"},
 		},
 		{
 			// ec3d154: the write of db's record on h3 misses its deadline
@@ -227,14 +263,29 @@ func TestRecover(t *testing.T) {
 			warn1: []string{"warn: pool recovered on a host that is back, a record write late host=h3 pool=db"},
 		},
 		{
+			// The re-read that would tell the fence is gone from the
+			// record readers take misses h2, which holds it: the next pass,
+			// which reads every host and finds no fence, says it.
+			name: "db's record write on h3 late, then h2 missed by the read that would confirm it",
+			back: func(f *faults) {
+				f.add(1, "PutRecord", h3, "pool/db")
+				f.then(faultKey("PutRecord", h3, "pool/db"), 1, "ListRecords", h2, "")
+			},
+			pass1: "host_recovered:h3 host_recovered:h3cache", pass2: "host_recovered:h3db",
+			said:  map[string]string{"host_recovered:h3db": "pool db's fence dropped, stale copies removed: db-1 (shutoff)"},
+			warn1: []string{retried},
+		},
+		{
 			name: "db's record write late on every host, the fence still in the record readers take",
 			back: func(f *faults) {
 				f.add(1, "PutRecord", h2, "pool/db")
 				f.add(1, "PutRecord", h3, "pool/db")
 			},
 			pass1: "host_recovered:h3 host_recovered:h3cache", pass2: "host_recovered:h3db",
+			// db-1 went in the first pass, before the write.
+			said:    map[string]string{"host_recovered:h3db": "stale copies removed: db-1 (shutoff)"},
 			fenced1: true,
-			warn1:   []string{"warn: failover action failed; retried later action=recover host=h3"},
+			warn1:   []string{retried},
 		},
 		{
 			// Nothing lost: what runs nowhere else stays, stopped by the
@@ -299,7 +350,8 @@ func TestRecover(t *testing.T) {
 			}
 			l.log.take()
 
-			seq := l.lastSeq()
+			back := l.lastSeq() // the events since h3 answers
+			seq := back
 			l.d.Host(h3).Down = false
 			l.steps(t, 1)
 			if got := strings.Join(l.kinds(seq), " "); got != tc.pass1 {
@@ -321,10 +373,19 @@ func TestRecover(t *testing.T) {
 			if got := strings.Join(l.kinds(seq), " "); got != tc.pass2 {
 				t.Errorf("events of the second pass %q, want %q", got, tc.pass2)
 			}
+			if got := l.log.take(); !slices.Equal(got, tc.warn2) {
+				t.Errorf("the second pass logged %q, want %q", got, tc.warn2)
+			}
 			if got := l.fencedCopies(t, "h3"); len(got) > 0 {
 				t.Errorf("pool records that keep h3's fence: %q", got)
 			}
 			l.afterRecover(t, "the second pass", tc.kept)
+			for _, e := range l.a.Events().Since(back) {
+				k := e.Kind + ":" + e.Host + e.Pool + e.Guest
+				if want, ok := tc.said[k]; ok && !strings.Contains(e.Message, want) {
+					t.Errorf("%s says %q, want %q in it", k, e.Message, want)
+				}
+			}
 			if w := l.d.Where("solo"); restarted != nil && (len(w) != 1 || w[h1] != driver.StateRunning) {
 				t.Errorf("solo: %v, want running on h1 only", w)
 			}
@@ -332,6 +393,15 @@ func TestRecover(t *testing.T) {
 				if got := l.members(t, name); got != want {
 					t.Errorf("%s's members %q, want %q", name, got, want)
 				}
+			}
+			// A third pass: nothing more to do, nothing said twice.
+			seq = l.lastSeq()
+			l.steps(t, 1)
+			if got := l.kinds(seq); len(got) > 0 {
+				t.Errorf("events of a third pass %q, want none", got)
+			}
+			if got := l.log.take(); len(got) > 0 {
+				t.Errorf("a third pass logged %q", got)
 			}
 		})
 	}
