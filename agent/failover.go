@@ -546,20 +546,21 @@ func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d orphan, host
 // recover ends the fences of a host that answers again: reconciling each
 // pool fenced there removes the stale copies (pool.Ops.Reconcile) and
 // drops the fence; single domains restarted elsewhere lose their stale
-// definition there. An error leaves the host recovering: the
+// copy there (dropRestarted). An error leaves the host recovering: the
 // next pass runs recover again, and says the host_recovered of a pool
 // fenced there that an earlier pass could not (unsaid) once every host
 // answers and its fence is gone.
 func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) error {
 	ops := a.ops(t, "")
 	all, err := ops.ListAll(ctx, nil)
-	if _, err := pool.Partial(err); err != nil {
+	down, err := pool.Partial(err)
+	if err != nil {
 		return err
 	}
 	if _, ok := all[host]; !ok {
 		return fmt.Errorf("recover %s: it does not answer", host)
 	}
-	errs := []error{a.dropRestarted(ctx, ops, host, all)}
+	errs := []error{a.dropRestarted(ctx, ops, host, all, down, t)}
 	for _, name := range t.PoolNames() {
 		pr, _, found, err := ops.ReadPool(ctx, name, nil)
 		if !found {
@@ -665,33 +666,125 @@ func notFound(name string, err error) error {
 	return fmt.Errorf("read pool %s: not found", name)
 }
 
-// dropRestarted removes the stale definitions, on host, of single domains
-// restarted elsewhere: stopped there, running on another host.
-func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain) error {
+// dropRestarted removes, from host (a fenced host just back), the stale
+// copies of single domains restarted elsewhere (all: every host's
+// domains, but those of down). A copy stopped there, of a domain running
+// on another host, is a stale definition. A copy that runs (or is paused)
+// there, of a domain running on another host too, is one the fence did
+// not stop: the copy elsewhere is what clients use since the restart, so
+// the one on host is destroyed, then removed, once a second read of both
+// hosts still shows both; an error log names it, for the operator to fix
+// the fence action. A copy on host of a domain that runs nowhere else is
+// kept (nothing is lost); if a host where it may run (its failover hosts,
+// its placement) cannot be read, it is kept too, and tried again.
+func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain, down pool.HostsDown, t fleet.Topology) error {
 	elsewhere := map[string]string{}
-	for h, doms := range all {
-		for _, d := range doms {
-			if h != host && d.State == driver.StateRunning {
+	for _, h := range slices.Sorted(maps.Keys(all)) {
+		for _, d := range all[h] {
+			if _, seen := elsewhere[d.Name]; h != host && d.State == driver.StateRunning && !seen {
 				elsewhere[d.Name] = h
 			}
 		}
 	}
 	var stale []string
+	var errs []error
 	for _, d := range all[host] {
-		on, moved := elsewhere[d.Name]
-		if d.Labels[pool.LabelFailoverHosts] == "" || !moved || d.State == driver.StateRunning {
+		if d.Labels[pool.LabelFailoverHosts] == "" {
 			continue
 		}
-		if err := ops.RemoveGuest(ctx, host, d.Name); err != nil {
-			return err
+		on, moved := elsewhere[d.Name]
+		stopped := d.State == driver.StateShutoff || d.State == driver.StateCrashed
+		switch {
+		case !moved && stopped:
+		case !moved:
+			var unread []string
+			for _, h := range append(pool.FailoverHosts(d.Labels), t.Placements[d.Name].Host) {
+				if _, ok := down[h]; ok && h != host && !slices.Contains(unread, h) {
+					unread = append(unread, h)
+				}
+			}
+			if len(unread) > 0 {
+				a.log.Warn("a single domain runs on a fenced host that is back and may run on a host that does not answer too: kept, tried again",
+					"host", host, "domain", d.Name, "unread", strings.Join(unread, ","))
+				errs = append(errs, fmt.Errorf("%s runs on %s and may run on %s, which did not answer", d.Name, host, strings.Join(unread, ", ")))
+			}
+		case stopped:
+			if err := ops.RemoveGuest(ctx, host, d.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			stale = append(stale, fmt.Sprintf("%s (%s, runs on %s)", d.Name, d.State, on))
+		default:
+			removed, err := a.dropRunning(ctx, ops, host, on, d.Name)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if removed != "" {
+				stale = append(stale, fmt.Sprintf("%s (%s, runs on %s)", d.Name, removed, on))
+			}
 		}
-		stale = append(stale, d.Name+" (runs on "+on+")")
 	}
 	if len(stale) > 0 {
 		a.event(event.Event{Kind: event.HostRecovered, Host: host,
 			Message: fmt.Sprintf("host %s answers again: stale copies of restarted domains removed: %s", host, orNone(stale))})
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// dropRunning destroys and removes the copy of a restarted domain that
+// still runs on host, the fenced host just back, if a read of both host
+// and on, where it was seen running too, shows it still there and still
+// running on on. It returns the state the copy had if it removed it.
+func (a *Agent) dropRunning(ctx context.Context, ops *pool.Ops, host, on, name string) (string, error) {
+	both, err := ops.ListAll(ctx, []string{host, on})
+	if _, err := pool.Partial(err); err != nil {
+		return "", err
+	}
+	state := func(h string) (string, bool) {
+		doms, ok := both[h]
+		if !ok {
+			return "", false
+		}
+		if i := slices.IndexFunc(doms, func(d driver.Domain) bool { return d.Name == name }); i >= 0 {
+			return doms[i].State, true
+		}
+		return "", true
+	}
+	here, hereOK := state(host)
+	there, thereOK := state(on)
+	switch {
+	case !hereOK || !thereOK:
+		a.log.Warn("a restarted domain runs on a fenced host that is back and on another host, which a second read did not reach: both kept, tried again",
+			"host", host, "domain", name, "runs_on", on)
+		return "", fmt.Errorf("%s runs on %s and %s: a second read of both did not answer", name, host, on)
+	case here == "":
+		return "", nil // gone meanwhile
+	case there != driver.StateRunning:
+		a.log.Warn("a restarted domain runs on a fenced host that is back, and no longer on the host it was restarted on: kept, looked at again",
+			"host", host, "domain", name, "was_on", on)
+		return "", fmt.Errorf("%s runs on %s, and no longer on %s", name, host, on)
+	}
+	if here != driver.StateShutoff && here != driver.StateCrashed {
+		a.log.Error("a stale copy of a restarted domain runs on a fenced host that is back: the fence action did not stop it (fix it); destroyed",
+			"host", host, "domain", name, "runs_on", on)
+	}
+	drv, err := a.fleet.Driver(ctx)
+	if err != nil {
+		return "", err
+	}
+	h, err := ops.Hosts.Lookup(host)
+	if err != nil {
+		return "", err
+	}
+	// Timeout 0: destroyed at once, not left to shut down cleanly, all
+	// the while writing to the disk the other copy uses.
+	if err := drv.ShutdownDomain(ctx, h.URI, name, 0); err != nil {
+		return "", fmt.Errorf("destroy stale copy %s on %s: %w", name, host, err)
+	}
+	if err := drv.UndefineDomain(ctx, h.URI, name); err != nil {
+		return "", fmt.Errorf("remove stale copy %s from %s: %w", name, host, err)
+	}
+	return here, nil
 }
 
 func orNone(s []string) string {

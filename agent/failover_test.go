@@ -169,12 +169,18 @@ func putPool(t *testing.T, d *pooltest.Driver, sp pool.Spec, on ...string) {
 // returns them.
 func (l *failLab) single(t *testing.T, name string, labels map[string]string) map[string]string {
 	t.Helper()
+	return l.singleIn(t, name, driver.StateRunning, labels)
+}
+
+// singleIn is single with the domain in state (running, paused…).
+func (l *failLab) singleIn(t *testing.T, name, state string, labels map[string]string) map[string]string {
+	t.Helper()
 	tpl, err := json.Marshal(failTemplate)
 	if err != nil {
 		t.Fatal(err)
 	}
 	labels[pool.LabelRole], labels[pool.LabelTemplate] = pool.RoleDomain, string(tpl)
-	l.d.AddDomain("test:///h3", driver.Domain{Name: name, VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
+	l.d.AddDomain("test:///h3", driver.Domain{Name: name, State: state, VCPUs: 1, MemoryMiB: 256, Labels: labels}, 0.1)
 	return labels
 }
 
