@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -219,4 +221,110 @@ func (p Process) CPUTime() (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// Forward carries TCP connections made to a loopback address of this
+// namespace to an address inside network namespace ns, as the relays do
+// for the hosts, but in this process: a client that cannot enter the
+// namespace (the autoscaler agent, reaching the lab's Nomad server) gets
+// Addr. Close stops it and every connection it carries.
+type Forward struct {
+	Addr string // 127.0.0.1:PORT
+
+	l     net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	done  sync.WaitGroup
+}
+
+// NewForward listens on a free loopback port for connections to target
+// in ns.
+func NewForward(ns, target string) (*Forward, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("forward to %s in namespace %s: %w", target, ns, err)
+	}
+	f := &Forward{Addr: l.Addr().String(), l: l, conns: map[net.Conn]bool{}}
+	f.done.Add(1)
+	go func() {
+		defer f.done.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // closed
+			}
+			f.done.Add(1)
+			go func() {
+				defer f.done.Done()
+				f.carry(c, ns, target)
+			}()
+		}
+	}()
+	return f, nil
+}
+
+// carry copies c to and from a new connection to target in ns until
+// either side ends.
+func (f *Forward) carry(c net.Conn, ns, target string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	up, err := DialFrom(ctx, ns, target)
+	cancel()
+	if err != nil || !f.track(c, up) {
+		c.Close()
+		if up != nil {
+			up.Close()
+		}
+		return
+	}
+	defer f.untrack(c, up)
+	copied := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		// Half-close: an HTTP client may wait for the answer after its
+		// request is all sent.
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		copied <- struct{}{}
+	}
+	go cp(up, c)
+	go cp(c, up)
+	<-copied
+	<-copied
+}
+
+// track records an open pair, or says no once Close has begun.
+func (f *Forward) track(cs ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		return false
+	}
+	for _, c := range cs {
+		f.conns[c] = true
+	}
+	return true
+}
+
+func (f *Forward) untrack(cs ...net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+		delete(f.conns, c)
+	}
+}
+
+// Close stops listening, ends every connection and waits for its
+// goroutines.
+func (f *Forward) Close() error {
+	err := f.l.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+	f.mu.Unlock()
+	f.done.Wait()
+	return err
 }

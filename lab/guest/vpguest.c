@@ -6,7 +6,11 @@
  * /lib/modules/order (Debian kernel only), sets the hostname and configures
  * lo + eth0 from the kernel cmdline (virtpool.ip=A.B.C.D/N, virtpool.name=,
  * optional virtpool.gw=, virtpool.seq=1), then runs the services in a child
- * (respawned) and a shell on the serial console, and reaps zombies.
+ * (respawned) and a shell on the serial console, and reaps zombies. With
+ * virtpool.app=1 it mounts the disk (/dev/vda, ext2) read-only on /app and
+ * runs /app/run too (respawned, output on the console): how a pool member
+ * runs an application, e.g. a Nomad client (lab.AppDisk), without putting it
+ * in every guest's initramfs.
  *
  * Services (also `vpguest [SEQFILE]` when not PID 1; default /run/seq):
  *   HTTP on :80, one request per connection, one thread per connection:
@@ -36,6 +40,10 @@
  *     GET /stat                  -> load settings, /proc/loadavg, cpu lines of
  *                                   /proc/stat (total + per vCPU), /proc/uptime,
  *                                   the disk and the bytes the disk load moved
+ *     GET /ps                    -> "meminfo: total_kib=T available_kib=A", then
+ *                                   "PID COMM RSS_KIB" for each process with
+ *                                   memory of its own (not kernel threads):
+ *                                   what an application in the guest takes
  *     GET /bytes?n=N             -> N bytes of 'x' as fast as the client reads
  *                                   them (network load)
  *     GET /work?n=N              -> runs N rounds of a fixed computation (CPU
@@ -53,6 +61,7 @@
  * Build: gcc -static -O2 -pthread -o vpguest vpguest.c
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -96,6 +105,7 @@ static int disk_fd = -1;      /* opened O_RDWR | O_DIRECT; -1: no disk */
 static long long disk_size;   /* bytes, a multiple of DISK_CHUNK */
 static char disk_err[160]; /* why there is none */
 static int as_init; /* PID 1 (or its services child): the guest's disk is ours */
+static int app_on;  /* virtpool.app=1: the disk holds the application, /app */
 static int ncpu = 1;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t load_cv = PTHREAD_COND_INITIALIZER;
@@ -247,6 +257,10 @@ static void *mem_worker(void *arg) {
 static void disk_open(void) {
   if (!as_init) {
     snprintf(disk_err, sizeof disk_err, "no disk: not the guest's init");
+    return;
+  }
+  if (app_on) {
+    snprintf(disk_err, sizeof disk_err, "no disk: %s holds the application (/app)", disk_path);
     return;
   }
   int fd = open(disk_path, O_RDWR | O_DIRECT | O_CLOEXEC);
@@ -442,6 +456,31 @@ static void *http_conn(void *arg) {
     long long ns = (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
     b = sprintf(body, "n=%ld ns=%lld x=%llu\n", n, ns, x); /* x printed: the loop is kept */
     reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/ps")) {
+    char mi[4096];
+    long total = -1, avail = -1;
+    cat_file(mi, sizeof mi, "/proc/meminfo", 0);
+    char *t = strstr(mi, "MemTotal:"), *a = strstr(mi, "MemAvailable:");
+    if (t) total = atol(t + 9);
+    if (a) avail = atol(a + 13);
+    b = sprintf(body, "meminfo: total_kib=%ld available_kib=%ld\n", total, avail);
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) && b < (int)sizeof body - 128;) {
+      int pid = atoi(e->d_name);
+      if (pid <= 0) continue;
+      char f[64], st[512], comm[64] = "?";
+      long size = 0, rss = 0;
+      snprintf(f, sizeof f, "/proc/%d/statm", pid);
+      cat_file(st, sizeof st, f, 0);
+      if (sscanf(st, "%ld %ld", &size, &rss) != 2 || rss == 0) continue;
+      snprintf(f, sizeof f, "/proc/%d/stat", pid);
+      cat_file(st, sizeof st, f, 0);
+      char *l = strchr(st, '('), *r = strrchr(st, ')');
+      if (l && r && r > l) snprintf(comm, sizeof comm, "%.*s", (int)(r - l - 1), l + 1);
+      b += sprintf(body + b, "%d %s %ld\n", pid, comm, rss * 4);
+    }
+    if (d) closedir(d);
+    reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/stat")) {
     b = sprintf(body, "load: cpu=%d mem=%d rate=%d workers=%d disk_read=%d disk_write=%d\nloadavg: ",
                 atomic_load(&load_cpu), atomic_load(&load_mem), atomic_load(&load_rate), ncpu,
@@ -606,6 +645,12 @@ static void system_setup(void) {
     if (!strncmp(t, "virtpool.name=", 14)) host = t + 14;
     if (!strncmp(t, "virtpool.gw=", 12)) gw = t + 12;
     if (!strncmp(t, "virtpool.seq=", 13)) seq_on = atoi(t + 13) == 1;
+    if (!strncmp(t, "virtpool.app=", 13)) app_on = atoi(t + 13) == 1;
+  }
+  if (app_on) {
+    mkdir("/app", 0755);
+    if (mount(disk_path, "/app", "ext2", MS_RDONLY | MS_NOATIME, NULL) != 0)
+      console("vpguest: cannot mount %s on /app: %s\n", disk_path, strerror(errno)), app_on = 0;
   }
   sethostname(host, strlen(host));
   if_up("lo", "127.0.0.1", 8);
@@ -628,11 +673,21 @@ static void system_setup(void) {
   console("virtpool-guest: network up, uptime %ss, host %s\n", up, host);
 }
 
-static pid_t start(int shell) {
+enum { SERVICES, SHELL, APP };
+
+static pid_t start(int what) {
   pid_t p = fork();
   if (p != 0) return p;
   setsid();
-  if (shell) { /* interactive shell on the serial console */
+  if (what == APP) { /* /app/run, its output on the console */
+    int fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2), close(fd);
+    setenv("PATH", "/bin", 1);
+    setenv("HOME", "/", 1);
+    execl("/bin/sh", "sh", "/app/run", (char *)NULL);
+    _exit(127);
+  }
+  if (what == SHELL) { /* interactive shell on the serial console */
     int fd = open("/dev/ttyS0", O_RDWR);
     if (fd < 0) fd = open("/dev/console", O_RDWR);
     ioctl(fd, TIOCSCTTY, 1);
@@ -656,11 +711,12 @@ int main(int argc, char **argv) {
   seq_on = 0; /* unless the cmdline says virtpool.seq=1 (system_setup) */
   as_init = 1;
   system_setup();
-  pid_t svc = start(0), sh = start(1);
+  pid_t svc = start(SERVICES), sh = start(SHELL), app = app_on ? start(APP) : -1;
   for (;;) { /* reap everything; respawn what died (after 1 s) */
     pid_t p = wait(NULL);
     if (p < 0) { sleep(1); continue; }
-    if (p == svc) console("vpguest: services died, restarting%s%s\n", "", ""), sleep(1), svc = start(0);
-    if (p == sh) sleep(1), sh = start(1);
+    if (p == svc) console("vpguest: services died, restarting%s%s\n", "", ""), sleep(1), svc = start(SERVICES);
+    if (p == sh) sleep(1), sh = start(SHELL);
+    if (p == app) console("vpguest: /app/run exited, restarting%s%s\n", "", ""), sleep(1), app = start(APP);
   }
 }

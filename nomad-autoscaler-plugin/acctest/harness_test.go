@@ -57,6 +57,11 @@ func labPolicy(mode string, cpuHigh float64) *pool.Policy {
 // by the autoscaler. Everything is removed when the test ends.
 func newPool(t *testing.T, name string, hosts []string, ipBase string, size, minSize, maxSize int64, pol *pool.Policy) *testPool {
 	t.Helper()
+	return storePool(t, poolSpec(name, hosts, ipBase, size, minSize, maxSize), pol)
+}
+
+// poolSpec is the spec of a pool of the lab's test guests on hosts.
+func poolSpec(name string, hosts []string, ipBase string, size, minSize, maxSize int64) pool.Spec {
 	inv := theLab.Inventory()
 	spec := pool.Spec{Name: name, Size: size, MinSize: minSize, MaxSize: maxSize, Placement: pool.PlacementSpread,
 		Template: pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: theLab.Image.Kernel, Initrd: theLab.Image.Initrd,
@@ -65,12 +70,19 @@ func newPool(t *testing.T, name string, hosts []string, ipBase string, size, min
 	for _, h := range hosts {
 		spec.Hosts = append(spec.Hosts, inv[h])
 	}
-	ops := &pool.Ops{Hosts: inv, Driver: func(context.Context) (driver.Driver, error) { return drv, nil },
+	return spec
+}
+
+// storePool stores the pool's record; members are made by createOn or by
+// the autoscaler. Everything is removed when the test ends.
+func storePool(t *testing.T, spec pool.Spec, pol *pool.Policy) *testPool {
+	t.Helper()
+	ops := &pool.Ops{Hosts: theLab.Inventory(), Driver: func(context.Context) (driver.Driver, error) { return drv, nil },
 		Log: logger.Named("pool"), ShutdownTimeout: 0}
 	p := &testPool{t: t, spec: spec, pol: pol, ops: ops}
 	t.Cleanup(p.remove)
 	if _, err := ops.WritePool(context.Background(), pool.Record{Spec: spec, Policy: pol}, nil); err != nil {
-		t.Fatalf("store pool %s: %v", name, err)
+		t.Fatalf("store pool %s: %v", spec.Name, err)
 	}
 	return p
 }
@@ -415,6 +427,13 @@ func freePort(t *testing.T) int {
 // event_log in the agent's directory.
 func startAgent(t *testing.T, policies map[string]string, target, apm map[string]string) *agent {
 	t.Helper()
+	return startAgentWith(t, "", policies, target, apm)
+}
+
+// startAgentWith is startAgent with more of the agent's configuration
+// (HCL), e.g. a nomad block.
+func startAgentWith(t *testing.T, extra string, policies map[string]string, target, apm map[string]string) *agent {
+	t.Helper()
 	dir := t.TempDir()
 	eventLog := filepath.Join(dir, "events.jsonl")
 	target = with(target, "event_log", eventLog)
@@ -453,7 +472,7 @@ target "virtpool" {
   driver = "virtpool-target"
   config = %s
 }
-`, pluginDir, freePort(t), pdir, hclDur(cooldown), hclDur(evalInterval), hclMap(apm), hclMap(target))
+`, pluginDir, freePort(t), pdir, hclDur(cooldown), hclDur(evalInterval), hclMap(apm), hclMap(target)) + extra
 	cfgFile := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,11 @@
 #
 #   - policies for Nomad jobs come from their `scaling` blocks (the Nomad
 #     policy source), scaled by the built-in nomad-target as usual;
-#   - virtpool's pool policies come from files (./policies), and a pool
-#     that scales in drains the Nomad client in each member it removes.
+#   - virtpool's pool policies come from files (./policies): clients-cluster
+#     scales the pool "clients" on the share of its CPU Nomad has allocated,
+#     as the cloud targets do (jobs/fill.nomad.hcl makes it grow), and
+#     drains the Nomad client in each member it removes. The lab runs
+#     exactly this end to end: see ../README.md, "Nomad cluster scaling".
 #
 #   nomad-autoscaler agent -config agent.hcl
 
