@@ -3,7 +3,7 @@ package acctest
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,34 +11,45 @@ import (
 
 	"github.com/virtpool/virtpool/checkpoint/ship"
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/lab/probe"
 )
 
 // TestAccCheckpointRestore checkpoints a running guest on h1 through the
 // driver process (CheckpointDomain: a live snapshot of its memory into
-// h1's own directory), twice, 2 s apart, and ships each image to a
-// receiver of package ship keeping h2's own directory (the first image
+// h1's checkpoint directory), twice, 2 s apart, and has h1's checkpoint
+// helper ('virtpool ship serve', as the lab runs one on every host) send
+// each image to h2's helper, host to host over mutual TLS (the first image
 // whole, the second as its new chunks), destroys the guest on h1 and
-// restores it on h2 from the receiver's image (RestoreDomain): the guest
-// must answer there with its memory as at the last checkpoint (its clock
-// and its sequence file go on from it), and run on h2 only. Issue 14: the
-// hot standby builds on these calls. The receiver runs in this process,
-// on h2's directory, not as a helper on h2 yet.
+// restores it on h2 from the image h2's helper keeps (RestoreDomain): the
+// guest must answer there with its memory as at the last checkpoint (its
+// clock and its sequence file go on from it), and run on h2 only. Issue
+// 14: the hot standby builds on these calls.
 func TestAccCheckpointRestore(t *testing.T) {
 	needLab(t)
 	ctx := context.Background()
 	h1, h2 := theLab.Hosts[0], theLab.Hosts[1]
-	srcDir, dstDir := ckptDir(t, h1), ckptDir(t, h2)
-	rc := &ship.Receiver{Dir: dstDir}
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	sender := &ship.Sender{Client: srv.Client(), URL: srv.URL}
+	if h1.ShipBin == "" {
+		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
+	}
+	srcDir := filepath.Join(h1.ShipDir(), "out")
+	if err := os.MkdirAll(srcDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tlsConf, err := lab.ShipClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := &ship.Client{Base: h1.ShipURL(), TLS: tlsConf}
 
 	g := startGuest(t, h1, 128)
+	standby := ship.StandbyImage(h2.ShipDir(), g.Name)
 	t.Cleanup(func() { // the restored guest is h2's (transient) domain
 		if err := drv.ShutdownDomain(context.Background(), h2.URI, g.Name, 0); err != nil {
 			t.Errorf("remove %s from %s: %v", g.Name, h2.Name, err)
 		}
+		_ = os.RemoveAll(srcDir)
+		_ = os.RemoveAll(filepath.Dir(standby))
 	})
 
 	t.Run("bad input", func(t *testing.T) {
@@ -51,8 +62,12 @@ func TestAccCheckpointRestore(t *testing.T) {
 				_, err := drv.CheckpointDomain(ctx, h1.URI, g.Name, driver.CheckpointOptions{Path: filepath.Join(srcDir, "no-such-dir", "x.img")})
 				return err
 			}, "its directory must exist on the host"},
-			{"missing file", func() error { return drv.RestoreDomain(ctx, h2.URI, filepath.Join(dstDir, "no-such.img")) },
-				"restore domain on " + h2.URI + ": from " + filepath.Join(dstDir, "no-such.img")},
+			{"missing file", func() error { return drv.RestoreDomain(ctx, h2.URI, filepath.Join(h2.ShipDir(), "no-such.img")) },
+				"restore domain on " + h2.URI + ": from " + filepath.Join(h2.ShipDir(), "no-such.img")},
+			{"image outside the helper's directory", func() error {
+				_, err := helper.Send(ctx, g.Name, "/etc/passwd", h2.ShipPeerURL())
+				return err
+			}, `path "/etc/passwd": outside`},
 		} {
 			if err := tc.err(); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%s: error %v, want one with %q", tc.name, err, tc.want)
@@ -63,10 +78,9 @@ func TestAccCheckpointRestore(t *testing.T) {
 	// Two checkpoints 2 s apart, as protection takes them; each shipped.
 	var (
 		cp        driver.Checkpoint
-		sent      [2]ship.Stats
+		sent      [2]ship.Sent
 		before    probe.GuestClock
 		seqBefore int
-		err       error
 	)
 	for i := range sent {
 		if i > 0 {
@@ -89,14 +103,13 @@ func TestAccCheckpointRestore(t *testing.T) {
 		if err := client.WaitReady(ctx, g.IP, 10*time.Second); err != nil {
 			t.Fatalf("%s after its checkpoint: %v", g.Name, err)
 		}
-		if sent[i], err = sender.Send(ctx, g.Name, image); err != nil {
+		if sent[i], err = helper.Send(ctx, g.Name, image, h2.ShipPeerURL()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if sent[1].WireBytes >= sent[0].WireBytes/2 {
 		t.Errorf("the second image cost %d bytes on the wire, the first (whole) %d: not incremental", sent[1].WireBytes, sent[0].WireBytes)
 	}
-	target := rc.ImagePath(g.Name)
 	at, err := client.Clock(requestCtx(), g.IP)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +118,7 @@ func TestAccCheckpointRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := drv.RestoreDomain(ctx, h2.URI, target); err != nil {
+	if err := drv.RestoreDomain(ctx, h2.URI, standby); err != nil {
 		t.Fatal(err)
 	}
 	restore := time.Since(start)
@@ -154,10 +167,10 @@ func TestAccCheckpointRestore(t *testing.T) {
 	const ramMiB = 128
 	pct := func(b int64) float64 { return 100 * float64(b) / (ramMiB << 20) }
 	t.Logf("checkpoint of a %d MiB guest: capture %s, downtime %s, memory written %.1f MiB, image %.1f MiB; "+
-		"shipped %s → %s: first image %.1f MiB on the wire (%d chunks), the next, 2 s later, %.2f MiB = %.2f %% of RAM "+
-		"(%d of %d chunks new, manifest included); restore %s, answering after %s; sequence 1…%d continuous (%d at the checkpoint)",
+		"shipped %s → %s by the hosts' helpers (mutual TLS): first image %.1f MiB on the wire (%d chunks) in %s, the next, 2 s later, %.2f MiB = %.2f %% of RAM "+
+		"(%d of %d chunks new, manifest included) in %s; restore %s, answering after %s; sequence 1…%d continuous (%d at the checkpoint)",
 		ramMiB, cp.Elapsed.Round(time.Millisecond), downtime, float64(cp.Bytes)/(1<<20), float64(sent[1].ImageBytes)/(1<<20),
-		h1.Name, h2.Name, float64(sent[0].WireBytes)/(1<<20), sent[0].NewChunks,
-		float64(sent[1].WireBytes)/(1<<20), pct(sent[1].WireBytes), sent[1].NewChunks, sent[1].Chunks,
+		h1.Name, h2.Name, float64(sent[0].WireBytes)/(1<<20), sent[0].NewChunks, sent[0].Elapsed.Round(time.Millisecond),
+		float64(sent[1].WireBytes)/(1<<20), pct(sent[1].WireBytes), sent[1].NewChunks, sent[1].Chunks, sent[1].Elapsed.Round(time.Millisecond),
 		restore.Round(time.Millisecond), answers.Round(time.Millisecond), seq, seqBefore)
 }

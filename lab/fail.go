@@ -147,6 +147,9 @@ func Start(ctx context.Context, h Host) error {
 	if err := warm(ctx, []Host{h}); err != nil {
 		return fmt.Errorf("start host %s: %w", h.Name, err)
 	}
+	if err := startShip(ctx, h); err != nil {
+		return fmt.Errorf("start host %s: %w", h.Name, err)
+	}
 	if st.PortDown {
 		if err := setStopped(ctx, h, true); err != nil {
 			return fmt.Errorf("start host %s: keep it partitioned: %w", h.Name, err)

@@ -59,6 +59,9 @@ type Host struct {
 	VCPURatio float64 `json:"vcpu_ratio"` // vCPUs per core of CPUs: its guests are tiny
 	// Cgroups hold the host's processes and enforce its budget.
 	Cgroups Cgroups `json:"cgroups"`
+	// ShipBin is the virtpool binary whose 'ship serve' runs on the host
+	// as its checkpoint helper ("": none; see ShipPort).
+	ShipBin string `json:"ship_bin,omitempty"`
 }
 
 // Socket is the unix socket of the host's libvirtd, which URI names.

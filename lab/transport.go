@@ -108,11 +108,12 @@ func (h *Host) uris(t Transport) {
 // the CA and every certificate (tls), or the keys and known_hosts (ssh).
 // What exists already is kept, so Up stays idempotent.
 func prepareTransport(ctx context.Context, t Transport, hosts []Host) error {
+	// The certificates serve the checkpoint helpers over any transport.
+	if err := makePKI(ctx, hosts); err != nil {
+		return err
+	}
 	switch t {
 	case TLS:
-		if err := makePKI(ctx, hosts); err != nil {
-			return err
-		}
 		return makeLogins(ctx, hosts)
 	case SSH:
 		return makeSSHKeys(ctx, hosts)
@@ -468,17 +469,27 @@ func sshKeygen(ctx context.Context, key, comment string) error {
 	return run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", key)
 }
 
-// startRelay starts the relay to host h for transport t unless it runs.
-// It is a socat in the root namespace, listening on the host's loopback
-// address, that hands each connection to a socat in the client namespace
-// connected to the host's lab address: the connection crosses the lab's
-// switch.
-func startRelay(ctx context.Context, t Transport, h Host) error {
-	port, ok := transportPort[t]
-	if !ok {
-		return nil
+// startRelays starts the relays to host h that transport t and its
+// checkpoint helper need.
+func startRelays(ctx context.Context, t Transport, h Host) error {
+	if port, ok := transportPort[t]; ok {
+		if err := startRelay(ctx, h, port); err != nil {
+			return err
+		}
 	}
-	pidFile := filepath.Join(relayDir, h.Name+".pid")
+	if h.ShipBin != "" {
+		return startRelay(ctx, h, ShipPort)
+	}
+	return nil
+}
+
+// startRelay starts the relay to port on host h unless it runs. It is a
+// socat in the root namespace, listening on the host's loopback address,
+// that hands each connection to a socat in the client namespace connected
+// to the host's lab address: the connection crosses the lab's switch.
+func startRelay(ctx context.Context, h Host, port int) error {
+	name := fmt.Sprintf("%s-%d", h.Name, port)
+	pidFile := filepath.Join(relayDir, name+".pid")
 	if pid, err := readPID(pidFile); err == nil && isRelay(pid) {
 		return nil
 	}
@@ -489,7 +500,7 @@ func startRelay(ctx context.Context, t Transport, h Host) error {
 	connect := fmt.Sprintf("SYSTEM:exec ip netns exec %s socat STDIO TCP\\:%s\\:%d", clientNS, h.IP, port)
 	cmd := exec.Command("socat", listen, connect)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the lab's caller
-	log, err := os.OpenFile(filepath.Join(relayDir, h.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(filepath.Join(relayDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -508,7 +519,7 @@ func startRelay(ctx context.Context, t Transport, h Host) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for !portOpen(addr) {
 		if !isRelay(pid) {
-			b, _ := os.ReadFile(filepath.Join(relayDir, h.Name+".log"))
+			b, _ := os.ReadFile(filepath.Join(relayDir, name+".log"))
 			return fmt.Errorf("relay to host %s on %s exited: %s", h.Name, addr, strings.TrimSpace(string(b)))
 		}
 		if time.Now().After(deadline) {

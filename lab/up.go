@@ -31,7 +31,10 @@ type Config struct {
 	// Transport is how virtpool and the hosts reach the hosts' libvirtds
 	// ("": Unix).
 	Transport Transport
-	Log       hclog.Logger
+	// ShipBin, if set, is the virtpool binary each host runs 'ship serve'
+	// of: its checkpoint helper (ShipPort).
+	ShipBin string
+	Log     hclog.Logger
 }
 
 // Up brings the lab up, or completes a partial one: it is idempotent.
@@ -53,10 +56,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	bins := []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh"}
+	bins := []string{"ip", "unshare", "libvirtd", "virtlogd", "qemu-system-x86_64", "tini", "virsh", "certtool"}
+	if cfg.ShipBin != "" {
+		bins = append(bins, cfg.ShipBin, "socat")
+	}
 	switch transport {
 	case TLS:
-		bins = append(bins, "certtool", "saslpasswd2", "socat")
+		bins = append(bins, "saslpasswd2", "socat")
 	case SSH:
 		bins = append(bins, "ssh", "ssh-keygen", "/usr/sbin/sshd", "virt-ssh-helper", "socat")
 	}
@@ -102,7 +108,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	var hosts []Host
 	for i := 1; i <= cfg.Hosts; i++ {
-		hosts = append(hosts, newHost(i, l.Budgets, transport))
+		h := newHost(i, l.Budgets, transport)
+		h.ShipBin = cfg.ShipBin
+		hosts = append(hosts, h)
 	}
 	if err := prepareTransport(ctx, transport, hosts); err != nil {
 		return nil, err
@@ -124,7 +132,10 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		if err := startDaemons(ctx, h); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.Name, err)
 		}
-		if err := startRelay(ctx, transport, h); err != nil {
+		if err := startShip(ctx, h); err != nil {
+			return nil, err
+		}
+		if err := startRelays(ctx, transport, h); err != nil {
 			return nil, err
 		}
 		l.Hosts = append(l.Hosts, h)
@@ -132,6 +143,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	for _, h := range l.Hosts {
 		if err := waitSocket(ctx, h.Socket()); err != nil {
 			return nil, fmt.Errorf("host %s: libvirtd did not start (see %s): %w", h.Name, filepath.Join(h.StateDir, "log", "libvirtd.log"), err)
+		}
+		if h.ShipBin != "" {
+			if err := waitShip(ctx, h); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := warm(ctx, l.Hosts); err != nil {
@@ -168,9 +184,7 @@ func newHost(i int, budgets bool, t Transport) Host {
 		StateDir:  state,
 		Transport: t,
 	}
-	if t != Unix {
-		h.Loopback = loopbackIP(i)
-	}
+	h.Loopback = loopbackIP(i)
 	h.uris(t)
 	if budgets {
 		h.CPUs, h.MemoryMiB, h.VCPURatio = HostCPUs, hostPlannedMemoryMiB, hostVCPURatio

@@ -24,7 +24,12 @@ func labCmd(ctx context.Context, log hclog.Logger, sub string, args []string) er
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		l, err := lab.Up(ctx, lab.Config{Hosts: *hosts, GuestDir: *guestDir, NoBudgets: *noBudgets, Transport: lab.Transport(*transport), Log: log})
+		self, err := os.Executable() // each host runs this binary's 'ship serve'
+		if err != nil {
+			return err
+		}
+		l, err := lab.Up(ctx, lab.Config{Hosts: *hosts, GuestDir: *guestDir, NoBudgets: *noBudgets, Transport: lab.Transport(*transport),
+			ShipBin: self, Log: log})
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,10 @@ func UpN(ctx context.Context, suite string, hosts int, budgets bool, log hclog.L
 		}
 		unlock()
 	}
-	l, err := lab.Up(ctx, lab.Config{Hosts: hosts, NoBudgets: !budgets, Transport: transport, Log: log.Named("lab")})
+	// The suites that name virtpool's binary get the hosts' checkpoint
+	// helpers (lab.ShipPort).
+	l, err := lab.Up(ctx, lab.Config{Hosts: hosts, NoBudgets: !budgets, Transport: transport,
+		ShipBin: os.Getenv("VIRTPOOL_BIN"), Log: log.Named("lab")})
 	if err != nil {
 		down()
 		return nil, nil, fmt.Errorf("%s: lab up: %w", suite, err)

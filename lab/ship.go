@@ -1,0 +1,89 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/virtpool/virtpool/pki"
+)
+
+// ShipPort is where each host's checkpoint helper ('virtpool ship serve',
+// package checkpoint/ship) listens, on the host's lab address, when the
+// lab runs one (Config.ShipBin): the hosts send checkpoint images to each
+// other there, over mutual TLS with the lab's certificates; virtpool
+// reaches it through the relay on the host's loopback address.
+const ShipPort = 8481
+
+// ShipDir is the host's checkpoint directory: what its helper may send
+// lies under it, what it receives as standby goes into its standby/.
+func (h Host) ShipDir() string { return filepath.Join(h.StateDir, "ship") }
+
+// ShipURL is the host's helper as virtpool reaches it (the relay), and
+// ShipPeerURL as the other hosts' helpers do, across the lab's switch.
+func (h Host) ShipURL() string     { return fmt.Sprintf("https://%s:%d", h.Loopback, ShipPort) }
+func (h Host) ShipPeerURL() string { return fmt.Sprintf("https://%s:%d", h.IP, ShipPort) }
+
+// ShipClientTLS is what virtpool presents to the hosts' helpers: the
+// lab's client certificate, trusting the lab's CA.
+func ShipClientTLS() (*tls.Config, error) {
+	return pki.Files{CA: caCert, Cert: filepath.Join(clientPKI, "clientcert.pem"), Key: filepath.Join(clientPKI, "clientkey.pem")}.ClientConfig()
+}
+
+// startShip starts the host's checkpoint helper unless it answers, as
+// one of the host's processes: in its namespace and its cgroups, with the
+// host's certificate (it serves with it and presents it to its peers),
+// its log in the host's log directory.
+func startShip(ctx context.Context, h Host) error {
+	if h.ShipBin == "" {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	c, err := DialFrom(dctx, clientNS, fmt.Sprintf("%s:%d", h.IP, ShipPort))
+	cancel()
+	if err == nil {
+		c.Close()
+		return nil
+	}
+	if err := os.MkdirAll(h.ShipDir(), 0o700); err != nil {
+		return err
+	}
+	var join strings.Builder
+	for _, d := range h.Cgroups.Dirs {
+		fmt.Fprintf(&join, "echo $$ > %s/cgroup.procs && ", d)
+	}
+	pki := h.PKIDir()
+	args := []string{h.Namespace, h.ShipBin, fmt.Sprintf("%s:%d", h.IP, ShipPort), h.ShipDir(),
+		filepath.Join(pki, "ca-cert.pem"), filepath.Join(pki, "server-cert.pem"), filepath.Join(pki, "server-key.pem"),
+		filepath.Join(h.StateDir, "log", "ship.log")}
+	script := join.String() + `ip netns exec "$0" setsid "$1" ship serve -listen "$2" -dir "$3" -ca "$4" -cert "$5" -key "$6" ` +
+		`-client-cert "$5" -client-key "$6" </dev/null >>"$7" 2>&1 &`
+	if err := run(ctx, "sh", append([]string{"-c", script}, args...)...); err != nil {
+		return fmt.Errorf("host %s: start its checkpoint helper: %w", h.Name, err)
+	}
+	return nil
+}
+
+// waitShip waits until the host's helper accepts connections on its lab
+// address (from the client namespace, as a peer would reach it).
+func waitShip(ctx context.Context, h Host) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		c, err := DialFrom(ctx, clientNS, fmt.Sprintf("%s:%d", h.IP, ShipPort))
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("host %s: its checkpoint helper does not listen on %s:%d (see %s): %w", h.Name, h.IP, ShipPort,
+				filepath.Join(h.StateDir, "log", "ship.log"), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
