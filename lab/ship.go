@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/virtpool/virtpool/pki"
@@ -52,32 +54,49 @@ func startShip(ctx context.Context, h Host) error {
 	if err := os.MkdirAll(h.ShipDir(), 0o700); err != nil {
 		return err
 	}
+	logFile, err := os.OpenFile(filepath.Join(h.StateDir, "log", "ship.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	// The shell joins the host's cgroups, then becomes (exec) the helper
+	// in the host's namespace: its CPU counts against the host's budget.
 	var join strings.Builder
 	for _, d := range h.Cgroups.Dirs {
 		fmt.Fprintf(&join, "echo $$ > %s/cgroup.procs && ", d)
 	}
 	pki := h.PKIDir()
-	args := []string{h.Namespace, h.ShipBin, fmt.Sprintf("%s:%d", h.IP, ShipPort), h.ShipDir(),
-		filepath.Join(pki, "ca-cert.pem"), filepath.Join(pki, "server-cert.pem"), filepath.Join(pki, "server-key.pem"),
-		filepath.Join(h.StateDir, "log", "ship.log")}
-	script := join.String() + `ip netns exec "$0" setsid "$1" ship serve -listen "$2" -dir "$3" -ca "$4" -cert "$5" -key "$6" ` +
-		`-client-cert "$5" -client-key "$6" </dev/null >>"$7" 2>&1 &`
-	if err := run(ctx, "sh", append([]string{"-c", script}, args...)...); err != nil {
+	cmd := exec.Command("sh", "-c", join.String()+`exec ip netns exec "$0" "$1" ship serve -listen "$2" -dir "$3" -ca "$4" -cert "$5" -key "$6" -client-cert "$5" -client-key "$6"`,
+		h.Namespace, h.ShipBin, fmt.Sprintf("%s:%d", h.IP, ShipPort), h.ShipDir(),
+		filepath.Join(pki, "ca-cert.pem"), filepath.Join(pki, "server-cert.pem"), filepath.Join(pki, "server-key.pem"))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the lab's caller
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("host %s: start its checkpoint helper: %w", h.Name, err)
 	}
-	return nil
+	return cmd.Process.Release()
 }
 
-// waitShip waits until the host's helper accepts connections on its lab
-// address (from the client namespace, as a peer would reach it).
+// waitShip waits until the host's helper completes a TLS handshake with
+// the lab's client certificate on its lab address (from the client
+// namespace, as a peer would reach it).
 func waitShip(ctx context.Context, h Host) error {
+	conf, err := ShipClientTLS()
+	if err != nil {
+		return err
+	}
+	conf.ServerName = h.IP
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
 		c, err := DialFrom(ctx, clientNS, fmt.Sprintf("%s:%d", h.IP, ShipPort))
 		if err == nil {
-			c.Close()
-			return nil
+			tc := tls.Client(c, conf)
+			err = tc.HandshakeContext(ctx)
+			tc.Close()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

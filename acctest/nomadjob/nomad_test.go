@@ -312,15 +312,6 @@ func rssKiB(t *testing.T, pid int) int {
 	return kib
 }
 
-func (n *nomadAgent) tail(lines int) string {
-	all := n.proc.Lines(0)
-	var b strings.Builder
-	for _, l := range all[max(0, len(all)-lines):] {
-		b.WriteString(l.String() + "\n")
-	}
-	return b.String()
-}
-
 // stop ends the agent (SIGINT: a dev agent stops its allocations; then
 // its process group is killed) and fails the test for anything of it
 // left: a process (a task runs in a process group of its own, so it would
@@ -329,7 +320,7 @@ func (n *nomadAgent) tail(lines int) string {
 func (n *nomadAgent) stop(t *testing.T, cgroupParent string) {
 	n.proc.Stop()
 	if t.Failed() {
-		t.Logf("nomad output:\n%s", n.tail(60))
+		t.Logf("nomad output:\n%s", n.proc.Tail(60))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	left := n.procsWhere(n.dir)

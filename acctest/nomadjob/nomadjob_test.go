@@ -190,11 +190,11 @@ func waitFor(t *testing.T, n *nomadAgent, what string, timeout time.Duration, co
 		}
 		select {
 		case <-n.proc.Done():
-			t.Fatalf("%s: nomad exited (%v)\n%s", what, n.proc.Err(), n.tail(40))
+			t.Fatalf("%s: nomad exited (%v)\n%s", what, n.proc.Err(), n.proc.Tail(40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not by %s (%v)\n%s", what, deadline.Format(time.TimeOnly), err, n.tail(40))
+			t.Fatalf("%s: not by %s (%v)\n%s", what, deadline.Format(time.TimeOnly), err, n.proc.Tail(40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -108,14 +108,7 @@ func Hosts(l *lab.Lab, virtpool string, powerOn bool) string {
 }
 
 // Tail is the agent's last n lines of output.
-func (a *Agent) Tail(n int) string {
-	lines := a.Proc.Lines(0)
-	var b strings.Builder
-	for _, l := range lines[max(0, len(lines)-n):] {
-		b.WriteString(l.String() + "\n")
-	}
-	return b.String()
-}
+func (a *Agent) Tail(n int) string { return a.Proc.Tail(n) }
 
 // Get reads path of the agent's API into v (JSON, or the text for a
 // *string).

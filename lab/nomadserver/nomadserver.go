@@ -142,14 +142,7 @@ func (s *Server) waitLeader(ctx context.Context) error {
 }
 
 // Tail is the last n lines of its output.
-func (s *Server) Tail(n int) string {
-	all := s.proc.Lines(0)
-	var b strings.Builder
-	for _, l := range all[max(0, len(all)-n):] {
-		b.WriteString(l.String() + "\n")
-	}
-	return b.String()
-}
+func (s *Server) Tail(n int) string { return s.proc.Tail(n) }
 
 // Stop ends the server (SIGINT, then its process group is killed) and
 // the forward.

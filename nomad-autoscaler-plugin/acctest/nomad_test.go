@@ -198,17 +198,6 @@ func (c *nomadCluster) running(jobID string) []*nomad.AllocationListStub {
 	return out
 }
 
-// waitRunning waits for n allocations of the job to run.
-func (c *nomadCluster) waitRunning(jobID string, n int, timeout time.Duration) []*nomad.AllocationListStub {
-	c.t.Helper()
-	var got []*nomad.AllocationListStub
-	waitFor(c.t, fmt.Sprintf("%d allocations of %s running", n, jobID), timeout, func() bool {
-		got = c.running(jobID)
-		return len(got) == n
-	}, func() string { return c.allocs(jobID) + "; " + c.nodes() })
-	return got
-}
-
 // allocs shows the job's allocations, for failure messages.
 func (c *nomadCluster) allocs(jobID string) string {
 	allocs, _, err := c.api.Jobs().Allocations(jobID, true, nil)
@@ -414,7 +403,8 @@ func (l *clusterLog) close() {
 // grow, the new member's client registers and gets allocations; a member
 // live-migrated while it runs allocations stays ready in Nomad; jobs
 // stopped make it shrink: the newest member drained (its allocation moves
-// first), removed and its node purged.
+// first), removed and its node purged. Before that, the same policy in
+// dry-run changes nothing, and bad keys are reported.
 func TestAccNomadClusterScaling(t *testing.T) {
 	needLab(t)
 	ctx := context.Background()
@@ -440,13 +430,17 @@ func TestAccNomadClusterScaling(t *testing.T) {
 		answered.Sub(t0).Seconds(), ready1.Sub(t0).Seconds())
 	guestMemory(t, p, 1, "idle")
 
-	a := startAgentWith(t, fmt.Sprintf("nomad {\n  address = %q\n}\n", c.srv.Addr),
-		map[string]string{"clients.hcl": examplePolicy(t, "clients", "")}, targetConfig(), apmConfig())
+	nomadBlock := fmt.Sprintf("nomad {\n  address = %q\n}\n", c.srv.Addr)
 
-	// 1. Allocations fill the pool: it grows, the new client gets work.
-	tp := time.Now()
-	c.register(c.fillJob("fill", 2))
-	created := a.waitEvent(eventOf(event.MemberCreated, nomadPool), tp, 3*time.Minute)
+	// 4. First with dry-run: fill's allocations press, the plan is only
+	// recorded, nothing changes. Bad Nomad keys are reported, naming them.
+	tp := c.register(c.fillJob("fill", 2))
+	dryRun(t, c, p, nomadBlock, tp)
+
+	// 1. The allocations fill the pool: it grows, the new client gets work.
+	ta := time.Now()
+	a := startAgentWith(t, nomadBlock, map[string]string{"clients.hcl": examplePolicy(t, "clients", "")}, targetConfig(), apmConfig())
+	created := a.waitEvent(eventOf(event.MemberCreated, nomadPool), ta, 3*time.Minute)
 	if created.Guest != "clients-2" {
 		t.Fatalf("created %s, want clients-2", created.Guest)
 	}
@@ -465,6 +459,7 @@ func TestAccNomadClusterScaling(t *testing.T) {
 	}
 	guestMemory(t, p, 2, "running late's allocation")
 	line := newTimeline(t, "allocation pressure (job fill, 2 allocations, registered at +0)", tp)
+	line.add("the autoscaler started (no dry-run)", ta)
 	line.add("member clients-2 created", created.Time)
 	line.add("fill's 2 allocations run (clients-1)", filled)
 	line.add("clients-2's Nomad client ready", ready2)
@@ -546,46 +541,39 @@ func TestAccNomadClusterScaling(t *testing.T) {
 	w.check(t)
 }
 
-// TestAccNomadDryRunAndBadKeys: a dry-run cluster policy under allocation
-// pressure plans and changes nothing; bad Nomad keys of the target block
-// are reported naming them.
-func TestAccNomadDryRunAndBadKeys(t *testing.T) {
-	needLab(t)
-	c := startNomad(t)
-	p := newNomadPool(t, c, "192.0.2.196/24")
-	p.createOn("h1")
-	c.waitNode("clients-1", 3*time.Minute)
-	bad := []struct{ name, extra, want string }{
-		{"bad strategy", `      node_selector_strategy = "biggest"` + "\n", `node_selector_strategy`},
+// dryRun runs the autoscaler with the example policy in dry-run and with
+// bad target keys, while fill's allocations (registered at tp) press on
+// the pool's one member: the plan to grow is recorded and nothing
+// changes; each bad key is reported naming it. The agent is stopped at
+// the end.
+func dryRun(t *testing.T, c *nomadCluster, p *testPool, nomadBlock string, tp time.Time) {
+	t.Helper()
+	bad := []struct{ name, line, want string }{
+		{"bad strategy", `      node_selector_strategy = "biggest"` + "\n", `node_selector_strategy: "biggest" is not one of`},
 		{"bad purge", `      node_purge = "maybe"` + "\n", `node_purge: "maybe" is not true or false`},
 	}
 	policies := map[string]string{"dry.hcl": examplePolicy(t, "dry", `      dry-run = "true"`+"\n")}
 	for i, b := range bad {
-		hcl := examplePolicy(t, fmt.Sprintf("bad%d", i), "")
-		key := strings.Fields(b.extra)[0]
-		hcl = regexp.MustCompile(`(?m)^\s*`+key+`\s*=.*\n`).ReplaceAllString(hcl, b.extra)
-		policies[fmt.Sprintf("bad%d.hcl", i)] = hcl
+		key := strings.Fields(b.line)[0]
+		policies[fmt.Sprintf("bad%d.hcl", i)] = regexp.MustCompile(`(?m)^\s*`+key+`\s*=.*\n`).
+			ReplaceAllString(examplePolicy(t, fmt.Sprintf("bad%d", i), ""), b.line)
 	}
-	a := startAgentWith(t, fmt.Sprintf("nomad {\n  address = %q\n}\n", c.srv.Addr), policies, targetConfig(), apmConfig())
+	a := startAgentWith(t, nomadBlock, policies, targetConfig(), apmConfig())
+	defer a.Stop()
 	for _, b := range bad {
-		t.Run(b.name, func(t *testing.T) {
-			l := a.waitLogT(t, regexp.MustCompile(regexp.QuoteMeta(b.want)), time.Time{}, 60*time.Second)
-			t.Logf("reported: %s", l.Text)
-		})
+		l := a.waitLogT(t, regexp.MustCompile(regexp.QuoteMeta(b.want)), time.Time{}, 60*time.Second)
+		t.Logf("%s reported: %s", b.name, l.Text)
 	}
-	t0 := time.Now()
-	c.register(c.fillJob("fill", 2))
-	c.waitRunning("fill", 2, 2*time.Minute)
 	plan := a.waitEvent(wantEvent{"dry run: would scale pool " + nomadPool, func(e event.Event) bool {
-		return e.Kind == event.DryRunPlan && e.Action == event.ActionScale && e.Pool == nomadPool
-	}}, t0, 2*time.Minute)
-	t.Logf("dry run: %s", plan)
-	time.Sleep(hold)
+		return e.Kind == event.DryRunPlan && e.Action == event.ActionScale && e.Pool == nomadPool && e.Size == 2
+	}}, tp, 2*time.Minute)
+	t.Logf("recorded: %s", plan.Message)
+	time.Sleep(hold) // more evaluations: still nothing happens
 	if n := len(a.allEvents(eventOf(event.MemberCreated, nomadPool), time.Time{})); n != 0 {
 		t.Errorf("%d members created in dry-run mode", n)
 	}
 	if n := p.count(); n != 1 {
-		t.Errorf("%d members, want 1", n)
+		t.Errorf("%d members in dry-run mode, want 1", n)
 	}
 	p.checkStoredSize(1)
 	if n := c.node("clients-1"); n == nil || n.Drain || n.SchedulingEligibility != nomad.NodeSchedulingEligible {
