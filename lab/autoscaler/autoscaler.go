@@ -156,6 +156,7 @@ func (a *Agent) Lines(from int) []Line {
 	from = min(max(from, 0), len(a.lines))
 	return append([]Line(nil), a.lines[from:]...)
 }
+
 // Tail is the last n lines of output, as the log file has them.
 func (a *Agent) Tail(n int) string {
 	lines := a.Lines(0)
@@ -165,7 +166,6 @@ func (a *Agent) Tail(n int) string {
 	}
 	return b.String()
 }
-
 
 // Find returns the first line read at or after since that matches re.
 func (a *Agent) Find(re *regexp.Regexp, since time.Time) (Line, bool) {
