@@ -781,7 +781,7 @@ func (a *Agent) dropRunning(ctx context.Context, ops *pool.Ops, host, on, name s
 	if err := drv.ShutdownDomain(ctx, h.URI, name, 0); err != nil {
 		return "", fmt.Errorf("destroy stale copy %s on %s: %w", name, host, err)
 	}
-	if err := drv.UndefineDomain(ctx, h.URI, name); err != nil {
+	if err := drv.UndefineDomain(ctx, h.URI, name, driver.UndefineOptions{}); err != nil {
 		return "", fmt.Errorf("remove stale copy %s from %s: %w", name, host, err)
 	}
 	return here, nil

@@ -510,7 +510,7 @@ func (o *Ops) RemoveGuest(ctx context.Context, host, name string) error {
 	if err := d.ShutdownDomain(ctx, h.URI, name, o.ShutdownTimeout); err != nil {
 		return fmt.Errorf("stop %s on host %s: %w", name, host, err)
 	}
-	if err := d.UndefineDomain(ctx, h.URI, name); err != nil {
+	if err := d.UndefineDomain(ctx, h.URI, name, driver.UndefineOptions{}); err != nil {
 		return fmt.Errorf("remove %s from host %s: %w", name, host, err)
 	}
 	return nil

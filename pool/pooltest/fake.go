@@ -269,7 +269,7 @@ func (d *Driver) PowerOff(uri string) {
 }
 
 // UndefineDomain implements driver.Driver.
-func (d *Driver) UndefineDomain(_ context.Context, uri, name string) error {
+func (d *Driver) UndefineDomain(_ context.Context, uri, name string, _ driver.UndefineOptions) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h, err := d.enter("UndefineDomain", uri, name)
