@@ -98,7 +98,7 @@ func removeEverywhere(t testing.TB, name string) {
 		if err := drv.ShutdownDomain(ctx, h.URI, name, 0); err != nil {
 			t.Errorf("cleanup: stop %s on %s: %v", name, h.Name, err)
 		}
-		if err := drv.UndefineDomain(ctx, h.URI, name); err != nil {
+		if err := drv.UndefineDomain(ctx, h.URI, name, driver.UndefineOptions{}); err != nil {
 			t.Errorf("cleanup: undefine %s on %s: %v", name, h.Name, err)
 		}
 	}

@@ -509,7 +509,8 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 }
 
 // restartDomain creates d from its template on the failover host the
-// scheduler picks among those that answer.
+// scheduler picks among those that answer, on the overlay it had (if it
+// has a disk): what it wrote there is kept.
 func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d orphan, hosts []string) (string, error) {
 	var tpl pool.Template
 	if err := json.Unmarshal([]byte(d.labels[pool.LabelTemplate]), &tpl); err != nil {
@@ -533,6 +534,9 @@ func (a *Agent) restartDomain(ctx context.Context, ops *pool.Ops, d orphan, host
 		return "", err
 	}
 	spec.MAC = d.labels[pool.LabelMAC]
+	// Its overlay, on storage its failover hosts share, is its disk: the
+	// fenced host's copy is off, so nothing else writes it.
+	spec.ReuseOverlay = true
 	drv, err := a.fleet.Driver(ctx)
 	if err != nil {
 		return "", err
@@ -676,7 +680,9 @@ func notFound(name string, err error) error {
 // hosts still shows both; an error log names it, for the operator to fix
 // the fence action. A copy on host of a domain that runs nowhere else is
 // kept (nothing is lost); if a host where it may run (its failover hosts,
-// its placement) cannot be read, it is kept too, and tried again.
+// its placement) cannot be read, it is kept too, and tried again. A stale
+// copy goes without its overlay: every copy has the same overlay path, on
+// storage the hosts share, so it is the disk the other copy runs on.
 func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain, down pool.HostsDown, t fleet.Topology) error {
 	elsewhere := map[string]string{}
 	for _, h := range slices.Sorted(maps.Keys(all)) {
@@ -709,7 +715,9 @@ func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, a
 				errs = append(errs, fmt.Errorf("%s runs on %s and may run on %s, which did not answer", d.Name, host, strings.Join(unread, ", ")))
 			}
 		case stopped:
-			if err := ops.RemoveGuest(ctx, host, d.Name); err != nil {
+			// Its disk is the running copy's (one overlay path, on shared
+			// storage): kept.
+			if err := ops.RemoveStaleCopy(ctx, host, d.Name); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -781,7 +789,8 @@ func (a *Agent) dropRunning(ctx context.Context, ops *pool.Ops, host, on, name s
 	if err := drv.ShutdownDomain(ctx, h.URI, name, 0); err != nil {
 		return "", fmt.Errorf("destroy stale copy %s on %s: %w", name, host, err)
 	}
-	if err := drv.UndefineDomain(ctx, h.URI, name); err != nil {
+	// Its overlay is the disk the other copy runs on: kept.
+	if err := drv.UndefineDomain(ctx, h.URI, name, driver.UndefineOptions{KeepStorage: true}); err != nil {
 		return "", fmt.Errorf("remove stale copy %s from %s: %w", name, host, err)
 	}
 	return here, nil

@@ -11,6 +11,8 @@ package driver
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -25,9 +27,10 @@ type Driver interface {
 	// ShutdownDomain asks the guest to power off, and destroys it if it is
 	// still running after timeout. Shutting down a stopped domain is a no-op.
 	ShutdownDomain(ctx context.Context, uri, name string, timeout time.Duration) error
-	// UndefineDomain removes a stopped domain's definition (and the overlay
-	// disk virtpool created for it). Undefining a missing domain is a no-op.
-	UndefineDomain(ctx context.Context, uri, name string) error
+	// UndefineDomain removes a stopped domain's definition and, unless
+	// opts.KeepStorage, the overlay disk virtpool created for it.
+	// Undefining a missing domain is a no-op.
+	UndefineDomain(ctx context.Context, uri, name string, opts UndefineOptions) error
 	// Stats samples every domain of a host in one libvirt call, plus the host.
 	Stats(ctx context.Context, uri string) (HostStats, error)
 	// Migrate live-migrates a running domain and reports progress until it
@@ -148,6 +151,15 @@ type DomainSpec struct {
 	// lab's test guests with a disk).
 	BaseImage  string
 	OverlayDir string
+	// ReuseOverlay: an overlay that exists already at the domain's path
+	// (OverlayPath) is its disk, used as it is: the domain is started
+	// again on another host, and its overlay is on storage the hosts share
+	// (an HA restart after its host was fenced). It must be a qcow2 backed
+	// by BaseImage, which must exist; else CreateDomain fails naming both
+	// paths. Without an overlay there, one is created as usual. Without
+	// ReuseOverlay an existing overlay is an error: a new guest never takes
+	// another's disk. A failed create never deletes an overlay it reused.
+	ReuseOverlay bool
 
 	// Bridge is the host bridge the guest's NIC joins ("" for no NIC).
 	Bridge string
@@ -155,6 +167,45 @@ type DomainSpec struct {
 	MAC string
 
 	Labels map[string]string
+}
+
+// OverlayPath is where the overlay of a domain with a BaseImage is:
+// <OverlayDir>/<Name>.qcow2, OverlayDir defaulting to BaseImage's
+// directory. Every copy of a guest (on any host) has the same path, so
+// on shared storage its copies share one overlay.
+func OverlayPath(s DomainSpec) string {
+	dir := s.OverlayDir
+	if dir == "" {
+		dir = filepath.Dir(s.BaseImage)
+	}
+	return filepath.Join(dir, s.Name+".qcow2")
+}
+
+// CheckReuse tells whether the overlay that exists at overlay, backed by
+// backing ("" if by nothing), can be the disk of a domain whose base image
+// is base (ReuseOverlay); baseErr is why base cannot be found, nil if it
+// exists. Its error names the overlay and both base images.
+func CheckReuse(overlay, backing, base string, baseErr error) error {
+	switch {
+	case backing == "":
+		return fmt.Errorf("overlay %s exists but has no base image (the domain's is %s): not reused", overlay, base)
+	case filepath.Clean(backing) != filepath.Clean(base):
+		return fmt.Errorf("overlay %s exists but is backed by %s, not by the domain's base image %s: not reused", overlay, backing, base)
+	case baseErr != nil:
+		return fmt.Errorf("overlay %s exists but its base image %s is missing: not reused: %w", overlay, base, baseErr)
+	}
+	return nil
+}
+
+// UndefineOptions say what removing a domain leaves.
+type UndefineOptions struct {
+	// KeepStorage keeps the overlay virtpool created for the domain. Set
+	// it when removing a copy of a guest that another copy, on another
+	// host, still uses: overlays are on storage the hosts share, at one
+	// path for every copy (OverlayPath), so deleting the stale copy's
+	// overlay would delete the live guest's disk. Left unset, removing a
+	// guest (scale-in, destroy) deletes its disk too.
+	KeepStorage bool
 }
 
 // HostStats is one sample of a host and all its domains.

@@ -99,7 +99,7 @@ func (f *failTest) cleanup(t *testing.T) func() {
 			if err := f.drv.ShutdownDomain(ctx, g.host.URI, g.name, 0); err != nil {
 				t.Errorf("cleanup: stop %s: %v", g.name, err)
 			}
-			if err := f.drv.UndefineDomain(ctx, g.host.URI, g.name); err != nil {
+			if err := f.drv.UndefineDomain(ctx, g.host.URI, g.name, driver.UndefineOptions{}); err != nil {
 				t.Errorf("cleanup: undefine %s: %v", g.name, err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -496,8 +497,23 @@ func dedupe(s []string) []string {
 
 // RemoveGuest stops a guest (gracefully, up to ShutdownTimeout) and
 // removes its definition and overlay. Both steps are no-ops on a guest that
-// is already gone, so an interrupted removal is simply retried.
+// is already gone, so an interrupted removal is simply retried. It is for
+// the guest's last copy: a copy that another one on another host replaces
+// goes with RemoveStaleCopy, which keeps the disk they share.
 func (o *Ops) RemoveGuest(ctx context.Context, host, name string) error {
+	return o.remove(ctx, host, name, driver.UndefineOptions{})
+}
+
+// RemoveStaleCopy is RemoveGuest of a copy of a guest that another copy,
+// on another host, replaces (a stale copy on a fenced host that is back,
+// one an interrupted migration left): its overlay is kept, because every
+// copy of a guest has the same overlay path, on storage the hosts share,
+// so it is the other copy's disk.
+func (o *Ops) RemoveStaleCopy(ctx context.Context, host, name string) error {
+	return o.remove(ctx, host, name, driver.UndefineOptions{KeepStorage: true})
+}
+
+func (o *Ops) remove(ctx context.Context, host, name string, opts driver.UndefineOptions) error {
 	d, err := o.driver(ctx)
 	if err != nil {
 		return err
@@ -510,10 +526,16 @@ func (o *Ops) RemoveGuest(ctx context.Context, host, name string) error {
 	if err := d.ShutdownDomain(ctx, h.URI, name, o.ShutdownTimeout); err != nil {
 		return fmt.Errorf("stop %s on host %s: %w", name, host, err)
 	}
-	if err := d.UndefineDomain(ctx, h.URI, name); err != nil {
+	if err := d.UndefineDomain(ctx, h.URI, name, opts); err != nil {
 		return fmt.Errorf("remove %s from host %s: %w", name, host, err)
 	}
 	return nil
+}
+
+// OtherCopy tells whether members has a copy of mb (its name) on another
+// host than mb's: removing mb must then keep its disk (RemoveStaleCopy).
+func OtherCopy(members []Member, mb Member) bool {
+	return slices.ContainsFunc(members, func(m Member) bool { return m.Name == mb.Name && m.Host != mb.Host })
 }
 
 // Migrate live-migrates a guest between two hosts, logging progress.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,9 +66,13 @@ func (o *Ops) Reconcile(ctx context.Context, pr Record) error {
 // dropFences ends the fences of hosts that answer again (those not in
 // down): every member of the pool found there predates its fence, so it is
 // stale and removed, never started; then the record is stored without the
-// fence. It returns the record and the members that are left.
+// fence. It returns the record and the members that are left. A stale
+// member's overlay goes with it (its replacements have other names, so
+// other overlays), unless a copy of the same name is on another host (a
+// migration the fence interrupted): that copy's disk is the same file.
 func (o *Ops) dropFences(ctx context.Context, pr Record, members []Member, down HostsDown) (Record, []Member, error) {
 	var kept []Fence
+	left := slices.Clone(members) // the copies not removed yet
 	for _, f := range pr.Fences {
 		if _, still := down[f.Host]; still {
 			kept = append(kept, f)
@@ -78,7 +83,7 @@ func (o *Ops) dropFences(ctx context.Context, pr Record, members []Member, down 
 			if mb.Host != f.Host {
 				continue
 			}
-			if err := o.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
+			if err := o.removeMember(ctx, &left, mb); err != nil {
 				return pr, members, fmt.Errorf("pool %s: remove stale copy %s from fenced host %s: %w", pr.Spec.Name, mb.Name, f.Host, err)
 			}
 			removed = append(removed, mb.Name)
@@ -268,17 +273,20 @@ var ErrNotRemoved = errors.New("no member removed")
 // nothing), then running ones chosen by the scheduler (Victims: members
 // whose removal empties a host, then the least loaded). With
 // Ops.PrepareRemoval set, that chooses among Candidates and readies all
-// its victims before any is stopped.
+// its victims before any is stopped. A member's overlay goes with it, but
+// for a copy of a member that has another copy on another host (a stopped
+// one an interrupted migration left): the other copy uses it.
 func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) error {
 	spec := pr.Spec
 	victims, err := o.victims(ctx, pr, members, k)
 	if err != nil {
 		return err
 	}
+	left := slices.Clone(members) // the copies not removed yet
 	for i, mb := range victims {
 		o.log().Info("removing pool member", "pool", spec.Name, "domain", mb.Name, "host", mb.Host,
 			"progress", fmt.Sprintf("%d/%d", i+1, k))
-		if err := o.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
+		if err := o.removeMember(ctx, &left, mb); err != nil {
 			return fmt.Errorf("pool %s: %w", spec.Name, err)
 		}
 		o.emit(event.Event{Kind: event.MemberRemoved, Pool: spec.Name, Guest: mb.Name, Host: mb.Host, Message: "pool member removed"})
@@ -286,6 +294,21 @@ func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) e
 			o.AfterRemove(ctx, mb)
 		}
 	}
+	return nil
+}
+
+// removeMember removes mb, one of the copies of left, and takes it out of
+// left: with its overlay if it was its name's last copy, else without
+// (RemoveStaleCopy: another copy, on another host, uses it).
+func (o *Ops) removeMember(ctx context.Context, left *[]Member, mb Member) error {
+	remove := o.RemoveGuest
+	if OtherCopy(*left, mb) {
+		remove = o.RemoveStaleCopy
+	}
+	if err := remove(ctx, mb.Host, mb.Name); err != nil {
+		return err
+	}
+	*left = slices.DeleteFunc(*left, func(m Member) bool { return m.Name == mb.Name && m.Host == mb.Host })
 	return nil
 }
 

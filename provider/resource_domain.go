@@ -79,7 +79,9 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	a["failover_hosts"] = schema.ListAttribute{Description: "Hosts (keys of the provider's `hosts`) where `virtpool agent` " +
 		"may restart the guest, from its template, after its host failed and was fenced (HA restart: the guest boots again, " +
 		"what it had in memory is lost; set `mac` so that it keeps its MAC). Its disk (the `base_image` overlay) must be " +
-		"on storage those hosts share, as for live migration; it boots from it again. Without it, a failed host's domain " +
+		"on storage those hosts share, as for live migration; it boots from that same overlay again, with what it wrote " +
+		"there (the overlay must be of its `base_image`, which must exist, or the restart fails saying why), and " +
+		"the stale copy on the failed host, once it is back, is removed without it. Without it, a failed host's domain " +
 		"stays down with it. After a restart, `host` reads where the guest runs now. Where the guest runs is also kept " +
 		"in a record on these hosts, so that an agent started after the failure restarts it too. " + replacesDomain,
 		Optional: true, ElementType: types.StringType,

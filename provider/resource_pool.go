@@ -530,7 +530,9 @@ func (r *poolResource) ImportState(ctx context.Context, req resource.ImportState
 
 // deletePool removes every member (wherever it runs), then the pool's
 // record from every host. Members go first: if interrupted, the record is
-// still there and a retry finds what is left.
+// still there and a retry finds what is left. A member on two hosts (what
+// an interrupted migration left) keeps its disk, which both copies share,
+// until its last copy goes.
 func (c *Client) deletePool(ctx context.Context, name string) error {
 	ops := c.ops(ctx)
 	pr, where, _, err := ops.ReadPool(ctx, name, nil)
@@ -545,7 +547,11 @@ func (c *Client) deletePool(ctx context.Context, name string) error {
 	for i, mb := range members {
 		tflog.Info(ctx, "removing pool member", map[string]any{"pool": name, "domain": mb.Name, "host": mb.Host,
 			"progress": fmt.Sprintf("%d/%d", i+1, len(members))})
-		if err := ops.RemoveGuest(ctx, mb.Host, mb.Name); err != nil {
+		remove := ops.RemoveGuest
+		if pool.OtherCopy(members[i+1:], mb) {
+			remove = ops.RemoveStaleCopy
+		}
+		if err := remove(ctx, mb.Host, mb.Name); err != nil {
 			return err
 		}
 	}

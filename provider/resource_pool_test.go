@@ -380,7 +380,7 @@ data "virtpool_pool" "p" {
 						if err := drv.ShutdownDomain(context.Background(), uri, name, 0); err != nil {
 							t.Fatal(err)
 						}
-						if err := drv.UndefineDomain(context.Background(), uri, name); err != nil {
+						if err := drv.UndefineDomain(context.Background(), uri, name, driver.UndefineOptions{}); err != nil {
 							t.Fatal(err)
 						}
 					}

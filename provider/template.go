@@ -75,7 +75,8 @@ func templateAttributes(replace bool) map[string]schema.Attribute {
 		"base_image": path("Base disk image (absolute path on the hosts, in a directory every host of the guest sees). " +
 			"Each guest gets its own copy-on-write qcow2 overlay on it. Set this or `kernel`."),
 		"overlay_dir": path("Directory of the overlays (`<guest name>.qcow2`). Default: the base image's directory. " +
-			"A guest's overlay is deleted with the guest."),
+			"A guest's overlay is deleted with the guest; it is kept when only a stale copy of the guest, on a failed " +
+			"host that is back, is removed (it is the disk of the copy that runs)."),
 		"bridge": str("Host bridge the guest's network interface joins. Default: no network interface."),
 		"accelerator": schema.StringAttribute{
 			Description: "`auto` (KVM where a KVM guest really runs, else TCG), `kvm` or `tcg`. Default `auto`." + change,

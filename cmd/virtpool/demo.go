@@ -89,7 +89,7 @@ func demoCmd(ctx context.Context, log hclog.Logger, args []string) (err error) {
 		defer func() { // best effort, on every host: the guest is on one of them
 			for _, h := range l.Hosts {
 				_ = drv.ShutdownDomain(context.Background(), h.URI, name, 0)
-				_ = drv.UndefineDomain(context.Background(), h.URI, name)
+				_ = drv.UndefineDomain(context.Background(), h.URI, name, driver.UndefineOptions{})
 			}
 		}()
 	}

@@ -54,8 +54,8 @@ func (c *Client) ShutdownDomain(ctx context.Context, uri, name string, timeout t
 	return fromStatus(ctx, err)
 }
 
-func (c *Client) UndefineDomain(ctx context.Context, uri, name string) error {
-	_, err := c.rpc.UndefineDomain(ctx, &pb.UndefineDomainRequest{Uri: uri, Name: name})
+func (c *Client) UndefineDomain(ctx context.Context, uri, name string, opts driver.UndefineOptions) error {
+	_, err := c.rpc.UndefineDomain(ctx, &pb.UndefineDomainRequest{Uri: uri, Name: name, KeepStorage: opts.KeepStorage})
 	return fromStatus(ctx, err)
 }
 

@@ -228,35 +228,37 @@ func domainsFromPB(ds []*pb.Domain) []driver.Domain {
 
 func specToPB(s driver.DomainSpec) *pb.DomainSpec {
 	return &pb.DomainSpec{
-		Name:        s.Name,
-		Vcpus:       int64(s.VCPUs),
-		MemoryMib:   s.MemoryMiB,
-		Accelerator: s.Accelerator,
-		Kernel:      s.Kernel,
-		Initrd:      s.Initrd,
-		Cmdline:     s.Cmdline,
-		BaseImage:   s.BaseImage,
-		OverlayDir:  s.OverlayDir,
-		Bridge:      s.Bridge,
-		Mac:         s.MAC,
-		Labels:      s.Labels,
+		Name:         s.Name,
+		Vcpus:        int64(s.VCPUs),
+		MemoryMib:    s.MemoryMiB,
+		Accelerator:  s.Accelerator,
+		Kernel:       s.Kernel,
+		Initrd:       s.Initrd,
+		Cmdline:      s.Cmdline,
+		BaseImage:    s.BaseImage,
+		OverlayDir:   s.OverlayDir,
+		Bridge:       s.Bridge,
+		Mac:          s.MAC,
+		Labels:       s.Labels,
+		ReuseOverlay: s.ReuseOverlay,
 	}
 }
 
 func specFromPB(s *pb.DomainSpec) driver.DomainSpec {
 	return driver.DomainSpec{
-		Name:        s.GetName(),
-		VCPUs:       int(s.GetVcpus()),
-		MemoryMiB:   s.GetMemoryMib(),
-		Accelerator: s.GetAccelerator(),
-		Kernel:      s.GetKernel(),
-		Initrd:      s.GetInitrd(),
-		Cmdline:     s.GetCmdline(),
-		BaseImage:   s.GetBaseImage(),
-		OverlayDir:  s.GetOverlayDir(),
-		Bridge:      s.GetBridge(),
-		MAC:         s.GetMac(),
-		Labels:      s.GetLabels(),
+		Name:         s.GetName(),
+		VCPUs:        int(s.GetVcpus()),
+		MemoryMiB:    s.GetMemoryMib(),
+		Accelerator:  s.GetAccelerator(),
+		Kernel:       s.GetKernel(),
+		Initrd:       s.GetInitrd(),
+		Cmdline:      s.GetCmdline(),
+		BaseImage:    s.GetBaseImage(),
+		OverlayDir:   s.GetOverlayDir(),
+		Bridge:       s.GetBridge(),
+		MAC:          s.GetMac(),
+		Labels:       s.GetLabels(),
+		ReuseOverlay: s.GetReuseOverlay(),
 	}
 }
 

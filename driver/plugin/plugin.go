@@ -19,7 +19,11 @@ import (
 // of the same protocol, and that the plugin binary refuses to run by hand.
 // Bump ProtocolVersion on any incompatible change of driver.proto.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  3, // 2: records (PutRecord, ListRecords, DeleteRecord); 3: CheckpointDomain, RestoreDomain
+	// 2: records (PutRecord, ListRecords, DeleteRecord); 3: CheckpointDomain,
+	// RestoreDomain; 4: UndefineDomain's keep_storage and DomainSpec's
+	// reuse_overlay (a driver of 3 would ignore them: delete a disk another
+	// copy of the guest uses, refuse to restart a guest on its own disk).
+	ProtocolVersion:  4,
 	MagicCookieKey:   "VIRTPOOL_DRIVER_PLUGIN",
 	MagicCookieValue: "5d1f0b3e-virtpool-driver",
 }

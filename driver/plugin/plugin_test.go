@@ -82,8 +82,8 @@ func (f *fakeDriver) ShutdownDomain(_ context.Context, uri, name string, timeout
 	return f.err
 }
 
-func (f *fakeDriver) UndefineDomain(_ context.Context, uri, name string) error {
-	f.record(uri, name)
+func (f *fakeDriver) UndefineDomain(_ context.Context, uri, name string, opts driver.UndefineOptions) error {
+	f.record(uri, name, opts)
 	return f.err
 }
 
@@ -229,7 +229,7 @@ func TestRoundTrip(t *testing.T) {
 	spec := driver.DomainSpec{
 		Name: "web-2", VCPUs: 4, MemoryMiB: 2048, Accelerator: driver.AccelTCG,
 		Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0",
-		BaseImage: "/img/base.qcow2", OverlayDir: "/var/lib/vp",
+		BaseImage: "/img/base.qcow2", OverlayDir: "/var/lib/vp", ReuseOverlay: true,
 		Bridge: "br0", MAC: "52:54:00:00:00:01", Labels: labels,
 	}
 	req := driver.MigrateRequest{
@@ -259,8 +259,12 @@ func TestRoundTrip(t *testing.T) {
 		{"ShutdownDomain", func() (any, error) {
 			return nil, d.ShutdownDomain(ctx, "qemu:///system", "web-1", 90*time.Second+1)
 		}, nil, []any{"qemu:///system", "web-1", 90*time.Second + 1}},
-		{"UndefineDomain", func() (any, error) { return nil, d.UndefineDomain(ctx, "qemu:///system", "web-1") },
-			nil, []any{"qemu:///system", "web-1"}},
+		{"UndefineDomain", func() (any, error) {
+			return nil, d.UndefineDomain(ctx, "qemu:///system", "web-1", driver.UndefineOptions{KeepStorage: true})
+		}, nil, []any{"qemu:///system", "web-1", driver.UndefineOptions{KeepStorage: true}}},
+		{"UndefineDomain, storage too", func() (any, error) {
+			return nil, d.UndefineDomain(ctx, "qemu:///system", "web-1", driver.UndefineOptions{})
+		}, nil, []any{"qemu:///system", "web-1", driver.UndefineOptions{}}},
 		{"Stats", func() (any, error) { return d.Stats(ctx, "xen:///system") },
 			fake.stats, []any{"xen:///system"}},
 		{"Migrate", func() (any, error) {
@@ -328,7 +332,9 @@ func TestErrors(t *testing.T) {
 			return err
 		}},
 		{"ShutdownDomain", func(ctx context.Context, d driver.Driver) error { return d.ShutdownDomain(ctx, "u", "x", time.Second) }},
-		{"UndefineDomain", func(ctx context.Context, d driver.Driver) error { return d.UndefineDomain(ctx, "u", "x") }},
+		{"UndefineDomain", func(ctx context.Context, d driver.Driver) error {
+			return d.UndefineDomain(ctx, "u", "x", driver.UndefineOptions{})
+		}},
 		{"Stats", func(ctx context.Context, d driver.Driver) error { _, err := d.Stats(ctx, "u"); return err }},
 		{"Migrate", func(ctx context.Context, d driver.Driver) error {
 			_, err := d.Migrate(ctx, driver.MigrateRequest{Domain: "x"}, nil)

@@ -51,7 +51,7 @@ func (s *Server) ShutdownDomain(ctx context.Context, req *pb.ShutdownDomainReque
 }
 
 func (s *Server) UndefineDomain(ctx context.Context, req *pb.UndefineDomainRequest) (*pb.Empty, error) {
-	if err := s.Impl.UndefineDomain(ctx, req.GetUri(), req.GetName()); err != nil {
+	if err := s.Impl.UndefineDomain(ctx, req.GetUri(), req.GetName(), driver.UndefineOptions{KeepStorage: req.GetKeepStorage()}); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.Empty{}, nil

@@ -545,19 +545,22 @@ func (x *Domain) GetLabels() map[string]string {
 }
 
 type DomainSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Vcpus         int64                  `protobuf:"varint,2,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
-	MemoryMib     uint64                 `protobuf:"varint,3,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
-	Accelerator   string                 `protobuf:"bytes,4,opt,name=accelerator,proto3" json:"accelerator,omitempty"`
-	Kernel        string                 `protobuf:"bytes,5,opt,name=kernel,proto3" json:"kernel,omitempty"`
-	Initrd        string                 `protobuf:"bytes,6,opt,name=initrd,proto3" json:"initrd,omitempty"`
-	Cmdline       string                 `protobuf:"bytes,7,opt,name=cmdline,proto3" json:"cmdline,omitempty"`
-	BaseImage     string                 `protobuf:"bytes,8,opt,name=base_image,json=baseImage,proto3" json:"base_image,omitempty"`
-	OverlayDir    string                 `protobuf:"bytes,9,opt,name=overlay_dir,json=overlayDir,proto3" json:"overlay_dir,omitempty"`
-	Bridge        string                 `protobuf:"bytes,10,opt,name=bridge,proto3" json:"bridge,omitempty"`
-	Mac           string                 `protobuf:"bytes,11,opt,name=mac,proto3" json:"mac,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Vcpus       int64                  `protobuf:"varint,2,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	MemoryMib   uint64                 `protobuf:"varint,3,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	Accelerator string                 `protobuf:"bytes,4,opt,name=accelerator,proto3" json:"accelerator,omitempty"`
+	Kernel      string                 `protobuf:"bytes,5,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	Initrd      string                 `protobuf:"bytes,6,opt,name=initrd,proto3" json:"initrd,omitempty"`
+	Cmdline     string                 `protobuf:"bytes,7,opt,name=cmdline,proto3" json:"cmdline,omitempty"`
+	BaseImage   string                 `protobuf:"bytes,8,opt,name=base_image,json=baseImage,proto3" json:"base_image,omitempty"`
+	OverlayDir  string                 `protobuf:"bytes,9,opt,name=overlay_dir,json=overlayDir,proto3" json:"overlay_dir,omitempty"`
+	Bridge      string                 `protobuf:"bytes,10,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	Mac         string                 `protobuf:"bytes,11,opt,name=mac,proto3" json:"mac,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// An overlay that exists at the domain's path is its disk (an HA restart
+	// elsewhere): reused, not refused.
+	ReuseOverlay  bool `protobuf:"varint,13,opt,name=reuse_overlay,json=reuseOverlay,proto3" json:"reuse_overlay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -676,6 +679,13 @@ func (x *DomainSpec) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *DomainSpec) GetReuseOverlay() bool {
+	if x != nil {
+		return x.ReuseOverlay
+	}
+	return false
+}
+
 type CreateDomainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
@@ -789,9 +799,11 @@ func (x *ShutdownDomainRequest) GetTimeoutNs() int64 {
 }
 
 type UndefineDomainRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Uri           string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uri   string                 `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Keep the domain's overlay: another copy of the guest uses it.
+	KeepStorage   bool `protobuf:"varint,3,opt,name=keep_storage,json=keepStorage,proto3" json:"keep_storage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -838,6 +850,13 @@ func (x *UndefineDomainRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *UndefineDomainRequest) GetKeepStorage() bool {
+	if x != nil {
+		return x.KeepStorage
+	}
+	return false
 }
 
 type StatsRequest struct {
@@ -2389,7 +2408,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x06labels\x18\a \x03(\v2&.virtpool.driver.v1.Domain.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x03\n" +
 	"\n" +
 	"DomainSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -2407,7 +2426,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x06bridge\x18\n" +
 	" \x01(\tR\x06bridge\x12\x10\n" +
 	"\x03mac\x18\v \x01(\tR\x03mac\x12B\n" +
-	"\x06labels\x18\f \x03(\v2*.virtpool.driver.v1.DomainSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\f \x03(\v2*.virtpool.driver.v1.DomainSpec.LabelsEntryR\x06labels\x12#\n" +
+	"\rreuse_overlay\x18\r \x01(\bR\freuseOverlay\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
@@ -2418,10 +2438,11 @@ const file_driver_proto_rawDesc = "" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"timeout_ns\x18\x03 \x01(\x03R\ttimeoutNs\"=\n" +
+	"timeout_ns\x18\x03 \x01(\x03R\ttimeoutNs\"`\n" +
 	"\x15UndefineDomainRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\" \n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
+	"\fkeep_storage\x18\x03 \x01(\bR\vkeepStorage\" \n" +
 	"\fStatsRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\"\xef\x02\n" +
 	"\tHostStats\x121\n" +

@@ -120,13 +120,14 @@ func (d *Driver) CreateDomain(ctx context.Context, uri string, spec driver.Domai
 		return driver.Domain{}, opError(op, uri, spec.Name, driver.CodeInvalidArg, err)
 	}
 	var overlay string
+	var created bool // by this call: a reused overlay is never deleted here
 	if spec.BaseImage != "" {
-		if overlay, err = createOverlay(c, spec); err != nil {
+		if overlay, created, err = d.overlay(c, uri, spec); err != nil {
 			return driver.Domain{}, wrap(op, uri, spec.Name, err)
 		}
 	}
 	cleanupOverlay := func() {
-		if overlay != "" {
+		if created {
 			if err := deleteVolume(c, overlay); err != nil {
 				d.log.Warn("overlay left behind", "path", overlay, "error", err)
 			}
@@ -343,8 +344,9 @@ func destroyIfActive(dom *lv.Domain) error {
 	return err
 }
 
-// UndefineDomain removes a stopped domain and the overlay virtpool made.
-func (d *Driver) UndefineDomain(ctx context.Context, uri, name string) error {
+// UndefineDomain removes a stopped domain and, unless opts.KeepStorage,
+// the overlay virtpool made.
+func (d *Driver) UndefineDomain(ctx context.Context, uri, name string, opts driver.UndefineOptions) error {
 	const op = "undefine domain"
 	err := d.withDomain(ctx, op, uri, name, func(c *lv.Connect, dom *lv.Domain) error {
 		if active, err := dom.IsActive(); err != nil {
@@ -359,7 +361,9 @@ func (d *Driver) UndefineDomain(ctx context.Context, uri, name string) error {
 		if err := dom.UndefineFlags(lv.DOMAIN_UNDEFINE_MANAGED_SAVE | lv.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA); err != nil {
 			return err
 		}
-		if m.Overlay != "" {
+		if m.Overlay != "" && opts.KeepStorage {
+			d.log.Info("domain removed, its overlay kept (another copy uses it)", "host", uri, "domain", name, "overlay", m.Overlay)
+		} else if m.Overlay != "" {
 			if err := deleteVolume(c, m.Overlay); err != nil {
 				return fmt.Errorf("remove overlay %s: %w", m.Overlay, err)
 			}
@@ -372,40 +376,58 @@ func (d *Driver) UndefineDomain(ctx context.Context, uri, name string) error {
 	return err
 }
 
-// createOverlay creates <dir>/<name>.qcow2 backed by the base image through
-// libvirt's storage API, so it works on remote hosts too.
-func createOverlay(c *lv.Connect, s driver.DomainSpec) (string, error) {
-	dir := s.OverlayDir
-	if dir == "" {
-		dir = filepath.Dir(s.BaseImage)
-	}
+// overlay returns the overlay of a domain being created, and whether it
+// created it: <dir>/<name>.qcow2 (driver.OverlayPath) backed by the base
+// image, made through libvirt's storage API, so it works on remote hosts
+// too. One that exists already is used as it is with spec.ReuseOverlay
+// (after driver.CheckReuse), and refused without.
+func (d *Driver) overlay(c *lv.Connect, uri string, s driver.DomainSpec) (string, bool, error) {
+	path := driver.OverlayPath(s)
+	dir := filepath.Dir(path)
 	pool, err := dirPool(c, dir)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer pool.Free()
 	if err := pool.Refresh(0); err != nil {
-		return "", fmt.Errorf("refresh storage pool %s: %w", dir, err)
+		return "", false, fmt.Errorf("refresh storage pool %s: %w", dir, err)
 	}
-	base, err := c.LookupStorageVolByPath(s.BaseImage)
+	if v, err := pool.LookupStorageVolByName(filepath.Base(path)); err == nil {
+		defer v.Free()
+		if !s.ReuseOverlay {
+			return "", false, fmt.Errorf("overlay %s exists already (another guest's disk, or one left behind): not overwritten", path)
+		}
+		if err := reusable(c, v, path, s.BaseImage); err != nil {
+			return "", false, err
+		}
+		d.log.Info("existing overlay reused", "host", uri, "domain", s.Name, "overlay", path, "base", s.BaseImage)
+		return path, false, nil
+	} else if !hasCode(err, lv.ERR_NO_STORAGE_VOL) {
+		return "", false, fmt.Errorf("overlay %s: %w", path, err)
+	}
+	if s.ReuseOverlay {
+		d.log.Warn("no overlay to reuse: a new one is made from the base image (is the overlay directory on storage the hosts share?)",
+			"host", uri, "domain", s.Name, "overlay", path, "base", s.BaseImage)
+	}
+	base, err := lookupVolume(c, s.BaseImage)
 	if err != nil {
-		return "", fmt.Errorf("base image %s: %w", s.BaseImage, err)
+		return "", false, fmt.Errorf("base image %s: %w", s.BaseImage, err)
 	}
 	baseXMLStr, err := base.GetXMLDesc(0)
 	base.Free()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var baseVol libvirtxml.StorageVolume
 	if err := baseVol.Unmarshal(baseXMLStr); err != nil {
-		return "", fmt.Errorf("base image %s: %w", s.BaseImage, err)
+		return "", false, fmt.Errorf("base image %s: %w", s.BaseImage, err)
 	}
 	baseFormat := "raw"
 	if baseVol.Target != nil && baseVol.Target.Format != nil {
 		baseFormat = baseVol.Target.Format.Type
 	}
 	vol := libvirtxml.StorageVolume{
-		Name:     s.Name + ".qcow2",
+		Name:     filepath.Base(path),
 		Capacity: baseVol.Capacity,
 		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
 		BackingStore: &libvirtxml.StorageVolumeBackingStore{
@@ -415,19 +437,66 @@ func createOverlay(c *lv.Connect, s driver.DomainSpec) (string, error) {
 	}
 	x, err := vol.Marshal()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	v, err := pool.StorageVolCreateXML(x, 0)
 	if err != nil {
-		return "", fmt.Errorf("create overlay in %s: %w", dir, err)
+		return "", false, fmt.Errorf("create overlay in %s: %w", dir, err)
 	}
 	defer v.Free()
-	return v.GetPath()
+	got, err := v.GetPath()
+	return got, true, err
+}
+
+// reusable checks that the volume v at path, an overlay that exists, is a
+// qcow2 backed by base, which exists (driver.CheckReuse).
+func reusable(c *lv.Connect, v *lv.StorageVol, path, base string) error {
+	x, err := v.GetXMLDesc(0)
+	if err != nil {
+		return fmt.Errorf("overlay %s: %w", path, err)
+	}
+	var vol libvirtxml.StorageVolume
+	if err := vol.Unmarshal(x); err != nil {
+		return fmt.Errorf("overlay %s: %w", path, err)
+	}
+	if vol.Target != nil && vol.Target.Format != nil && vol.Target.Format.Type != "qcow2" {
+		return fmt.Errorf("overlay %s exists but is %s, not qcow2: not reused", path, vol.Target.Format.Type)
+	}
+	var backing string
+	if vol.BackingStore != nil {
+		backing = vol.BackingStore.Path
+	}
+	var baseErr error
+	if b, err := lookupVolume(c, base); err != nil {
+		baseErr = err
+	} else {
+		b.Free()
+	}
+	return driver.CheckReuse(path, backing, base, baseErr)
+}
+
+// lookupVolume finds the volume of a file, its directory's storage pool
+// refreshed first (a dir pool lists what it saw at its last refresh).
+func lookupVolume(c *lv.Connect, path string) (*lv.StorageVol, error) {
+	pool, err := dirPool(c, filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Free()
+	if err := pool.Refresh(0); err != nil {
+		return nil, fmt.Errorf("refresh storage pool %s: %w", filepath.Dir(path), err)
+	}
+	return c.LookupStorageVolByPath(path)
 }
 
 // dirPool finds the storage pool of a directory, or starts a transient one.
 func dirPool(c *lv.Connect, dir string) (*lv.StoragePool, error) {
 	if p, err := c.LookupStoragePoolByTargetPath(dir); err == nil {
+		return p, nil
+	}
+	// Another caller may have started it since (or libvirt's test driver,
+	// which has no lookup by path, did).
+	if p, err := c.LookupStoragePoolByName(dirPoolName(dir)); err == nil {
 		return p, nil
 	}
 	x, err := (&libvirtxml.StoragePool{

@@ -25,7 +25,8 @@ const (
 type metadata struct {
 	XMLName xml.Name        `xml:"domain"`
 	Labels  []metadataLabel `xml:"label"`
-	// Overlay is the copy-on-write disk virtpool created, removed on undefine.
+	// Overlay is the copy-on-write disk virtpool created (or reused), removed
+	// on undefine unless told to keep it.
 	Overlay string `xml:"overlay,omitempty"`
 	// Migration notes the limits of the last migration out started here.
 	Migration *migrationNote `xml:"migration,omitempty"`

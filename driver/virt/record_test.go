@@ -119,7 +119,7 @@ func TestRecordNeverClobbersAGuest(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		_ = d.ShutdownDomain(ctx, testURI, guest.Name, 0)
-		_ = d.UndefineDomain(ctx, testURI, guest.Name)
+		_ = d.UndefineDomain(ctx, testURI, guest.Name, driver.UndefineOptions{})
 	})
 	cases := []struct {
 		name string

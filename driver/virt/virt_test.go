@@ -88,7 +88,7 @@ func TestCreateListStatsShutdownUndefine(t *testing.T) {
 		t.Fatalf("domain stats for %s: %+v", spec.Name, ds)
 	}
 
-	if err := d.UndefineDomain(ctx, testURI, spec.Name); driver.CodeOf(err) != driver.CodeOperationInvalid {
+	if err := d.UndefineDomain(ctx, testURI, spec.Name, driver.UndefineOptions{}); driver.CodeOf(err) != driver.CodeOperationInvalid {
 		t.Fatalf("undefine of a running domain: got %v, want operation-invalid", err)
 	}
 	if err := d.ShutdownDomain(ctx, testURI, spec.Name, time.Second); err != nil {
@@ -97,10 +97,10 @@ func TestCreateListStatsShutdownUndefine(t *testing.T) {
 	if err := d.ShutdownDomain(ctx, testURI, spec.Name, time.Second); err != nil {
 		t.Fatalf("second shutdown should be a no-op: %v", err)
 	}
-	if err := d.UndefineDomain(ctx, testURI, spec.Name); err != nil {
+	if err := d.UndefineDomain(ctx, testURI, spec.Name, driver.UndefineOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.UndefineDomain(ctx, testURI, spec.Name); err != nil {
+	if err := d.UndefineDomain(ctx, testURI, spec.Name, driver.UndefineOptions{}); err != nil {
 		t.Fatalf("second undefine should be a no-op: %v", err)
 	}
 	doms, _ = d.ListDomains(ctx, testURI)

@@ -2,7 +2,10 @@
 // of pool operations and the autoscaler plugins: hosts with domains and
 // records, CPU counters that advance with a fake clock, and live migration
 // that moves a domain (restarting its counters, as a new QEMU process
-// would). Fault hooks make calls fail where a test wants.
+// would). Fault hooks make calls fail where a test wants. Overlays are
+// files of storage every host shares, by path (as the overlay directories
+// of pool members and single domains with a base image are), so a test
+// sees which copy of a guest deleted whose disk.
 package pooltest
 
 import (
@@ -29,6 +32,17 @@ type Domain struct {
 	DiskBytes, NetBytes uint64
 	// Job is what JobStats reports: Migrate sets it on both sides.
 	Job driver.Job
+	// Overlay is the path of its disk on the shared storage ("" for
+	// none), as the libvirt driver keeps it in the domain's metadata.
+	Overlay string
+}
+
+// Disk is an overlay on the shared storage.
+type Disk struct {
+	Path string
+	Base string // the base image it is backed by
+	// Data is what guests wrote to it (WriteDisk).
+	Data string
 }
 
 // Host is a fake hypervisor.
@@ -54,6 +68,9 @@ type Driver struct {
 	uuid  int
 	// watchers get the hosts' events (Watch), by URI.
 	watchers map[string][]chan driver.DomainEvent
+	// The shared storage: overlays by path, and the base images there.
+	disks  map[string]*Disk
+	images map[string]bool
 
 	// Migrations records every Migrate request that moved a domain.
 	Migrations []driver.MigrateRequest
@@ -74,7 +91,8 @@ type Driver struct {
 // New returns a fake driver with hosts of the given URIs, each with cpus
 // CPUs and memGiB GiB of memory.
 func New(cpus int, memGiB uint64, uris ...string) *Driver {
-	d := &Driver{hosts: map[string]*Host{}, now: time.Unix(1_700_000_000, 0), Calls: map[string]int{}}
+	d := &Driver{hosts: map[string]*Host{}, now: time.Unix(1_700_000_000, 0), Calls: map[string]int{},
+		disks: map[string]*Disk{}, images: map[string]bool{}}
 	for _, u := range uris {
 		d.hosts[u] = &Host{URI: u, CPUs: cpus, MemoryBytes: memGiB << 30, Domains: map[string]*Domain{},
 			Records: map[string]driver.Record{}}
@@ -168,6 +186,98 @@ func (d *Driver) AddDomain(uri string, dom driver.Domain, load float64) {
 	d.hosts[uri].Domains[dom.Name] = &Domain{Domain: dom, Load: load, RSSKiB: dom.MemoryMiB << 10 / 2}
 }
 
+// AddImage puts a base image on the shared storage; CreateDomain refuses
+// a base image that is not there, as libvirt does.
+func (d *Driver) AddImage(path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.images[path] = true
+}
+
+// RemoveImage takes a base image off the shared storage.
+func (d *Driver) RemoveImage(path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.images, path)
+}
+
+// Disk returns the overlay at path, if it exists.
+func (d *Driver) Disk(path string) (Disk, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dk, ok := d.disks[path]
+	if !ok {
+		return Disk{}, false
+	}
+	return *dk, true
+}
+
+// Disks lists the paths of the overlays that exist, sorted.
+func (d *Driver) Disks() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.disks))
+	for p := range d.disks {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Overlay returns the path of the disk a domain of a host uses ("" if it
+// has none or is not there).
+func (d *Driver) Overlay(uri, name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h, ok := d.hosts[uri]; ok {
+		if dom, ok := h.Domains[name]; ok {
+			return dom.Overlay
+		}
+	}
+	return ""
+}
+
+// WriteDisk has a running domain of a host write data to its disk (all
+// it holds from then on).
+func (d *Driver) WriteDisk(uri, name, data string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var dom *Domain
+	if h, ok := d.hosts[uri]; ok {
+		dom = h.Domains[name]
+	}
+	switch {
+	case dom == nil || dom.State != driver.StateRunning:
+		return fmt.Errorf("write the disk of %s on %s: not running there", name, uri)
+	case d.disks[dom.Overlay] == nil:
+		return fmt.Errorf("write the disk of %s on %s: its overlay %q does not exist", name, uri, dom.Overlay)
+	}
+	d.disks[dom.Overlay].Data = data
+	return nil
+}
+
+// overlay finds or makes the overlay of a domain being created
+// (driver.DomainSpec.ReuseOverlay says whether one that exists is
+// reused), as the libvirt driver does, with its messages.
+func (d *Driver) overlay(spec driver.DomainSpec) (string, error) {
+	path := driver.OverlayPath(spec)
+	var baseErr error
+	if !d.images[spec.BaseImage] {
+		baseErr = fmt.Errorf("storage volume not found: no storage vol with matching path '%s'", spec.BaseImage)
+	}
+	if dk, ok := d.disks[path]; ok {
+		if !spec.ReuseOverlay {
+			return "", fmt.Errorf("overlay %s exists already (another guest's disk, or one left behind): not overwritten", path)
+		}
+		return path, driver.CheckReuse(path, dk.Base, spec.BaseImage, baseErr)
+	}
+	if baseErr != nil {
+		return "", fmt.Errorf("base image %s: %w", spec.BaseImage, baseErr)
+	}
+	d.disks[path] = &Disk{Path: path, Base: spec.BaseImage}
+	return path, nil
+}
+
 func (d *Driver) enter(method, uri, domain string) (*Host, error) {
 	d.Calls[method]++
 	if d.Fail != nil {
@@ -232,10 +342,16 @@ func (d *Driver) CreateDomain(_ context.Context, uri string, spec driver.DomainS
 		return driver.Domain{}, &driver.Error{Op: "create domain", Host: uri, Domain: spec.Name, Code: driver.CodeOperationInvalid,
 			Err: fmt.Errorf("domain exists")}
 	}
+	var overlay string
+	if spec.BaseImage != "" {
+		if overlay, err = d.overlay(spec); err != nil {
+			return driver.Domain{}, &driver.Error{Op: "create domain", Host: uri, Domain: spec.Name, Err: err}
+		}
+	}
 	d.uuid++
 	dom := driver.Domain{Name: spec.Name, UUID: fmt.Sprintf("00000000-0000-0000-0000-%012d", d.uuid), State: driver.StateRunning,
 		Persistent: true, VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB, Labels: copyLabels(spec.Labels)}
-	h.Domains[spec.Name] = &Domain{Domain: dom, RSSKiB: spec.MemoryMiB << 10 / 2}
+	h.Domains[spec.Name] = &Domain{Domain: dom, RSSKiB: spec.MemoryMiB << 10 / 2, Overlay: overlay}
 	d.emit(uri, dom.Name, dom.UUID, driver.LifecycleStarted, driver.DetailBooted)
 	return dom, nil
 }
@@ -268,8 +384,9 @@ func (d *Driver) PowerOff(uri string) {
 	}
 }
 
-// UndefineDomain implements driver.Driver.
-func (d *Driver) UndefineDomain(_ context.Context, uri, name string) error {
+// UndefineDomain implements driver.Driver: the domain's overlay goes
+// too, from the shared storage, unless opts.KeepStorage.
+func (d *Driver) UndefineDomain(_ context.Context, uri, name string, opts driver.UndefineOptions) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h, err := d.enter("UndefineDomain", uri, name)
@@ -281,6 +398,9 @@ func (d *Driver) UndefineDomain(_ context.Context, uri, name string) error {
 			return &driver.Error{Op: "undefine", Host: uri, Domain: name, Code: driver.CodeOperationInvalid, Err: fmt.Errorf("domain is running")}
 		}
 		delete(h.Domains, name)
+		if dom.Overlay != "" && !opts.KeepStorage {
+			delete(d.disks, dom.Overlay)
+		}
 	}
 	return nil
 }
@@ -335,7 +455,7 @@ func (d *Driver) Migrate(ctx context.Context, req driver.MigrateRequest, progres
 	// In flight: paused copy on the destination, half the memory sent.
 	half := driver.MigrateProgress{DataTotal: dom.MemoryMiB << 20, DataProcessed: dom.MemoryMiB << 19, DataRemaining: dom.MemoryMiB << 19}
 	dom.Job = driver.Job{State: driver.JobRunning, Progress: half, Downtime: 30 * time.Millisecond}
-	incoming := &Domain{Domain: dom.Domain, Load: dom.Load, Job: dom.Job}
+	incoming := &Domain{Domain: dom.Domain, Load: dom.Load, Job: dom.Job, Overlay: dom.Overlay}
 	incoming.State = driver.StatePaused
 	incoming.Labels = copyLabels(dom.Labels)
 	dst.Domains[req.Domain] = incoming
