@@ -304,6 +304,8 @@ type MigrateProgress struct {
 	DataProcessed uint64
 	DataRemaining uint64
 	PostCopy      bool
+	// ThrottlePercent is how much auto-converge slows the guest's vCPUs.
+	ThrottlePercent int
 }
 
 // Job states.

@@ -582,7 +582,7 @@ func (o *Ops) migrate(ctx context.Context, pool, name, from, to string, opts dri
 			pct = 100 * float64(p.DataProcessed) / float64(p.DataTotal)
 		}
 		log.Info("live migration progress", "elapsed", p.Elapsed.String(), "percent", fmt.Sprintf("%.0f", pct),
-			"remaining_bytes", p.DataRemaining, "postcopy", p.PostCopy)
+			"remaining_bytes", p.DataRemaining, "postcopy", p.PostCopy, "throttle_percent", p.ThrottlePercent)
 		e := rec
 		e.ElapsedMs, e.Percent, e.RemainingBytes = p.Elapsed.Milliseconds(), pct, p.DataRemaining
 		emit(event.MigrationProgress, "live migration progress", e)

@@ -376,21 +376,23 @@ func migrateRequestFromPB(r *pb.MigrateRequest) driver.MigrateRequest {
 
 func progressToPB(p driver.MigrateProgress) *pb.MigrateProgress {
 	return &pb.MigrateProgress{
-		ElapsedNs:     durToPB(p.Elapsed),
-		DataTotal:     p.DataTotal,
-		DataProcessed: p.DataProcessed,
-		DataRemaining: p.DataRemaining,
-		PostCopy:      p.PostCopy,
+		ElapsedNs:       durToPB(p.Elapsed),
+		DataTotal:       p.DataTotal,
+		DataProcessed:   p.DataProcessed,
+		DataRemaining:   p.DataRemaining,
+		PostCopy:        p.PostCopy,
+		ThrottlePercent: int32(p.ThrottlePercent),
 	}
 }
 
 func progressFromPB(p *pb.MigrateProgress) driver.MigrateProgress {
 	return driver.MigrateProgress{
-		Elapsed:       durFromPB(p.GetElapsedNs()),
-		DataTotal:     p.GetDataTotal(),
-		DataProcessed: p.GetDataProcessed(),
-		DataRemaining: p.GetDataRemaining(),
-		PostCopy:      p.GetPostCopy(),
+		Elapsed:         durFromPB(p.GetElapsedNs()),
+		DataTotal:       p.GetDataTotal(),
+		DataProcessed:   p.GetDataProcessed(),
+		DataRemaining:   p.GetDataRemaining(),
+		PostCopy:        p.GetPostCopy(),
+		ThrottlePercent: int(p.GetThrottlePercent()),
 	}
 }
 

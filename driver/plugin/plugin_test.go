@@ -213,7 +213,7 @@ func TestRoundTrip(t *testing.T) {
 		},
 		progress: []driver.MigrateProgress{
 			{Elapsed: 100 * time.Millisecond, DataTotal: 1000, DataProcessed: 10, DataRemaining: 990},
-			{Elapsed: 1500 * time.Millisecond, DataTotal: 1000, DataProcessed: 600, DataRemaining: 400},
+			{Elapsed: 1500 * time.Millisecond, DataTotal: 1000, DataProcessed: 600, DataRemaining: 400, ThrottlePercent: 30},
 			{Elapsed: 3 * time.Second, DataTotal: 1200, DataProcessed: 1150, DataRemaining: 50, PostCopy: true},
 		},
 		result: driver.MigrateResult{UUID: "u1", Elapsed: 3200 * time.Millisecond, Downtime: 42 * time.Millisecond, Bytes: 1 << 33, PostCopy: true},

@@ -1368,14 +1368,15 @@ func (x *MigrateRequest) GetOptions() *MigrateOptions {
 }
 
 type MigrateProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ElapsedNs     int64                  `protobuf:"varint,1,opt,name=elapsed_ns,json=elapsedNs,proto3" json:"elapsed_ns,omitempty"`
-	DataTotal     uint64                 `protobuf:"varint,2,opt,name=data_total,json=dataTotal,proto3" json:"data_total,omitempty"`
-	DataProcessed uint64                 `protobuf:"varint,3,opt,name=data_processed,json=dataProcessed,proto3" json:"data_processed,omitempty"`
-	DataRemaining uint64                 `protobuf:"varint,4,opt,name=data_remaining,json=dataRemaining,proto3" json:"data_remaining,omitempty"`
-	PostCopy      bool                   `protobuf:"varint,5,opt,name=post_copy,json=postCopy,proto3" json:"post_copy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ElapsedNs       int64                  `protobuf:"varint,1,opt,name=elapsed_ns,json=elapsedNs,proto3" json:"elapsed_ns,omitempty"`
+	DataTotal       uint64                 `protobuf:"varint,2,opt,name=data_total,json=dataTotal,proto3" json:"data_total,omitempty"`
+	DataProcessed   uint64                 `protobuf:"varint,3,opt,name=data_processed,json=dataProcessed,proto3" json:"data_processed,omitempty"`
+	DataRemaining   uint64                 `protobuf:"varint,4,opt,name=data_remaining,json=dataRemaining,proto3" json:"data_remaining,omitempty"`
+	PostCopy        bool                   `protobuf:"varint,5,opt,name=post_copy,json=postCopy,proto3" json:"post_copy,omitempty"`
+	ThrottlePercent int32                  `protobuf:"varint,6,opt,name=throttle_percent,json=throttlePercent,proto3" json:"throttle_percent,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MigrateProgress) Reset() {
@@ -1441,6 +1442,13 @@ func (x *MigrateProgress) GetPostCopy() bool {
 		return x.PostCopy
 	}
 	return false
+}
+
+func (x *MigrateProgress) GetThrottlePercent() int32 {
+	if x != nil {
+		return x.ThrottlePercent
+	}
+	return 0
 }
 
 type MigrateResult struct {
@@ -2499,7 +2507,7 @@ const file_driver_proto_rawDesc = "" +
 	"\bdest_uri\x18\x03 \x01(\tR\adestUri\x12\"\n" +
 	"\rdest_peer_uri\x18\x04 \x01(\tR\vdestPeerUri\x12#\n" +
 	"\rmigration_uri\x18\x05 \x01(\tR\fmigrationUri\x12<\n" +
-	"\aoptions\x18\x06 \x01(\v2\".virtpool.driver.v1.MigrateOptionsR\aoptions\"\xba\x01\n" +
+	"\aoptions\x18\x06 \x01(\v2\".virtpool.driver.v1.MigrateOptionsR\aoptions\"\xe5\x01\n" +
 	"\x0fMigrateProgress\x12\x1d\n" +
 	"\n" +
 	"elapsed_ns\x18\x01 \x01(\x03R\telapsedNs\x12\x1d\n" +
@@ -2507,7 +2515,8 @@ const file_driver_proto_rawDesc = "" +
 	"data_total\x18\x02 \x01(\x04R\tdataTotal\x12%\n" +
 	"\x0edata_processed\x18\x03 \x01(\x04R\rdataProcessed\x12%\n" +
 	"\x0edata_remaining\x18\x04 \x01(\x04R\rdataRemaining\x12\x1b\n" +
-	"\tpost_copy\x18\x05 \x01(\bR\bpostCopy\"\x96\x01\n" +
+	"\tpost_copy\x18\x05 \x01(\bR\bpostCopy\x12)\n" +
+	"\x10throttle_percent\x18\x06 \x01(\x05R\x0fthrottlePercent\"\x96\x01\n" +
 	"\rMigrateResult\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x1d\n" +
 	"\n" +

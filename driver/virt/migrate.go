@@ -352,10 +352,11 @@ func completed(src, dst *lv.Connect, name string) (driver.MigrateResult, error) 
 // progressOf is the progress libvirt's job stats report.
 func progressOf(js *lv.DomainJobInfo) driver.MigrateProgress {
 	return driver.MigrateProgress{
-		Elapsed:       time.Duration(js.TimeElapsed) * time.Millisecond,
-		DataTotal:     js.DataTotal,
-		DataProcessed: js.DataProcessed,
-		DataRemaining: js.DataRemaining,
+		Elapsed:         time.Duration(js.TimeElapsed) * time.Millisecond,
+		DataTotal:       js.DataTotal,
+		DataProcessed:   js.DataProcessed,
+		DataRemaining:   js.DataRemaining,
+		ThrottlePercent: int(js.AutoConvergeThrottle),
 	}
 }
 
