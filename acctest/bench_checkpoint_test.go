@@ -690,7 +690,7 @@ func storagePool(tb testing.TB, c *lv.Connect, dir string) *lv.StoragePool {
 }
 
 // quantile is the q-quantile of xs by the nearest rank.
-func quantile[T time.Duration | float64](xs []T, q float64) T {
+func quantile[T time.Duration | float64 | int64](xs []T, q float64) T {
 	if len(xs) == 0 {
 		return 0
 	}

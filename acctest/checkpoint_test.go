@@ -32,7 +32,7 @@ func TestAccCheckpointRestore(t *testing.T) {
 	if h1.ShipBin == "" {
 		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
 	}
-	srcDir := filepath.Join(h1.ShipDir(), "out")
+	srcDir := filepath.Join(h1.ShipDir(), "out", "acc") // the helper keeps out/ itself
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,9 @@ type Agent struct {
 	// Failover (failover.go).
 	fo       *failover
 	runFence func(ctx context.Context, argv []string) error
+
+	// Protection (protect.go).
+	prot protector
 }
 
 // New returns an agent over f, configured by cfg.
@@ -65,6 +68,14 @@ func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 		announced: map[string]int{}, completed: map[string]driver.Job{},
 		fo: newFailover(cfg.FailoverGrace, cfg.StandbyOff), runFence: power.Run}
 	a.durations, a.downtimes = newHistograms()
+	a.prot = protector{loops: map[string]*protectLoop{}, recorded: map[string]string{}, last: map[string]Protection{}}
+	if len(cfg.Helpers) > 0 {
+		var err error
+		if a.prot.tls, err = cfg.HelperTLS.ClientConfig(); err != nil {
+			// Each round then fails saying so, in the state and the log.
+			log.Error("no certificate for the checkpoint helpers: nothing is protected", "error", err)
+		}
+	}
 	return a
 }
 
@@ -90,6 +101,7 @@ func (a *Agent) Step(ctx context.Context) error {
 		cur = buildState(t, r, f, prev)
 	}
 	cur.Finished = prev.Finished
+	cur.Protections = a.protections(cur.Time)
 	a.mu.Lock()
 	a.steps++
 	evs := a.unannounced(diff(prev, cur), cur)
@@ -136,6 +148,7 @@ func (a *Agent) Step(ctx context.Context) error {
 	}
 	a.notePlacements(ctx, cur, t)
 	a.failover(ctx, cur, t)
+	a.protect(ctx, cur, t)
 	return nil
 }
 
@@ -153,6 +166,7 @@ func allDown(prev State, now time.Time, err error) State {
 func (a *Agent) Run(ctx context.Context) {
 	t := time.NewTicker(a.cfg.SampleInterval)
 	defer t.Stop()
+	defer a.stopProtecting()
 	for {
 		if err := a.Step(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("sampling failed", "error", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pki"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -59,6 +61,22 @@ const (
 	// KeyStandbyPowerOff is how long a standby host must stay empty
 	// before it is powered off.
 	KeyStandbyPowerOff = "standby_power_off_after"
+	// KeyCheckpointURL is, inside KeyHosts, the address of the host's
+	// checkpoint helper ('virtpool ship serve'), e.g.
+	// "https://h1.example:8481", as the agent reaches it;
+	// KeyCheckpointPeerURL as the other hosts' helpers do (default: the
+	// same); KeyCheckpointDir the helper's directory on the host, where
+	// libvirt writes the checkpoints of the guests the host runs. A host
+	// without them neither sends nor holds standby images.
+	KeyCheckpointURL     = "checkpoint_url"
+	KeyCheckpointPeerURL = "checkpoint_peer_url"
+	KeyCheckpointDir     = "checkpoint_dir"
+	// KeyCheckpointCA, KeyCheckpointCert and KeyCheckpointKey are the
+	// files the agent authenticates to the helpers with (mutual TLS):
+	// by default libvirt's client certificate (package pki).
+	KeyCheckpointCA   = "checkpoint_ca"
+	KeyCheckpointCert = "checkpoint_cert"
+	KeyCheckpointKey  = "checkpoint_key"
 )
 
 // Defaults.
@@ -82,11 +100,20 @@ type Config struct {
 	FailoverGrace time.Duration
 	FenceTimeout  time.Duration
 	StandbyOff    time.Duration // KeyStandbyPowerOff
+	// Helpers are the hosts' checkpoint helpers, by host name; HelperTLS
+	// what the agent presents to them.
+	Helpers   map[string]Helper
+	HelperTLS pki.Files
+}
+
+// Helper is a host's checkpoint helper (KeyCheckpointURL, …).
+type Helper struct {
+	URL, PeerURL, Dir string
 }
 
 var knownKeys = []string{KeyListen, KeyHosts, KeyEvents, fleet.ConfigKeyDriverPath,
 	fleet.ConfigKeySampleInterval, fleet.ConfigKeyRetention, fleet.ConfigKeyMaxSamples,
-	KeyFailoverGrace, KeyFenceTimeout, KeyStandbyPowerOff}
+	KeyFailoverGrace, KeyFenceTimeout, KeyStandbyPowerOff, KeyCheckpointCA, KeyCheckpointCert, KeyCheckpointKey}
 
 // LoadConfig reads the agent's configuration file.
 func LoadConfig(path string) (Config, error) {
@@ -150,7 +177,13 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
-	c := Config{Config: fc, Listen: DefaultListen, Fence: acts.fence, PowerOn: acts.powerOn}
+	c := Config{Config: fc, Listen: DefaultListen, Fence: acts.fence, PowerOn: acts.powerOn, Helpers: acts.helpers,
+		HelperTLS: pki.Client}
+	for k, f := range map[string]*string{KeyCheckpointCA: &c.HelperTLS.CA, KeyCheckpointCert: &c.HelperTLS.Cert, KeyCheckpointKey: &c.HelperTLS.Key} {
+		if v, ok := raw[k]; ok {
+			*f = v
+		}
+	}
 	if c.FailoverGrace, err = fleet.Duration(raw, KeyFailoverGrace, DefaultFailoverGrace); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", filename, err)
 	}
@@ -175,12 +208,15 @@ func ParseConfig(src []byte, filename string) (Config, error) {
 }
 
 // actions are the hosts' power actions, by host name.
-type actions struct{ fence, powerOn map[string][]string }
+type actions struct {
+	fence, powerOn map[string][]string
+	helpers        map[string]Helper
+}
 
 // parseHosts reads hosts = { NAME = { uri = …, fence = […], power_on =
 // […], capacity settings… } }.
 func parseHosts(v cty.Value) ([]fleet.Seed, actions, error) {
-	acts := actions{fence: map[string][]string{}, powerOn: map[string][]string{}}
+	acts := actions{fence: map[string][]string{}, powerOn: map[string][]string{}, helpers: map[string]Helper{}}
 	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
 		return nil, acts, fmt.Errorf("want a map of host names to { %s = …, … }", KeyHostURI)
 	}
@@ -211,14 +247,37 @@ func parseHosts(v cty.Value) ([]fleet.Seed, actions, error) {
 			if err != nil {
 				return nil, acts, fmt.Errorf("%s: %s: %w", name, k, err)
 			}
-			if k == KeyHostURI {
+			switch k {
+			case KeyHostURI:
 				uri = s
+				continue
+			case KeyCheckpointURL, KeyCheckpointPeerURL, KeyCheckpointDir:
+				hp := acts.helpers[name]
+				switch k {
+				case KeyCheckpointURL:
+					hp.URL = s
+				case KeyCheckpointPeerURL:
+					hp.PeerURL = s
+				default:
+					hp.Dir = s
+				}
+				acts.helpers[name] = hp
 				continue
 			}
 			settings = append(settings, k+"="+s)
 		}
 		if uri == "" {
 			return nil, acts, fmt.Errorf("%s: %s missing", name, KeyHostURI)
+		}
+		if hp, ok := acts.helpers[name]; ok {
+			if hp.URL == "" || hp.Dir == "" || !filepath.IsAbs(hp.Dir) {
+				return nil, acts, fmt.Errorf("%s: a checkpoint helper needs %s and %s (an absolute path on the host)",
+					name, KeyCheckpointURL, KeyCheckpointDir)
+			}
+			if hp.PeerURL == "" {
+				hp.PeerURL = hp.URL
+				acts.helpers[name] = hp
+			}
 		}
 		if _, on := acts.powerOn[name]; on && len(acts.fence[name]) == 0 {
 			return nil, acts, fmt.Errorf("%s: %s given without %s: a standby host is powered off with its %s action, "+

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtpool/virtpool/pki"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -47,7 +48,33 @@ hosts = {
 				}
 			}
 		}},
-		{name: "unknown key", src: hosts + `sample_intervall = "1s"`, wantErr: `agent.hcl:2,1-17: unknown key "sample_intervall" (keys: driver_path, failover_grace, fence_timeout, hosts, listen`},
+		{name: "unknown key", src: hosts + `sample_intervall = "1s"`, wantErr: `agent.hcl:2,1-17: unknown key "sample_intervall" (keys: checkpoint_ca, checkpoint_cert, checkpoint_key, driver_path, failover_grace`},
+		{name: "checkpoint helpers", src: `
+checkpoint_ca = "/etc/virtpool/ca.pem"
+hosts = {
+  h1 = { uri = "qemu+tls://h1.example/system", checkpoint_url = "https://h1.example:8481", checkpoint_dir = "/var/lib/virtpool/ship" }
+  h2 = { uri = "qemu+tls://h2.example/system", checkpoint_url = "https://127.0.0.1:18481", checkpoint_peer_url = "https://h2.example:8481",
+         checkpoint_dir = "/srv/ship" }
+  h3 = { uri = "qemu+tls://h3.example/system" }
+}`, check: func(t *testing.T, c Config) {
+			want := map[string]Helper{"h1": {URL: "https://h1.example:8481", PeerURL: "https://h1.example:8481", Dir: "/var/lib/virtpool/ship"},
+				"h2": {URL: "https://127.0.0.1:18481", PeerURL: "https://h2.example:8481", Dir: "/srv/ship"}}
+			if len(c.Helpers) != 2 || c.Helpers["h1"] != want["h1"] || c.Helpers["h2"] != want["h2"] {
+				t.Errorf("helpers %+v, want %+v", c.Helpers, want)
+			}
+			if c.HelperTLS.CA != "/etc/virtpool/ca.pem" || c.HelperTLS.Cert != pki.ClientCert || c.HelperTLS.Key != pki.ClientKey {
+				t.Errorf("helper TLS %+v: want the CA given, libvirt's client certificate", c.HelperTLS)
+			}
+			for _, s := range c.Seeds {
+				if s.Capacity != (pool.Capacity{}) {
+					t.Errorf("%s: capacity %+v from the helper's keys", s.Name, s.Capacity)
+				}
+			}
+		}},
+		{name: "checkpoint helper without dir", src: `hosts = { h1 = { uri = "qemu:///system", checkpoint_url = "https://h1:8481" } }`,
+			wantErr: "h1: a checkpoint helper needs checkpoint_url and checkpoint_dir (an absolute path on the host)"},
+		{name: "checkpoint dir relative", src: `hosts = { h1 = { uri = "qemu:///system", checkpoint_url = "https://h1:8481", checkpoint_dir = "ship" } }`,
+			wantErr: "h1: a checkpoint helper needs checkpoint_url and checkpoint_dir"},
 		{name: "failover", src: `
 failover_grace = "5s"
 fence_timeout  = "20s"

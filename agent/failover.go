@@ -487,9 +487,10 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 		hosts := pool.FailoverHosts(d.labels)
 		start := time.Now()
 		var on string
+		restored := false
 		if h := slices.IndexFunc(hosts, func(h string) bool { _, ok := down[h]; return ok && h != host }); h >= 0 {
 			err = fmt.Errorf("failover host %s does not answer: it may run %s", hosts[h], d.name)
-		} else {
+		} else if on, restored, err = a.restoreFromStandby(ctx, d, host, t); err == nil && !restored {
 			on, err = a.restartDomain(ctx, ops, d, hosts)
 		}
 		if err != nil {
@@ -499,8 +500,13 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 			continue
 		}
 		took := time.Since(start).Round(time.Millisecond)
-		a.event(event.Event{Kind: event.GuestRestarted, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
-			Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.name, on, host, took)})
+		if restored {
+			a.event(event.Event{Kind: event.GuestRestored, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
+				Message: fmt.Sprintf("%s restored on %s from its last image after the fence of %s (%s)%s", d.name, on, host, took, a.prot.imageAge(d.name))})
+		} else {
+			a.event(event.Event{Kind: event.GuestRestarted, Host: on, From: host, To: on, Guest: d.name, ElapsedMs: took.Milliseconds(),
+				Message: fmt.Sprintf("%s restarted on %s after the fence of %s (%s)", d.name, on, host, took)})
+		}
 		if err := ops.NotePlacement(ctx, d.name, on, d.labels); err != nil {
 			a.log.Warn("placement of a restarted domain not recorded", "domain", d.name, "host", on, "error", err)
 		}
@@ -564,7 +570,9 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 	if _, ok := all[host]; !ok {
 		return fmt.Errorf("recover %s: it does not answer", host)
 	}
-	errs := []error{a.dropRestarted(ctx, ops, host, all, down, t)}
+	stale, err := a.dropRestarted(ctx, ops, host, all, down, t)
+	errs := []error{err}
+	pools := 0 // pools whose fence of host this pass dropped
 	for _, name := range t.PoolNames() {
 		pr, _, found, err := ops.ReadPool(ctx, name, nil)
 		if !found {
@@ -586,6 +594,7 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			}
 			a.log.Info("pool recovered on a host that is back: its fence was dropped in an earlier pass", "host", host, "pool", name)
 			a.poolRecovered(host, name, said)
+			pools++
 			continue
 		}
 		var stale []string
@@ -613,9 +622,14 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 			a.log.Warn("pool recovered on a host that is back, a record write late", "host", host, "pool", name, "error", err)
 		}
 		a.poolRecovered(host, name, said)
+		pools++
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recover %s: %w", host, err)
+	}
+	if len(stale) == 0 && pools == 0 { // nothing said of it yet
+		a.event(event.Event{Kind: event.HostRecovered, Host: host,
+			Message: fmt.Sprintf("host %s answers again: no stale copy there", host)})
 	}
 	return nil
 }
@@ -670,7 +684,7 @@ func notFound(name string, err error) error {
 	return fmt.Errorf("read pool %s: not found", name)
 }
 
-// dropRestarted removes, from host (a fenced host just back), the stale
+// dropRestarted removes, and lists, from host (a fenced host just back), the stale
 // copies of single domains restarted elsewhere (all: every host's
 // domains, but those of down). A copy stopped there, of a domain running
 // on another host, is a stale definition. A copy that runs (or is paused)
@@ -683,7 +697,7 @@ func notFound(name string, err error) error {
 // its placement) cannot be read, it is kept too, and tried again. A stale
 // copy goes without its overlay: every copy has the same overlay path, on
 // storage the hosts share, so it is the disk the other copy runs on.
-func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain, down pool.HostsDown, t fleet.Topology) error {
+func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, all map[string][]driver.Domain, down pool.HostsDown, t fleet.Topology) ([]string, error) {
 	elsewhere := map[string]string{}
 	for _, h := range slices.Sorted(maps.Keys(all)) {
 		for _, d := range all[h] {
@@ -736,7 +750,7 @@ func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, a
 		a.event(event.Event{Kind: event.HostRecovered, Host: host,
 			Message: fmt.Sprintf("host %s answers again: stale copies of restarted domains removed: %s", host, orNone(stale))})
 	}
-	return errors.Join(errs...)
+	return stale, errors.Join(errs...)
 }
 
 // dropRunning destroys and removes the copy of a restarted domain that

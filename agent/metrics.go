@@ -39,6 +39,11 @@ var (
 	descResizes      = desc("virtpool_pool_resizes_total", "Changes of a pool's running members (scale actions, failures, restores), up or down, since the agent started.", "pool", "direction")
 	descSamples      = desc("virtpool_agent_samples_total", "Samples taken, by result (ok: some host answered; failed: none).", "result")
 	descSampleSecond = desc("virtpool_agent_sample_duration_seconds", "How long the last sample of every host took.")
+	descProtAge      = desc("virtpool_protection_checkpoint_age_seconds", "Age of the protected guest's last image on its standby (what a failover now would lose, at most).", "guest", "primary", "standby")
+	descProtImage    = desc("virtpool_protection_image_bytes", "Size of the protected guest's last image.", "guest", "primary", "standby")
+	descProtWire     = desc("virtpool_protection_shipped_bytes", "Bytes the last checkpoint sent from the primary host to the standby (new chunks and manifest).", "guest", "primary", "standby")
+	descProtPause    = desc("virtpool_protection_pause_seconds", "The guest's pause in its last checkpoint.", "guest", "primary", "standby")
+	descProtTotal    = desc("virtpool_protection_checkpoints_total", "Images shipped to the current standby.", "guest", "primary", "standby")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -78,6 +83,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPoolDesired, float64(p.Desired), p.Name)
 		gauge(descPoolMin, float64(p.Min), p.Name)
 		gauge(descPoolMax, float64(p.Max), p.Name)
+	}
+	for _, p := range s.Protections {
+		if p.CheckpointAt.IsZero() {
+			continue // no image on the standby yet: nothing to report but its absence
+		}
+		l := []string{p.Domain, p.Primary, p.Standby}
+		gauge(descProtAge, float64(p.AgeMs)/1000, l...)
+		gauge(descProtImage, float64(p.ImageBytes), l...)
+		gauge(descProtWire, float64(p.WireBytes), l...)
+		gauge(descProtPause, float64(p.PauseMs)/1000, l...)
+		ch <- prometheus.MustNewConstMetric(descProtTotal, prometheus.CounterValue, float64(p.Checkpoints), l...)
 	}
 	gauge(descMigrating, float64(len(s.Migrations)))
 	a.mu.RLock()

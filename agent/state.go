@@ -30,6 +30,8 @@ type State struct {
 	Pools      []Pool      `json:"pools"`
 	Migrations []Migration `json:"migrations"`
 	Finished   []Finished  `json:"finished"` // the last ones, newest first
+	// Protections are the protected domains' checkpoint loops.
+	Protections []Protection `json:"protections"`
 }
 
 // Host is one host. Ratios are of the capacity virtpool plans with

@@ -30,6 +30,10 @@ const (
 	RestoreFailed  = "restore_failed"  // … or could not be
 	HostRecovered  = "host_recovered"  // a fenced host answers again: stale copies removed
 	GuestRestarted = "guest_restarted" // a single domain of a fenced host started on a failover host
+	// Protection (hot standby).
+	GuestProtected   = "guest_protected"   // a protected domain's first image is on its standby
+	ProtectionFailed = "protection_failed" // a checkpoint or its shipping failed (said once until one succeeds)
+	GuestRestored    = "guest_restored"    // a protected domain restored on its standby from its last image
 	// Power (DPM).
 	HostPoweredOff = "host_powered_off" // a standby host, empty long enough, powered off
 	PowerOffFailed = "power_off_failed" // … or not: it stays on

@@ -30,11 +30,14 @@ func (h Host) ShipDir() string { return filepath.Join(h.StateDir, "ship") }
 func (h Host) ShipURL() string     { return fmt.Sprintf("https://%s:%d", h.Loopback, ShipPort) }
 func (h Host) ShipPeerURL() string { return fmt.Sprintf("https://%s:%d", h.IP, ShipPort) }
 
-// ShipClientTLS is what virtpool presents to the hosts' helpers: the
-// lab's client certificate, trusting the lab's CA.
-func ShipClientTLS() (*tls.Config, error) {
-	return pki.Files{CA: caCert, Cert: filepath.Join(clientPKI, "clientcert.pem"), Key: filepath.Join(clientPKI, "clientkey.pem")}.ClientConfig()
+// ShipClientFiles are what virtpool presents to the hosts' helpers: the
+// lab's client certificate, trusting the lab's CA; ShipClientTLS the
+// configuration made of them.
+func ShipClientFiles() pki.Files {
+	return pki.Files{CA: caCert, Cert: filepath.Join(clientPKI, "clientcert.pem"), Key: filepath.Join(clientPKI, "clientkey.pem")}
 }
+
+func ShipClientTLS() (*tls.Config, error) { return ShipClientFiles().ClientConfig() }
 
 // startShip starts the host's checkpoint helper unless it answers, as
 // one of the host's processes: in its namespace and its cgroups, with the

@@ -496,6 +496,21 @@ resource "virtpool_pool" "p" {
     kernel = "` + img.Kernel + `"
     cmdline = "ip={ip}"
   }`), `set template\.ip_base`},
+		// Protection (issue 14, acceptance 6): each bad input named at plan time.
+		{"standby host is the primary", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h1"] }`), `(?s)Invalid protection.*standby host h1 is the primary host`},
+		{"interval below the capture time", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2"], interval = "200ms" }`), `(?s)Invalid protection.*interval 200ms is below 1s, the least for a guest of 64\s+MiB`},
+		{"interval below a big guest's capture time", strings.Replace(domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2"], interval = "2s" }`), "memory_mib  = 64", "memory_mib  = 2048", 1),
+			`(?s)interval 2s is below 12\.8s, the least for a guest of 2048 MiB.*raise interval`},
+		{"unknown standby host", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2", "h9"] }`), `(?s)Unknown host.*h9`},
+		{"protection and failover_hosts", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2"] }
+  failover_hosts = ["h3"]`), `(?s)Conflicting failover hosts.*leave\s+failover_hosts out`},
+		{"bad on_failure", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2"], on_failure = "pray" }`), `(?s)on_failure.*restore.*restart`},
 		{"watermarks out of order", providerConfig() + `
 resource "virtpool_migration_policy" "p" {
   pool     = "vpt-invalid"

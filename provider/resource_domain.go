@@ -44,14 +44,15 @@ type domainModel struct {
 	Name types.String `tfsdk:"name"`
 	Host types.String `tfsdk:"host"`
 	templateModel
-	MAC                     types.String   `tfsdk:"mac"`
-	FailoverHosts           types.List     `tfsdk:"failover_hosts"`
-	Labels                  types.Map      `tfsdk:"labels"`
-	UUID                    types.String   `tfsdk:"uuid"`
-	State                   types.String   `tfsdk:"state"`
-	LastMigrationElapsedMs  types.Int64    `tfsdk:"last_migration_elapsed_ms"`
-	LastMigrationDowntimeMs types.Int64    `tfsdk:"last_migration_downtime_ms"`
-	Timeouts                timeouts.Value `tfsdk:"timeouts"`
+	MAC                     types.String     `tfsdk:"mac"`
+	FailoverHosts           types.List       `tfsdk:"failover_hosts"`
+	Protection              *protectionModel `tfsdk:"protection"`
+	Labels                  types.Map        `tfsdk:"labels"`
+	UUID                    types.String     `tfsdk:"uuid"`
+	State                   types.String     `tfsdk:"state"`
+	LastMigrationElapsedMs  types.Int64      `tfsdk:"last_migration_elapsed_ms"`
+	LastMigrationDowntimeMs types.Int64      `tfsdk:"last_migration_downtime_ms"`
+	Timeouts                timeouts.Value   `tfsdk:"timeouts"`
 }
 
 func (r *domainResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -88,6 +89,7 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
 		Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
 			listvalidator.ValueStringsAre(hostNameValidator{})}}
+	a["protection"] = protectionSchema()
 	a["labels"] = schema.MapAttribute{Description: "Your labels, kept in the domain's virtpool metadata " +
 		"(keys starting with `virtpool.` are virtpool's). " + replacesDomain, Optional: true, ElementType: types.StringType,
 		PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()}}
@@ -116,6 +118,10 @@ func (r *domainResource) ValidateConfig(ctx context.Context, req resource.Valida
 		return
 	}
 	m.validate(path.Empty(), &resp.Diagnostics)
+	if m.Protection != nil && !m.FailoverHosts.IsNull() {
+		resp.Diagnostics.AddAttributeError(path.Root("failover_hosts"), "Conflicting failover hosts",
+			"A protected domain's failover hosts are its protection's standby_hosts: leave failover_hosts out.")
+	}
 	for k := range m.Labels.Elements() {
 		if strings.HasPrefix(k, "virtpool.") {
 			resp.Diagnostics.AddAttributeError(path.Root("labels").AtMapKey(k), "Reserved label",
@@ -144,6 +150,9 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		if _, err := r.client.cfg.Hosts.Lookup(h); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("failover_hosts").AtListIndex(i), "Unknown host", err.Error())
 		}
+	}
+	if m.Protection != nil {
+		m.Protection.check(ctx, r.client.cfg.Hosts, host, uint64(m.MemoryMiB.ValueInt64()), &resp.Diagnostics)
 	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
 	// Placed on, or moved to, a host: it must receive guests. A host that
@@ -178,6 +187,17 @@ func (m domainModel) labels(ctx context.Context) (map[string]string, diag.Diagno
 	l[pool.LabelTemplate] = string(t)
 	var failover []string
 	diags.Append(m.FailoverHosts.ElementsAs(ctx, &failover, true)...)
+	if m.Protection != nil {
+		// Its standby hosts are the hosts it may run on after a failure.
+		diags.Append(m.Protection.StandbyHosts.ElementsAs(ctx, &failover, true)...)
+		p, err := m.Protection.protection()
+		if err == nil {
+			l[pool.LabelProtection], err = p.Label()
+		}
+		if err != nil {
+			diags.AddAttributeError(path.Root("protection"), "Invalid protection", err.Error())
+		}
+	}
 	if len(failover) > 0 {
 		l[pool.LabelFailoverHosts] = strings.Join(failover, ",")
 		if mac := m.MAC.ValueString(); mac != "" {
@@ -289,11 +309,18 @@ func (m *domainModel) fromDomain(ctx context.Context, at pool.Located) diag.Diag
 			m.templateModel = templateFromSpec(t)
 		}
 	}
+	m.FailoverHosts, m.Protection = types.ListNull(types.StringType), nil
 	if s := at.Labels[pool.LabelFailoverHosts]; s != "" {
 		fh, d := types.ListValueFrom(ctx, types.StringType, strings.Split(s, ","))
 		diags.Append(d...)
 		m.FailoverHosts = fh
-	} else {
+	}
+	if p, ok, err := pool.ProtectionOf(at.Labels); err != nil {
+		diags.AddWarning("Unreadable protection label", fmt.Sprintf("domain %s: %v", at.Name, err))
+	} else if ok {
+		// Its failover hosts are its standby hosts.
+		m.Protection = &protectionModel{StandbyHosts: m.FailoverHosts, Interval: types.StringValue(p.Interval.String()),
+			OnFailure: types.StringValue(p.OnFailure)}
 		m.FailoverHosts = types.ListNull(types.StringType)
 	}
 	// What libvirt itself reports wins: a guest resized by hand is drift.

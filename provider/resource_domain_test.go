@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -367,6 +368,47 @@ func TestAccDomainMigrationDoesNotConverge(t *testing.T) {
 					func(*terraform.State) error { return client.SetLoad(context.Background(), ip, 0, 0) },
 				),
 			},
+		},
+	})
+}
+
+// TestAccDomainProtection: a protection block becomes the domain's labels
+// as virtpool agent reads them (its standby hosts as its failover hosts,
+// its interval and on_failure), with the defaults filled in; Read gives
+// the same block back (the next plan is empty), and import rebuilds it.
+func TestAccDomainProtection(t *testing.T) {
+	needAcc(t)
+	const name, ip = "vpt-prot", "192.0.2.163"
+	cfg := domainConfigWith(providerConfig(), name, ip, "h1", `protection = { standby_hosts = ["h2", "h3"] }`)
+	tfresource.Test(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: accProviders,
+		CheckDestroy:             checkDestroyed(t, name),
+		Steps: []tfresource.TestStep{
+			{
+				Config: cfg,
+				Check: tfresource.ComposeTestCheckFunc(
+					tfresource.TestCheckResourceAttr("virtpool_domain.d", "protection.interval", "2s"),
+					tfresource.TestCheckResourceAttr("virtpool_domain.d", "protection.on_failure", "restore"),
+					tfresource.TestCheckNoResourceAttr("virtpool_domain.d", "failover_hosts"),
+					func(*terraform.State) error {
+						at := where(t, name)
+						if len(at) != 1 {
+							return fmt.Errorf("%s on %d hosts", name, len(at))
+						}
+						p, ok, err := pool.ProtectionOf(at[0].Labels)
+						if err != nil || !ok || p.Interval != 2*time.Second || p.OnFailure != pool.OnFailureRestore {
+							return fmt.Errorf("protection label %q: %+v, %v: %w", at[0].Labels[pool.LabelProtection], p, ok, err)
+						}
+						if fh := pool.FailoverHosts(at[0].Labels); strings.Join(fh, ",") != "h2,h3" {
+							return fmt.Errorf("failover hosts %v, want the standby hosts h2,h3", fh)
+						}
+						return nil
+					},
+				),
+			},
+			{Config: cfg, PlanOnly: true},
+			{ResourceName: "virtpool_domain.d", ImportState: true, ImportStateId: name, ImportStateVerify: true,
+				ImportStateVerifyIgnore: []string{"timeouts", "last_migration_elapsed_ms", "last_migration_downtime_ms", "labels"}},
 		},
 	})
 }

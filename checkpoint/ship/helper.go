@@ -138,6 +138,9 @@ func NewHelper(dir string, peers *http.Client, log hclog.Logger) (*Helper, error
 	if err == nil {
 		abs, err = filepath.EvalSymlinks(abs)
 	}
+	if err == nil {
+		err = os.MkdirAll(outDir(abs), 0o755) // libvirt writes there
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ship: directory %s: %w", dir, err)
 	}
@@ -152,6 +155,12 @@ func NewHelper(dir string, peers *http.Client, log hclog.Logger) (*Helper, error
 func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func standbyDir(dir string) string { return filepath.Join(dir, "standby") }
+func outDir(dir string) string     { return filepath.Join(dir, "out") }
+
+// OutImage is where the agent has libvirt write guest name's checkpoints
+// on a host whose helper's directory is dir: the helper sends them from
+// there.
+func OutImage(dir, name string) string { return filepath.Join(outDir(dir), name+".img") }
 
 // StandbyImage is where the helper on directory dir keeps the last
 // complete image of guest name that it received: what a failover on that

@@ -55,8 +55,10 @@ func Start(t testing.TB, l *lab.Lab, o Options) *Agent {
 	if o.Fence {
 		fence = bin
 	}
-	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = %s\n%s\n",
-		o.Interval, drvBin, Hosts(l, fence, o.PowerOn), o.Extra)
+	tlsFiles := lab.ShipClientFiles()
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\nsample_interval = %q\nretention = \"5m\"\ndriver_path = %q\nhosts = %s\n"+
+		"checkpoint_ca = %q\ncheckpoint_cert = %q\ncheckpoint_key = %q\n%s\n",
+		o.Interval, drvBin, Hosts(l, fence, o.PowerOn), tlsFiles.CA, tlsFiles.Cert, tlsFiles.Key, o.Extra)
 	path := filepath.Join(t.TempDir(), "agent.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -94,6 +96,9 @@ func Hosts(l *lab.Lab, virtpool string, powerOn bool) string {
 		fmt.Fprintf(&b, "  %s = { uri = %q", h.Name, h.URI)
 		if c := h.Capacity(); c.CPUs > 0 {
 			fmt.Fprintf(&b, ", cpus = %v, memory_mib = %d", c.CPUs, c.MemoryMiB)
+		}
+		if h.ShipBin != "" {
+			fmt.Fprintf(&b, ", checkpoint_url = %q, checkpoint_peer_url = %q, checkpoint_dir = %q", h.ShipURL(), h.ShipPeerURL(), h.ShipDir())
 		}
 		if virtpool != "" {
 			fmt.Fprintf(&b, ", fence = [%q, \"lab\", \"fence\", %q]", virtpool, h.Name)

@@ -1,0 +1,346 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/virtpool/virtpool/checkpoint/ship"
+	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/event"
+	"github.com/virtpool/virtpool/fleet"
+	"github.com/virtpool/virtpool/pool"
+)
+
+// Protection (hot standby, pool.Protection). For each protected domain
+// running on a host that answers, one loop checkpoints it every interval
+// into its host's helper directory (ship.OutImage) and has that helper
+// send the image to the standby's helper, which keeps the last complete
+// one (ship.StandbyImage): the images go host to host, the agent sends a
+// request of a few hundred bytes. Once an image is on a new standby, the
+// domain's placement record names it (pool.LabelStandby): a failover, by
+// this agent or one started later, restores from there and nowhere else.
+
+// Protection is a protected domain's state, as the API, the page and the
+// metrics show it.
+type Protection struct {
+	Domain     string `json:"domain"`
+	Primary    string `json:"primary"`
+	Standby    string `json:"standby"` // "" while no standby host can take it
+	IntervalMs int64  `json:"interval_ms"`
+	// Checkpoints counts the images shipped to this standby;
+	// CheckpointAt is the moment the last one holds (its capture's end),
+	// AgeMs how old it is.
+	Checkpoints  int64     `json:"checkpoints"`
+	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
+	AgeMs        int64     `json:"age_ms"`
+	ImageBytes   int64     `json:"image_bytes"` // the last image
+	WireBytes    int64     `json:"wire_bytes"`  // what shipping it sent between the hosts
+	PauseMs      int64     `json:"pause_ms"`    // the guest's pause in its capture
+	CaptureMs    int64     `json:"capture_ms"`
+	ShipMs       int64     `json:"ship_ms"`
+	Error        string    `json:"error,omitempty"` // the last round's, until one succeeds
+}
+
+// target is where a protected domain runs and ships to.
+type target struct {
+	primary, standby string
+	interval         time.Duration
+	labels           map[string]string
+}
+
+// protectTargets lists the protected domains running on the hosts that
+// answer in s and have a helper, with their standby: the one current says
+// it ships to while that one still can be (usable, and not the primary),
+// else the first of its standby hosts that can. A host that comes back
+// does not take the standby over again: each change of standby costs a
+// whole image. domains gives a host's last sampled domains.
+func protectTargets(s State, domains func(host string) []driver.DomainStats, usable func(host string) bool,
+	current func(name string) string) map[string]target {
+	out := map[string]target{}
+	for _, h := range s.Hosts {
+		if h.State == HostDown || h.State == HostOff || !usable(h.Name) {
+			continue
+		}
+		for _, d := range domains(h.Name) {
+			p, ok, err := pool.ProtectionOf(d.Labels)
+			if !ok || err != nil || d.State != driver.StateRunning || d.Labels[pool.LabelRole] != pool.RoleDomain {
+				continue
+			}
+			hosts := pool.FailoverHosts(d.Labels)
+			if cur := current(d.Name); slices.Contains(hosts, cur) {
+				hosts = append([]string{cur}, hosts...)
+			}
+			out[d.Name] = target{primary: h.Name, standby: pool.Standby(hosts, h.Name, usable), interval: p.Interval, labels: d.Labels}
+		}
+	}
+	return out
+}
+
+// protector runs the loops, one per protected domain.
+type protector struct {
+	mu    sync.Mutex
+	loops map[string]*protectLoop
+	tls   *tls.Config
+	// recorded: the standby each domain's placement record names, as
+	// this agent last wrote or found it (its own lock: loops write it).
+	recMu    sync.Mutex
+	recorded map[string]string
+	// last: the state of the loops stopped (the domain's host failed),
+	// for what a restore says of its image.
+	last map[string]Protection
+}
+
+type protectLoop struct {
+	target
+	stop func()
+	done chan struct{}
+
+	mu    sync.Mutex
+	state Protection
+}
+
+// protect starts, stops and retargets the loops for s.
+func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
+	if len(a.cfg.Helpers) == 0 {
+		return
+	}
+	// A host that missed a sample or two is not failed yet (the grace
+	// period): it keeps its role, as primary or as standby.
+	state := map[string]string{}
+	for _, h := range s.Hosts {
+		state[h.Name] = h.State
+	}
+	failed := func(h string) bool { // downSince is the sampling goroutine's, as is this
+		since, down := a.fo.downSince[h]
+		return state[h] == HostOff || down && s.Time.Sub(since) >= a.fo.grace
+	}
+	p := &a.prot
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := protectTargets(s, func(host string) []driver.DomainStats {
+		if last, ok := a.fleet.History.LastSeen(host); ok {
+			return last.Stats.Domains
+		}
+		return nil
+	}, func(host string) bool { _, ok := a.cfg.Helpers[host]; return ok && !failed(host) },
+		func(name string) string {
+			if l := p.loops[name]; l != nil {
+				return l.standby
+			}
+			return t.Placements[name].Labels[pool.LabelStandby] // an agent started again resumes there
+		})
+	for name, l := range p.loops {
+		w, ok := want[name]
+		if !ok && state[l.primary] == HostDown {
+			continue // until it runs elsewhere (a failover) or its host, back, shows it stopped
+		}
+		if !ok || w.primary != l.primary || w.standby != l.standby || w.interval != l.interval {
+			l.stop()
+			<-l.done
+			p.last[name] = l.state
+			delete(p.loops, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		w := want[name]
+		if _, ok := p.loops[name]; ok || w.standby == "" {
+			continue
+		}
+		p.recMu.Lock()
+		p.recorded[name] = t.Placements[name].Labels[pool.LabelStandby]
+		p.recMu.Unlock()
+		lctx, cancel := context.WithCancel(ctx)
+		l := &protectLoop{target: w, stop: cancel, done: make(chan struct{}),
+			state: Protection{Domain: name, Primary: w.primary, Standby: w.standby, IntervalMs: w.interval.Milliseconds()}}
+		p.loops[name] = l
+		a.log.Info("protecting", "domain", name, "primary", w.primary, "standby", w.standby, "interval", w.interval.String())
+		go a.runProtect(lctx, name, l, t)
+	}
+}
+
+// protections is the state of every loop at now.
+func (a *Agent) protections(now time.Time) []Protection {
+	p := &a.prot
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Protection, 0, len(p.loops))
+	for _, name := range slices.Sorted(maps.Keys(p.loops)) {
+		l := p.loops[name]
+		l.mu.Lock()
+		st := l.state
+		l.mu.Unlock()
+		if !st.CheckpointAt.IsZero() {
+			st.AgeMs = now.Sub(st.CheckpointAt).Milliseconds()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// stopProtecting ends every loop (the agent stops).
+func (a *Agent) stopProtecting() {
+	p := &a.prot
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, l := range p.loops {
+		l.stop()
+		<-l.done
+		delete(p.loops, name)
+	}
+}
+
+// runProtect checkpoints and ships name every interval until ctx ends. A
+// round that takes longer than the interval is followed by the next at
+// once.
+func (a *Agent) runProtect(ctx context.Context, name string, l *protectLoop, t fleet.Topology) {
+	defer close(l.done)
+	log := a.log.Named("protect").With("domain", name, "primary", l.primary, "standby", l.standby)
+	from, to := a.cfg.Helpers[l.primary], a.cfg.Helpers[l.standby]
+	helper := &ship.Client{Base: from.URL, TLS: a.prot.tls}
+	image := ship.OutImage(from.Dir, name)
+	uri := t.Hosts[l.primary].URI
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		err := a.checkpointOnce(ctx, name, l, uri, image, helper, to.PeerURL, t)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			l.mu.Lock()
+			l.state.Error = err.Error()
+			l.mu.Unlock()
+			if !failing {
+				log.Warn("checkpoint failed; tried again each interval", "error", err)
+				a.event(event.Event{Kind: event.ProtectionFailed, Host: l.primary, Guest: name, To: l.standby,
+					Message: fmt.Sprintf("%s: checkpoint to %s failed: %v", name, l.standby, err)})
+			}
+			failing = true
+		} else if failing {
+			failing = false
+			log.Info("checkpoints shipped again")
+		}
+		timer.Reset(max(0, l.interval-time.Since(start)))
+	}
+}
+
+// checkpointOnce captures name into image on its primary, has the
+// primary's helper ship it to the standby's (peer), and records it.
+func (a *Agent) checkpointOnce(ctx context.Context, name string, l *protectLoop, uri, image string, helper *ship.Client, peer string, t fleet.Topology) error {
+	drv, err := a.fleet.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := drv.CheckpointDomain(ctx, uri, name, driver.CheckpointOptions{Path: image})
+	if err != nil {
+		return err
+	}
+	captured := time.Now()
+	sent, err := helper.Send(ctx, name, image, peer)
+	if err != nil {
+		return err
+	}
+	shipped := time.Since(captured)
+	if err := a.recordStandby(ctx, name, l, t); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := l.state.Checkpoints == 0
+	l.state.Checkpoints++
+	l.state.CheckpointAt, l.state.ImageBytes, l.state.WireBytes = captured, sent.ImageBytes, sent.WireBytes
+	l.state.PauseMs, l.state.CaptureMs, l.state.ShipMs = cp.Downtime.Milliseconds(), cp.Elapsed.Milliseconds(), shipped.Milliseconds()
+	l.state.Error = ""
+	if first {
+		a.event(event.Event{Kind: event.GuestProtected, Host: l.primary, Guest: name, To: l.standby, ElapsedMs: shipped.Milliseconds(),
+			Message: fmt.Sprintf("%s on %s protected onto %s: first image %d MiB shipped in %s", name, l.primary, l.standby,
+				sent.WireBytes>>20, shipped.Round(time.Millisecond))})
+	}
+	return nil
+}
+
+// recordStandby has the domain's placement record name the standby its
+// images now go to, once the first is there.
+func (a *Agent) recordStandby(ctx context.Context, name string, l *protectLoop, t fleet.Topology) error {
+	p := &a.prot
+	p.recMu.Lock()
+	done := p.recorded[name] == l.standby
+	p.recMu.Unlock()
+	if done {
+		return nil
+	}
+	labels := maps.Clone(l.labels)
+	labels[pool.LabelStandby] = l.standby
+	if err := a.ops(t, "").NotePlacement(ctx, name, l.primary, labels); err != nil {
+		return fmt.Errorf("record %s as the standby of %s: %w", l.standby, name, err)
+	}
+	p.recMu.Lock()
+	p.recorded[name] = l.standby
+	p.recMu.Unlock()
+	return nil
+}
+
+// imageAge says, for a restore's event, which checkpoint the last image
+// shipped by this agent holds ("" if it shipped none).
+func (p *protector) imageAge(name string) string {
+	p.mu.Lock()
+	st, ok := p.last[name]
+	if l := p.loops[name]; l != nil {
+		l.mu.Lock()
+		st, ok = l.state, true
+		l.mu.Unlock()
+	}
+	p.mu.Unlock()
+	if !ok || st.CheckpointAt.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("; the last image shipped holds its memory of %s", st.CheckpointAt.Format("15:04:05.000"))
+}
+
+// restoreFromStandby restores d on the standby its placement record
+// names, from the last image there. restored is false (and no error) when
+// there is nothing to come back from: d is not protected with on_failure
+// restore, no standby is recorded (no image reached one yet), it is the
+// failed host, or it holds no image; d is then started from its template.
+// A standby that cannot say whether it holds an image is an error: the
+// restore is tried again rather than the memory given up.
+func (a *Agent) restoreFromStandby(ctx context.Context, d orphan, failed string, t fleet.Topology) (on string, restored bool, err error) {
+	p, ok, err := pool.ProtectionOf(d.labels)
+	if !ok || err != nil || p.OnFailure != pool.OnFailureRestore {
+		return "", false, nil
+	}
+	standby := t.Placements[d.name].Labels[pool.LabelStandby]
+	h, ok := a.cfg.Helpers[standby]
+	if standby == "" || standby == failed || !ok {
+		a.log.Warn("no standby image to restore from: starting from the template", "domain", d.name, "standby", standby, "failed", failed)
+		return "", false, nil
+	}
+	m, err := (&ship.Client{Base: h.URL, TLS: a.prot.tls}).Manifest(ctx, d.name)
+	if err != nil {
+		return "", false, fmt.Errorf("ask standby %s for the last image of %s: %w", standby, d.name, err)
+	}
+	if m == nil {
+		a.log.Warn("standby holds no image: starting from the template", "domain", d.name, "standby", standby)
+		return "", false, nil
+	}
+	drv, err := a.fleet.Driver(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	if err := drv.RestoreDomain(ctx, t.Hosts[standby].URI, ship.StandbyImage(h.Dir, d.name)); err != nil {
+		return "", false, fmt.Errorf("restore %s on standby %s from its last image: %w", d.name, standby, err)
+	}
+	return standby, true, nil
+}

@@ -1,0 +1,85 @@
+package provider
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/virtpool/virtpool/pool"
+)
+
+// protectionModel is a virtpool_domain's protection block (pool.Protection).
+type protectionModel struct {
+	StandbyHosts types.List   `tfsdk:"standby_hosts"`
+	Interval     types.String `tfsdk:"interval"`
+	OnFailure    types.String `tfsdk:"on_failure"`
+}
+
+func protectionSchema() schema.SingleNestedAttribute {
+	return schema.SingleNestedAttribute{
+		Description: "Hot standby of the running guest (needs `virtpool agent` with each host's checkpoint helper, " +
+			"`virtpool ship serve`): every `interval` the agent checkpoints the guest's memory on its host while it runs " +
+			"(a pause of tens of milliseconds), and that host's helper sends what changed since the last image to the " +
+			"standby host's helper. When the guest's host fails (and is fenced) or its QEMU dies, the agent restores it " +
+			"on the standby from its last image: it goes on with its memory as of that checkpoint, at most one interval " +
+			"(plus the capture) old. Then it is protected again onto the next standby host. " + replacesDomain,
+		Optional:      true,
+		PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+		Attributes: map[string]schema.Attribute{
+			"standby_hosts": schema.ListAttribute{Description: "Hosts (keys of the provider's `hosts`) that hold the " +
+				"guest's standby image, in order: the standby is the first that is not the guest's host and answers. " +
+				"They are also its failover hosts (leave `failover_hosts` out).",
+				Required: true, ElementType: types.StringType,
+				Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
+					listvalidator.ValueStringsAre(hostNameValidator{})}},
+			"interval": schema.StringAttribute{Description: "Time between two checkpoints (a Go duration), at least " +
+				"1s and twice what a capture of the guest's memory may take (0.4 s per 128 MiB).",
+				Optional: true, Computed: true, Default: stringdefault.StaticString(pool.DefaultCheckpointInterval.String()),
+				Validators: []validator.String{durationValidator{}}}, // its least: pool.Protection.Check, at plan
+			"on_failure": schema.StringAttribute{Description: "`restore` (the default): restore the guest on its standby " +
+				"from its last image (with no image there yet, start it from its template); `restart`: start it there " +
+				"from its template, its memory lost, as `failover_hosts` does.",
+				Optional: true, Computed: true, Default: stringdefault.StaticString(pool.OnFailureRestore),
+				Validators: []validator.String{stringvalidator.OneOf(pool.OnFailureRestore, pool.OnFailureRestart)}},
+		},
+	}
+}
+
+// protection is the block as the agent reads it from the labels.
+func (p *protectionModel) protection() (pool.Protection, error) {
+	d, err := time.ParseDuration(p.Interval.ValueString())
+	return pool.Protection{Interval: d, OnFailure: p.OnFailure.ValueString()}, err
+}
+
+// check reports, at plan time, standby hosts the provider does not know
+// and a protection the guest cannot have (pool.Protection.Check).
+func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, primary string, memoryMiB uint64, diags *diag.Diagnostics) {
+	at := path.Root("protection")
+	if p.StandbyHosts.IsUnknown() || p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
+		return
+	}
+	var standby []string
+	diags.Append(p.StandbyHosts.ElementsAs(ctx, &standby, false)...)
+	for i, h := range standby {
+		if _, err := hosts.Lookup(h); err != nil {
+			diags.AddAttributeError(at.AtName("standby_hosts").AtListIndex(i), "Unknown host", err.Error())
+		}
+	}
+	prot, err := p.protection()
+	if err != nil {
+		return // the interval's validator said so
+	}
+	if err := prot.Check(memoryMiB, primary, standby); err != nil {
+		diags.AddAttributeError(at, "Invalid protection", err.Error())
+	}
+}
