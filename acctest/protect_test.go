@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/pool"
 )
@@ -77,6 +78,7 @@ func protection(t *testing.T, ag *runningAgent, name string) (agent.Protection, 
 
 // failoverRun is one failover's figures.
 type failoverRun struct {
+	failure        string
 	from, to       string
 	rto            time.Duration // crash → the guest answers on the standby
 	rpo            time.Duration // crash → the moment of the last image seen shipped (an upper bound of what was lost)
@@ -87,14 +89,16 @@ type failoverRun struct {
 	checkpointsRun int64
 }
 
-// TestProtectedFailover (issue 14, acceptance 1): a protected guest whose
-// host crashes (libvirtd and QEMU killed) is restored on its standby from
-// its last image: its memory comes back (the sequence file goes on from the
-// checkpoint, no gap, no repeat), it runs exactly once (every host watched
-// throughout; the failed host fenced before), and it is protected again
-// onto the next standby host. Three failovers in a row (h1 → h2 → h3 → h1),
-// each crashed host started again before the next; it prints pause, bytes
-// per checkpoint, RPO and RTO, and their medians.
+// TestProtectedFailover (issue 14, acceptances 1 and 3): a protected guest
+// whose host crashes (libvirtd and QEMU killed), or is cut off while its
+// guest runs on, is restored on its standby from its last image once the
+// host is fenced: its memory comes back (the sequence file goes on from
+// the checkpoint, no gap, no repeat), it runs exactly once (every host
+// watched throughout; the failed host fenced before), and it is protected
+// again onto another host. Four failovers in a row (h1 → h2 → h3 → h1 by
+// crashes, then h1 cut off), each failed host started again before the
+// next; it prints pause, bytes per checkpoint, RPO and RTO, and their
+// medians.
 func TestProtectedFailover(t *testing.T) {
 	needLab(t)
 	if theLab.Hosts[0].ShipBin == "" {
@@ -113,9 +117,9 @@ func TestProtectedFailover(t *testing.T) {
 
 	var runs []failoverRun
 	primary := h1
-	for round := range 3 {
+	for round, failure := range []string{"crash", "crash", "crash", "partition"} {
 		p := waitProtected(t, ag, name, primary.Name, 3)
-		r := failoverRun{from: primary.Name, to: p.Standby}
+		r := failoverRun{failure: failure, from: primary.Name, to: p.Standby}
 		// Every image shipped from now on holds at least this much.
 		nFirst, err := client.Sequence(requestCtx(), ip)
 		if err != nil {
@@ -133,7 +137,11 @@ func TestProtectedFailover(t *testing.T) {
 		nFail := seqTail(t, ip)
 		seq := ag.LastSeq(t)
 		crashed := time.Now()
-		if err := lab.Crash(ctx, primary); err != nil {
+		fail := lab.Crash
+		if failure == "partition" {
+			fail = lab.Partition
+		}
+		if err := fail(ctx, primary); err != nil {
 			t.Fatal(err)
 		}
 		evs := ag.WaitEvents(t, seq, "host_fenced:"+primary.Name, "guest_restored:"+name)
@@ -181,6 +189,9 @@ func TestProtectedFailover(t *testing.T) {
 		if err := lab.Start(ctx, primary); err != nil {
 			t.Fatal(err)
 		}
+		if err := lab.Heal(ctx, primary); err != nil { // a no-op after a crash
+			t.Fatal(err)
+		}
 		ag.WaitEvents(t, seq, "host_recovered:"+primary.Name)
 		if on := runningOn(name); len(on) != 1 {
 			t.Fatalf("round %d: after %s came back %s runs on %v", round+1, primary.Name, name, on)
@@ -193,14 +204,14 @@ func TestProtectedFailover(t *testing.T) {
 	for i, r := range runs {
 		rtos, rpos = append(rtos, r.rto), append(rpos, r.rpo)
 		pauses, wires = append(pauses, r.pauses...), append(wires, r.wires...)
-		rows = append(rows, fmt.Sprintf("%d  %s→%s  %8s %8s %8s %6d lines  pauses %v ms  shipped %v bytes (image %d MiB)",
-			i+1, r.from, r.to, r.rto.Round(time.Millisecond), r.restore, r.rpo.Round(time.Millisecond), r.lostLines,
+		rows = append(rows, fmt.Sprintf("%d  %-9s %s→%s  %8s %8s %8s %6d lines  pauses %v ms  shipped %v bytes (image %d MiB)",
+			i+1, r.failure, r.from, r.to, r.rto.Round(time.Millisecond), r.restore, r.rpo.Round(time.Millisecond), r.lostLines,
 			r.pauses, r.wires, r.imageMiB))
 	}
 	medRTO, _ := medianMax(rtos)
 	medRPO, _ := medianMax(rpos)
 	t.Logf("protected 128 MiB guest, checkpoint every %s, failover grace %s:\n"+
-		"run hosts       RTO  restore      RPO   lost /seq (≤)\n%s\n"+
+		"run failure   hosts       RTO  restore      RPO   lost /seq (≤)\n%s\n"+
 		"median RTO %s (goal ≤ 5 s), median RPO %s (goal ≤ interval + capture); pause p50 %d ms p95 %d ms; shipped p50 %d bytes (%.2f %% of RAM)",
 		protectInterval, failoverGrace, joinLines(rows), medRTO, medRPO,
 		quantile(pauses, 0.5), quantile(pauses, 0.95), quantile(wires, 0.5), 100*float64(quantile(wires, 0.5))/float64(128<<20))
@@ -250,4 +261,71 @@ func seqTail(t *testing.T, ip string) int {
 		t.Fatalf("%s: /seq?tail=1 said %q: %v", ip, body, err)
 	}
 	return n
+}
+
+// TestProtectedQEMUCrash (issue 14, acceptance 2): only the guest's QEMU
+// dies, its host answers: libvirt says so (stopped, failed), and the agent
+// restores the guest on its standby at once, without a fence (that host's
+// libvirt shows the QEMU gone); the stopped copy left there is removed,
+// the guest runs exactly once, with its memory, and is protected again.
+func TestProtectedQEMUCrash(t *testing.T) {
+	needLab(t)
+	ag, _ := fencingAgent(t)
+	watchCopies(t)
+	const name = "vpp-qemu"
+	hosts := theLab.Inventory().Names()
+	h1, err := theLab.Host(hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := startProtected(t, name, 42, h1, hosts)
+	p := waitProtected(t, ag, name, h1.Name, 3)
+	nFirst, err := client.Sequence(requestCtx(), ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(t, ag, name, p.Checkpoints) // an image taken after nFirst was read
+	seq := ag.LastSeq(t)
+	killed := time.Now()
+	killQEMU(t, h1, name)
+	restored := ag.WaitEvents(t, seq, "guest_restored:"+name)["guest_restored:"+name]
+	if restored.To != p.Standby || restored.From != h1.Name {
+		t.Fatalf("restored from %s on %s, want from %s on %s (its standby)", restored.From, restored.To, h1.Name, p.Standby)
+	}
+	if err := client.WaitReady(context.Background(), ip, 30*time.Second); err != nil {
+		t.Fatalf("restored guest does not answer: %v", err)
+	}
+	rto := time.Since(killed)
+	n, err := client.Sequence(requestCtx(), ip) // no gap, no repeat
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < nFirst {
+		t.Fatalf("the restored guest has %d lines of /seq, %d before its last checkpoints: not its last image", n, nFirst)
+	}
+	if on := runningOn(name); len(on) != 1 || on[0] != p.Standby {
+		t.Fatalf("%s runs on %v, want once on %s", name, on, p.Standby)
+	}
+	evs, err := drv.ListDomains(context.Background(), h1.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range evs {
+		if d.Name == name {
+			t.Errorf("the stopped copy of %s is still on %s (%s)", name, h1.Name, d.State)
+		}
+	}
+	var since []event.Event
+	ag.Get(t, fmt.Sprintf("/api/v1/events?since=%d", seq), &since)
+	for _, e := range since {
+		if e.Kind == event.HostFenced {
+			t.Errorf("a host was fenced for a QEMU crash: %s", e.Message)
+		}
+	}
+	q := waitProtected(t, ag, name, p.Standby, 1)
+	if q.Standby == p.Standby {
+		t.Fatalf("protected onto its own host %s", q.Standby)
+	}
+	t.Logf("QEMU of %s killed on %s: restored on %s in %d ms, answering %s after the kill; protected again onto %s",
+		name, h1.Name, restored.To, restored.ElapsedMs, rto.Round(time.Millisecond), q.Standby)
 }

@@ -68,7 +68,8 @@ func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 		announced: map[string]int{}, completed: map[string]driver.Job{},
 		fo: newFailover(cfg.FailoverGrace, cfg.StandbyOff), runFence: power.Run}
 	a.durations, a.downtimes = newHistograms()
-	a.prot = protector{loops: map[string]*protectLoop{}, recorded: map[string]string{}, last: map[string]Protection{}}
+	a.prot = protector{loops: map[string]*protectLoop{}, recorded: map[string]string{}, last: map[string]Protection{},
+		crashed: map[string]crash{}, restoring: map[string]bool{}, retryAt: map[string]time.Time{}}
 	if len(cfg.Helpers) > 0 {
 		var err error
 		if a.prot.tls, err = cfg.HelperTLS.ClientConfig(); err != nil {

@@ -93,6 +93,28 @@ type protector struct {
 	// last: the state of the loops stopped (the domain's host failed),
 	// for what a restore says of its image.
 	last map[string]Protection
+	// crashed: protected domains whose QEMU failed on a host that
+	// answers (libvirt said so), by name, to restore on their standby;
+	// restoring: those being restored; retryAt: not before then again.
+	crashed   map[string]crash
+	restoring map[string]bool
+	retryAt   map[string]time.Time
+}
+
+// crash is a protected domain's QEMU failed on host, as libvirt told.
+type crash struct {
+	host   string
+	labels map[string]string
+}
+
+// noteCrash records that name stopped on host because its QEMU failed,
+// if it is protected there.
+func (p *protector) noteCrash(host, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.loops[name]; l != nil && l.primary == host {
+		p.crashed[name] = crash{host: host, labels: l.labels}
+	}
 }
 
 type protectLoop struct {
@@ -122,6 +144,19 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 	p := &a.prot
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(p.crashed)) {
+		if p.restoring[name] || s.Time.Before(p.retryAt[name]) {
+			continue
+		}
+		if l := p.loops[name]; l != nil {
+			l.stop()
+			<-l.done
+			p.last[name] = l.state
+			delete(p.loops, name)
+		}
+		p.restoring[name] = true
+		go a.restoreCrashed(ctx, name, p.crashed[name], t)
+	}
 	want := protectTargets(s, func(host string) []driver.DomainStats {
 		if last, ok := a.fleet.History.LastSeen(host); ok {
 			return last.Stats.Domains
@@ -343,4 +378,42 @@ func (a *Agent) restoreFromStandby(ctx context.Context, d orphan, failed string,
 		return "", false, fmt.Errorf("restore %s on standby %s from its last image: %w", d.name, standby, err)
 	}
 	return standby, true, nil
+}
+
+// restoreCrashed restores a domain whose QEMU failed on a host that
+// answers on its standby, from its last image, and removes the stopped
+// copy left on that host (its disk kept: the restored copy's). No fence
+// is needed: that host's libvirt says the QEMU is gone. A failure is said
+// and tried again a grace period later.
+func (a *Agent) restoreCrashed(ctx context.Context, name string, c crash, t fleet.Topology) {
+	p := &a.prot
+	start := time.Now()
+	on, restored, err := a.restoreFromStandby(ctx, orphan{name: name, labels: c.labels}, c.host, t)
+	if err == nil && !restored {
+		err = fmt.Errorf("no image of %s on a standby host to restore from", name)
+	}
+	ops := a.ops(t, "")
+	if err == nil {
+		took := time.Since(start).Round(time.Millisecond)
+		a.event(event.Event{Kind: event.GuestRestored, Host: on, From: c.host, To: on, Guest: name, ElapsedMs: took.Milliseconds(),
+			Message: fmt.Sprintf("%s restored on %s from its last image after its QEMU on %s failed (%s)%s", name, on, c.host, took, p.imageAge(name))})
+		if err := ops.NotePlacement(ctx, name, on, c.labels); err != nil {
+			a.log.Warn("placement of a restored domain not recorded", "domain", name, "host", on, "error", err)
+		}
+		// Removed only now: until the restore worked, it was what was left.
+		if err := ops.RemoveStaleCopy(ctx, c.host, name); err != nil {
+			a.log.Warn("the stopped copy of a restored domain not removed", "domain", name, "host", c.host, "error", err)
+		}
+	} else {
+		a.event(event.Event{Kind: event.RestoreFailed, Host: c.host, Guest: name,
+			Message: fmt.Sprintf("%s not restored after its QEMU on %s failed: %v", name, c.host, err)})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.restoring, name)
+	if err == nil {
+		delete(p.crashed, name)
+	} else {
+		p.retryAt[name] = a.now().Add(a.fo.grace)
+	}
 }

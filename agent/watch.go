@@ -58,6 +58,8 @@ func (a *Agent) onEvent(host string, e driver.DomainEvent) {
 		a.mu.Unlock()
 	case e.Event == driver.LifecycleStarted && e.Detail == driver.DetailMigrated:
 		a.announce(host, e)
+	case e.Event == driver.LifecycleStopped && (e.Detail == driver.DetailFailed || e.Detail == driver.DetailCrashed):
+		a.prot.noteCrash(host, e.Domain) // its QEMU is gone: restored from its standby if protected
 	}
 	select {
 	case a.kick <- struct{}{}:
