@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
 	"github.com/virtpool/virtpool/pool"
@@ -328,4 +330,95 @@ func TestProtectedQEMUCrash(t *testing.T) {
 	}
 	t.Logf("QEMU of %s killed on %s: restored on %s in %d ms, answering %s after the kill; protected again onto %s",
 		name, h1.Name, restored.To, restored.ElapsedMs, rto.Round(time.Millisecond), q.Standby)
+}
+
+// TestProtectedSwitch (issue 14, acceptance 4): a planned switch is a live
+// migration of the guest to its standby (what changing a virtpool_domain's
+// host does): a client's stream from the guest goes on unbroken, nothing
+// lost or repeated, the guest runs once on the old standby, and the agent
+// protects it from there onto another host.
+func TestProtectedSwitch(t *testing.T) {
+	needLab(t)
+	ag, _ := fencingAgent(t)
+	watchCopies(t)
+	const name = "vpp-switch"
+	hosts := theLab.Inventory().Names()
+	h1, err := theLab.Host(hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := startProtected(t, name, 43, h1, hosts)
+	p := waitProtected(t, ag, name, h1.Name, 2)
+	s, err := client.FollowTCP(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	g := &guest{Name: name, IP: ip, Host: h1}
+	waitStreamAdvance(t, g, s, 20)
+	start := time.Now()
+	res, err := failOps().Migrate(context.Background(), name, h1.Name, p.Standby, driver.MigrateOptions{Persistent: true, UndefineSource: true})
+	if err != nil {
+		t.Fatalf("switch %s to %s: %v", name, p.Standby, err)
+	}
+	if on := runningOn(name); len(on) != 1 || on[0] != p.Standby {
+		t.Fatalf("%s runs on %v after the switch, want once on %s", name, on, p.Standby)
+	}
+	q := waitProtected(t, ag, name, p.Standby, 1)
+	reprotected := time.Since(start)
+	if q.Standby == p.Standby || q.Standby == "" {
+		t.Fatalf("after the switch to %s, protected onto %q", p.Standby, q.Standby)
+	}
+	waitStreamAdvance(t, g, s, 20)
+	if r := s.Stop(); r.Err != nil {
+		t.Fatalf("stream across the switch: %v", r.Err)
+	} else {
+		t.Logf("planned switch %s → %s: migration %s (paused %s), the stream unbroken (%d lines, longest stall %s); protected onto %s %s after the switch began",
+			h1.Name, p.Standby, res.Elapsed.Round(time.Millisecond), res.Downtime, r.Lines, r.MaxStall.Round(time.Millisecond),
+			q.Standby, reprotected.Round(time.Millisecond))
+	}
+	if _, err := client.Sequence(requestCtx(), ip); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProtectedAgentRestart (issue 14, acceptance 5): the agent killed, the
+// guest runs on where it is; an agent started again resumes protecting it
+// onto the standby its placement record names, and its first image there
+// is incremental (the standby's copy and chunks are kept): the scheme goes
+// on, not from scratch.
+func TestProtectedAgentRestart(t *testing.T) {
+	needLab(t)
+	first, _ := fencingAgent(t)
+	watchCopies(t)
+	const name = "vpp-agent"
+	hosts := theLab.Inventory().Names()
+	h1, err := theLab.Host(hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := startProtected(t, name, 44, h1, hosts)
+	p := waitProtected(t, first, name, h1.Name, 2)
+	if err := syscall.Kill(first.Proc.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.Proc.Done()
+	before := seqTail(t, ip)
+	time.Sleep(2 * protectInterval) // no agent: no checkpoint
+	if n := seqTail(t, ip); n <= before {
+		t.Fatalf("the guest stopped with the agent: /seq at %d, %d before", n, before)
+	}
+	if on := runningOn(name); len(on) != 1 || on[0] != h1.Name {
+		t.Fatalf("%s runs on %v without the agent, want %s", name, on, h1.Name)
+	}
+	second, _ := fencingAgent(t)
+	q := waitProtected(t, second, name, h1.Name, 1)
+	if q.Standby != p.Standby {
+		t.Errorf("the agent started again protects onto %s, the first onto %s", q.Standby, p.Standby)
+	}
+	if limit := int64(128<<20) / 20; q.WireBytes > limit {
+		t.Errorf("the first image after the restart shipped %d bytes, more than 5 %% of RAM: not incremental", q.WireBytes)
+	}
+	t.Logf("agent killed and started again: protection of %s onto %s resumed, its first image %d bytes (%.2f %% of RAM; the first ever: the whole image)",
+		name, q.Standby, q.WireBytes, 100*float64(q.WireBytes)/float64(128<<20))
 }
