@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/virtpool/virtpool/agent"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/event"
@@ -349,6 +351,15 @@ func TestProtectedSwitch(t *testing.T) {
 	}
 	ip := startProtected(t, name, 43, h1, hosts)
 	p := waitProtected(t, ag, name, h1.Name, 2)
+	// The live page shows the protection, and later its new standby.
+	page := browser(t)
+	if err := chromedp.Do(page, chromedp.Navigate(ag.URL)); err != nil {
+		t.Fatalf("open %s: %v", ag.URL, err)
+	}
+	row := fmt.Sprintf(`#protections tr[data-guest=%q]`, name)
+	if !waitText(t, page, row, fmt.Sprintf("%s → %s", h1.Name, p.Standby), nil) || !waitText(t, page, row, " s ago", nil) {
+		t.Errorf("the page does not show %s protected from %s onto %s with its last image's age", name, h1.Name, p.Standby)
+	}
 	s, err := client.FollowTCP(ip)
 	if err != nil {
 		t.Fatal(err)
@@ -368,6 +379,9 @@ func TestProtectedSwitch(t *testing.T) {
 	reprotected := time.Since(start)
 	if q.Standby == p.Standby || q.Standby == "" {
 		t.Fatalf("after the switch to %s, protected onto %q", p.Standby, q.Standby)
+	}
+	if !waitText(t, page, row, fmt.Sprintf("%s → %s", p.Standby, q.Standby), nil) {
+		t.Errorf("the page does not show %s protected from %s onto %s after the switch", name, p.Standby, q.Standby)
 	}
 	waitStreamAdvance(t, g, s, 20)
 	if r := s.Stop(); r.Err != nil {

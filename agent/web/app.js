@@ -92,6 +92,13 @@ function render(s) {
     el("td", {}, clock(f.time)), el("td", {}, f.guest), el("td", {}, `${f.from} → ${f.to}`),
     el("td", { class: "num" }, f.elapsed_ms ? (f.elapsed_ms / 1000).toFixed(1) + " s" : "?"),
     el("td", { class: "num" }, f.elapsed_ms ? f.downtime_ms + " ms" : "?"))));
+  // The age is the sample's: how old the standby's image was then.
+  document.querySelector("#protections tbody").replaceChildren(...(s.protections || []).map((p) => el("tr",
+    { "data-guest": p.domain, "data-standby": p.standby, class: p.error ? "failing" : "" },
+    el("td", {}, p.domain), el("td", {}, `${p.primary} → ${p.standby || "none"}`),
+    el("td", { class: "num" }, p.checkpoints ? (p.age_ms / 1000).toFixed(1) + " s ago" : (p.error ? "failing" : "first image…")),
+    el("td", { class: "num" }, p.checkpoints ? bytes(p.wire_bytes) : ""),
+    el("td", { class: "num" }, p.checkpoints ? p.pause_ms + " ms" : ""))));
   document.querySelector("#pools tbody").replaceChildren(...(s.pools || []).map((p) => el("tr", { "data-pool": p.name },
     el("td", {}, p.name), el("td", { class: "num" }, String(p.size)), el("td", { class: "num" }, String(p.desired)),
     el("td", { class: "num" }, String(p.min)), el("td", { class: "num" }, String(p.max)), el("td", {}, (p.hosts || []).join(" ")))));
