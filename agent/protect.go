@@ -26,25 +26,9 @@ import (
 // this agent or one started later, restores from there and nowhere else.
 
 // Protection is a protected domain's state, as the API, the page and the
-// metrics show it.
-type Protection struct {
-	Domain     string `json:"domain"`
-	Primary    string `json:"primary"`
-	Standby    string `json:"standby"` // "" while no standby host can take it
-	IntervalMs int64  `json:"interval_ms"`
-	// Checkpoints counts the images shipped to this standby;
-	// CheckpointAt is the moment the last one holds (its capture's end),
-	// AgeMs how old it is.
-	Checkpoints  int64     `json:"checkpoints"`
-	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
-	AgeMs        int64     `json:"age_ms"`
-	ImageBytes   int64     `json:"image_bytes"` // the last image
-	WireBytes    int64     `json:"wire_bytes"`  // what shipping it sent between the hosts
-	PauseMs      int64     `json:"pause_ms"`    // the guest's pause in its capture
-	CaptureMs    int64     `json:"capture_ms"`
-	ShipMs       int64     `json:"ship_ms"`
-	Error        string    `json:"error,omitempty"` // the last round's, until one succeeds
-}
+// metrics show it (and the provider's virtpool_protection data source
+// reads it).
+type Protection = pool.ProtectionState
 
 // target is where a protected domain runs and ships to.
 type target struct {

@@ -373,7 +373,7 @@ func (p *Provider) Resources(context.Context) []func() resource.Resource {
 }
 
 func (p *Provider) DataSources(context.Context) []func() datasource.DataSource {
-	return []func() datasource.DataSource{NewHostsDataSource, NewPoolDataSource}
+	return []func() datasource.DataSource{NewHostsDataSource, NewPoolDataSource, NewProtectionDataSource}
 }
 
 // clientFrom takes the *Client from a Configure request's provider data.
