@@ -62,9 +62,17 @@ func (p *protectionModel) protection() (pool.Protection, error) {
 }
 
 // check reports, at plan time, standby hosts the provider does not know
-// and a protection the guest cannot have (pool.Protection.Check).
-func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, primary string, memoryMiB uint64, diags *diag.Diagnostics) {
+// and a protection the guest cannot have (pool.Protection.Check; a disk).
+func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, primary string, memoryMiB uint64, disk bool, diags *diag.Diagnostics) {
 	at := path.Root("protection")
+	if disk {
+		// A checkpoint holds memory only: restored, it would meet a disk
+		// written after it.
+		diags.AddAttributeError(at, "Protection of a guest with a disk",
+			"a checkpoint holds the guest's memory only, not its disk (base_image): restored, it would go on with a disk "+
+				"written after the checkpoint. Protect guests that boot from kernel and initrd, or use failover_hosts (an HA restart).")
+		return
+	}
 	if p.StandbyHosts.IsUnknown() || p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
 		return
 	}

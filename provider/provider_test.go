@@ -509,6 +509,11 @@ resource "virtpool_pool" "p" {
 		{"protection and failover_hosts", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2"] }
   failover_hosts = ["h3"]`), `(?s)Conflicting failover hosts.*leave\s+failover_hosts out`},
+		{"protection of a guest with a disk", strings.NewReplacer(
+			fmt.Sprintf("  kernel      = %q\n", img.Kernel), "  base_image  = \"/var/lib/virtpool/base.qcow2\"\n",
+			fmt.Sprintf("  initrd      = %q\n", img.Initrd), "",
+			`  cmdline     = "`+img.Cmdline, `  cmdline     = "`).Replace(domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
+			`protection = { standby_hosts = ["h2"] }`)), `(?s)Protection of a guest with a disk`},
 		{"bad on_failure", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2"], on_failure = "pray" }`), `(?s)on_failure.*restore.*restart`},
 		{"watermarks out of order", providerConfig() + `

@@ -152,7 +152,7 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		}
 	}
 	if m.Protection != nil {
-		m.Protection.check(ctx, r.client.cfg.Hosts, host, uint64(m.MemoryMiB.ValueInt64()), &resp.Diagnostics)
+		m.Protection.check(ctx, r.client.cfg.Hosts, host, uint64(m.MemoryMiB.ValueInt64()), m.BaseImage.ValueString() != "", &resp.Diagnostics)
 	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
 	// Placed on, or moved to, a host: it must receive guests. A host that
