@@ -46,7 +46,9 @@ func (d *protectionDataSource) Metadata(_ context.Context, req datasource.Metada
 }
 
 func (d *protectionDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
-	computed := func(desc string) schema.Int64Attribute { return schema.Int64Attribute{Computed: true, Description: desc} }
+	computed := func(desc string) schema.Int64Attribute {
+		return schema.Int64Attribute{Computed: true, Description: desc}
+	}
 	resp.Schema = schema.Schema{
 		Description: "The hot standby of a protected `virtpool_domain`, as the `virtpool agent` that protects it reports it " +
 			"(its API, `/api/v1/state`): where it runs, which host holds its standby image, and the last checkpoint.",
