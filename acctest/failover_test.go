@@ -347,14 +347,24 @@ func startDomain(t *testing.T, name, ip string, host lab.Host, failover []string
 	img := theLab.Image
 	tpl := pool.Template{VCPUs: 1, MemoryMiB: 64, Kernel: img.Kernel, Initrd: img.Initrd,
 		Cmdline: img.Cmdline + " virtpool.ip=" + ip + "/24 virtpool.name=" + name, Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}
+	labels := map[string]string{}
+	if len(failover) > 0 {
+		labels[pool.LabelFailoverHosts], labels[pool.LabelMAC] = strings.Join(failover, ","), mac
+	}
+	createDomain(t, name, ip, mac, host, tpl, labels)
+}
+
+// createDomain creates a single domain from tpl on host with labels, as
+// the provider does (its role and template added to them; its placement
+// noted on its failover hosts), waits until it answers on ip, and removes
+// it, and its placement records, everywhere when the test ends.
+func createDomain(t *testing.T, name, ip, mac string, host lab.Host, tpl pool.Template, labels map[string]string) {
+	t.Helper()
 	js, err := json.Marshal(tpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(js)}
-	if len(failover) > 0 {
-		labels[pool.LabelFailoverHosts], labels[pool.LabelMAC] = strings.Join(failover, ","), mac
-	}
+	labels[pool.LabelRole], labels[pool.LabelTemplate] = pool.RoleDomain, string(js)
 	spec, err := tpl.DomainSpec(name, 0, labels)
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +375,7 @@ func startDomain(t *testing.T, name, ip string, host lab.Host, failover []string
 	}
 	t.Cleanup(func() {
 		removeEverywhere(t, name)
-		if len(failover) == 0 {
+		if len(pool.FailoverHosts(labels)) == 0 {
 			return
 		}
 		if err := failOps().DropPlacement(context.Background(), name, theLab.Inventory().Names()); err != nil {

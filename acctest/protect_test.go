@@ -2,7 +2,6 @@ package acctest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -32,40 +31,35 @@ const protectInterval = pool.DefaultCheckpointInterval
 func startProtected(t *testing.T, name string, n int, host lab.Host, standby []string) string {
 	t.Helper()
 	img := theLab.Image
-	ip := lab.GuestIP(n)
 	tpl := pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: img.Kernel, Initrd: img.Initrd,
 		Cmdline: theLab.GuestCmdline(name, n), Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator}
-	js, err := json.Marshal(tpl)
-	if err != nil {
-		t.Fatal(err)
-	}
 	prot, err := pool.Protection{Interval: protectInterval, OnFailure: pool.OnFailureRestore}.Label()
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{pool.LabelRole: pool.RoleDomain, pool.LabelTemplate: string(js), pool.LabelProtection: prot,
-		pool.LabelFailoverHosts: strings.Join(standby, ","), pool.LabelMAC: lab.GuestMAC(n)}
-	spec, err := tpl.DomainSpec(name, 0, labels)
+	ip := lab.GuestIP(n)
+	createDomain(t, name, ip, lab.GuestMAC(n), host, tpl, map[string]string{pool.LabelProtection: prot,
+		pool.LabelFailoverHosts: strings.Join(standby, ","), pool.LabelMAC: lab.GuestMAC(n)})
+	return ip
+}
+
+// protectedOnH1 starts an agent that fences failed hosts and watches
+// every host for copies, and a protected guest (startProtected) on h1
+// with every host as a standby host; it returns the agent, h1 and the
+// guest's address.
+func protectedOnH1(t *testing.T, name string, n int) (*runningAgent, lab.Host, string) {
+	t.Helper()
+	if theLab.Hosts[0].ShipBin == "" {
+		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
+	}
+	ag, _ := fencingAgent(t)
+	watchCopies(t)
+	hosts := theLab.Inventory().Names()
+	h1, err := theLab.Host(hosts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec.MAC = lab.GuestMAC(n)
-	if _, err := drv.CreateDomain(context.Background(), host.URI, spec); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		removeEverywhere(t, name)
-		if err := failOps().DropPlacement(context.Background(), name, theLab.Inventory().Names()); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := failOps().NotePlacement(context.Background(), name, host.Name, labels); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.WaitReady(context.Background(), ip, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return ip
+	return ag, h1, startProtected(t, name, n, h1, hosts)
 }
 
 // protection is the agent's state of name's protection (ok: it has one).
@@ -105,18 +99,8 @@ type failoverRun struct {
 // medians.
 func TestProtectedFailover(t *testing.T) {
 	needLab(t)
-	if theLab.Hosts[0].ShipBin == "" {
-		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
-	}
-	ag, _ := fencingAgent(t)
-	watchCopies(t)
 	const name = "vpp-hot"
-	hosts := theLab.Inventory().Names()
-	h1, err := theLab.Host(hosts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := startProtected(t, name, 41, h1, hosts)
+	ag, h1, ip := protectedOnH1(t, name, 41)
 	ctx := context.Background()
 
 	var runs []failoverRun
@@ -274,15 +258,8 @@ func seqTail(t *testing.T, ip string) int {
 // the guest runs exactly once, with its memory, and is protected again.
 func TestProtectedQEMUCrash(t *testing.T) {
 	needLab(t)
-	ag, _ := fencingAgent(t)
-	watchCopies(t)
 	const name = "vpp-qemu"
-	hosts := theLab.Inventory().Names()
-	h1, err := theLab.Host(hosts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := startProtected(t, name, 42, h1, hosts)
+	ag, h1, ip := protectedOnH1(t, name, 42)
 	p := waitProtected(t, ag, name, h1.Name, 3)
 	nFirst, err := client.Sequence(requestCtx(), ip)
 	if err != nil {
@@ -341,15 +318,8 @@ func TestProtectedQEMUCrash(t *testing.T) {
 // protects it from there onto another host.
 func TestProtectedSwitch(t *testing.T) {
 	needLab(t)
-	ag, _ := fencingAgent(t)
-	watchCopies(t)
 	const name = "vpp-switch"
-	hosts := theLab.Inventory().Names()
-	h1, err := theLab.Host(hosts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := startProtected(t, name, 43, h1, hosts)
+	ag, h1, ip := protectedOnH1(t, name, 43)
 	p := waitProtected(t, ag, name, h1.Name, 2)
 	// The live page shows the protection, and later its new standby.
 	page := browser(t)
@@ -403,15 +373,8 @@ func TestProtectedSwitch(t *testing.T) {
 // on, not from scratch.
 func TestProtectedAgentRestart(t *testing.T) {
 	needLab(t)
-	first, _ := fencingAgent(t)
-	watchCopies(t)
 	const name = "vpp-agent"
-	hosts := theLab.Inventory().Names()
-	h1, err := theLab.Host(hosts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := startProtected(t, name, 44, h1, hosts)
+	first, h1, ip := protectedOnH1(t, name, 44)
 	p := waitProtected(t, first, name, h1.Name, 2)
 	if err := syscall.Kill(first.Proc.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)

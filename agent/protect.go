@@ -132,12 +132,7 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 		if p.restoring[name] || s.Time.Before(p.retryAt[name]) {
 			continue
 		}
-		if l := p.loops[name]; l != nil {
-			l.stop()
-			<-l.done
-			p.last[name] = l.state
-			delete(p.loops, name)
-		}
+		p.drop(name)
 		p.restoring[name] = true
 		go a.restoreCrashed(ctx, name, p.crashed[name], t)
 	}
@@ -159,27 +154,41 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 			continue // until it runs elsewhere (a failover) or its host, back, shows it stopped
 		}
 		if !ok || w.primary != l.primary || w.standby != l.standby || w.interval != l.interval {
-			l.stop()
-			<-l.done
-			p.last[name] = l.state
-			delete(p.loops, name)
+			p.drop(name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
-		w := want[name]
-		if _, ok := p.loops[name]; ok || w.standby == "" {
-			continue
+		if w := want[name]; p.loops[name] == nil && w.standby != "" {
+			a.startProtect(ctx, name, w, t)
 		}
-		p.recMu.Lock()
-		p.recorded[name] = t.Placements[name].Labels[pool.LabelStandby]
-		p.recMu.Unlock()
-		lctx, cancel := context.WithCancel(ctx)
-		l := &protectLoop{target: w, stop: cancel, done: make(chan struct{}),
-			state: Protection{Domain: name, Primary: w.primary, Standby: w.standby, IntervalMs: w.interval.Milliseconds()}}
-		p.loops[name] = l
-		a.log.Info("protecting", "domain", name, "primary", w.primary, "standby", w.standby, "interval", w.interval.String())
-		go a.runProtect(lctx, name, l, t)
 	}
+}
+
+// startProtect starts name's loop (p.mu held).
+func (a *Agent) startProtect(ctx context.Context, name string, w target, t fleet.Topology) {
+	p := &a.prot
+	p.recMu.Lock()
+	p.recorded[name] = t.Placements[name].Labels[pool.LabelStandby]
+	p.recMu.Unlock()
+	lctx, cancel := context.WithCancel(ctx)
+	l := &protectLoop{target: w, stop: cancel, done: make(chan struct{}),
+		state: Protection{Domain: name, Primary: w.primary, Standby: w.standby, IntervalMs: w.interval.Milliseconds()}}
+	p.loops[name] = l
+	a.log.Info("protecting", "domain", name, "primary", w.primary, "standby", w.standby, "interval", w.interval.String())
+	go a.runProtect(lctx, name, l, t)
+}
+
+// drop ends name's loop, if it has one, keeping its last state (p.mu
+// held). The loop's calls end with its context.
+func (p *protector) drop(name string) {
+	l := p.loops[name]
+	if l == nil {
+		return
+	}
+	l.stop()
+	<-l.done
+	p.last[name] = l.state
+	delete(p.loops, name)
 }
 
 // protections is the state of every loop at now.
@@ -206,10 +215,8 @@ func (a *Agent) stopProtecting() {
 	p := &a.prot
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for name, l := range p.loops {
-		l.stop()
-		<-l.done
-		delete(p.loops, name)
+	for name := range p.loops {
+		p.drop(name)
 	}
 }
 
