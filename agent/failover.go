@@ -570,7 +570,7 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 	if _, ok := all[host]; !ok {
 		return fmt.Errorf("recover %s: it does not answer", host)
 	}
-	stale, err := a.dropRestarted(ctx, ops, host, all, down, t)
+	dropped, err := a.dropRestarted(ctx, ops, host, all, down, t) // copies of single domains
 	errs := []error{err}
 	pools := 0 // pools whose fence of host this pass dropped
 	for _, name := range t.PoolNames() {
@@ -627,7 +627,7 @@ func (a *Agent) recover(ctx context.Context, host string, t fleet.Topology) erro
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recover %s: %w", host, err)
 	}
-	if len(stale) == 0 && pools == 0 { // nothing said of it yet
+	if len(dropped) == 0 && pools == 0 { // nothing said of it yet
 		a.event(event.Event{Kind: event.HostRecovered, Host: host,
 			Message: fmt.Sprintf("host %s answers again: no stale copy there", host)})
 	}
