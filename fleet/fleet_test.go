@@ -322,3 +322,48 @@ func TestHostFrameLoad(t *testing.T) {
 		t.Errorf("Load without capacity = %v, %v; want 0, 0", cpu, mem)
 	}
 }
+
+// TestDemandLeavesMigrationOut: a guest's demand is its CPU outside its
+// migration. While it runs on two hosts, and in the frame after (its
+// destination's counter holds the incoming copy's work), QEMU mostly copies
+// memory: those frames count only for a guest seen migrating all along.
+func TestDemandLeavesMigrationOut(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	// cores the guest's QEMU used in each second, on each host; 0: not there.
+	type step struct{ h1, h2 float64 }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  float64
+	}{
+		{"steady", []step{{0.4, 0}, {0.4, 0}, {0.4, 0}, {0.4, 0}}, 0.4},
+		{"migrated h1 → h2", []step{{0.4, 0}, {0.4, 0}, {0.9, 0.6}, {0.9, 0.6}, {0, 0.8}, {0, 0.4}, {0, 0.4}}, 0.4},
+		{"migrating all along", []step{{0.9, 0.6}, {0.9, 0.6}, {0.9, 0.6}}, 0.9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHistory(100, time.Hour)
+			counters := map[string]uint64{}
+			for i, st := range append([]step{{0, 0}}, tc.steps...) {
+				at := t0.Add(time.Duration(i) * time.Second)
+				r := Round{Time: at, Hosts: map[string]HostSample{}}
+				for host, cores := range map[string]float64{"h1": st.h1, "h2": st.h2} {
+					hs := driver.HostStats{Time: at, CPUs: 2, MemoryTotalBytes: 1 << 30}
+					if i == 0 || cores > 0 {
+						if i > 0 {
+							counters[host] += uint64(cores * 1e9)
+						}
+						hs.Domains = []driver.DomainStats{{Name: "g", UUID: "u", State: driver.StateRunning, CPUTimeNs: counters[host]}}
+					}
+					if i == 0 && host == "h2" && tc.steps[0].h2 == 0 {
+						hs.Domains = nil
+					}
+					r.Hosts[host] = HostSample{Stats: hs}
+				}
+				h.Add(r)
+			}
+			if got := h.Demand(time.Minute)["u"]; math.Abs(got.CPU-tc.want) > 1e-9 {
+				t.Errorf("demand %+v, want %.1f cores", got, tc.want)
+			}
+		})
+	}
+}

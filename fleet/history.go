@@ -93,6 +93,9 @@ type Frame struct {
 	// Up tells, for every host of the topology, whether it answered the
 	// frame's round (a host with no rate yet is up but not in Hosts).
 	Up map[string]bool
+	// Migrating holds the guests (UUIDs) active on two hosts in either
+	// of the frame's rounds: migrating during it.
+	Migrating map[string]bool
 }
 
 // HostFrame is one host in a frame.
@@ -178,7 +181,23 @@ func delta(a, b uint64) (uint64, bool) {
 // frame derives the rates between two rounds. A guest counts on a host
 // only if it ran there in both rounds with counters that did not restart.
 func frame(prev, cur Round) Frame {
-	f := Frame{Time: cur.Time, Dt: cur.Time.Sub(prev.Time), Hosts: map[string]*HostFrame{}, Pools: cur.Pools, Up: map[string]bool{}}
+	f := Frame{Time: cur.Time, Dt: cur.Time.Sub(prev.Time), Hosts: map[string]*HostFrame{}, Pools: cur.Pools, Up: map[string]bool{},
+		Migrating: map[string]bool{}}
+	for _, r := range []Round{prev, cur} {
+		on := map[string]int{}
+		for _, hs := range r.Hosts {
+			for _, d := range hs.Stats.Domains {
+				if active(d.State) {
+					on[d.UUID]++
+				}
+			}
+		}
+		for u, n := range on {
+			if n > 1 {
+				f.Migrating[u] = true
+			}
+		}
+	}
 	for _, n := range cur.Down {
 		f.Up[n] = false
 	}
@@ -270,15 +289,24 @@ type Demand struct {
 
 // Demand returns every guest's load (by UUID) over the window ending at
 // the newest round. A guest is followed across hosts: a migrated guest's
-// frames on its old host count as well as those on its new one.
+// frames on its old host count as well as those on its new one. The
+// frames of its migration (Frame.Migrating: up to the first round that
+// sees it on one host, whose counter still holds the incoming copy's
+// work) do not count while others do: QEMU's CPU is then mostly copying
+// and encrypting memory, not the guest's demand. Counted, it would make
+// the host a guest was just moved to look hot, and move something back.
 func (h *History) Demand(window time.Duration) map[string]Demand {
 	_, newest := h.Span()
 	frames := h.Frames(newest.Add(-window).Add(time.Nanosecond), newest)
-	sum := map[string]float64{}
-	out := map[string]Demand{}
+	type acc struct {
+		sum     float64 // core-seconds
+		covered time.Duration
+	}
+	steady, moving := map[string]acc{}, map[string]acc{}
+	rss := map[string]int64{}
 	for _, f := range frames {
-		// A guest seen on two hosts in one frame (mid-migration) counts
-		// once, with its larger rate.
+		// A guest with a rate on two hosts in one frame (mid-migration)
+		// counts once, with its larger rate.
 		seen := map[string]GuestFrame{}
 		for _, hf := range f.Hosts {
 			for _, g := range hf.Guests {
@@ -288,16 +316,26 @@ func (h *History) Demand(window time.Duration) map[string]Demand {
 			}
 		}
 		for u, g := range seen {
-			d := out[u]
-			d.Covered += f.Dt
-			d.RSSBytes = int64(g.RSSBytes)
-			out[u] = d
-			sum[u] += g.CPU * f.Dt.Seconds()
+			into := steady
+			if f.Migrating[u] {
+				into = moving
+			}
+			a := into[u]
+			a.sum += g.CPU * f.Dt.Seconds()
+			a.covered += f.Dt
+			into[u] = a
+			rss[u] = int64(g.RSSBytes)
 		}
 	}
-	for u, d := range out {
-		if d.Covered > 0 {
-			d.CPU = sum[u] / d.Covered.Seconds()
+	out := map[string]Demand{}
+	for u := range rss {
+		a, ok := steady[u]
+		if !ok { // migrating all along: what there is
+			a = moving[u]
+		}
+		d := Demand{RSSBytes: rss[u], Covered: a.covered}
+		if a.covered > 0 {
+			d.CPU = a.sum / a.covered.Seconds()
 		}
 		out[u] = d
 	}
