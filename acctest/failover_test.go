@@ -132,8 +132,8 @@ func eachRunning(fn func(host string, d driver.Domain)) {
 	}
 }
 
-// copyWatch lists every host that answers every 100 ms while a test runs
-// and remembers any moment a guest ran on two hosts at once.
+// copyWatch lists every host that answers every 100 ms (or as told) while
+// a test runs and remembers any moment a guest ran on two hosts at once.
 type copyWatch struct {
 	mu    sync.Mutex
 	skip  map[string]bool // hosts not to list (cut off: a call would hang)
@@ -141,7 +141,10 @@ type copyWatch struct {
 	polls int
 }
 
-func watchCopies(t *testing.T) *copyWatch {
+func watchCopies(t *testing.T) *copyWatch { return watchCopiesEvery(t, 100*time.Millisecond) }
+
+// watchCopiesEvery is watchCopies looking every d.
+func watchCopiesEvery(t *testing.T, d time.Duration) *copyWatch {
 	w := &copyWatch{skip: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -178,7 +181,7 @@ func watchCopies(t *testing.T) *copyWatch {
 			w.mu.Unlock()
 			select {
 			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(d):
 			}
 		}
 	}()

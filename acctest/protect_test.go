@@ -53,7 +53,7 @@ func protectedOnH1(t *testing.T, name string, n int) (*runningAgent, lab.Host, s
 		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
 	}
 	ag, _ := fencingAgent(t)
-	watchCopies(t)
+	watchCopiesEvery(t, 50*time.Millisecond) // as the issue asks of these tests
 	hosts := theLab.Inventory().Names()
 	h1, err := theLab.Host(hosts[0])
 	if err != nil {
