@@ -283,12 +283,12 @@ func (a *Agent) checkpointOnce(ctx context.Context, name string, l *protectLoop,
 		return err
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	first := l.state.Checkpoints == 0
 	l.state.Checkpoints++
 	l.state.CheckpointAt, l.state.ImageBytes, l.state.WireBytes = captured, sent.ImageBytes, sent.WireBytes
 	l.state.PauseMs, l.state.CaptureMs, l.state.ShipMs = cp.Downtime.Milliseconds(), cp.Elapsed.Milliseconds(), shipped.Milliseconds()
 	l.state.Error = ""
+	l.mu.Unlock()
 	if first {
 		a.event(event.Event{Kind: event.GuestProtected, Host: l.primary, Guest: name, To: l.standby, ElapsedMs: shipped.Milliseconds(),
 			Message: fmt.Sprintf("%s on %s protected onto %s: first image %d MiB shipped in %s", name, l.primary, l.standby,
