@@ -22,7 +22,7 @@ func TestProtectionCheck(t *testing.T) {
 		{"no standby", ok, 128, "h1", nil, "no standby host"},
 		{"interval below the floor", Protection{Interval: 500 * time.Millisecond, OnFailure: OnFailureRestore}, 128, "h1", []string{"h2"},
 			"interval 500ms is below 1s"},
-		{"interval below a big guest's capture", ok, 4096, "h1", []string{"h2"}, "interval 2s is below 25.6s, the least for a guest of 4096 MiB"},
+		{"interval below a big guest's capture", ok, 4096, "h1", []string{"h2"}, "interval 2s is below 32s, the least for a guest of 4096 MiB"},
 		{"bad on_failure", Protection{Interval: 2 * time.Second, OnFailure: "pray"}, 128, "h1", []string{"h2"}, `on_failure "pray"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -503,7 +503,7 @@ resource "virtpool_pool" "p" {
 			`protection = { standby_hosts = ["h2"], interval = "200ms" }`), `(?s)Invalid protection.*interval 200ms is below 1s, the least for a guest of 64\s+MiB`},
 		{"interval below a big guest's capture time", strings.Replace(domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2"], interval = "2s" }`), "memory_mib  = 64", "memory_mib  = 2048", 1),
-			`(?s)interval 2s is below 12\.8s, the least for a guest of 2048 MiB.*raise interval`},
+			`(?s)interval 2s is below 16s, the least for a guest of 2048 MiB.*raise interval`},
 		{"unknown standby host", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2", "h9"] }`), `(?s)Unknown host.*h9`},
 		{"protection and failover_hosts", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
