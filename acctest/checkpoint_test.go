@@ -44,8 +44,11 @@ func TestAccCheckpointRestore(t *testing.T) {
 
 	g := startGuest(t, h1, 128)
 	standby := ship.StandbyImage(h2.ShipDir(), g.Name)
-	t.Cleanup(func() { // the restored guest is h2's (transient) domain
+	t.Cleanup(func() { // the restored guest is h2's domain
 		if err := drv.ShutdownDomain(context.Background(), h2.URI, g.Name, 0); err != nil {
+			t.Errorf("stop %s on %s: %v", g.Name, h2.Name, err)
+		}
+		if err := drv.UndefineDomain(context.Background(), h2.URI, g.Name, driver.UndefineOptions{}); err != nil && !driver.IsNotFound(err) {
 			t.Errorf("remove %s from %s: %v", g.Name, h2.Name, err)
 		}
 		_ = os.RemoveAll(srcDir)
@@ -155,6 +158,9 @@ func TestAccCheckpointRestore(t *testing.T) {
 		running := false
 		for _, d := range doms {
 			running = running || (d.Name == g.Name && d.State == driver.StateRunning)
+			if d.Name == g.Name && h.running && !d.Persistent {
+				t.Errorf("%s restored on %s is transient, want it defined there", g.Name, h.uri)
+			}
 		}
 		if running != h.running {
 			t.Errorf("%s running on %s: %v, want %v", g.Name, h.uri, running, h.running)

@@ -117,7 +117,8 @@ func placements(t *testing.T, name string) string {
 	return strings.Join(out, " ")
 }
 
-// eachRunning calls fn for every guest running on a lab host that answers
+// eachRunning calls fn for every guest running (or paused: a checkpoint's
+// end pauses a protected guest briefly) on a lab host that answers
 // (within 2 s: a host down runs nothing).
 func eachRunning(fn func(host string, d driver.Domain)) {
 	for _, h := range theLab.Hosts {
@@ -125,7 +126,7 @@ func eachRunning(fn func(host string, d driver.Domain)) {
 		doms, err := drv.ListDomains(ctx, h.URI)
 		cancel()
 		for _, d := range doms {
-			if err == nil && d.State == driver.StateRunning {
+			if err == nil && driver.Active(d.State) {
 				fn(h.Name, d)
 			}
 		}

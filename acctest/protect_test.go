@@ -399,3 +399,164 @@ func TestProtectedAgentRestart(t *testing.T) {
 	t.Logf("agent killed and started again: protection of %s onto %s resumed, its first image %d bytes (%.2f %% of RAM; the first ever: the whole image)",
 		name, q.Standby, q.WireBytes, 100*float64(q.WireBytes)/float64(128<<20))
 }
+
+// TestProtectedPool (issue 14: every member of a virtpool_pool): a pool
+// with protection has each member's standby placed by the scheduler on
+// another of its hosts; when a member's host crashes, the member comes
+// back on its standby from its last image, under its name, with its
+// memory (its sequence file goes on, no gap, no repeat), exactly once,
+// after the host's fence, and the pool makes no replacement for it; both
+// members are protected again, never onto their own host. When the host
+// is back, the member's stale copy there is removed.
+func TestProtectedPool(t *testing.T) {
+	needLab(t)
+	if theLab.Hosts[0].ShipBin == "" {
+		t.Fatal("the lab's hosts run no checkpoint helper: set VIRTPOOL_BIN (make testacc does)")
+	}
+	const name = "vpp-pool"
+	ctx := context.Background()
+	ag, _ := fencingAgent(t)
+	watchCopiesEvery(t, 50*time.Millisecond)
+	ops := failOps()
+	img := theLab.Image
+	spec := pool.Spec{Name: name, MaxSize: 3, Placement: pool.PlacementSpread, AntiAffinity: true,
+		Template: pool.Template{VCPUs: 1, MemoryMiB: 128, Kernel: img.Kernel, Initrd: img.Initrd,
+			Cmdline: img.Cmdline + " virtpool.ip={ip} virtpool.name={name} virtpool.seq=1", IPBase: "192.0.2.251/24",
+			Bridge: lab.GuestBridge, Accelerator: theLab.Accelerator},
+		Protection: &pool.Protection{Interval: protectInterval, OnFailure: pool.OnFailureRestore}}
+	for _, h := range theLab.Hosts {
+		spec.Hosts = append(spec.Hosts, theLab.Inventory()[h.Name])
+	}
+	t.Cleanup(func() {
+		if _, err := ops.ScaleTo(ctx, name, 0); err != nil {
+			t.Errorf("remove pool %s: %v", name, err)
+		}
+		if err := ops.DeletePoolRecord(ctx, name, spec.HostNames()); err != nil {
+			t.Errorf("remove pool %s: %v", name, err)
+		}
+	})
+	// Two members on two hosts (anti-affinity places them; then lifted,
+	// as the failover pools do, so that a host may hold two).
+	pr, err := ops.WritePool(ctx, pool.Record{Spec: spec}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.ScaleTo(ctx, name, 2); err != nil {
+		t.Fatal(err)
+	}
+	if pr, _, _, err = ops.ReadPool(ctx, name, nil); err != nil {
+		t.Fatal(err)
+	}
+	pr.Spec.AntiAffinity = false
+	if _, err := ops.WritePool(ctx, pr, nil); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := ops.Members(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := map[string]string{} // name → host
+	for _, mb := range ms {
+		members[mb.Name] = mb.Host
+	}
+	m1, m2 := pool.MemberName(name, 1), pool.MemberName(name, 2)
+	if len(members) != 2 || members[m1] == members[m2] {
+		t.Fatalf("members %v, want %s and %s on two hosts", members, m1, m2)
+	}
+	ip1 := "192.0.2.251"
+	for _, m := range []string{m1, m2} {
+		if p := waitProtected(t, ag, m, members[m], 2); p.Standby == members[m] || !slices.Contains(spec.HostNames(), p.Standby) {
+			t.Fatalf("%s on %s: standby %q, want another of the pool's hosts", m, members[m], p.Standby)
+		}
+	}
+	p1 := waitProtected(t, ag, m1, members[m1], 2)
+	primary, err := theLab.Host(members[m1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nFirst, err := client.Sequence(requestCtx(), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(t, ag, m1, p1.Checkpoints) // an image taken after nFirst was read
+	seq := ag.LastSeq(t)
+	crashed := time.Now()
+	if err := lab.Crash(ctx, primary); err != nil {
+		t.Fatal(err)
+	}
+	// A member's events name its pool.
+	evs := ag.WaitEvents(t, seq, "host_fenced:"+primary.Name, "guest_restored:"+name, "pool_restored:"+name)
+	restored, fenced := evs["guest_restored:"+name], evs["host_fenced:"+primary.Name]
+	if restored.Guest != m1 || restored.To != p1.Standby {
+		t.Fatalf("%s restored on %s, want %s on %s (its standby)", restored.Guest, restored.To, m1, p1.Standby)
+	}
+	if !fenced.Time.Before(restored.Time) {
+		t.Errorf("restored at %s, before %s was fenced (%s)", restored.Time, primary.Name, fenced.Time)
+	}
+	if e := evs["pool_restored:"+name]; e.Size != 2 {
+		t.Errorf("%s: %d members, want 2", e.Message, e.Size)
+	}
+	if err := client.WaitReady(ctx, ip1, 30*time.Second); err != nil {
+		t.Fatalf("restored member does not answer: %v", err)
+	}
+	rto := time.Since(crashed)
+	if n, err := client.Sequence(requestCtx(), ip1); err != nil || n < nFirst { // no gap, no repeat, its last image
+		t.Fatalf("restored member: /seq %d lines (%v), %d before its last checkpoints", n, err, nFirst)
+	}
+	if on := runningOn(m1); len(on) != 1 || on[0] != p1.Standby {
+		t.Fatalf("%s runs on %v, want once on %s", m1, on, p1.Standby)
+	}
+	// No replacement: the members on the hosts that answer are the two.
+	ms, err = ops.Members(ctx, name)
+	if _, err := pool.Partial(err); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mb := range ms {
+		names = append(names, mb.Name+"@"+mb.Host)
+	}
+	if slices.Sort(names); len(names) != 2 || !strings.HasPrefix(names[0], m1+"@") || !strings.HasPrefix(names[1], m2+"@") {
+		t.Errorf("members after the failover: %v, want %s and %s, no replacement", names, m1, m2)
+	}
+	// Protected again, each onto a host other than its own and the fenced one.
+	for _, m := range []string{m1, m2} {
+		on := runningOn(m)
+		if len(on) != 1 {
+			t.Fatalf("%s runs on %v", m, on)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			p, ok := protection(t, ag, m)
+			if ok && p.Primary == on[0] && p.Checkpoints > 0 && p.Standby != primary.Name {
+				if p.Standby == on[0] {
+					t.Fatalf("%s protected onto its own host %s", m, on[0])
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on %s not protected again onto a host left (protection %+v)\n%s", m, on[0], p, ag.Tail(30))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The host back: the member's stale copy there is removed, never started.
+	seq = ag.LastSeq(t)
+	if err := lab.Start(ctx, primary); err != nil {
+		t.Fatal(err)
+	}
+	ag.WaitEvents(t, seq, "host_recovered:"+name)
+	doms, err := drv.ListDomains(ctx, primary.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range doms {
+		if d.Name == m1 {
+			t.Errorf("stale copy of %s left on %s (%s)", m1, primary.Name, d.State)
+		}
+	}
+	if on := runningOn(m1); len(on) != 1 {
+		t.Errorf("after %s came back %s runs on %v", primary.Name, m1, on)
+	}
+	t.Logf("pool member %s: %s crashed, restored on its standby %s in %d ms, answering %s after the crash; no replacement made",
+		m1, primary.Name, restored.To, restored.ElapsedMs, rto.Round(time.Millisecond))
+}

@@ -69,7 +69,7 @@ func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 		fo: newFailover(cfg.FailoverGrace, cfg.StandbyOff), runFence: power.Run}
 	a.durations, a.downtimes = newHistograms()
 	a.prot = protector{loops: map[string]*protectLoop{}, recorded: map[string]string{}, last: map[string]Protection{},
-		crashed: map[string]crash{}, restoring: map[string]bool{}, retryAt: map[string]time.Time{}}
+		crashed: map[string]crash{}, restoring: map[string]bool{}, retryAt: map[string]time.Time{}, unplaced: map[string]string{}}
 	if len(cfg.Helpers) > 0 {
 		var err error
 		if a.prot.tls, err = cfg.HelperTLS.ClientConfig(); err != nil {

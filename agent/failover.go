@@ -33,11 +33,17 @@ import (
 // (mu).
 type failover struct {
 	grace      time.Duration
-	standbyOff time.Duration        // how long a standby host stays empty before it is powered off
-	downSince  map[string]time.Time // first sample the host missed
-	idleSince  map[string]time.Time // first sample the host was on standby and empty
-	told       map[string]bool      // host_failed said, for a host with no fence action
-	placed     map[string]string    // single domain → the host its placement was last noted on (or tried)
+	standbyOff time.Duration // how long a standby host stays empty before it is powered off
+	// downSince: since when a host that does not answer has not: the
+	// last sample it answered (upAt), or the first it missed if it never
+	// answered. A hung host stretches the rounds that wait for it (to the
+	// call timeout): counting from its first missed round would add a
+	// round or two to the grace.
+	downSince map[string]time.Time
+	upAt      map[string]time.Time // last sample the host answered
+	idleSince map[string]time.Time // first sample the host was on standby and empty
+	told      map[string]bool      // host_failed said, for a host with no fence action
+	placed    map[string]string    // single domain → the host its placement was last noted on (or tried)
 
 	mu      sync.Mutex
 	fenced  map[string]bool      // fenced by this agent, not answering since
@@ -71,8 +77,9 @@ func newFailover(grace, standbyOff time.Duration) *failover {
 	if standbyOff <= 0 {
 		standbyOff = DefaultStandbyOff
 	}
-	return &failover{grace: grace, standbyOff: standbyOff, downSince: map[string]time.Time{}, idleSince: map[string]time.Time{},
-		told: map[string]bool{}, placed: map[string]string{},
+	return &failover{grace: grace, standbyOff: standbyOff, downSince: map[string]time.Time{}, upAt: map[string]time.Time{},
+		idleSince: map[string]time.Time{},
+		told:      map[string]bool{}, placed: map[string]string{},
 		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{},
 		recovering: map[string]bool{}, unsaid: map[string]map[string]recovered{}}
 }
@@ -110,8 +117,9 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 			out = append(out, action{kind: actOff, host: h.Name, since: since})
 			delete(f.idleSince, h.Name)
 		}
-		if h.State == HostOff {
+		if h.State == HostOff { // not expected to answer: its time counts from when it should again
 			delete(f.downSince, h.Name)
+			delete(f.upAt, h.Name)
 			continue
 		}
 		if h.State != HostDown {
@@ -123,12 +131,15 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 			}
 			delete(f.downSince, h.Name)
 			delete(f.told, h.Name)
+			f.upAt[h.Name] = now
 			continue
 		}
 		since, ok := f.downSince[h.Name]
 		if !ok {
-			since = now
-			f.downSince[h.Name] = now
+			if since, ok = f.upAt[h.Name]; !ok {
+				since = now
+			}
+			f.downSince[h.Name] = since
 		}
 		switch {
 		case busy, now.Before(f.retryAt[h.Name]):
@@ -369,7 +380,7 @@ func (a *Agent) restore(ctx context.Context, host string, s State, t fleet.Topol
 			continue
 		}
 		start := time.Now()
-		n, err := a.restorePool(ctx, ops, name, host, s)
+		n, err := a.restorePool(ctx, ops, name, host, s, t)
 		if err != nil {
 			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Pool: name,
 				Message: fmt.Sprintf("pool %s not restored after the fence of %s: %v", name, host, err)})
@@ -387,7 +398,7 @@ func (a *Agent) restore(ctx context.Context, host string, s State, t fleet.Topol
 }
 
 // restorePool restores one pool and returns how many members it has.
-func (a *Agent) restorePool(ctx context.Context, ops *pool.Ops, name, host string, s State) (int, error) {
+func (a *Agent) restorePool(ctx context.Context, ops *pool.Ops, name, host string, s State, t fleet.Topology) (int, error) {
 	pr, _, found, err := ops.ReadPool(ctx, name, nil)
 	if !found {
 		return 0, notFound(name, err)
@@ -406,11 +417,71 @@ func (a *Agent) restorePool(ctx context.Context, ops *pool.Ops, name, host strin
 			return 0, err
 		}
 	}
+	// Its protected members come back first, each on its standby from its
+	// last image, under its own name: the pool is then at size and
+	// Reconcile makes no replacement for them.
+	if err := a.restoreMembers(ctx, ops, pr, host, t); err != nil {
+		return 0, err
+	}
 	if err := ops.Reconcile(ctx, pr); err != nil {
 		return 0, err
 	}
 	members, err := ops.Members(ctx, name)
 	return pool.CountMembers(pr.Live(members)), pool.Needed(err, pr.Placeable())
+}
+
+// restoreMembers restores, on its standby, each protected member of pool
+// pr last seen running on the fenced host that runs nowhere now. One
+// that cannot be restored is said, and replaced by Reconcile (a new
+// member: its memory is lost, nothing runs twice).
+func (a *Agent) restoreMembers(ctx context.Context, ops *pool.Ops, pr pool.Record, host string, t fleet.Topology) error {
+	last, ok := a.fleet.History.LastSeen(host)
+	if pr.Spec.Protection == nil || !ok {
+		return nil
+	}
+	var lost []orphan
+	for _, d := range last.Stats.Domains {
+		if d.Labels[pool.LabelPool] == pr.Spec.Name && d.Labels[pool.LabelRole] == pool.RoleMember &&
+			driver.Active(d.State) {
+			lost = append(lost, orphan{d.Name, d.Labels})
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	all, err := ops.ListAll(ctx, nil)
+	if _, err := pool.Partial(err); err != nil {
+		return err
+	}
+	for _, d := range lost {
+		if on := runningOn(all, d.name); on != "" {
+			a.log.Info("member of a fenced host runs elsewhere already", "pool", pr.Spec.Name, "domain", d.name, "host", on)
+			continue
+		}
+		start := time.Now()
+		on, restored, err := a.restoreFromStandby(ctx, d, host, t)
+		took := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err != nil:
+			a.event(event.Event{Kind: event.RestoreFailed, Host: host, Pool: pr.Spec.Name, Guest: d.name,
+				Message: fmt.Sprintf("%s not restored after the fence of %s: %v; the pool replaces it", d.name, host, err)})
+		case restored:
+			a.event(event.Event{Kind: event.GuestRestored, Host: on, From: host, To: on, Pool: pr.Spec.Name, Guest: d.name, ElapsedMs: took.Milliseconds(),
+				Message: fmt.Sprintf("%s restored on %s from its last image after the fence of %s (%s)%s", d.name, on, host, took, a.prot.imageAge(d.name))})
+		}
+	}
+	return nil
+}
+
+// runningOn is the host of all where name runs, or is paused ("" if
+// nowhere).
+func runningOn(all map[string][]driver.Domain, name string) string {
+	for _, h := range slices.Sorted(maps.Keys(all)) {
+		if slices.ContainsFunc(all[h], func(d driver.Domain) bool { return d.Name == name && driver.Active(d.State) }) {
+			return h
+		}
+	}
+	return ""
 }
 
 // restartAll restarts the single domains of fenced host, and notes
@@ -441,13 +512,13 @@ func (a *Agent) orphans(host string, t fleet.Topology) []orphan {
 		for _, d := range last.Stats.Domains {
 			seen[d.Name] = true
 			if d.Labels[pool.LabelRole] == pool.RoleDomain && d.Labels[pool.LabelFailoverHosts] != "" &&
-				(d.State == driver.StateRunning || d.State == driver.StatePaused) {
+				driver.Active(d.State) {
 				out = append(out, orphan{d.Name, d.Labels})
 			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Placements)) {
-		if p := t.Placements[name]; p.Host == host && !seen[name] {
+		if p := t.Placements[name]; p.Host == host && !seen[name] && p.Labels[pool.LabelRole] == pool.RoleDomain {
 			out = append(out, orphan{name, p.Labels})
 		}
 	}
@@ -470,17 +541,9 @@ func (a *Agent) restart(ctx context.Context, host string, t fleet.Topology) erro
 	if err != nil {
 		return err
 	}
-	running := map[string]string{}
-	for h, doms := range all {
-		for _, d := range doms {
-			if d.State == driver.StateRunning {
-				running[d.Name] = h
-			}
-		}
-	}
 	var errs []error
 	for _, d := range orphans {
-		if h, ok := running[d.name]; ok {
+		if h := runningOn(all, d.name); h != "" {
 			a.log.Info("domain of a fenced host runs elsewhere already", "domain", d.name, "host", h)
 			continue
 		}
@@ -701,7 +764,7 @@ func (a *Agent) dropRestarted(ctx context.Context, ops *pool.Ops, host string, a
 	elsewhere := map[string]string{}
 	for _, h := range slices.Sorted(maps.Keys(all)) {
 		for _, d := range all[h] {
-			if _, seen := elsewhere[d.Name]; h != host && d.State == driver.StateRunning && !seen {
+			if _, seen := elsewhere[d.Name]; h != host && driver.Active(d.State) && !seen {
 				elsewhere[d.Name] = h
 			}
 		}
@@ -781,7 +844,7 @@ func (a *Agent) dropRunning(ctx context.Context, ops *pool.Ops, host, on, name s
 		return "", fmt.Errorf("%s runs on %s and %s: a second read of both did not answer", name, host, on)
 	case here == "":
 		return "", nil // gone meanwhile
-	case there != driver.StateRunning:
+	case !driver.Active(there):
 		a.log.Warn("a restarted domain runs on a fenced host that is back, and no longer on the host it was restarted on: kept, looked at again",
 			"host", host, "domain", name, "was_on", on)
 		return "", fmt.Errorf("%s runs on %s, and no longer on %s", name, host, on)

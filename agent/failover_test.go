@@ -230,7 +230,7 @@ func TestFailover(t *testing.T) {
 	l := newFailLab(t, func([]string) error { return nil })
 	l.steps(t, 1)
 	l.d.Host("test:///h3").Down = true
-	l.steps(t, 3) // down since the first of them: 2 s
+	l.steps(t, 2) // not answering since the step before them: 2 s
 	if len(l.fences) != 0 {
 		t.Fatalf("fenced within the grace period: %v", l.fences)
 	}
@@ -387,7 +387,7 @@ func TestFenceFails(t *testing.T) {
 	l := newFailLab(t, func([]string) error { return errors.New("exit status 1") })
 	l.steps(t, 1)
 	l.d.Host("test:///h3").Down = true
-	l.steps(t, 4)
+	l.steps(t, 3)
 	if got, want := strings.Join(l.kinds(0), " "), "host_failed:h3 fence_failed:h3"; got != want {
 		t.Errorf("events %q, want %q", got, want)
 	}

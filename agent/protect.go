@@ -14,6 +14,7 @@ import (
 	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
+	"github.com/virtpool/virtpool/scheduler"
 )
 
 // Protection (hot standby, pool.Protection). For each protected domain
@@ -35,34 +36,123 @@ type target struct {
 	primary, standby string
 	interval         time.Duration
 	labels           map[string]string
+	// unplaced says why a pool member has no standby (the scheduler
+	// found no room for it on the pool's other hosts).
+	unplaced string
 }
 
-// protectTargets lists the protected domains running on the hosts that
-// answer in s and have a helper, with their standby: the one current says
-// it ships to while that one still can be (usable, and not the primary),
-// else the first of its standby hosts that can. A host that comes back
-// does not take the standby over again: each change of standby costs a
-// whole image. domains gives a host's last sampled domains.
-func protectTargets(s State, domains func(host string) []driver.DomainStats, usable func(host string) bool,
-	current func(name string) string) map[string]target {
+// protectTargets lists the protected guests running (or paused) on the
+// hosts that answer in s and have a helper, with their standby: the one current says
+// it ships to while that one still can be (usable, not the primary, and
+// for a pool member one of its pool's unfenced hosts). Else a single
+// domain takes the first of its standby hosts that can, and a pool
+// member (protected by its pool in pools) the host the scheduler places
+// its standby on (pool.StandbyFor), counting the guests the other
+// standbys would restore. A host that comes back does not take the
+// standby over again: each change of standby costs a whole image.
+// domains gives a host's last sampled domains.
+func protectTargets(s State, pools map[string]pool.Record, domains func(host string) []driver.DomainStats,
+	usable func(host string) bool, current func(name string) string) map[string]target {
 	out := map[string]target{}
+	var members []string // those to place a standby for
 	for _, h := range s.Hosts {
 		if h.State == HostDown || h.State == HostOff || !usable(h.Name) {
 			continue
 		}
 		for _, d := range domains(h.Name) {
-			p, ok, err := pool.ProtectionOf(d.Labels)
-			if !ok || err != nil || d.State != driver.StateRunning || d.Labels[pool.LabelRole] != pool.RoleDomain {
+			p, ok := protectionOf(d.Labels, pools)
+			if !ok || !driver.Active(d.State) { // paused: a sample may see a checkpoint's end
 				continue
 			}
-			hosts := pool.FailoverHosts(d.Labels)
-			if cur := current(d.Name); slices.Contains(hosts, cur) {
-				hosts = append([]string{cur}, hosts...)
+			tg := target{primary: h.Name, interval: p.Interval, labels: d.Labels}
+			cur := current(d.Name)
+			if pr := pools[d.Labels[pool.LabelPool]]; d.Labels[pool.LabelRole] != pool.RoleMember {
+				hosts := pool.FailoverHosts(d.Labels)
+				if slices.Contains(hosts, cur) {
+					hosts = append([]string{cur}, hosts...)
+				}
+				tg.standby = pool.Standby(hosts, h.Name, usable)
+			} else if cur != h.Name && usable(cur) && slices.Contains(pr.Placeable(), cur) {
+				tg.standby = cur
+			} else {
+				members = append(members, d.Name)
 			}
-			out[d.Name] = target{primary: h.Name, standby: pool.Standby(hosts, h.Name, usable), interval: p.Interval, labels: d.Labels}
+			out[d.Name] = tg
 		}
 	}
+	if len(members) == 0 {
+		return out
+	}
+	c, guests := clusterOf(s, pools)
+	var reserved []scheduler.Guest
+	for name, tg := range out {
+		if g, ok := guests[name]; ok && tg.standby != "" {
+			g.Host = tg.standby
+			reserved = append(reserved, g)
+		}
+	}
+	slices.Sort(members)
+	for _, name := range members {
+		tg, g := out[name], guests[name]
+		pr := pools[tg.labels[pool.LabelPool]]
+		hosts := slices.DeleteFunc(pr.Placeable(), func(h string) bool { return !usable(h) })
+		var err error
+		if tg.standby, err = pool.StandbyFor(c, g, tg.primary, hosts, reserved, pool.SchedulerPolicy(pr.Spec.Placement, pr.Policy)); err != nil {
+			tg.unplaced = err.Error()
+		} else {
+			g.Host = tg.standby
+			reserved = append(reserved, g)
+		}
+		out[name] = tg
+	}
 	return out
+}
+
+// protectionOf is the protection of a guest with these labels: a single
+// domain's own, a pool member's pool's (in pools).
+func protectionOf(labels map[string]string, pools map[string]pool.Record) (pool.Protection, bool) {
+	switch labels[pool.LabelRole] {
+	case pool.RoleDomain:
+		p, ok, err := pool.ProtectionOf(labels)
+		return p, ok && err == nil
+	case pool.RoleMember:
+		if pr, ok := pools[labels[pool.LabelPool]]; ok && pr.Spec.Protection != nil {
+			return *pr.Spec.Protection, true
+		}
+	}
+	return pool.Protection{}, false
+}
+
+// clusterOf is the scheduler's view of s: the hosts that answer, with
+// their capacity, and the guests running there with their demand (and
+// their pool's anti-affinity group), also by name.
+func clusterOf(s State, pools map[string]pool.Record) (scheduler.Cluster, map[string]scheduler.Guest) {
+	var c scheduler.Cluster
+	guests := map[string]scheduler.Guest{}
+	for _, h := range s.Hosts {
+		if h.State == HostDown || h.State == HostOff || h.CapacityCPUs <= 0 || h.CapacityMemoryBytes <= 0 {
+			continue
+		}
+		st := scheduler.Active
+		if h.State != HostActive {
+			st = scheduler.Maintenance
+		}
+		c.Hosts = append(c.Hosts, scheduler.Host{Name: h.Name, Cores: h.CapacityCPUs, MemoryBytes: h.CapacityMemoryBytes, State: st})
+		for _, g := range h.Guests {
+			if !driver.Active(g.State) || g.VCPUs <= 0 || g.MemoryBytes == 0 {
+				continue
+			}
+			sg := scheduler.Guest{Name: g.Name, VCPUs: g.VCPUs, MemoryBytes: int64(g.MemoryBytes), CPUDemand: g.CPUCores, Pool: g.Pool, Host: h.Name}
+			if pr, ok := pools[g.Pool]; ok && g.Role == pool.RoleMember {
+				sg.AntiAffinity = pr.Spec.GuestTemplate().AntiAffinity
+			}
+			if _, twice := guests[g.Name]; !twice { // a migration: counted on one host
+				c.Guests = append(c.Guests, sg)
+				guests[g.Name] = sg
+			}
+		}
+	}
+	return c, guests
 }
 
 // protector runs the loops, one per protected domain.
@@ -83,6 +173,8 @@ type protector struct {
 	crashed   map[string]crash
 	restoring map[string]bool
 	retryAt   map[string]time.Time
+	// unplaced: why a pool member has no standby, as last said.
+	unplaced map[string]string
 }
 
 // crash is a protected domain's QEMU failed on host, as libvirt told.
@@ -136,7 +228,7 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 		p.restoring[name] = true
 		go a.restoreCrashed(ctx, name, p.crashed[name], t)
 	}
-	want := protectTargets(s, func(host string) []driver.DomainStats {
+	want := protectTargets(s, t.Pools, func(host string) []driver.DomainStats {
 		if last, ok := a.fleet.History.LastSeen(host); ok {
 			return last.Stats.Domains
 		}
@@ -158,10 +250,16 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
-		if w := want[name]; p.loops[name] == nil && w.standby != "" {
+		w := want[name]
+		if w.unplaced != "" && p.unplaced[name] != w.unplaced {
+			a.log.Warn("pool member not protected: no room for its standby", "domain", name, "primary", w.primary, "error", w.unplaced)
+		}
+		p.unplaced[name] = w.unplaced
+		if p.loops[name] == nil && w.standby != "" {
 			a.startProtect(ctx, name, w, t)
 		}
 	}
+	maps.DeleteFunc(p.unplaced, func(name, _ string) bool { _, ok := want[name]; return !ok })
 }
 
 // startProtect starts name's loop (p.mu held).
@@ -343,8 +441,7 @@ func (p *protector) imageAge(name string) string {
 // A standby that cannot say whether it holds an image is an error: the
 // restore is tried again rather than the memory given up.
 func (a *Agent) restoreFromStandby(ctx context.Context, d orphan, failed string, t fleet.Topology) (on string, restored bool, err error) {
-	p, ok, err := pool.ProtectionOf(d.labels)
-	if !ok || err != nil || p.OnFailure != pool.OnFailureRestore {
+	if p, ok := protectionOf(d.labels, t.Pools); !ok || p.OnFailure != pool.OnFailureRestore {
 		return "", false, nil
 	}
 	standby := t.Placements[d.name].Labels[pool.LabelStandby]

@@ -291,7 +291,7 @@ func migrations(s State, prev State) []Migration {
 	ranBefore := running(prev)
 	where := map[string][]Guest{}
 	for _, g := range s.Guests() {
-		if g.State == driver.StateRunning || g.State == driver.StatePaused {
+		if driver.Active(g.State) {
 			where[g.UUID] = append(where[g.UUID], g)
 		}
 	}

@@ -56,7 +56,7 @@ type Driver interface {
 	// the devices. The file is a save image: RestoreDomain starts it.
 	CheckpointDomain(ctx context.Context, uri, name string, opts CheckpointOptions) (Checkpoint, error)
 	// RestoreDomain starts a domain, running, from a checkpoint file on a
-	// host (the file holds its definition).
+	// host (the file holds its definition), and defines it there.
 	RestoreDomain(ctx context.Context, uri, path string) error
 
 	// PutRecord stores r on a host, replacing any record of the same kind
@@ -121,6 +121,11 @@ const (
 	StateOther    = "other"
 	StateShutdown = "shutdown" // shutting down
 )
+
+// Active tells whether a domain in state holds a live guest: running, or
+// paused (a checkpoint's or a migration's end pauses it briefly; a paused
+// copy elsewhere is a copy all the same).
+func Active(state string) bool { return state == StateRunning || state == StatePaused }
 
 // Domain is one guest as libvirt sees it.
 type Domain struct {

@@ -167,8 +167,6 @@ func (g GuestFrame) Member(p string) bool {
 	return g.Labels[pool.LabelPool] == p && g.Labels[pool.LabelRole] == pool.RoleMember
 }
 
-func active(state string) bool { return state == driver.StateRunning || state == driver.StatePaused }
-
 // delta is b-a for counters; false when the counter went back (a new QEMU
 // process, e.g. after a migration).
 func delta(a, b uint64) (uint64, bool) {
@@ -187,7 +185,7 @@ func frame(prev, cur Round) Frame {
 		on := map[string]int{}
 		for _, hs := range r.Hosts {
 			for _, d := range hs.Stats.Domains {
-				if active(d.State) {
+				if driver.Active(d.State) {
 					on[d.UUID]++
 				}
 			}
@@ -222,13 +220,13 @@ func frame(prev, cur Round) Frame {
 		hf.Busy, _ = driver.CPUBusy(a, b) // 0 without a rate (the host rebooted)
 		before := map[string]driver.DomainStats{}
 		for _, d := range a.Domains {
-			if active(d.State) {
+			if driver.Active(d.State) {
 				before[d.UUID] = d
 			}
 		}
 		for _, d := range b.Domains {
 			p, ok := before[d.UUID]
-			if !ok || !active(d.State) {
+			if !ok || !driver.Active(d.State) {
 				continue
 			}
 			cpu, ok1 := delta(p.CPUTimeNs, d.CPUTimeNs)

@@ -12,8 +12,8 @@ import (
 )
 
 // A placement record says where a single domain that may be restarted
-// elsewhere (LabelFailoverHosts) runs, and holds its labels, which rebuild
-// it. It is kept on the domain's failover hosts and its own host, so that
+// elsewhere (LabelFailoverHosts), or a protected guest, runs, and holds its
+// labels, which rebuild it, and its standby (LabelStandby). It is kept on the domain's failover hosts and its own host, so that
 // an agent started after that host failed, which never saw the domain,
 // still finds it on the hosts that are left.
 type Placement struct {
@@ -77,12 +77,16 @@ func Placements(rs ...[]driver.Record) map[string]Placement {
 }
 
 // NotePlacement records that domain name, with these labels, runs on host.
-// A domain without failover hosts needs none and gets none. The record
-// goes to the failover hosts and host, one generation above any of them
-// holds; it must reach at least one host other than host, else an agent
-// could not restart the domain if host failed.
+// A domain without failover hosts or a standby (LabelStandby: a protected
+// pool member's) needs none and gets none. The record goes to those hosts
+// and host, one generation above any of them holds; it must reach at
+// least one host other than host, else an agent could not restart or
+// restore the domain if host failed.
 func (o *Ops) NotePlacement(ctx context.Context, name, host string, labels map[string]string) error {
 	to := FailoverHosts(labels)
+	if s := labels[LabelStandby]; s != "" && !slices.Contains(to, s) {
+		to = append(to, s)
+	}
 	if len(to) == 0 {
 		return nil
 	}

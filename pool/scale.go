@@ -286,10 +286,18 @@ func (o *Ops) ScaleIn(ctx context.Context, pr Record, members []Member, k int) e
 	for i, mb := range victims {
 		o.log().Info("removing pool member", "pool", spec.Name, "domain", mb.Name, "host", mb.Host,
 			"progress", fmt.Sprintf("%d/%d", i+1, k))
+		lastCopy := !OtherCopy(left, mb)
 		if err := o.removeMember(ctx, &left, mb); err != nil {
 			return fmt.Errorf("pool %s: %w", spec.Name, err)
 		}
 		o.emit(event.Event{Kind: event.MemberRemoved, Pool: spec.Name, Guest: mb.Name, Host: mb.Host, Message: "pool member removed"})
+		if spec.Protection != nil && lastCopy {
+			// Its standby record goes too: a member made later with its
+			// name must not be restored from this one's image.
+			if err := o.DropPlacement(ctx, mb.Name, spec.HostNames()); err != nil {
+				o.log().Warn("removed member's standby record left", "pool", spec.Name, "domain", mb.Name, "error", err)
+			}
+		}
 		if o.AfterRemove != nil {
 			o.AfterRemove(ctx, mb)
 		}

@@ -71,6 +71,9 @@ type Spec struct {
 	Placement    string      `json:"placement"` // PlacementSpread or PlacementBinpack
 	AntiAffinity bool        `json:"anti_affinity"`
 	Template     Template    `json:"template"`
+	// Protection, if set, protects every member (hot standby): each one's
+	// standby is placed by the scheduler among the pool's hosts.
+	Protection *Protection `json:"protection,omitempty"`
 }
 
 // Template is how a pool member (or a single domain) is built.

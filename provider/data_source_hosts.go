@@ -147,7 +147,7 @@ func (c *Client) measureHost(ctx context.Context, name string) (hostLoad, error)
 		return hl, fmt.Errorf("host %s: %w", name, err)
 	}
 	for _, dd := range doms {
-		if dd.State == driver.StateRunning || dd.State == driver.StatePaused {
+		if driver.Active(dd.State) {
 			hl.guests = append(hl.guests, dd.Name)
 			hl.vcpus += int64(dd.VCPUs)
 			hl.memAlloc += int64(dd.MemoryMiB) << 20

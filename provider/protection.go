@@ -42,24 +42,76 @@ func protectionSchema() schema.SingleNestedAttribute {
 				Required: true, ElementType: types.StringType,
 				Validators: []validator.List{listvalidator.SizeAtLeast(1), listvalidator.UniqueValues(),
 					listvalidator.ValueStringsAre(hostNameValidator{})}},
-			"interval": schema.StringAttribute{Description: "Time between two checkpoints (a Go duration), at least " +
-				"1s and twice what a capture of the guest's memory may take (up to 0.5 s per 128 MiB, as measured on the lab under load).",
-				Optional: true, Computed: true, Default: stringdefault.StaticString(pool.DefaultCheckpointInterval.String()),
-				Validators: []validator.String{durationValidator{}}}, // its least: pool.Protection.Check, at plan
-			"on_failure": schema.StringAttribute{Description: "`restore` (the default): restore the guest on its standby " +
-				"from its last image (with no image there yet, start it from its template); `restart`: start it there " +
-				"from its template, its memory lost, as `failover_hosts` does.",
-				Optional: true, Computed: true, Default: stringdefault.StaticString(pool.OnFailureRestore),
-				Validators: []validator.String{stringvalidator.OneOf(pool.OnFailureRestore, pool.OnFailureRestart)}},
+			"interval":   intervalAttribute(),
+			"on_failure": onFailureAttribute(),
 		},
 	}
 }
 
+// poolProtectionModel is a virtpool_pool's protection block: each
+// member's standby is placed by the scheduler among the pool's hosts.
+type poolProtectionModel struct {
+	Interval  types.String `tfsdk:"interval"`
+	OnFailure types.String `tfsdk:"on_failure"`
+}
+
+func poolProtectionSchema() schema.SingleNestedAttribute {
+	return schema.SingleNestedAttribute{
+		Description: "Hot standby of every member (needs `virtpool agent` with each host's checkpoint helper, " +
+			"`virtpool ship serve`), as a `virtpool_domain`'s `protection`: every `interval` the agent checkpoints each " +
+			"member's memory and ships what changed to its standby. A member's standby is placed by virtpool's scheduler " +
+			"on another of the pool's hosts with room to restore it (counting the members the host already stands by " +
+			"for), never on the member's own host. When a member's host fails (and is fenced) or its QEMU dies, the " +
+			"member is restored on its standby, under its name and with its memory, instead of being replaced by a new " +
+			"member. A change applies to every member at once, without replacing any.",
+		Optional: true,
+		Attributes: map[string]schema.Attribute{
+			"interval":   intervalAttribute(),
+			"on_failure": onFailureAttribute(),
+		},
+	}
+}
+
+func intervalAttribute() schema.StringAttribute {
+	return schema.StringAttribute{Description: "Time between two checkpoints (a Go duration), at least " +
+		"1s and twice what a capture of the guest's memory may take (up to 0.5 s per 128 MiB, as measured on the lab under load).",
+		Optional: true, Computed: true, Default: stringdefault.StaticString(pool.DefaultCheckpointInterval.String()),
+		Validators: []validator.String{durationValidator{}}} // its least: pool.Protection.Check, at plan
+}
+
+func onFailureAttribute() schema.StringAttribute {
+	return schema.StringAttribute{Description: "`restore` (the default): restore the guest on its standby " +
+		"from its last image (with no image there yet, start it from its template); `restart`: start it there " +
+		"from its template, its memory lost, as `failover_hosts` does (a pool member: replaced by a new member).",
+		Optional: true, Computed: true, Default: stringdefault.StaticString(pool.OnFailureRestore),
+		Validators: []validator.String{stringvalidator.OneOf(pool.OnFailureRestore, pool.OnFailureRestart)}}
+}
+
 // protection is the block as the agent reads it from the labels.
 func (p *protectionModel) protection() (pool.Protection, error) {
-	d, err := time.ParseDuration(p.Interval.ValueString())
-	return pool.Protection{Interval: d, OnFailure: p.OnFailure.ValueString()}, err
+	return parseProtection(p.Interval, p.OnFailure)
 }
+
+// protection is the block as the pool's record holds it.
+func (p *poolProtectionModel) protection() (pool.Protection, error) {
+	return parseProtection(p.Interval, p.OnFailure)
+}
+
+func parseProtection(interval, onFailure types.String) (pool.Protection, error) {
+	d, err := time.ParseDuration(interval.ValueString())
+	return pool.Protection{Interval: d, OnFailure: onFailure.ValueString()}, err
+}
+
+func poolProtectionFrom(p *pool.Protection) *poolProtectionModel {
+	if p == nil {
+		return nil
+	}
+	return &poolProtectionModel{Interval: types.StringValue(p.Interval.String()), OnFailure: types.StringValue(p.OnFailure)}
+}
+
+// diskRefused is why a guest with a disk cannot be protected.
+const diskRefused = "a checkpoint holds the guest's memory only, not its disk (base_image): restored, it would go on with a disk " +
+	"written after the checkpoint."
 
 // check reports, at plan time, standby hosts the provider does not know
 // and a protection the guest cannot have (pool.Protection.Check; a disk).
@@ -69,8 +121,7 @@ func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, prima
 		// A checkpoint holds memory only: restored, it would meet a disk
 		// written after it.
 		diags.AddAttributeError(at, "Protection of a guest with a disk",
-			"a checkpoint holds the guest's memory only, not its disk (base_image): restored, it would go on with a disk "+
-				"written after the checkpoint. Protect guests that boot from kernel and initrd, or use failover_hosts (an HA restart).")
+			diskRefused+" Protect guests that boot from kernel and initrd, or use failover_hosts (an HA restart).")
 		return
 	}
 	if p.StandbyHosts.IsUnknown() || p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
@@ -88,6 +139,27 @@ func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, prima
 		return // the interval's validator said so
 	}
 	if err := prot.Check(memoryMiB, primary, standby); err != nil {
+		diags.AddAttributeError(at, "Invalid protection", err.Error())
+	}
+}
+
+// check reports, at plan time, a protection the pool's members cannot
+// have (pool.Protection.CheckPool; a disk).
+func (p *poolProtectionModel) check(hosts []string, memoryMiB uint64, disk bool, diags *diag.Diagnostics) {
+	at := path.Root("protection")
+	if disk {
+		diags.AddAttributeError(at, "Protection of members with a disk",
+			diskRefused+" Protect pools whose members boot from kernel and initrd; without protection, a failed host's members are replaced.")
+		return
+	}
+	if p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
+		return
+	}
+	prot, err := p.protection()
+	if err != nil {
+		return // the interval's validator said so
+	}
+	if err := prot.CheckPool(memoryMiB, hosts); err != nil {
 		diags.AddAttributeError(at, "Invalid protection", err.Error())
 	}
 }

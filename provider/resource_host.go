@@ -216,7 +216,7 @@ func (r *hostResource) read(ctx context.Context, m *hostModel) diag.Diagnostics 
 	}
 	var running []string
 	for _, d := range all[name] {
-		if d.State == driver.StateRunning || d.State == driver.StatePaused {
+		if driver.Active(d.State) {
 			running = append(running, d.Name)
 		}
 	}

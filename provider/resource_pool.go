@@ -41,18 +41,19 @@ func NewPoolResource() resource.Resource { return &poolResource{} }
 type poolResource struct{ client *Client }
 
 type poolModel struct {
-	ID           types.String       `tfsdk:"id"`
-	Name         types.String       `tfsdk:"name"`
-	Hosts        types.List         `tfsdk:"hosts"`
-	Size         types.Int64        `tfsdk:"size"`
-	MinSize      types.Int64        `tfsdk:"min_size"`
-	MaxSize      types.Int64        `tfsdk:"max_size"`
-	Placement    types.String       `tfsdk:"placement"`
-	AntiAffinity types.Bool         `tfsdk:"anti_affinity"`
-	Template     *poolTemplateModel `tfsdk:"template"` // nil while importing
-	Members      types.List         `tfsdk:"members"`
-	Generation   types.Int64        `tfsdk:"generation"`
-	Timeouts     timeouts.Value     `tfsdk:"timeouts"`
+	ID           types.String         `tfsdk:"id"`
+	Name         types.String         `tfsdk:"name"`
+	Hosts        types.List           `tfsdk:"hosts"`
+	Size         types.Int64          `tfsdk:"size"`
+	MinSize      types.Int64          `tfsdk:"min_size"`
+	MaxSize      types.Int64          `tfsdk:"max_size"`
+	Placement    types.String         `tfsdk:"placement"`
+	AntiAffinity types.Bool           `tfsdk:"anti_affinity"`
+	Template     *poolTemplateModel   `tfsdk:"template"` // nil while importing
+	Protection   *poolProtectionModel `tfsdk:"protection"`
+	Members      types.List           `tfsdk:"members"`
+	Generation   types.Int64          `tfsdk:"generation"`
+	Timeouts     timeouts.Value       `tfsdk:"timeouts"`
 }
 
 var memberAttrTypes = map[string]attr.Type{
@@ -127,6 +128,7 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"theirs (no replacement).",
 				Required: true, Attributes: tmpl,
 			},
+			"protection": poolProtectionSchema(),
 			"members": schema.ListNestedAttribute{
 				Description: "The members, wherever they run now.",
 				Computed:    true,
@@ -228,6 +230,10 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		}
 	}
 	m.Template.checkFiles(path.Root("template"), allLocal(r.client.cfg.Hosts, hosts), &resp.Diagnostics)
+	if m.Protection != nil && !m.Template.MemoryMiB.IsUnknown() {
+		b := m.Template.BaseImage
+		m.Protection.check(hosts, uint64(m.Template.MemoryMiB.ValueInt64()), !b.IsNull() && !b.IsUnknown(), &resp.Diagnostics)
+	}
 }
 
 // fitsSomeHost says, when every named host has a configured memory_mib
@@ -282,6 +288,13 @@ func (r *poolResource) specFromModel(m poolModel) (pool.Spec, error) {
 		Template: m.Template.toSpec(),
 	}
 	s.Template.IPBase = m.Template.IPBase.ValueString()
+	if m.Protection != nil {
+		p, err := m.Protection.protection()
+		if err != nil {
+			return s, fmt.Errorf("protection: %w", err)
+		}
+		s.Protection = &p
+	}
 	for _, n := range listStrings(m.Hosts) {
 		h, err := r.client.cfg.Hosts.Lookup(n)
 		if err != nil {
@@ -415,6 +428,7 @@ func (r *poolResource) readFound(ctx context.Context, m *poolModel) (bool, diag.
 	m.Placement = types.StringValue(orDefault(s.Placement, pool.PlacementSpread))
 	m.AntiAffinity = types.BoolValue(s.AntiAffinity)
 	m.Template = &poolTemplateModel{templateModel: templateFromSpec(s.Template), IPBase: optString(s.Template.IPBase)}
+	m.Protection = poolProtectionFrom(s.Protection)
 	m.Members = membersList(members)
 	m.Generation = types.Int64Value(pr.Generation)
 	return true, diags

@@ -203,7 +203,7 @@ func checkMembers(pool string, n int, allowed []string, distinct bool) tfresourc
 		}
 		used := map[string]int{}
 		for name, m := range ms {
-			if m.State != driver.StateRunning {
+			if !driver.Active(m.State) { // paused: a protected member's checkpoint ends
 				return fmt.Errorf("member %s on %s is %s", name, m.Host, m.State)
 			}
 			if !contains(allowed, m.Host) {

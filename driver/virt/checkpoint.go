@@ -134,9 +134,24 @@ func (d *Driver) RestoreDomain(ctx context.Context, uri, file string) error {
 	if err != nil {
 		return wrap(op, uri, "", err)
 	}
+	// The image holds the definition, read before the restore: restored,
+	// the domain is transient, and is defined with it so that it stays
+	// on its new host as a created or migrated one does.
+	def, err := c.DomainSaveImageGetXMLDesc(file, lv.DOMAIN_SAVE_IMAGE_XML_SECURE)
+	if err != nil {
+		d.conns.check(uri, err)
+		return wrap(op, uri, "", fmt.Errorf("from %s: read its definition: %w", file, err))
+	}
 	if err := c.DomainRestoreFlags(file, "", lv.DOMAIN_SAVE_RUNNING); err != nil {
 		d.conns.check(uri, err)
 		return wrap(op, uri, "", fmt.Errorf("from %s: %w", file, err))
 	}
+	dom, err := c.DomainDefineXML(def)
+	if err != nil {
+		// It runs: a transient domain is kept rather than stopped.
+		d.log.Warn("restored domain left transient: its definition was refused", "host", uri, "file", file, "error", err)
+		return nil
+	}
+	_ = dom.Free()
 	return nil
 }
