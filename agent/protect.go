@@ -42,12 +42,12 @@ type target struct {
 }
 
 // protectTargets lists the protected guests running (or paused) on the
-// hosts that answer in s and have a helper, with their standby: the one current says
-// it ships to while that one still can be (usable, not the primary, and
-// for a pool member one of its pool's unfenced hosts). Else a single
-// domain takes the first of its standby hosts that can, and a pool
-// member (protected by its pool in pools) the host the scheduler places
-// its standby on (pool.StandbyFor), counting the guests the other
+// hosts that answer in s and have a helper, with their standby: the one
+// current says it ships to while that one still can be (usable, not the
+// primary, and for a pool member one of its pool's unfenced hosts). Else
+// a single domain takes the first of its standby hosts that can, and a
+// pool member (protected by its pool in pools) the host the scheduler
+// places its standby on (pool.StandbyFor), counting the guests the other
 // standbys would restore. A host that comes back does not take the
 // standby over again: each change of standby costs a whole image.
 // domains gives a host's last sampled domains.
@@ -66,15 +66,16 @@ func protectTargets(s State, pools map[string]pool.Record, domains func(host str
 			}
 			tg := target{primary: h.Name, interval: p.Interval, labels: d.Labels}
 			cur := current(d.Name)
-			if pr := pools[d.Labels[pool.LabelPool]]; d.Labels[pool.LabelRole] != pool.RoleMember {
+			switch {
+			case d.Labels[pool.LabelRole] == pool.RoleDomain:
 				hosts := pool.FailoverHosts(d.Labels)
 				if slices.Contains(hosts, cur) {
 					hosts = append([]string{cur}, hosts...)
 				}
 				tg.standby = pool.Standby(hosts, h.Name, usable)
-			} else if cur != h.Name && usable(cur) && slices.Contains(pr.Placeable(), cur) {
-				tg.standby = cur
-			} else {
+			case cur != h.Name && usable(cur) && slices.Contains(pools[d.Labels[pool.LabelPool]].Placeable(), cur):
+				tg.standby = cur // a member's, kept
+			default:
 				members = append(members, d.Name)
 			}
 			out[d.Name] = tg
@@ -197,6 +198,9 @@ type protectLoop struct {
 	target
 	stop func()
 	done chan struct{}
+	// shipped: the last round's image reached the standby, so the disk
+	// layers below the one it names may be merged (the loop's own).
+	shipped bool
 
 	mu    sync.Mutex
 	state Protection
@@ -367,7 +371,9 @@ func (a *Agent) checkpointOnce(ctx context.Context, name string, l *protectLoop,
 	if err != nil {
 		return err
 	}
-	cp, err := drv.CheckpointDomain(ctx, uri, name, driver.CheckpointOptions{Path: image})
+	compact := l.shipped
+	l.shipped = false
+	cp, err := drv.CheckpointDomain(ctx, uri, name, driver.CheckpointOptions{Path: image, Compact: compact})
 	if err != nil {
 		return err
 	}
@@ -380,6 +386,7 @@ func (a *Agent) checkpointOnce(ctx context.Context, name string, l *protectLoop,
 	if err := a.recordStandby(ctx, name, l, t); err != nil {
 		return err
 	}
+	l.shipped = true // where a restore looks, and whole
 	l.mu.Lock()
 	first := l.state.Checkpoints == 0
 	l.state.Checkpoints++

@@ -51,9 +51,14 @@ type Driver interface {
 	Watch(ctx context.Context, uri string, fn func(DomainEvent)) error
 
 	// CheckpointDomain writes a running domain's memory to a file on its
-	// host while the guest runs (a live external snapshot, memory only,
-	// no snapshot metadata), pausing it only for the last dirty pages and
-	// the devices. The file is a save image: RestoreDomain starts it.
+	// host while the guest runs (a live external snapshot, no snapshot
+	// metadata), pausing it only for the last dirty pages and the devices.
+	// The file is a save image: RestoreDomain starts it. Each writable
+	// qcow2 disk is frozen in the same snapshot, the guest writing on in a
+	// new layer above it (<overlay dir>/<domain>.<disk>.ckpt-<ns>.qcow2):
+	// the file the image names and those below it hold the disk as the
+	// image's memory knew it, so that a restore meets a disk consistent
+	// with its memory. Compact merges the older layers.
 	CheckpointDomain(ctx context.Context, uri, name string, opts CheckpointOptions) (Checkpoint, error)
 	// RestoreDomain starts a domain, running, from a checkpoint file on a
 	// host (the file holds its definition), and defines it there.
@@ -380,6 +385,11 @@ type CheckpointOptions struct {
 	// (DefaultCheckpointDowntime if zero); the domain's own maximum
 	// downtime, for migrations, is set back afterwards.
 	MaxDowntime time.Duration
+	// Compact merges, before the capture, the checkpoint layers of the
+	// domain's disks that the last image does not need into the domain's
+	// overlay: set it once that image is where it must be (shipped). See
+	// CheckpointDomain.
+	Compact bool
 }
 
 // DefaultCheckpointDowntime is the pause a checkpoint aims at unless told:

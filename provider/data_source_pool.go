@@ -63,7 +63,7 @@ func (d *poolDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 					"name":  schema.StringAttribute{Computed: true, Description: "Domain name."},
 					"host":  schema.StringAttribute{Computed: true, Description: "Host it runs on."},
 					"uuid":  schema.StringAttribute{Computed: true, Description: "Domain UUID."},
-					"state": schema.StringAttribute{Computed: true, Description: "running, paused, shutoff, crashed, …"},
+					"state": schema.StringAttribute{Computed: true, Description: guestStates},
 					"index": schema.Int64Attribute{Computed: true, Description: "Member number."},
 				}},
 			},

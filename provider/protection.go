@@ -32,7 +32,7 @@ func protectionSchema() schema.SingleNestedAttribute {
 			"(a pause of tens of milliseconds), and that host's helper sends what changed since the last image to the " +
 			"standby host's helper. When the guest's host fails (and is fenced) or its QEMU dies, the agent restores it " +
 			"on the standby from its last image: it goes on with its memory as of that checkpoint, at most one interval " +
-			"(plus the capture) old. Then it is protected again onto the next standby host. " + replacesDomain,
+			"(plus the capture) old. Then it is protected again onto the next standby host. " + diskProtection + " " + replacesDomain,
 		Optional:      true,
 		PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
 		Attributes: map[string]schema.Attribute{
@@ -63,7 +63,7 @@ func poolProtectionSchema() schema.SingleNestedAttribute {
 			"on another of the pool's hosts with room to restore it (counting the members the host already stands by " +
 			"for), never on the member's own host. When a member's host fails (and is fenced) or its QEMU dies, the " +
 			"member is restored on its standby, under its name and with its memory, instead of being replaced by a new " +
-			"member. A change applies to every member at once, without replacing any.",
+			"member. " + diskProtection + " A change applies to every member at once, without replacing any.",
 		Optional: true,
 		Attributes: map[string]schema.Attribute{
 			"interval":   intervalAttribute(),
@@ -71,6 +71,16 @@ func poolProtectionSchema() schema.SingleNestedAttribute {
 		},
 	}
 }
+
+// guestStates describes a guest's state attribute.
+const guestStates = "running, paused, shutoff, crashed, … A protected guest reads paused for tens of milliseconds " +
+	"while a checkpoint ends (libvirt's state)."
+
+// diskProtection says what protecting a guest with a disk takes.
+const diskProtection = "A disk (`base_image`) is checkpointed with the memory: each checkpoint freezes the disk's file " +
+	"and the guest writes on in a new layer above it (`<overlay_dir>/<name>.<disk>.ckpt-<n>.qcow2`, merged down once the " +
+	"next image is on the standby), so that a restored guest meets its disk as its memory knew it. The overlay " +
+	"directory must be storage the standby hosts share, at the same path."
 
 func intervalAttribute() schema.StringAttribute {
 	return schema.StringAttribute{Description: "Time between two checkpoints (a Go duration), at least " +
@@ -109,21 +119,10 @@ func poolProtectionFrom(p *pool.Protection) *poolProtectionModel {
 	return &poolProtectionModel{Interval: types.StringValue(p.Interval.String()), OnFailure: types.StringValue(p.OnFailure)}
 }
 
-// diskRefused is why a guest with a disk cannot be protected.
-const diskRefused = "a checkpoint holds the guest's memory only, not its disk (base_image): restored, it would go on with a disk " +
-	"written after the checkpoint."
-
 // check reports, at plan time, standby hosts the provider does not know
-// and a protection the guest cannot have (pool.Protection.Check; a disk).
-func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, primary string, memoryMiB uint64, disk bool, diags *diag.Diagnostics) {
+// and a protection the guest cannot have (pool.Protection.Check).
+func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, primary string, memoryMiB uint64, diags *diag.Diagnostics) {
 	at := path.Root("protection")
-	if disk {
-		// A checkpoint holds memory only: restored, it would meet a disk
-		// written after it.
-		diags.AddAttributeError(at, "Protection of a guest with a disk",
-			diskRefused+" Protect guests that boot from kernel and initrd, or use failover_hosts (an HA restart).")
-		return
-	}
 	if p.StandbyHosts.IsUnknown() || p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
 		return
 	}
@@ -144,14 +143,9 @@ func (p *protectionModel) check(ctx context.Context, hosts pool.Inventory, prima
 }
 
 // check reports, at plan time, a protection the pool's members cannot
-// have (pool.Protection.CheckPool; a disk).
-func (p *poolProtectionModel) check(hosts []string, memoryMiB uint64, disk bool, diags *diag.Diagnostics) {
+// have (pool.Protection.CheckPool).
+func (p *poolProtectionModel) check(hosts []string, memoryMiB uint64, diags *diag.Diagnostics) {
 	at := path.Root("protection")
-	if disk {
-		diags.AddAttributeError(at, "Protection of members with a disk",
-			diskRefused+" Protect pools whose members boot from kernel and initrd; without protection, a failed host's members are replaced.")
-		return
-	}
 	if p.Interval.IsUnknown() || p.OnFailure.IsUnknown() {
 		return
 	}

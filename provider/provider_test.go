@@ -509,11 +509,6 @@ resource "virtpool_pool" "p" {
 		{"protection and failover_hosts", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2"] }
   failover_hosts = ["h3"]`), `(?s)Conflicting failover hosts.*leave\s+failover_hosts out`},
-		{"protection of a guest with a disk", strings.NewReplacer(
-			fmt.Sprintf("  kernel      = %q\n", img.Kernel), "  base_image  = \"/var/lib/virtpool/base.qcow2\"\n",
-			fmt.Sprintf("  initrd      = %q\n", img.Initrd), "",
-			`  cmdline     = "`+img.Cmdline, `  cmdline     = "`).Replace(domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
-			`protection = { standby_hosts = ["h2"] }`)), `(?s)Protection of a guest with a disk`},
 		{"bad on_failure", domainConfigWith(providerConfig(), "vpt-prot", "192.0.2.199", "h1",
 			`protection = { standby_hosts = ["h2"], on_failure = "pray" }`), `(?s)on_failure.*restore.*restart`},
 		{"protected pool on one host", pool(`hosts = ["h1"]
@@ -526,16 +521,6 @@ resource "virtpool_pool" "p" {
   min_size = 0
   max_size = 2
   protection = { interval = "500ms" }` + tmpl), `(?s)Invalid protection.*interval 500ms is below 1s, the least for a guest of 64\s+MiB`},
-		{"protected pool with a disk", pool(`hosts = ["h1", "h2"]
-  size = 1
-  min_size = 0
-  max_size = 2
-  protection = {}
-  template = {
-    vcpus = 1
-    memory_mib = 64
-    base_image = "/var/lib/virtpool/base.qcow2"
-  }`), `(?s)Protection of members with a disk`},
 		{"watermarks out of order", providerConfig() + `
 resource "virtpool_migration_policy" "p" {
   pool     = "vpt-invalid"

@@ -95,7 +95,7 @@ func (r *domainResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 		PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()}}
 	a["uuid"] = schema.StringAttribute{Description: "Domain UUID; a live migration keeps it.", Computed: true,
 		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
-	a["state"] = schema.StringAttribute{Description: "running, paused, shutoff, crashed, …", Computed: true}
+	a["state"] = schema.StringAttribute{Description: guestStates, Computed: true}
 	a["last_migration_elapsed_ms"] = schema.Int64Attribute{Computed: true,
 		Description: "Duration of the live migration of the last apply that changed `host`, as libvirt measured it."}
 	a["last_migration_downtime_ms"] = schema.Int64Attribute{Computed: true,
@@ -152,7 +152,7 @@ func (r *domainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		}
 	}
 	if m.Protection != nil {
-		m.Protection.check(ctx, r.client.cfg.Hosts, host, uint64(m.MemoryMiB.ValueInt64()), m.BaseImage.ValueString() != "", &resp.Diagnostics)
+		m.Protection.check(ctx, r.client.cfg.Hosts, host, uint64(m.MemoryMiB.ValueInt64()), &resp.Diagnostics)
 	}
 	m.checkFiles(path.Empty(), allLocal(r.client.cfg.Hosts, []string{host}), &resp.Diagnostics)
 	// Placed on, or moved to, a host: it must receive guests. A host that

@@ -136,7 +136,7 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"name":  schema.StringAttribute{Computed: true, Description: "Domain name."},
 					"host":  schema.StringAttribute{Computed: true, Description: "Host it is on."},
 					"uuid":  schema.StringAttribute{Computed: true, Description: "Domain UUID."},
-					"state": schema.StringAttribute{Computed: true, Description: "running, paused, shutoff, crashed, …"},
+					"state": schema.StringAttribute{Computed: true, Description: guestStates},
 					"index": schema.Int64Attribute{Computed: true, Description: "Member number."},
 				}},
 			},
@@ -231,8 +231,7 @@ func (r *poolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	}
 	m.Template.checkFiles(path.Root("template"), allLocal(r.client.cfg.Hosts, hosts), &resp.Diagnostics)
 	if m.Protection != nil && !m.Template.MemoryMiB.IsUnknown() {
-		b := m.Template.BaseImage
-		m.Protection.check(hosts, uint64(m.Template.MemoryMiB.ValueInt64()), !b.IsNull() && !b.IsUnknown(), &resp.Diagnostics)
+		m.Protection.check(hosts, uint64(m.Template.MemoryMiB.ValueInt64()), &resp.Diagnostics)
 	}
 }
 

@@ -104,7 +104,7 @@ func (c *Client) AbortMigration(ctx context.Context, uri, name string) error {
 
 func (c *Client) CheckpointDomain(ctx context.Context, uri, name string, opts driver.CheckpointOptions) (driver.Checkpoint, error) {
 	cp, err := c.rpc.CheckpointDomain(ctx, &pb.CheckpointDomainRequest{Uri: uri, Name: name, Path: opts.Path,
-		MaxDowntimeNs: int64(opts.MaxDowntime)})
+		MaxDowntimeNs: int64(opts.MaxDowntime), Compact: opts.Compact})
 	if err != nil {
 		return driver.Checkpoint{}, fromStatus(ctx, err)
 	}

@@ -103,7 +103,7 @@ func (s *Server) AbortMigration(ctx context.Context, req *pb.AbortMigrationReque
 
 func (s *Server) CheckpointDomain(ctx context.Context, req *pb.CheckpointDomainRequest) (*pb.Checkpoint, error) {
 	cp, err := s.Impl.CheckpointDomain(ctx, req.GetUri(), req.GetName(), driver.CheckpointOptions{Path: req.GetPath(),
-		MaxDowntime: time.Duration(req.GetMaxDowntimeNs())})
+		MaxDowntime: time.Duration(req.GetMaxDowntimeNs()), Compact: req.GetCompact()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -1669,6 +1669,7 @@ type CheckpointDomainRequest struct {
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	MaxDowntimeNs int64                  `protobuf:"varint,4,opt,name=max_downtime_ns,json=maxDowntimeNs,proto3" json:"max_downtime_ns,omitempty"`
+	Compact       bool                   `protobuf:"varint,5,opt,name=compact,proto3" json:"compact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1729,6 +1730,13 @@ func (x *CheckpointDomainRequest) GetMaxDowntimeNs() int64 {
 		return x.MaxDowntimeNs
 	}
 	return 0
+}
+
+func (x *CheckpointDomainRequest) GetCompact() bool {
+	if x != nil {
+		return x.Compact
+	}
+	return false
 }
 
 type Checkpoint struct {
@@ -2531,12 +2539,13 @@ const file_driver_proto_rawDesc = "" +
 	"\x05event\"=\n" +
 	"\x15AbortMigrationRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"{\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x95\x01\n" +
 	"\x17CheckpointDomainRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12&\n" +
-	"\x0fmax_downtime_ns\x18\x04 \x01(\x03R\rmaxDowntimeNs\"b\n" +
+	"\x0fmax_downtime_ns\x18\x04 \x01(\x03R\rmaxDowntimeNs\x12\x18\n" +
+	"\acompact\x18\x05 \x01(\bR\acompact\"b\n" +
 	"\n" +
 	"Checkpoint\x12\x1d\n" +
 	"\n" +

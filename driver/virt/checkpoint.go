@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,14 +33,30 @@ func (d *Driver) CheckpointDomain(ctx context.Context, uri, name string, opts dr
 	if opts.MaxDowntime == 0 {
 		opts.MaxDowntime = driver.DefaultCheckpointDowntime
 	}
-	err := d.withDomain(ctx, op, uri, name, func(_ *lv.Connect, dom *lv.Domain) error {
+	err := d.withDomain(ctx, op, uri, name, func(c *lv.Connect, dom *lv.Domain) error {
 		if why, err := notCheckpointable(dom); err != nil || why != "" {
 			if err != nil {
 				return err
 			}
 			return opError(op, uri, name, driver.CodeOperationInvalid, errors.New(why))
 		}
-		x, err := snapshotXML(dom, opts.Path)
+		def, err := liveDef(dom)
+		if err != nil {
+			return err
+		}
+		disks, err := layeredDisks(def)
+		if err != nil {
+			return opError(op, uri, name, driver.CodeOperationInvalid, err)
+		}
+		if opts.Compact && len(disks) > 0 {
+			if err := d.compact(ctx, c, dom, disks); err != nil {
+				return err
+			}
+			if def, err = liveDef(dom); err != nil {
+				return err
+			}
+		}
+		x, err := snapshotXML(def, name, opts.Path, time.Now())
 		if err != nil {
 			return err
 		}
@@ -98,16 +115,14 @@ func notCheckpointable(dom *lv.Domain) (string, error) {
 	return "", nil
 }
 
-// snapshotXML is a snapshot of the memory only: every disk snapshot="no"
-// (with none listed, libvirt would snapshot the disks as well).
-func snapshotXML(dom *lv.Domain, file string) (string, error) {
-	s, err := dom.GetXMLDesc(0)
+// snapshotXML is the snapshot of a checkpoint of domain name: its memory
+// into file, each disk a checkpoint layers into a new layer above the
+// file it writes (layeredDisks), every other disk left out
+// (snapshot="no": with none listed, libvirt would snapshot each).
+func snapshotXML(def *libvirtxml.Domain, name, file string, now time.Time) (string, error) {
+	layered, err := layeredDisks(def)
 	if err != nil {
 		return "", err
-	}
-	var def libvirtxml.Domain
-	if err := def.Unmarshal(s); err != nil {
-		return "", fmt.Errorf("read domain XML: %w", err)
 	}
 	snap := libvirtxml.DomainSnapshot{
 		Name:   strings.TrimSuffix(path.Base(file), path.Ext(file)),
@@ -116,9 +131,16 @@ func snapshotXML(dom *lv.Domain, file string) (string, error) {
 	}
 	if def.Devices != nil {
 		for _, disk := range def.Devices.Disks {
-			if disk.Target != nil {
-				snap.Disks.Disks = append(snap.Disks.Disks, libvirtxml.DomainSnapshotDisk{Name: disk.Target.Dev, Snapshot: "no"})
+			if disk.Target == nil {
+				continue
 			}
+			sd := libvirtxml.DomainSnapshotDisk{Name: disk.Target.Dev, Snapshot: "no"}
+			if i := slices.IndexFunc(layered, func(l layeredDisk) bool { return l.target == disk.Target.Dev }); i >= 0 {
+				sd.Snapshot, sd.Driver = "external", &libvirtxml.DomainDiskDriver{Type: "qcow2"}
+				sd.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{
+					File: layerPath(layered[i].chain[0], name, disk.Target.Dev, now)}}
+			}
+			snap.Disks.Disks = append(snap.Disks.Disks, sd)
 		}
 	}
 	return snap.Marshal()
@@ -142,7 +164,12 @@ func (d *Driver) RestoreDomain(ctx context.Context, uri, file string) error {
 		d.conns.check(uri, err)
 		return wrap(op, uri, "", fmt.Errorf("from %s: read its definition: %w", file, err))
 	}
-	if err := c.DomainRestoreFlags(file, "", lv.DOMAIN_SAVE_RUNNING); err != nil {
+	// The disks' chains as the files have them now: a merge of checkpoint
+	// layers since the capture changed them.
+	if def, err = withoutBackingStores(def); err != nil {
+		return wrap(op, uri, "", fmt.Errorf("from %s: %w", file, err))
+	}
+	if err := c.DomainRestoreFlags(file, def, lv.DOMAIN_SAVE_RUNNING); err != nil {
 		d.conns.check(uri, err)
 		return wrap(op, uri, "", fmt.Errorf("from %s: %w", file, err))
 	}

@@ -358,14 +358,22 @@ func (d *Driver) UndefineDomain(ctx context.Context, uri, name string, opts driv
 		if err != nil {
 			return err
 		}
+		var layers []string // its checkpoint layers, above its overlay
+		if !opts.KeepStorage && m.Overlay != "" {
+			if layers, err = diskLayers(c, dom); err != nil {
+				return fmt.Errorf("find the checkpoint layers of its disks: %w", err)
+			}
+		}
 		if err := dom.UndefineFlags(lv.DOMAIN_UNDEFINE_MANAGED_SAVE | lv.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA); err != nil {
 			return err
 		}
 		if m.Overlay != "" && opts.KeepStorage {
 			d.log.Info("domain removed, its overlay kept (another copy uses it)", "host", uri, "domain", name, "overlay", m.Overlay)
 		} else if m.Overlay != "" {
-			if err := deleteVolume(c, m.Overlay); err != nil {
-				return fmt.Errorf("remove overlay %s: %w", m.Overlay, err)
+			for _, f := range append(layers, m.Overlay) {
+				if err := deleteVolume(c, f); err != nil {
+					return fmt.Errorf("remove overlay %s: %w", f, err)
+				}
 			}
 		}
 		return nil

@@ -23,6 +23,21 @@
  *                                   wake-ups a second cost an idle TCG guest
  *                                   ~0.06 of a core, 30 times all else)
  *     GET /seq?tail=1            -> last number written to the seq file
+ *     GET /seqdisk               -> with virtpool.seqdisk=1 (and a disk), the
+ *                                   writer also writes line N to the disk's block
+ *                                   N (4 KiB, O_DIRECT, flushed, wrapping) with the time
+ *                                   it wrote it, and keeps that time in memory:
+ *                                   "checked=C mismatched=M future=F last=L
+ *                                   highest=H" (L the last line written, H the
+ *                                   highest of the disk's lines ahead of the
+ *                                   memory, L if none) compares
+ *                                   the disk with the memory: M blocks of lines
+ *                                   the memory wrote that the disk holds otherwise
+ *                                   (the disk is older), F blocks of lines the
+ *                                   memory has not written yet that the disk holds
+ *                                   (the disk is newer). A disk consistent with
+ *                                   the memory has neither, whatever came between
+ *                                   (a checkpoint restored, a migration).
  *     GET /clock                 -> "mono_ns=T lag_us=L": the guest's CLOCK_MONOTONIC,
  *                                   and the longest that the seq writer's wake-ups
  *                                   came more than its 10 ms slice apart since
@@ -93,6 +108,10 @@
 static const char *seq_path = "/run/seq";
 static int seq_on = 1; /* as PID 1: virtpool.seq=1 on the kernel cmdline */
 static atomic_long seq_last;                  /* last number in seq file */
+static int seqdisk_on; /* virtpool.seqdisk=1: the writer writes the disk too */
+#define SEQ_BLOCK 4096
+static long seq_blocks;        /* blocks of the disk the writer uses */
+static long *seq_stamps;       /* by block: the time line N was written there */
 static atomic_long seq_lag_ns = -1; /* latest wake-up of the writer since /clock */
 static atomic_int load_cpu, load_mem, load_rate; /* %, MiB, MiB/s */
 static atomic_int load_cost; /* rounds of computation per page dirtied */
@@ -158,9 +177,22 @@ static void *seq_writer(void *arg) {
   int fd = open(seq_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
   if (fd < 0) { perror(seq_path); return NULL; }
   long n = 0, next = now_ns();
-  char buf[32];
+  char buf[32], *blk = NULL;
+  if (seq_blocks > 0 && posix_memalign((void **)&blk, 4096, SEQ_BLOCK) != 0) return NULL;
   atomic_store(&seq_lag_ns, 0);
   for (long woke = next;;) {
+    if (blk) { /* the disk first: a line in memory is on the disk too */
+      long at = now_ns(), i = (n + 1) % seq_blocks;
+      memset(blk, 0, SEQ_BLOCK);
+      snprintf(blk, SEQ_BLOCK, "%ld %ld\n", n + 1, at);
+      /* flushed, as a database's commit is: else a crash of the QEMU
+       * may lose it (qcow2 keeps a new cluster's mapping until a flush) */
+      if (pwrite(disk_fd, blk, SEQ_BLOCK, (off_t)i * SEQ_BLOCK) != SEQ_BLOCK || fdatasync(disk_fd) != 0) {
+        pace(&next);
+        continue; /* tried again next slice */
+      }
+      seq_stamps[i] = at;
+    }
     int len = sprintf(buf, "%ld\n", n + 1);
     if (write_all(fd, buf, (size_t)len) == 0) atomic_store(&seq_last, ++n);
     pace(&next);
@@ -373,6 +405,50 @@ static void *http_conn(void *arg) {
   } else if (!strcmp(path, "/seq") && q && query_int(q, "tail") > 0) {
     b = sprintf(body, "%ld\n", atomic_load(&seq_last));
     reply(fd, "200 OK", body, (size_t)b);
+  } else if (!strcmp(path, "/seqdisk")) {
+    if (seq_blocks <= 0) {
+      b = sprintf(body, "no disk sequence: boot with virtpool.seqdisk=1 and a disk\n");
+      reply(fd, "409 Conflict", body, (size_t)b);
+      goto out;
+    }
+    char *blk;
+    if (posix_memalign((void **)&blk, 4096, SEQ_BLOCK) != 0) {
+      reply(fd, "500 Internal Server Error", "no memory\n", 10);
+      goto out;
+    }
+    /* Lines up to last were written, disk first, before last was read:
+     * their blocks must hold them with their times; a block of a line not
+     * written yet that holds it comes from a disk ahead of the memory. */
+    /* The SEQ_CHECK lines after the last (ahead of the writer, which
+     * overwrites them one by one: first), then the last SEQ_CHECK (20 s). */
+    enum { SEQ_CHECK = 2000 };
+    long last = atomic_load(&seq_last), checked = 0, mismatched = 0, future = 0, highest = last;
+    long from = last - SEQ_CHECK + 1 > 1 ? last - SEQ_CHECK + 1 : 1;
+    for (long j = last + 1; j <= last + SEQ_CHECK && j < from + seq_blocks; j++) {
+      long i = j % seq_blocks, got = 0, at = 0;
+      if (pread(disk_fd, blk, SEQ_BLOCK, (off_t)i * SEQ_BLOCK) != SEQ_BLOCK) { mismatched++; continue; }
+      blk[63] = 0;
+      sscanf(blk, "%ld %ld", &got, &at);
+      if (got != j || at == seq_stamps[i]) continue;
+      /* the writer's line in flight (on the disk, its time not kept yet)
+       * looks so for a moment: look again once it is done */
+      if (j <= atomic_load(&seq_last) + 1) usleep(30000);
+      if (j > atomic_load(&seq_last) || at != seq_stamps[i]) {
+        future++; /* j was written on this disk, not by this memory */
+        if (j > highest) highest = j;
+      }
+    }
+    for (long j = from; j <= last; j++) {
+      long i = j % seq_blocks, got = 0, at = 0;
+      checked++;
+      if (pread(disk_fd, blk, SEQ_BLOCK, (off_t)i * SEQ_BLOCK) != SEQ_BLOCK) { mismatched++; continue; }
+      blk[63] = 0;
+      sscanf(blk, "%ld %ld", &got, &at);
+      if (got != j || at != seq_stamps[i]) mismatched++;
+    }
+    free(blk);
+    b = sprintf(body, "checked=%ld mismatched=%ld future=%ld last=%ld highest=%ld\n", checked, mismatched, future, last, highest);
+    reply(fd, "200 OK", body, (size_t)b);
   } else if (!strcmp(path, "/clock")) {
     long lag = atomic_load(&seq_lag_ns);
     if (lag >= 0) lag = atomic_exchange(&seq_lag_ns, 0);
@@ -562,10 +638,15 @@ static void services(void) {
   signal(SIGPIPE, SIG_IGN);
   ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (ncpu < 1) ncpu = 1;
+  disk_open();
+  if (seq_on && seqdisk_on && disk_fd >= 0) { /* the disk is the sequence's, not the disk load's */
+    seq_blocks = disk_size / SEQ_BLOCK;
+    seq_stamps = calloc((size_t)seq_blocks, sizeof *seq_stamps);
+    if (!seq_stamps) seq_blocks = 0;
+  }
   if (seq_on) spawn(seq_writer, NULL);
   spawn(mem_worker, NULL);
-  disk_open();
-  if (disk_fd >= 0) spawn(disk_worker, (void *)0L), spawn(disk_worker, (void *)1L);
+  if (disk_fd >= 0 && seq_blocks == 0) spawn(disk_worker, (void *)0L), spawn(disk_worker, (void *)1L);
   for (long i = 0; i < ncpu; i++) spawn(cpu_worker, (void *)i);
   /* Both sockets listen before either accepts: once /health answers, :9000
    * does too (a client that follows the stream right after is not refused). */
@@ -645,6 +726,7 @@ static void system_setup(void) {
     if (!strncmp(t, "virtpool.name=", 14)) host = t + 14;
     if (!strncmp(t, "virtpool.gw=", 12)) gw = t + 12;
     if (!strncmp(t, "virtpool.seq=", 13)) seq_on = atoi(t + 13) == 1;
+    if (!strncmp(t, "virtpool.seqdisk=", 17)) seqdisk_on = atoi(t + 17) == 1;
     if (!strncmp(t, "virtpool.app=", 13)) app_on = atoi(t + 13) == 1;
   }
   if (app_on) {

@@ -333,3 +333,27 @@ func ParseClock(body string) (GuestClock, error) {
 func (g GuestClock) Stopped(before GuestClock) time.Duration {
 	return g.At.Sub(before.At) - (g.Mono - before.Mono)
 }
+
+// SeqDisk is a guest's comparison of its disk with its memory (GET
+// /seqdisk, with virtpool.seqdisk=1): of the lines it wrote (Checked),
+// those the disk holds otherwise (Mismatched: the disk is older than the
+// memory), and lines not written yet that the disk holds (Future: the
+// disk is newer); the last line written, and the highest of those lines
+// ahead of the memory (Last if none).
+type SeqDisk struct{ Checked, Mismatched, Future, Last, Highest int }
+
+// Consistent tells whether the disk is the memory's: neither older nor newer.
+func (s SeqDisk) Consistent() bool { return s.Checked > 0 && s.Mismatched == 0 && s.Future == 0 }
+
+// SeqDisk compares the guest's disk with its memory.
+func (c *Client) SeqDisk(ctx context.Context, ip string) (SeqDisk, error) {
+	body, err := c.Get(ctx, ip, "/seqdisk")
+	if err != nil {
+		return SeqDisk{}, fmt.Errorf("compare the disk of %s with its memory: %w", ip, err)
+	}
+	var s SeqDisk
+	if _, err := fmt.Sscanf(strings.TrimSpace(body), "checked=%d mismatched=%d future=%d last=%d highest=%d", &s.Checked, &s.Mismatched, &s.Future, &s.Last, &s.Highest); err != nil {
+		return s, fmt.Errorf("disk sequence of %s: %q: %w", ip, body, err)
+	}
+	return s, nil
+}
