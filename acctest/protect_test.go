@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/virtpool/virtpool/agent"
+	"github.com/virtpool/virtpool/checkpoint/ship"
 	"github.com/virtpool/virtpool/driver"
 	"github.com/virtpool/virtpool/event"
 	"github.com/virtpool/virtpool/lab"
@@ -253,16 +255,24 @@ func seqTail(t *testing.T, ip string) int {
 }
 
 // seqThenImage reads the guest's sequence file (whole: no gap, no
-// repeat), then waits for an image of it taken after that read: whatever
-// is restored from then on holds at least the lines it returns.
-func seqThenImage(t *testing.T, ag *runningAgent, name, ip string, seen int64) int {
+// repeat), then waits for an image of it captured after that read (not
+// merely counted after: the agent's state lags its loops): whatever is
+// restored from then on holds at least the lines it returns.
+func seqThenImage(t *testing.T, ag *runningAgent, name, ip string) int {
 	t.Helper()
+	read := time.Now()
 	n, err := client.Sequence(requestCtx(), ip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(t, ag, name, seen)
-	return n
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if p, _ := protection(t, ag, name); p.CheckpointAt.After(read) {
+			return n
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s: no image captured after %s by %s (protection %+v)\n%s", name, read.Format("15:04:05.000"),
+				deadline.Format(time.TimeOnly), p, ag.Tail(30))
+		}
+	}
 }
 
 // TestProtectedQEMUCrash (issue 14, acceptance 2): only the guest's QEMU
@@ -275,7 +285,7 @@ func TestProtectedQEMUCrash(t *testing.T) {
 	const name = "vpp-qemu"
 	ag, h1, ip := protectedOnH1(t, name, 42)
 	p := waitProtected(t, ag, name, h1.Name, 3)
-	nFirst := seqThenImage(t, ag, name, ip, p.Checkpoints)
+	nFirst := seqThenImage(t, ag, name, ip)
 	seq := ag.LastSeq(t)
 	killed := time.Now()
 	killQEMU(t, h1, name)
@@ -380,7 +390,8 @@ func TestProtectedSwitch(t *testing.T) {
 // guest runs on where it is; an agent started again resumes protecting it
 // onto the standby its placement record names, and its first image there
 // is incremental (the standby's copy and chunks are kept): the scheme goes
-// on, not from scratch.
+// on, not from scratch. Then, under a 16 MiB/s dirtying load, it prints
+// the bytes shipped per checkpoint against the bytes dirtied.
 func TestProtectedAgentRestart(t *testing.T) {
 	needLab(t)
 	const name = "vpp-agent"
@@ -408,6 +419,43 @@ func TestProtectedAgentRestart(t *testing.T) {
 	}
 	t.Logf("agent killed and started again: protection of %s onto %s resumed, its first image %d bytes (%.2f %% of RAM; the first ever: the whole image)",
 		name, q.Standby, q.WireBytes, 100*float64(q.WireBytes)/float64(128<<20))
+
+	// Under a 16 MiB/s dirtying load (whole pages of a 64 MiB buffer, as
+	// make bench-checkpoint's): what each checkpoint ships follows what
+	// the guest dirtied in its interval.
+	const rateMiB = 16
+	if _, err := client.Get(requestCtx(), ip, fmt.Sprintf("/load?mem=64&rate=%d&page=%d", rateMiB, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	q = waitCheckpoint(t, second, name, waitCheckpoint(t, second, name, q.Checkpoints).Checkpoints) // the buffer filled once
+	// What was dirtied between two images: the rate over the time between
+	// their captures (a round that ships this much takes longer than the
+	// interval, and the next starts at once).
+	var wires, dirtied, pauses, gaps []int64
+	for range 4 {
+		prev := q
+		q = waitCheckpoint(t, second, name, q.Checkpoints)
+		if q.Checkpoints != prev.Checkpoints+1 {
+			prev = q // missed one: no gap to measure
+			continue
+		}
+		gap := q.CheckpointAt.Sub(prev.CheckpointAt)
+		wires, pauses, gaps = append(wires, q.WireBytes), append(pauses, q.PauseMs), append(gaps, gap.Milliseconds())
+		dirtied = append(dirtied, min(64<<20, int64(float64(rateMiB<<20)*gap.Seconds()))) // distinct bytes: the buffer at most
+		if q.WireBytes > q.ImageBytes+q.ImageBytes/50 {
+			t.Errorf("checkpoint %d shipped %d bytes, more than its image (%d) and a manifest", q.Checkpoints, q.WireBytes, q.ImageBytes)
+		}
+	}
+	if len(wires) == 0 {
+		t.Fatal("no two checkpoints in a row seen under load")
+	}
+	med, medDirty := quantile(wires, 0.5), quantile(dirtied, 0.5)
+	if med < medDirty/8 {
+		t.Errorf("under %d MiB/s, %d bytes shipped per checkpoint (p50): the dirtied memory (%d MiB) is not shipped", rateMiB, med, medDirty>>20)
+	}
+	t.Logf("under %d MiB/s of dirtying a 64 MiB buffer: images %v ms apart, shipped %v bytes (p50 %.1f MiB = %.0f %% of RAM) against %.1f MiB dirtied (p50): %.0f %%; pauses %v ms",
+		rateMiB, gaps, wires, float64(med)/(1<<20), 100*float64(med)/float64(128<<20), float64(medDirty)/(1<<20),
+		100*float64(med)/float64(medDirty), pauses)
 }
 
 // TestProtectedPool (issue 14: every member of a virtpool_pool): a pool
@@ -484,7 +532,7 @@ func TestProtectedPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nFirst := seqThenImage(t, ag, m1, ip1, p1.Checkpoints)
+	nFirst := seqThenImage(t, ag, m1, ip1)
 	seq := ag.LastSeq(t)
 	crashed := time.Now()
 	if err := lab.Crash(ctx, primary); err != nil {
@@ -563,6 +611,42 @@ func TestProtectedPool(t *testing.T) {
 	if on := runningOn(m1); len(on) != 1 {
 		t.Errorf("after %s came back %s runs on %v", primary.Name, m1, on)
 	}
+	// A member removed (scale-in): its images go from its standby and its host.
+	before := map[string]agent.Protection{}
+	for _, m := range []string{m1, m2} {
+		before[m], _ = protection(t, ag, m)
+	}
+	if _, err := ops.ScaleTo(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err = ops.Members(ctx, name); err != nil || len(ms) != 1 {
+		t.Fatalf("members after scaling to 1: %v (%v)", ms, err)
+	}
+	gone := m1
+	if ms[0].Name == m1 {
+		gone = m2
+	}
+	var images []string
+	for _, h := range []struct{ host, path string }{{before[gone].Standby, "standby"}, {before[gone].Primary, "out"}} {
+		lh, err := theLab.Host(h.host)
+		if err != nil {
+			t.Fatalf("%s: %+v: %v", gone, before[gone], err)
+		}
+		if h.path == "standby" {
+			images = append(images, ship.StandbyImage(lh.ShipDir(), gone))
+		} else {
+			images = append(images, ship.OutImage(lh.ShipDir(), gone))
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left := slices.DeleteFunc(slices.Clone(images), func(f string) bool { _, err := os.Stat(f); return err != nil })
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s removed: its images %v still there by %s\n%s", gone, left, deadline.Format(time.TimeOnly), ag.Tail(20))
+		}
+	}
 	t.Logf("pool member %s: %s crashed, restored on its standby %s in %d ms, answering %s after the crash; no replacement made",
 		m1, primary.Name, restored.To, restored.ElapsedMs, rto.Round(time.Millisecond))
 }
@@ -615,7 +699,7 @@ func TestProtectedDisk(t *testing.T) {
 	if s, err := client.SeqDisk(requestCtx(), ip); err != nil || !s.Consistent() {
 		t.Fatalf("%s on %s before the crash: disk against memory %+v (%v)", name, h1.Name, s, err)
 	}
-	nFirst := seqThenImage(t, ag, name, ip, p.Checkpoints)
+	nFirst := seqThenImage(t, ag, name, ip)
 	// The crash late in an interval: the disk then holds over a second of
 	// lines that the last image's memory has not written, which a disk
 	// not checkpointed with the memory would show.

@@ -78,8 +78,7 @@ func newFailover(grace, standbyOff time.Duration) *failover {
 		standbyOff = DefaultStandbyOff
 	}
 	return &failover{grace: grace, standbyOff: standbyOff, downSince: map[string]time.Time{}, upAt: map[string]time.Time{},
-		idleSince: map[string]time.Time{},
-		told:      map[string]bool{}, placed: map[string]string{},
+		idleSince: map[string]time.Time{}, told: map[string]bool{}, placed: map[string]string{},
 		fenced: map[string]bool{}, retryAt: map[string]time.Time{}, unstarted: map[string]bool{},
 		recovering: map[string]bool{}, unsaid: map[string]map[string]recovered{}}
 }
@@ -450,8 +449,15 @@ func (a *Agent) restoreMembers(ctx context.Context, ops *pool.Ops, pr pool.Recor
 		return nil
 	}
 	all, err := ops.ListAll(ctx, nil)
-	if _, err := pool.Partial(err); err != nil {
+	down, err := pool.Partial(err)
+	if err != nil {
 		return err
+	}
+	// A member may run on a host that does not answer (a migration the
+	// failure interrupted): none is restored until every other host of
+	// the pool answers.
+	if others := down.Of(slices.DeleteFunc(pr.Placeable(), func(h string) bool { return h == host })); len(others) > 0 {
+		return fmt.Errorf("pool %s: its members of %s not restored: %w", pr.Spec.Name, host, others)
 	}
 	for _, d := range lost {
 		if on := runningOn(all, d.name); on != "" {

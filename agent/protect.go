@@ -253,6 +253,14 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 			p.drop(name)
 		}
 	}
+	// A guest whose loop ended because it is gone (deleted, a member
+	// removed) leaves images nothing will restore.
+	for name, st := range p.last {
+		if _, protected := want[name]; !protected && p.loops[name] == nil && removed(s, t, name) {
+			delete(p.last, name)
+			go a.forget(ctx, name, st.Primary, st.Standby)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		w := want[name]
 		if w.unplaced != "" && p.unplaced[name] != w.unplaced {
@@ -264,6 +272,38 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 		}
 	}
 	maps.DeleteFunc(p.unplaced, func(name, _ string) bool { _, ok := want[name]; return !ok })
+}
+
+// removed tells whether guest name is gone: no host, all of them
+// answering, has it, and it has no placement record (a deleted domain's
+// and a removed member's are dropped).
+func removed(s State, t fleet.Topology, name string) bool {
+	if _, placed := t.Placements[name]; placed {
+		return false
+	}
+	for _, h := range s.Hosts {
+		if h.State == HostDown || slices.ContainsFunc(h.Guests, func(g Guest) bool { return g.Name == name }) {
+			return false
+		}
+	}
+	return true
+}
+
+// forget has the helpers of a removed guest's last primary and standby
+// remove its images: nothing will restore it.
+func (a *Agent) forget(ctx context.Context, name string, hosts ...string) {
+	for _, h := range hosts {
+		hc, ok := a.cfg.Helpers[h]
+		if !ok {
+			continue
+		}
+		r, err := (&ship.Client{Base: hc.URL, TLS: a.prot.tls}).Remove(ctx, name)
+		if err != nil {
+			a.log.Warn("images of a removed guest left on its host", "domain", name, "host", h, "error", err)
+			continue
+		}
+		a.log.Info("images of a removed guest removed", "domain", name, "host", h, "held", r.Held)
+	}
 }
 
 // startProtect starts name's loop (p.mu held).

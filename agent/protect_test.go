@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
+	"github.com/virtpool/virtpool/fleet"
 	"github.com/virtpool/virtpool/pool"
 )
 
@@ -158,5 +159,33 @@ func TestProtectTargetsMembers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRemoved: a protected guest is gone (its images can go) only when
+// every host answers without it and it has no placement record.
+func TestRemoved(t *testing.T) {
+	hosts := func(h2 string, guests ...string) State {
+		s := State{Hosts: []Host{{Name: "h1", State: HostActive}, {Name: "h2", State: h2}}}
+		for _, g := range guests {
+			s.Hosts[0].Guests = append(s.Hosts[0].Guests, Guest{Name: g, State: driver.StateShutoff})
+		}
+		return s
+	}
+	placed := fleet.Topology{Placements: map[string]pool.Placement{"a": {Domain: "a", Host: "h1"}}}
+	for _, tc := range []struct {
+		name string
+		s    State
+		t    fleet.Topology
+		want bool
+	}{
+		{"gone", hosts(HostActive), fleet.Topology{}, true},
+		{"stopped, still defined", hosts(HostActive, "a"), fleet.Topology{}, false},
+		{"its placement still recorded", hosts(HostActive), placed, false},
+		{"a host does not answer: it may be there", hosts(HostDown), fleet.Topology{}, false},
+	} {
+		if got := removed(tc.s, tc.t, "a"); got != tc.want {
+			t.Errorf("%s: removed %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // A placement record says where a single domain that may be restarted
-// elsewhere (LabelFailoverHosts), or a protected guest, runs, and holds its
-// labels, which rebuild it, and its standby (LabelStandby). It is kept on the domain's failover hosts and its own host, so that
+// elsewhere (LabelFailoverHosts), or a protected guest, runs, and holds
+// its labels, which rebuild it, and its standby (LabelStandby). It is
+// kept on the domain's failover hosts (or standby) and its own host, so that
 // an agent started after that host failed, which never saw the domain,
 // still finds it on the hosts that are left.
 type Placement struct {

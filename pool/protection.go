@@ -176,7 +176,7 @@ func StandbyFor(c scheduler.Cluster, g scheduler.Guest, primary string, hosts []
 	for _, r := range reserved {
 		if known[r.Host] {
 			// A reservation holds room, not a place in a group.
-			r.Name, r.AntiAffinity, r.Pinned = "standby of "+r.Name, "", true
+			r.Name, r.AntiAffinity = "standby of "+r.Name, ""
 			cl.Guests = append(cl.Guests, r)
 		}
 	}

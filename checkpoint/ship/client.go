@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 
 	"github.com/virtpool/virtpool/checkpoint"
@@ -60,4 +61,26 @@ func (c *Client) Send(ctx context.Context, name, path, to string) (Sent, error) 
 // the helper holds as standby (nil: none).
 func (c *Client) Manifest(ctx context.Context, name string) (checkpoint.Manifest, error) {
 	return getManifest(ctx, c.client(), c.Base, name)
+}
+
+// Remove has the helper forget guest name: the image it keeps as its
+// standby, and its last checkpoint of it.
+func (c *Client) Remove(ctx context.Context, name string) (Removed, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.Base+"/v1/images/"+url.PathEscape(name), nil)
+	if err != nil {
+		return Removed{}, fmt.Errorf("remove the images of %s from %s: %w", name, c.Base, err)
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return Removed{}, fmt.Errorf("remove the images of %s from %s: %w", name, c.Base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Removed{}, fmt.Errorf("remove the images of %s from %s: %w", name, c.Base, statusError(resp))
+	}
+	var r Removed
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return Removed{}, fmt.Errorf("remove the images of %s from %s: its answer: %w", name, c.Base, err)
+	}
+	return r, nil
 }

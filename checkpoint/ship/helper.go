@@ -148,8 +148,50 @@ func NewHelper(dir string, peers *http.Client, log hclog.Logger) (*Helper, error
 		rc: &Receiver{Dir: standbyDir(abs), Log: log}}
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("POST /v1/send", h.send)
+	h.mux.HandleFunc("DELETE /v1/images/{name}", h.remove)
 	h.mux.Handle("/v1/images/", h.rc)
 	return h, nil
+}
+
+// remove forgets guest name here (DELETE /v1/images/{name}): the image
+// this host is standby for and the last one it checkpointed, once the
+// guest is gone. A guest whose image is being sent or received is
+// refused (409).
+func (h *Helper) remove(w http.ResponseWriter, r *http.Request) {
+	name, ok := h.rc.name(w, r)
+	if !ok {
+		return
+	}
+	done, ok := h.busy.start(name)
+	if !ok {
+		fail(w, http.StatusConflict, errorBody{Error: "an image of " + name + " is being sent"})
+		return
+	}
+	defer done()
+	held, err := h.rc.remove(name)
+	if err == nil {
+		if err = os.Remove(OutImage(h.Dir, name)); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		} else if err == nil {
+			held = true
+		}
+	}
+	switch {
+	case errors.Is(err, errBusy):
+		fail(w, http.StatusConflict, errorBody{Error: err.Error()})
+	case err != nil:
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+	default:
+		h.log.Info("images removed", "guest", name, "held", held)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Removed{Name: name, Held: held})
+	}
+}
+
+// Removed says what removing a guest's images found.
+type Removed struct {
+	Name string `json:"name"`
+	Held bool   `json:"held"` // there was an image of it
 }
 
 func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

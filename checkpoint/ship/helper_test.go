@@ -335,3 +335,46 @@ func TestHelperOneSendPerGuest(t *testing.T) {
 		t.Errorf("vm-1 once the first send ended: %v", err)
 	}
 }
+
+// TestHelperRemoves: once a guest is gone, the agent has its standby's
+// helper forget its image, and its primary's its last checkpoint; asking
+// again finds nothing; a bad name is refused.
+func TestHelperRemoves(t *testing.T) {
+	ca := pkitest.NewCA(t, t.TempDir(), "test CA")
+	a, b := startHelper(t, ca, "a"), startHelper(t, ca, "b")
+	ctx := context.Background()
+	out := OutImage(a.dir, "vm-1")
+	if err := os.WriteFile(out, randomBytes(1<<20, 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agentClient(t, ca, a.url).Send(ctx, "vm-1", out, b.url); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		base     string
+		gone     string // the file that must be gone after
+		held     bool
+		wantFail string
+	}{
+		{"the standby's image", b.url, StandbyImage(b.dir, "vm-1"), true, ""},
+		{"the primary's last checkpoint", a.url, out, true, ""},
+		{"again: nothing held", b.url, StandbyImage(b.dir, "vm-1"), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := agentClient(t, ca, tc.base).Remove(ctx, "vm-1")
+			if err != nil || r.Held != tc.held || r.Name != "vm-1" {
+				t.Fatalf("removed %+v, %v; want held %v", r, err, tc.held)
+			}
+			if _, err := os.Stat(tc.gone); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s still there (%v)", tc.gone, err)
+			}
+		})
+	}
+	if m, err := agentClient(t, ca, b.url).Manifest(ctx, "vm-1"); err != nil || m != nil {
+		t.Errorf("after the removal B's manifest of vm-1: %v, %v; want none", m, err)
+	}
+	if _, err := agentClient(t, ca, b.url).Remove(ctx, "../etc"); err == nil || !strings.Contains(err.Error(), "400") && !strings.Contains(err.Error(), "guest name") {
+		t.Errorf("a bad name: %v, want it refused", err)
+	}
+}

@@ -76,6 +76,24 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.mux.ServeHTTP(w, r)
 }
 
+// errBusy: the guest's image is being received.
+var errBusy = errors.New("an image is being received")
+
+// remove deletes what this receiver keeps of guest name (held: there was
+// something), unless an image of it is being received.
+func (rc *Receiver) remove(name string) (held bool, err error) {
+	done, ok := rc.busy.start(name)
+	if !ok {
+		return false, fmt.Errorf("%s: %w", name, errBusy)
+	}
+	defer done()
+	dir := filepath.Join(rc.Dir, name)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return true, os.RemoveAll(dir)
+}
+
 func fail(w http.ResponseWriter, code int, e errorBody) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -196,36 +196,52 @@ func (d *Driver) PutRecord(ctx context.Context, uri string, r driver.Record) err
 		d.conns.check(uri, err)
 		return wrap(op, uri, dname, err)
 	}
-	var uuid string
-	if old, err := c.LookupDomainByName(dname); err == nil {
-		defer old.Free()
-		// Never overwrite a guest that happens to carry a record's name.
-		if _, ok, err := readRecord(old); err != nil {
-			return wrap(op, uri, dname, err)
-		} else if !ok {
-			return opError(op, uri, dname, driver.CodeOperationInvalid,
-				fmt.Errorf("a domain named %s exists and is not a virtpool record", dname))
-		}
-		if uuid, err = old.GetUUIDString(); err != nil {
+	// A record new here that another writer creates meanwhile makes the
+	// define fail (its name taken, under another UUID): the second try
+	// replaces that one, as a write over an existing record does.
+	for try := 0; ; try++ {
+		uuid, err := recordUUID(c, op, uri, dname)
+		if err != nil {
+			d.conns.check(uri, err)
 			return wrap(op, uri, dname, err)
 		}
-	} else if !noDomain(err) {
-		d.conns.check(uri, err)
-		return wrap(op, uri, dname, err)
+		x, err := recordXML(typ, uuid, r)
+		if err != nil {
+			return opError(op, uri, dname, 0, err)
+		}
+		// One define call: the record appears, or changes, all at once.
+		dom, err := c.DomainDefineXMLFlags(x, lv.DOMAIN_DEFINE_VALIDATE)
+		if err != nil && uuid == "" && try == 0 {
+			continue
+		}
+		if err != nil {
+			d.conns.check(uri, err)
+			return wrap(op, uri, dname, err)
+		}
+		dom.Free()
+		d.log.Debug("record stored", "host", uri, "kind", r.Kind, "name", r.Name, "generation", r.Generation)
+		return nil
 	}
-	x, err := recordXML(typ, uuid, r)
+}
+
+// recordUUID is the UUID of the record domain dname ("" if there is
+// none); a domain of that name that is no record is an error: a guest
+// that happens to carry a record's name is never overwritten.
+func recordUUID(c *lv.Connect, op, uri, dname string) (string, error) {
+	old, err := c.LookupDomainByName(dname)
+	if noDomain(err) {
+		return "", nil
+	}
 	if err != nil {
-		return opError(op, uri, dname, 0, err)
+		return "", err
 	}
-	// One define call: the record appears, or changes, all at once.
-	dom, err := c.DomainDefineXMLFlags(x, lv.DOMAIN_DEFINE_VALIDATE)
-	if err != nil {
-		d.conns.check(uri, err)
-		return wrap(op, uri, dname, err)
+	defer old.Free()
+	if _, ok, err := readRecord(old); err != nil {
+		return "", err
+	} else if !ok {
+		return "", opError(op, uri, dname, driver.CodeOperationInvalid, fmt.Errorf("a domain named %s exists and is not a virtpool record", dname))
 	}
-	dom.Free()
-	d.log.Debug("record stored", "host", uri, "kind", r.Kind, "name", r.Name, "generation", r.Generation)
-	return nil
+	return old.GetUUIDString()
 }
 
 // ListRecords returns the records of a host, sorted by kind and name.

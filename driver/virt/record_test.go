@@ -2,8 +2,10 @@ package virt
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/virtpool/virtpool/driver"
@@ -183,6 +185,38 @@ func TestInternal(t *testing.T) {
 	}{{kvmProbePrefix + "1764601234", true}, {"web-1", false}, {"virtpool-kvm", false}} {
 		if got := internal(nil, tc.name, true); got != tc.want {
 			t.Errorf("internal(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestRecordWritersRace: writers that store a record new on a host at
+// once (the agent and the provider noting one placement) all succeed:
+// the last one's is kept, none fails on the name the others took.
+func TestRecordWritersRace(t *testing.T) {
+	ctx := context.Background()
+	d := newTestDriver(t)
+	for round := range 20 {
+		r := driver.Record{Kind: driver.RecordDomain, Name: fmt.Sprintf("rec-race-%d", round), Data: map[string]string{"host": "h1"}}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := r
+				r.Generation = int64(w + 1)
+				errs <- d.PutRecord(ctx, testURI, r)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if err := d.DeleteRecord(ctx, testURI, r.Kind, r.Name); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
