@@ -465,7 +465,8 @@ func TestProtectedAgentRestart(t *testing.T) {
 // memory (its sequence file goes on, no gap, no repeat), exactly once,
 // after the host's fence, and the pool makes no replacement for it; both
 // members are protected again, never onto their own host. When the host
-// is back, the member's stale copy there is removed.
+// is back, the member's stale copy there is removed. A member removed by
+// a scale-in has its images removed from its standby and its host.
 func TestProtectedPool(t *testing.T) {
 	needLab(t)
 	if theLab.Hosts[0].ShipBin == "" {

@@ -68,6 +68,7 @@ func New(cfg Config, f *fleet.Fleet, log hclog.Logger) *Agent {
 		announced: map[string]int{}, completed: map[string]driver.Job{},
 		fo: newFailover(cfg.FailoverGrace, cfg.StandbyOff), runFence: power.Run}
 	a.durations, a.downtimes = newHistograms()
+	f.HostTimeout = func(uri string) time.Duration { return a.fo.hostTimeout(uri, a.now()) }
 	a.prot = protector{loops: map[string]*protectLoop{}, recorded: map[string]string{}, last: map[string]Protection{},
 		crashed: map[string]crash{}, restoring: map[string]bool{}, retryAt: map[string]time.Time{}, unplaced: map[string]string{}}
 	if len(cfg.Helpers) > 0 {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/virtpool/virtpool/driver"
@@ -41,6 +42,9 @@ type failover struct {
 	// round or two to the grace.
 	downSince map[string]time.Time
 	upAt      map[string]time.Time // last sample the host answered
+	// failAt: when each host that does not answer, and is not failed
+	// yet, will have been silent for the grace, by URI (hostTimeout).
+	failAt    atomic.Pointer[map[string]time.Time]
 	idleSince map[string]time.Time // first sample the host was on standby and empty
 	told      map[string]bool      // host_failed said, for a host with no fence action
 	placed    map[string]string    // single domain → the host its placement was last noted on (or tried)
@@ -107,6 +111,8 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 	defer f.mu.Unlock()
 	now, busy := s.Time, f.busy
 	var out []action
+	failAt := map[string]time.Time{}
+	defer f.failAt.Store(&failAt)
 	for _, h := range s.Hosts {
 		if !idle(s, h) || !canPower(h.Name) {
 			delete(f.idleSince, h.Name)
@@ -140,6 +146,9 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 			}
 			f.downSince[h.Name] = since
 		}
+		if !fenced[h.Name] && !f.fenced[h.Name] {
+			failAt[h.URI] = since.Add(f.grace)
+		}
 		switch {
 		case busy, now.Before(f.retryAt[h.Name]):
 		case fenced[h.Name] || f.fenced[h.Name]:
@@ -161,6 +170,26 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 
 // idle tells whether h is on standby, runs no guest and is one of a
 // pool's hosts (whose record can note that it is off).
+// pastGrace is how far past its grace a call to a host that does not
+// answer may go: the round then ends with the grace over, and fails it.
+const pastGrace = 100 * time.Millisecond
+
+// hostTimeout bounds the calls to the host at uri in a round
+// (fleet.Fleet.HostTimeout): a host that does not answer is waited for
+// until its grace is over, not a whole call timeout past it. Without
+// that, a hung host's calls time out (2 s) in each round, and the round
+// that fails it ends up to that much after the grace. Once the grace is
+// over (a host with no fence action stays down), the fleet's own call
+// timeout applies again: a host that comes back is not cut short.
+func (f *failover) hostTimeout(uri string, now time.Time) time.Duration {
+	if m := f.failAt.Load(); m != nil {
+		if at, ok := (*m)[uri]; ok && at.After(now) {
+			return at.Sub(now) + pastGrace
+		}
+	}
+	return time.Hour // the fleet's own call timeout
+}
+
 func idle(s State, h Host) bool {
 	if h.State != HostStandby || slices.ContainsFunc(h.Guests, func(g Guest) bool { return g.rank() > 0 }) {
 		return false

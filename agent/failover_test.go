@@ -467,3 +467,41 @@ func TestStandbyPowerOff(t *testing.T) {
 		t.Errorf("h3 is %q once it answers, want %q", h3.State, HostStandby)
 	}
 }
+
+// TestHostTimeout: a host that does not answer is waited for, in each
+// round, until its grace is over (a little past it), not a whole call
+// timeout more: the round that fails a hung host ends with its grace. Up,
+// fenced, or past its grace, a host gets the fleet's own timeout.
+func TestHostTimeout(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	const uri = "qemu+tls://h3/system"
+	st := func(at time.Duration, h3 string) State {
+		return State{Time: t0.Add(at), Hosts: []Host{{Name: "h3", URI: uri, State: h3}}}
+	}
+	never := func(string) bool { return false }
+	for _, tc := range []struct {
+		name   string
+		states []State
+		fenced bool
+		at     time.Duration // when the call is made
+		want   time.Duration
+	}{
+		{"up", []State{st(0, HostActive)}, false, time.Second, time.Hour},
+		{"down since its last answer, 3 s before its grace ends", []State{st(0, HostActive), st(2*time.Second, HostDown)}, false,
+			2 * time.Second, 3*time.Second + pastGrace},
+		{"a round later", []State{st(0, HostActive), st(2*time.Second, HostDown), st(4*time.Second, HostDown)}, false,
+			4 * time.Second, time.Second + pastGrace},
+		{"its grace over", []State{st(0, HostActive), st(2*time.Second, HostDown)}, false, 6 * time.Second, time.Hour},
+		{"fenced", []State{st(0, HostActive), st(2*time.Second, HostDown)}, true, 2 * time.Second, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFailover(5*time.Second, 0)
+			for _, s := range tc.states {
+				f.decide(s, map[string]bool{"h3": tc.fenced}, never, never)
+			}
+			if got := f.hostTimeout(uri, t0.Add(tc.at)); got != tc.want {
+				t.Errorf("timeout %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

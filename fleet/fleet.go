@@ -31,6 +31,11 @@ type Fleet struct {
 	// CallTimeout bounds each host's calls in a round (default 10s), so
 	// that a hung host does not stall the others' samples.
 	CallTimeout time.Duration
+	// HostTimeout, if set, bounds the calls to the host at a URI instead
+	// (at most CallTimeout): a caller that must know by some moment
+	// whether a host answers (virtpool agent's failover grace) waits no
+	// longer for it.
+	HostTimeout func(uri string) time.Duration
 
 	mu   sync.RWMutex
 	topo Topology
@@ -89,10 +94,13 @@ func (f *Fleet) log() hclog.Logger {
 	return f.Log
 }
 
-func (f *Fleet) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+func (f *Fleet) withTimeout(ctx context.Context, uri string) (context.Context, context.CancelFunc) {
 	d := f.CallTimeout
 	if d <= 0 {
 		d = 10 * time.Second
+	}
+	if f.HostTimeout != nil {
+		d = min(d, f.HostTimeout(uri))
 	}
 	return context.WithTimeout(ctx, d)
 }
@@ -122,7 +130,7 @@ func (f *Fleet) Refresh(ctx context.Context) (Topology, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cctx, cancel := f.withTimeout(ctx)
+				cctx, cancel := f.withTimeout(ctx, u)
 				defer cancel()
 				rs, err := d.ListRecords(cctx, u)
 				mu.Lock()
@@ -245,7 +253,7 @@ func (f *Fleet) Sample(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := f.withTimeout(ctx)
+			cctx, cancel := f.withTimeout(ctx, h.URI)
 			defer cancel()
 			st, err := d.Stats(cctx, h.URI)
 			mu.Lock()
