@@ -298,3 +298,22 @@ func TestWatchAnnouncesMigration(t *testing.T) {
 		t.Error("the migration's events asked for no sample")
 	}
 }
+
+// TestSampleThenAnnounce: a sample that sees a migration in flight
+// announces its start, and the incoming side's event that races with it
+// (before the sample's state is stored) says nothing more.
+func TestSampleThenAnnounce(t *testing.T) {
+	l := newLab(t)
+	start := event.Event{Kind: event.MigrationStarted, UUID: "u-1", Guest: "web-1", From: "h1", To: "h2"}
+	l.a.mu.Lock()
+	kept := l.a.unannounced([]event.Event{start}, State{Migrations: []Migration{{UUID: "u-1", Guest: "web-1"}}})
+	l.a.mu.Unlock()
+	if len(kept) != 1 {
+		t.Fatalf("the sample's start dropped: %v", kept)
+	}
+	before := len(l.a.Events().Since(0))
+	l.a.announce("h2", driver.DomainEvent{UUID: "u-1", Domain: "web-1", Time: time.Now()})
+	if evs := l.a.Events().Since(0); len(evs) != before {
+		t.Errorf("announced again after the sample: %v", kinds(evs))
+	}
+}

@@ -88,16 +88,20 @@ func (a *Agent) announce(host string, e driver.DomainEvent) {
 		Message: fmt.Sprintf("%s migrating %s → %s", e.Domain, from, host)})
 }
 
-// unannounced drops from evs the starts announced already, and forgets
-// announcements whose migration ended (finished, or not in flight for two
-// samples: it failed). a.mu held.
+// unannounced drops from evs the starts announced already, notes the
+// others as announced (announce, racing with this sample, then says
+// nothing: a.state shows the migration only once the sample is stored),
+// and forgets announcements whose migration ended (finished, or not in
+// flight for two samples: it failed). a.mu held.
 func (a *Agent) unannounced(evs []event.Event, cur State) []event.Event {
 	out := evs[:0]
 	for _, e := range evs {
-		if _, ok := a.announced[e.UUID]; ok && e.Kind == event.MigrationStarted {
+		switch _, ok := a.announced[e.UUID]; {
+		case ok && e.Kind == event.MigrationStarted:
 			continue
-		}
-		if e.Kind == event.MigrationFinished {
+		case e.Kind == event.MigrationStarted:
+			a.announced[e.UUID] = a.steps
+		case e.Kind == event.MigrationFinished:
 			delete(a.announced, e.UUID)
 		}
 		out = append(out, e)
