@@ -168,8 +168,6 @@ func (f *failover) decide(s State, fenced map[string]bool, canFence, canPower fu
 	return out
 }
 
-// idle tells whether h is on standby, runs no guest and is one of a
-// pool's hosts (whose record can note that it is off).
 // pastGrace is how far past its grace a call to a host that does not
 // answer may go: the round then ends with the grace over, and fails it.
 const pastGrace = 100 * time.Millisecond
@@ -190,6 +188,8 @@ func (f *failover) hostTimeout(uri string, now time.Time) time.Duration {
 	return time.Hour // the fleet's own call timeout
 }
 
+// idle tells whether h is on standby, runs no guest and is one of a
+// pool's hosts (whose record can note that it is off).
 func idle(s State, h Host) bool {
 	if h.State != HostStandby || slices.ContainsFunc(h.Guests, func(g Guest) bool { return g.rank() > 0 }) {
 		return false

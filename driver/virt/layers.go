@@ -109,7 +109,8 @@ func (d *Driver) compact(ctx context.Context, c *lv.Connect, dom *lv.Domain, dis
 				return fmt.Errorf("delete layer %s, merged into %s: %w", f, into, err)
 			}
 		}
-		d.log.Debug("checkpoint layers merged", "disk", ld.target, "into", into, "layers", len(layers))
+		name, _ := dom.GetName()
+		d.log.Debug("checkpoint layers merged", "domain", name, "disk", ld.target, "into", into, "layers", len(layers))
 	}
 	return nil
 }
@@ -170,14 +171,18 @@ func withoutBackingStores(x string) (string, error) {
 // no layer.
 func layersBelow(c *lv.Connect, top string) ([]string, error) {
 	var out []string
+	refreshed := map[string]bool{} // a directory's pool, once: it lists the layers' volumes
 	for f := top; isLayer(f); {
 		out = append(out, f)
-		pool, err := dirPool(c, path.Dir(f))
-		if err != nil {
-			return out, err
+		if dir := path.Dir(f); !refreshed[dir] {
+			pool, err := dirPool(c, dir)
+			if err != nil {
+				return out, err
+			}
+			_ = pool.Refresh(0)
+			_ = pool.Free()
+			refreshed[dir] = true
 		}
-		_ = pool.Refresh(0)
-		_ = pool.Free()
 		v, err := c.LookupStorageVolByPath(f)
 		if err != nil {
 			if hasCode(err, lv.ERR_NO_STORAGE_VOL) {

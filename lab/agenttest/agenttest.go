@@ -137,24 +137,31 @@ func (a *Agent) Get(t testing.TB, path string, v any) {
 	}
 }
 
-// After returns the agent's state once it has taken n more samples than
-// the state it served when called. The deadline only keeps a stuck agent
-// from hanging the suite: the wait is counted in samples.
+// After returns the agent's state once it has taken n samples whose
+// rounds began after the call, so that what happened before the call is
+// in each of them (a round in flight at the call may have read a host
+// before it changed, and be stored after). The deadline only keeps a
+// stuck agent from hanging the suite: the wait is counted in samples.
 func (a *Agent) After(t testing.TB, n int) agent.State {
 	t.Helper()
+	call := time.Now() // the agent's rounds are timed on this machine's clock
+	seen := map[time.Time]bool{}
+	deadline := call.Add(time.Duration(n+1)*a.interval*20 + 30*time.Second)
 	var s agent.State
-	a.Get(t, "/api/v1/state", &s)
-	seen := map[time.Time]bool{s.Time: true}
-	deadline := time.Now().Add(time.Duration(n)*a.interval*20 + 30*time.Second)
-	for len(seen) <= n {
+	for {
+		a.Get(t, "/api/v1/state", &s)
+		if s.Time.After(call) {
+			seen[s.Time] = true
+		}
+		if len(seen) >= n {
+			return s
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent took %d samples, not %d, by %s\n%s", len(seen)-1, n, deadline.Format(time.TimeOnly), a.Tail(30))
+			t.Fatalf("agent took %d samples begun after %s, not %d, by %s\n%s", len(seen), call.Format(time.TimeOnly), n,
+				deadline.Format(time.TimeOnly), a.Tail(30))
 		}
 		time.Sleep(a.interval / 5)
-		a.Get(t, "/api/v1/state", &s)
-		seen[s.Time] = true
 	}
-	return s
 }
 
 // LastSeq is the agent's newest event number.
