@@ -362,4 +362,3 @@ func TestAgentFollowsDisk(t *testing.T) {
 	g.setDiskLoad(t, 0, 0)
 	idle("once the load stopped")
 }
-
