@@ -456,6 +456,26 @@ func TestProtectedAgentRestart(t *testing.T) {
 	t.Logf("under %d MiB/s of dirtying a 64 MiB buffer: images %v ms apart, shipped %v bytes (p50 %.1f MiB = %.0f %% of RAM) against %.1f MiB dirtied (p50): %.0f %%; pauses %v ms",
 		rateMiB, gaps, wires, float64(med)/(1<<20), 100*float64(med)/float64(128<<20), float64(medDirty)/(1<<20),
 		100*float64(med)/float64(medDirty), pauses)
+
+	// Removed while no agent runs (as terraform destroy does it): the
+	// next agent finds its images on the helpers and has them removed.
+	if err := syscall.Kill(second.Proc.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-second.Proc.Done()
+	files := images(t, name, q)
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("before the removal: %v", err)
+		}
+	}
+	removeEverywhere(t, name)
+	if err := failOps().DropPlacement(context.Background(), name, theLab.Inventory().Names()); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := fencingAgent(t)
+	waitImagesGone(t, third, name, files)
+	t.Logf("%s removed while no agent ran: the next agent had its images removed from %s and %s", name, q.Standby, q.Primary)
 }
 
 // TestProtectedPool (issue 14: every member of a virtpool_pool): a pool
@@ -627,29 +647,42 @@ func TestProtectedPool(t *testing.T) {
 	if ms[0].Name == m1 {
 		gone = m2
 	}
-	var images []string
-	for _, h := range []struct{ host, path string }{{before[gone].Standby, "standby"}, {before[gone].Primary, "out"}} {
-		lh, err := theLab.Host(h.host)
-		if err != nil {
-			t.Fatalf("%s: %+v: %v", gone, before[gone], err)
-		}
-		if h.path == "standby" {
-			images = append(images, ship.StandbyImage(lh.ShipDir(), gone))
-		} else {
-			images = append(images, ship.OutImage(lh.ShipDir(), gone))
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		left := slices.DeleteFunc(slices.Clone(images), func(f string) bool { _, err := os.Stat(f); return err != nil })
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s removed: its images %v still there by %s\n%s", gone, left, deadline.Format(time.TimeOnly), ag.Tail(20))
-		}
-	}
+	waitImagesGone(t, ag, gone, images(t, gone, before[gone]))
 	t.Logf("pool member %s: %s crashed, restored on its standby %s in %d ms, answering %s after the crash; no replacement made",
 		m1, primary.Name, restored.To, restored.ElapsedMs, rto.Round(time.Millisecond))
+}
+
+// images are the files a protected guest's helpers keep of it: the
+// image its standby holds and its primary's last checkpoint.
+func images(t *testing.T, name string, p agent.Protection) []string {
+	t.Helper()
+	var out []string
+	for _, h := range []struct {
+		host string
+		path func(dir, name string) string
+	}{{p.Standby, ship.StandbyImage}, {p.Primary, ship.OutImage}} {
+		lh, err := theLab.Host(h.host)
+		if err != nil {
+			t.Fatalf("%s: %+v: %v", name, p, err)
+		}
+		out = append(out, h.path(lh.ShipDir(), name))
+	}
+	return out
+}
+
+// waitImagesGone waits until the files are gone: removed guest name's
+// images, which agent ag has the helpers remove.
+func waitImagesGone(t *testing.T, ag *runningAgent, name string, files []string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left := slices.DeleteFunc(slices.Clone(files), func(f string) bool { _, err := os.Stat(f); return err != nil })
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s removed: its images %v still there by %s\n%s", name, left, deadline.Format(time.TimeOnly), ag.Tail(20))
+		}
+	}
 }
 
 // TestProtectedDisk (issue 14: guests with disks): a protected guest with

@@ -176,6 +176,9 @@ type protector struct {
 	retryAt   map[string]time.Time
 	// unplaced: why a pool member has no standby, as last said.
 	unplaced map[string]string
+	// swept: the helpers' images were compared with the guests once
+	// (sweep), for the guests removed while no agent ran.
+	swept bool
 }
 
 // crash is a protected domain's QEMU failed on host, as libvirt told.
@@ -261,6 +264,10 @@ func (a *Agent) protect(ctx context.Context, s State, t fleet.Topology) {
 			go a.forget(ctx, name, st.Primary, st.Standby)
 		}
 	}
+	if !p.swept && len(t.Errors) == 0 && !slices.ContainsFunc(s.Hosts, func(h Host) bool { return h.State == HostDown }) {
+		p.swept = true
+		go a.sweep(ctx, s, t)
+	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		w := want[name]
 		if w.unplaced != "" && p.unplaced[name] != w.unplaced {
@@ -287,6 +294,27 @@ func removed(s State, t fleet.Topology, name string) bool {
 		}
 	}
 	return true
+}
+
+// sweep has each helper remove the images it holds of guests that are
+// removed (removed: run by no host, all answering, and placed nowhere in
+// t's records, all read): what a guest removed while no agent ran left.
+func (a *Agent) sweep(ctx context.Context, s State, t fleet.Topology) {
+	for _, h := range slices.Sorted(maps.Keys(a.cfg.Helpers)) {
+		names, err := (&ship.Client{Base: a.cfg.Helpers[h].URL, TLS: a.prot.tls}).List(ctx)
+		if err != nil {
+			a.log.Warn("images on a host not compared with its guests", "host", h, "error", err)
+			continue
+		}
+		for _, name := range names {
+			a.prot.mu.Lock()
+			gone := a.prot.loops[name] == nil && removed(s, t, name)
+			a.prot.mu.Unlock()
+			if gone {
+				a.forget(ctx, name, h)
+			}
+		}
+	}
 }
 
 // forget has the helpers of a removed guest's last primary and standby

@@ -63,6 +63,27 @@ func (c *Client) Manifest(ctx context.Context, name string) (checkpoint.Manifest
 	return getManifest(ctx, c.client(), c.Base, name)
 }
 
+// List names the guests the helper holds images of.
+func (c *Client) List(ctx context.Context) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/v1/images", nil)
+	if err != nil {
+		return nil, fmt.Errorf("list the images on %s: %w", c.Base, err)
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list the images on %s: %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list the images on %s: %w", c.Base, statusError(resp))
+	}
+	var names []string
+	if err := json.NewDecoder(resp.Body).Decode(&names); err != nil {
+		return nil, fmt.Errorf("list the images on %s: its answer: %w", c.Base, err)
+	}
+	return names, nil
+}
+
 // Remove has the helper forget guest name: the image it keeps as its
 // standby, and its last checkpoint of it.
 func (c *Client) Remove(ctx context.Context, name string) (Removed, error) {

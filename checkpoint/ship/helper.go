@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -148,6 +150,7 @@ func NewHelper(dir string, peers *http.Client, log hclog.Logger) (*Helper, error
 		rc: &Receiver{Dir: standbyDir(abs), Log: log}}
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("POST /v1/send", h.send)
+	h.mux.HandleFunc("GET /v1/images", h.list)
 	h.mux.HandleFunc("DELETE /v1/images/{name}", h.remove)
 	h.mux.Handle("/v1/images/", h.rc)
 	return h, nil
@@ -186,6 +189,39 @@ func (h *Helper) remove(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Removed{Name: name, Held: held})
 	}
+}
+
+// list names the guests this host holds images of (GET /v1/images): as
+// their standby, or its last checkpoint of them. An agent started after
+// a guest was removed finds there what to remove.
+func (h *Helper) list(w http.ResponseWriter, _ *http.Request) {
+	names, err := h.held()
+	if err != nil {
+		fail(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(names)
+}
+
+// held lists, sorted, the guests with a directory under the standby
+// directory or an image in the out directory; other files (a capture
+// being written) are not guests'.
+func (h *Helper) held() ([]string, error) {
+	names := map[string]bool{}
+	for _, d := range []string{standbyDir(h.Dir), outDir(h.Dir)} {
+		es, err := os.ReadDir(d)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("list images: %w", err)
+		}
+		for _, e := range es {
+			name, isImage := strings.CutSuffix(e.Name(), ".img")
+			if (e.IsDir() || isImage && e.Type().IsRegular()) && checkName(name) == nil {
+				names[name] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(names)), nil
 }
 
 // Removed says what removing a guest's images found.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -350,6 +351,19 @@ func TestHelperRemoves(t *testing.T) {
 	if _, err := agentClient(t, ca, a.url).Send(ctx, "vm-1", out, b.url); err != nil {
 		t.Fatal(err)
 	}
+	// A capture being written is no guest's image.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(out), "vm-2.img.tmp"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lists := func(when string, want ...string) {
+		t.Helper()
+		for _, h := range []string{a.url, b.url} {
+			if got, err := agentClient(t, ca, h).List(ctx); err != nil || !slices.Equal(got, want) {
+				t.Errorf("%s: %s lists %q, %v; want %q", when, h, got, err, want)
+			}
+		}
+	}
+	lists("sent", "vm-1")
 	for _, tc := range []struct {
 		name     string
 		base     string
@@ -377,4 +391,5 @@ func TestHelperRemoves(t *testing.T) {
 	if _, err := agentClient(t, ca, b.url).Remove(ctx, "../etc"); err == nil || !strings.Contains(err.Error(), "400") && !strings.Contains(err.Error(), "guest name") {
 		t.Errorf("a bad name: %v, want it refused", err)
 	}
+	lists("removed")
 }
