@@ -40,7 +40,7 @@ func (d *Driver) CheckpointDomain(ctx context.Context, uri, name string, opts dr
 			}
 			return opError(op, uri, name, driver.CodeOperationInvalid, errors.New(why))
 		}
-		def, err := liveDef(dom)
+		def, err := domainDef(dom, 0)
 		if err != nil {
 			return err
 		}
@@ -52,7 +52,7 @@ func (d *Driver) CheckpointDomain(ctx context.Context, uri, name string, opts dr
 			if err := d.compact(ctx, c, dom, disks); err != nil {
 				return err
 			}
-			if def, err = liveDef(dom); err != nil {
+			if def, err = domainDef(dom, 0); err != nil {
 				return err
 			}
 		}

@@ -92,7 +92,7 @@ func (d *Driver) compact(ctx context.Context, c *lv.Connect, dom *lv.Domain, dis
 		if err := waitBlockJob(ctx, dom, ld.target); err != nil {
 			return fmt.Errorf("merge the layers %v of disk %s into %s: %w", layers, ld.target, into, err)
 		}
-		def, err := liveDef(dom)
+		def, err := domainDef(dom, 0)
 		if err != nil {
 			return err
 		}
@@ -137,8 +137,10 @@ func waitBlockJob(ctx context.Context, dom *lv.Domain, disk string) error {
 	}
 }
 
-func liveDef(dom *lv.Domain) (*libvirtxml.Domain, error) {
-	s, err := dom.GetXMLDesc(0)
+// domainDef reads dom's definition: the running one (flags 0) or, with
+// lv.DOMAIN_XML_INACTIVE, the one it boots from.
+func domainDef(dom *lv.Domain, flags lv.DomainXMLFlags) (*libvirtxml.Domain, error) {
+	s, err := dom.GetXMLDesc(flags)
 	if err != nil {
 		return nil, err
 	}
@@ -210,13 +212,9 @@ func layersBelow(c *lv.Connect, top string) ([]string, error) {
 // diskLayers lists the checkpoint layers of dom's disks, from the file
 // each disk writes down to the disk's own file (layersBelow).
 func diskLayers(c *lv.Connect, dom *lv.Domain) ([]string, error) {
-	s, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+	def, err := domainDef(dom, lv.DOMAIN_XML_INACTIVE)
 	if err != nil {
 		return nil, err
-	}
-	var def libvirtxml.Domain
-	if err := def.Unmarshal(s); err != nil {
-		return nil, fmt.Errorf("read domain XML: %w", err)
 	}
 	var out []string
 	if def.Devices == nil {
